@@ -1,0 +1,465 @@
+//! The contract between the engine and step kinds.
+//!
+//! Each step kind lives in its own crate and implements [`StepExecutor`] for
+//! one `type`. The engine hands every attempt a [`StepContext`]: rendering
+//! (with the run's template context), cancellation, live output, progress and
+//! secret registration. Executors never print, never touch the journal and
+//! never decide retries; they run one attempt and say how it went.
+
+use crate::redact::Redactor;
+use crate::template::Templates;
+use async_trait::async_trait;
+use runbook_model::yaml::{Node, Value as YamlValue};
+use runbook_model::{Step, Template, Typed};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// A step's outputs, readable by later templates as `steps.ID.outputs.*`.
+pub type Outputs = serde_json::Map<String, Value>;
+
+/// How one attempt ended.
+#[derive(Debug)]
+pub enum StepOutcome {
+    /// The attempt succeeded.
+    Succeeded(Outputs),
+    /// The attempt failed; `outputs` still reach later templates (a failed
+    /// check's status and body are data for the next step).
+    Failed(StepFailure),
+    /// `--dry-run`: the step has side effects, so it was not run. The text
+    /// says what it would have done.
+    WouldRun(String),
+}
+
+/// A failed attempt.
+#[derive(Debug, Default)]
+pub struct StepFailure {
+    /// What went wrong, in words an SRE can act on.
+    pub message: String,
+    /// Whatever outputs were gathered before the failure.
+    pub outputs: Outputs,
+}
+
+impl StepFailure {
+    /// A failure without outputs.
+    pub fn new(message: impl Into<String>) -> Self {
+        StepFailure {
+            message: message.into(),
+            outputs: Outputs::new(),
+        }
+    }
+
+    /// A failure that keeps the outputs gathered so far.
+    pub fn with_outputs(message: impl Into<String>, outputs: Outputs) -> Self {
+        StepFailure {
+            message: message.into(),
+            outputs,
+        }
+    }
+}
+
+impl From<crate::template::RenderFailure> for StepFailure {
+    fn from(error: crate::template::RenderFailure) -> Self {
+        StepFailure::new(error.0)
+    }
+}
+
+/// Which stream a line of live output came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// One step kind.
+#[async_trait]
+pub trait StepExecutor: Send + Sync {
+    /// The `type` this executor runs (`shell`, `http-check`, ...).
+    fn kind(&self) -> &'static str;
+
+    /// Runs one attempt of `step`. When `ctx.cancelled()` fires (timeout,
+    /// run failure, signal), stop promptly and return; the engine decides
+    /// how to report it.
+    async fn run(&self, step: &Step, ctx: &StepContext) -> StepOutcome;
+
+    /// Runs the built-in inverse of `step` (for `rollback: auto`), given the
+    /// outputs of its successful run. Kinds without inverses keep the default.
+    async fn rollback_auto(
+        &self,
+        step: &Step,
+        outputs: &Outputs,
+        ctx: &StepContext,
+    ) -> StepOutcome {
+        let _ = (outputs, ctx);
+        StepOutcome::Failed(StepFailure::new(format!(
+            "step `{}` has no automatic rollback",
+            step.id.value
+        )))
+    }
+}
+
+/// Messages a step sends to the engine while it runs.
+#[derive(Debug)]
+pub enum StepMessage {
+    /// A line of live output (without its newline).
+    Output {
+        /// The step.
+        step: String,
+        /// Which stream.
+        stream: Stream,
+        /// The line.
+        line: String,
+    },
+    /// A progress note ("waiting for 2 of 3 replicas").
+    Progress {
+        /// The step.
+        step: String,
+        /// The note.
+        message: String,
+    },
+}
+
+/// Decisions a person (or a flag) can make about a manual gate. The CLI
+/// provides the real one (terminal prompt, `--approve`, `runbook approve`);
+/// tests inject their own.
+#[async_trait]
+pub trait Approvals: Send + Sync {
+    /// Waits for a decision on `gate` until `cancel` fires. Returns the
+    /// decision and who made it, or `None` when cancelled (timeout).
+    async fn decide(&self, gate: &GateRequest, cancel: &CancellationToken) -> Option<Decision>;
+}
+
+/// A manual gate waiting for a decision.
+#[derive(Clone, Debug)]
+pub struct GateRequest {
+    /// The run.
+    pub run_id: String,
+    /// The gate's step id.
+    pub gate: String,
+    /// The rendered message.
+    pub message: String,
+    /// How long the gate will wait.
+    pub timeout: Duration,
+}
+
+/// A decision on a gate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// Approved or rejected.
+    pub approved: bool,
+    /// Who decided: `--approve`, `user@host (terminal)`, `runbook approve by user`.
+    pub decided_by: String,
+}
+
+/// What an attempt may use from the run.
+pub struct StepContext {
+    pub(crate) step_id: String,
+    pub(crate) attempt: u32,
+    pub(crate) run_id: String,
+    pub(crate) dry_run: bool,
+    pub(crate) timeout: Duration,
+    pub(crate) context: Arc<Value>,
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) templates: Arc<Templates>,
+    pub(crate) redactor: Redactor,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) messages: mpsc::UnboundedSender<StepMessage>,
+    pub(crate) run_dir: PathBuf,
+    pub(crate) approvals: Arc<dyn Approvals>,
+}
+
+impl StepContext {
+    /// The step id (for a rollback, `PARENT.rollback`).
+    pub fn step_id(&self) -> &str {
+        &self.step_id
+    }
+
+    /// 1 for the first attempt.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The run id.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// Whether the run is a `--dry-run`.
+    pub fn dry_run(&self) -> bool {
+        self.dry_run
+    }
+
+    /// This attempt's timeout (the engine enforces it through
+    /// [`Self::cancelled`]; steps that wait on a server can also pass it on).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The run's state directory for this run (`STATE_DIR/runs/RUN_ID`).
+    pub fn run_dir(&self) -> &Path {
+        &self.run_dir
+    }
+
+    /// Environment for child processes: the runbook's `env` and the step's
+    /// `env`, rendered, in that order (later wins).
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
+
+    /// The token that fires when this attempt must stop.
+    pub fn cancelled(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    /// Approvals for manual gates.
+    pub fn approvals(&self) -> &dyn Approvals {
+        self.approvals.as_ref()
+    }
+
+    /// The template context (`params`, `env`, `steps`, `run`).
+    pub fn template_context(&self) -> &Value {
+        &self.context
+    }
+
+    /// Renders a field. `field` names it in the error message.
+    pub fn render(&self, field: &str, template: &Template) -> Result<String, StepFailure> {
+        self.templates
+            .render(&template.text, &self.context)
+            .map_err(|e| field_error(field, template, &e.0))
+    }
+
+    /// Renders a shell script: `{{x}}` inserts one quoted word.
+    pub fn render_script(&self, field: &str, template: &Template) -> Result<String, StepFailure> {
+        self.templates
+            .render_script(&template.text, &self.context)
+            .map_err(|e| field_error(field, template, &e.0))
+    }
+
+    /// Renders a template that must produce `true` or `false`.
+    pub fn render_condition(&self, field: &str, template: &Template) -> Result<bool, StepFailure> {
+        self.templates
+            .render_condition(&template.text, &self.context)
+            .map_err(|e| field_error(field, template, &e.0))
+    }
+
+    /// Renders every string inside a free-form value (JSON body, patch) and
+    /// converts it to JSON.
+    pub fn render_tree(&self, field: &str, node: &Node) -> Result<Value, StepFailure> {
+        Ok(match &node.value {
+            YamlValue::Str(s) if s.contains("{{") => {
+                let t = Template {
+                    text: s.clone(),
+                    span: node.span,
+                    style: node.style.unwrap_or(runbook_model::yaml::ScalarKind::Plain),
+                };
+                Value::String(self.render(field, &t)?)
+            }
+            YamlValue::Seq(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|i| self.render_tree(field, i))
+                    .collect::<Result<_, _>>()?,
+            ),
+            YamlValue::Map(entries) => {
+                let mut map = serde_json::Map::new();
+                for e in entries {
+                    map.insert(e.key.clone(), self.render_tree(field, &e.value)?);
+                }
+                Value::Object(map)
+            }
+            _ => node.to_json(),
+        })
+    }
+
+    /// Renders a typed field, then parses it into its type.
+    pub fn render_typed<T>(&self, field: &str, value: &Typed<T>) -> Result<T, StepFailure>
+    where
+        T: Clone + ParseRendered,
+    {
+        match value {
+            Typed::Literal(v) => Ok(v.value.clone()),
+            Typed::Template(t) => {
+                let text = self.render(field, t)?;
+                T::parse_rendered(text.trim()).map_err(|expected| {
+                    StepFailure::new(format!(
+                        "`{field}` (line {}) rendered to `{}`, which is not {expected}",
+                        t.span.line,
+                        self.redactor.redact(&text)
+                    ))
+                })
+            }
+        }
+    }
+
+    /// Sends one line of live output.
+    pub fn output_line(&self, stream: Stream, line: &str) {
+        let _ = self.messages.send(StepMessage::Output {
+            step: self.step_id.clone(),
+            stream,
+            line: line.to_string(),
+        });
+    }
+
+    /// Reports progress while waiting.
+    pub fn progress(&self, message: &str) {
+        let _ = self.messages.send(StepMessage::Progress {
+            step: self.step_id.clone(),
+            message: message.to_string(),
+        });
+    }
+
+    /// Registers a value that must never be shown (an `Authorization` header).
+    pub fn add_secret(&self, value: &str) {
+        self.redactor.add(value);
+    }
+
+    /// Masks registered secrets in `text`.
+    pub fn redact(&self, text: &str) -> String {
+        self.redactor.redact(text)
+    }
+}
+
+fn field_error(field: &str, template: &Template, message: &str) -> StepFailure {
+    StepFailure::new(format!(
+        "template in `{field}` (line {}, column {}): {message}",
+        template.span.line, template.span.col
+    ))
+}
+
+/// Types a templated field can be parsed into after rendering.
+pub trait ParseRendered: Sized {
+    /// Parses rendered text; the error names the expected type.
+    fn parse_rendered(text: &str) -> Result<Self, &'static str>;
+}
+
+impl ParseRendered for i64 {
+    fn parse_rendered(text: &str) -> Result<Self, &'static str> {
+        text.parse().map_err(|_| "an integer")
+    }
+}
+
+impl ParseRendered for bool {
+    fn parse_rendered(text: &str) -> Result<Self, &'static str> {
+        match text {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err("`true` or `false`"),
+        }
+    }
+}
+
+impl ParseRendered for Duration {
+    fn parse_rendered(text: &str) -> Result<Self, &'static str> {
+        runbook_model::parse_duration(text).map_err(|_| "a duration such as `30s`")
+    }
+}
+
+/// Builds a [`StepContext`] outside a run: for step crates' tests and tools
+/// that execute one step. The engine builds its own.
+pub struct StepContextBuilder {
+    ctx: StepContext,
+    receiver: mpsc::UnboundedReceiver<StepMessage>,
+}
+
+/// Approvals that never come: a gate waits for its timeout.
+struct NoApprovals;
+
+#[async_trait]
+impl Approvals for NoApprovals {
+    async fn decide(&self, _: &GateRequest, cancel: &CancellationToken) -> Option<Decision> {
+        cancel.cancelled().await;
+        None
+    }
+}
+
+impl StepContextBuilder {
+    /// A context for `step_id` with an empty template context, one attempt,
+    /// a 10-minute timeout and no approvals.
+    pub fn new(step_id: &str) -> Self {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        StepContextBuilder {
+            ctx: StepContext {
+                step_id: step_id.to_string(),
+                attempt: 1,
+                run_id: "standalone".to_string(),
+                dry_run: false,
+                timeout: Duration::from_secs(600),
+                context: Arc::new(
+                    serde_json::json!({"params": {}, "env": {}, "steps": {}, "run": {"id": "standalone", "name": "standalone", "started_at": "", "dry_run": false}}),
+                ),
+                env: Vec::new(),
+                templates: Arc::new(Templates::new()),
+                redactor: Redactor::new(),
+                cancel: CancellationToken::new(),
+                messages: sender,
+                run_dir: std::env::temp_dir(),
+                approvals: Arc::new(NoApprovals),
+            },
+            receiver,
+        }
+    }
+
+    /// Sets the template context.
+    pub fn context(mut self, context: Value) -> Self {
+        self.ctx.context = Arc::new(context);
+        self
+    }
+
+    /// Sets the environment for child processes.
+    pub fn env(mut self, env: Vec<(String, String)>) -> Self {
+        self.ctx.env = env;
+        self
+    }
+
+    /// Marks the run as a dry run.
+    pub fn dry_run(mut self, dry_run: bool) -> Self {
+        self.ctx.dry_run = dry_run;
+        self
+    }
+
+    /// Sets the attempt's timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.ctx.timeout = timeout;
+        self
+    }
+
+    /// Sets the run directory.
+    pub fn run_dir(mut self, dir: PathBuf) -> Self {
+        self.ctx.run_dir = dir;
+        self
+    }
+
+    /// Sets the run id.
+    pub fn run_id(mut self, id: &str) -> Self {
+        self.ctx.run_id = id.to_string();
+        self
+    }
+
+    /// Sets the approvals source for manual gates.
+    pub fn approvals(mut self, approvals: Arc<dyn Approvals>) -> Self {
+        self.ctx.approvals = approvals;
+        self
+    }
+
+    /// Shares a redactor.
+    pub fn redactor(mut self, redactor: Redactor) -> Self {
+        self.ctx.redactor = redactor;
+        self
+    }
+
+    /// Shares a cancellation token.
+    pub fn cancel(mut self, cancel: CancellationToken) -> Self {
+        self.ctx.cancel = cancel;
+        self
+    }
+
+    /// The context, and the receiving end of its live output and progress.
+    pub fn build(self) -> (StepContext, mpsc::UnboundedReceiver<StepMessage>) {
+        (self.ctx, self.receiver)
+    }
+}

@@ -1,0 +1,460 @@
+//! Rendering templates: Handlebars in strict mode, HTML escaping off, our
+//! helpers, and shell quoting for scripts.
+//!
+//! Shell safety relies on Handlebars' own split between `{{expr}}` (escaped)
+//! and `{{{expr}}}` (raw): the script registry's escape function quotes the
+//! value as exactly one shell word, so a param such as `x'; rm -rf /; '`
+//! stays one inert argument unless the author explicitly wrote `{{{ }}}`.
+
+use handlebars::{
+    Context, Handlebars, Helper, JsonRender, RenderContext, RenderError, RenderErrorReason,
+    ScopedJson,
+};
+use runbook_model::template::HELPERS;
+use serde_json::Value;
+
+/// A failed render, with a message naming what was missing or wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RenderFailure(pub String);
+
+/// The two registries a run needs: one for ordinary fields and one for shell
+/// scripts. Built once per run; rendering is then allocation-light.
+pub struct Templates {
+    plain: Handlebars<'static>,
+    script: Handlebars<'static>,
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Templates {
+    /// Both registries with strict mode and every helper of [`HELPERS`].
+    pub fn new() -> Self {
+        let mut plain = registry();
+        plain.register_escape_fn(handlebars::no_escape);
+        let mut script = registry();
+        script.register_escape_fn(shell_quote);
+        Templates { plain, script }
+    }
+
+    /// Renders an ordinary field.
+    pub fn render(&self, text: &str, context: &Value) -> Result<String, RenderFailure> {
+        if !text.contains("{{") {
+            return Ok(text.to_string());
+        }
+        self.plain
+            .render_template(text, context)
+            .map_err(|e| RenderFailure(describe(&e)))
+    }
+
+    /// Renders a shell script: `{{x}}` becomes one quoted word.
+    pub fn render_script(&self, text: &str, context: &Value) -> Result<String, RenderFailure> {
+        if !text.contains("{{") {
+            return Ok(text.to_string());
+        }
+        self.script
+            .render_template(text, context)
+            .map_err(|e| RenderFailure(describe(&e)))
+    }
+
+    /// Renders a `when` or gate `condition`: it must produce exactly `true`
+    /// or `false` (surrounding whitespace ignored).
+    pub fn render_condition(&self, text: &str, context: &Value) -> Result<bool, RenderFailure> {
+        let rendered = self.render(text, context)?;
+        match rendered.trim() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            other => Err(RenderFailure(format!(
+                "must render to `true` or `false`, but rendered to `{}`",
+                truncate(other, 80)
+            ))),
+        }
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_string()
+    } else {
+        format!("{}…", text.chars().take(max).collect::<String>())
+    }
+}
+
+/// Quotes `value` as exactly one POSIX shell word.
+pub fn shell_quote(value: &str) -> String {
+    shell_words::quote(value).into_owned()
+}
+
+fn describe(error: &RenderError) -> String {
+    match error.reason() {
+        RenderErrorReason::MissingVariable(Some(path)) => {
+            format!(
+                "`{path}` is not defined (use `{{{{default {path} \"...\"}}}}` if it may be missing)"
+            )
+        }
+        RenderErrorReason::MissingVariable(None) => "a variable is not defined".to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn registry() -> Handlebars<'static> {
+    let mut hb = Handlebars::new();
+    hb.set_strict_mode(true);
+    hb.register_helper("contains", Box::new(contains));
+    hb.register_helper("default", Box::new(default));
+    hb.register_helper("json", Box::new(json));
+    hb.register_helper("lower", Box::new(lower));
+    hb.register_helper("upper", Box::new(upper));
+    hb.register_helper("trim", Box::new(trim));
+    hb.register_helper("join", Box::new(join));
+    hb.register_helper("split", Box::new(split));
+    hb.register_helper("replace", Box::new(replace));
+    hb.register_helper("starts_with", Box::new(starts_with));
+    hb.register_helper("ends_with", Box::new(ends_with));
+    hb.register_helper("to_int", Box::new(to_int));
+    hb.register_helper("concat", Box::new(concat));
+    hb.register_helper("matches", Box::new(matches));
+    hb.register_helper("first", Box::new(first));
+    hb.register_helper("last", Box::new(last));
+    hb.register_helper("quote", Box::new(quote));
+    hb
+}
+
+fn param<'a>(h: &'a Helper<'_>, index: usize, name: &str) -> Result<&'a Value, RenderError> {
+    let p = h
+        .param(index)
+        .ok_or_else(|| RenderErrorReason::ParamNotFoundForIndex(leak(name), index))?;
+    if p.is_value_missing() {
+        return Err(RenderErrorReason::MissingVariable(p.relative_path().cloned()).into());
+    }
+    Ok(p.value())
+}
+
+// Helper names are static strings already; this only adapts the type.
+fn leak(name: &str) -> &'static str {
+    HELPERS
+        .iter()
+        .find(|h| **h == name)
+        .copied()
+        .unwrap_or("helper")
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.render(),
+    }
+}
+
+fn value_helper(out: Value) -> Result<ScopedJson<'static>, RenderError> {
+    Ok(ScopedJson::Derived(out))
+}
+
+macro_rules! value_fn {
+    ($name:ident, |$h:ident| $body:expr) => {
+        fn $name<'rc>(
+            $h: &Helper<'rc>,
+            _: &Handlebars<'_>,
+            _: &Context,
+            _: &mut RenderContext<'_, 'rc>,
+        ) -> Result<ScopedJson<'rc>, RenderError> {
+            let out: Result<Value, RenderError> = $body;
+            value_helper(out?)
+        }
+    };
+}
+
+/// `contains HAYSTACK NEEDLE`: substring of a string, element of a list, or
+/// key of an object.
+fn contains_value(haystack: &Value, needle: &Value) -> bool {
+    match haystack {
+        Value::String(s) => s.contains(&text(needle)),
+        Value::Array(items) => items.iter().any(|i| i == needle || text(i) == text(needle)),
+        Value::Object(map) => map.contains_key(&text(needle)),
+        _ => false,
+    }
+}
+
+value_fn!(contains_impl, |h| Ok(Value::Bool(contains_value(
+    param(h, 0, "contains")?,
+    param(h, 1, "contains")?
+))));
+
+// Handlebars' `HelperDef` has two entry points: `call_inner` (the value, for
+// use as a sub-expression argument) and `call` (writing text). A struct
+// implementing `call_inner` gets both, so every helper is a value helper.
+macro_rules! helper {
+    ($name:ident, $impl_fn:ident) => {
+        #[allow(non_camel_case_types)]
+        struct $name;
+        impl handlebars::HelperDef for $name {
+            fn call_inner<'reg: 'rc, 'rc>(
+                &self,
+                h: &Helper<'rc>,
+                r: &'reg Handlebars<'reg>,
+                ctx: &'rc Context,
+                rc: &mut RenderContext<'reg, 'rc>,
+            ) -> Result<ScopedJson<'rc>, RenderError> {
+                $impl_fn(h, r, ctx, rc)
+            }
+        }
+    };
+}
+
+value_fn!(default_impl, |h| {
+    // `default` is the one helper that tolerates a missing first argument:
+    // it is how authors read something that may not exist.
+    let primary = h.param(0);
+    let fallback = param(h, 1, "default")?;
+    Ok(match primary {
+        Some(p)
+            if !p.is_value_missing()
+                && !p.value().is_null()
+                && p.value() != &Value::String(String::new()) =>
+        {
+            p.value().clone()
+        }
+        _ => fallback.clone(),
+    })
+});
+value_fn!(json_impl, |h| Ok(Value::String(
+    serde_json::to_string(param(h, 0, "json")?).unwrap_or_default()
+)));
+value_fn!(lower_impl, |h| Ok(Value::String(
+    text(param(h, 0, "lower")?).to_lowercase()
+)));
+value_fn!(upper_impl, |h| Ok(Value::String(
+    text(param(h, 0, "upper")?).to_uppercase()
+)));
+value_fn!(trim_impl, |h| Ok(Value::String(
+    text(param(h, 0, "trim")?).trim().to_string()
+)));
+value_fn!(join_impl, |h| {
+    let list = param(h, 0, "join")?;
+    let separator = h.param(1).map_or(",".to_string(), |p| text(p.value()));
+    Ok(Value::String(match list {
+        Value::Array(items) => items.iter().map(text).collect::<Vec<_>>().join(&separator),
+        other => text(other),
+    }))
+});
+value_fn!(split_impl, |h| {
+    let s = text(param(h, 0, "split")?);
+    let separator = text(param(h, 1, "split")?);
+    Ok(Value::Array(
+        s.split(separator.as_str())
+            .map(|p| Value::String(p.to_string()))
+            .collect(),
+    ))
+});
+value_fn!(replace_impl, |h| {
+    let s = text(param(h, 0, "replace")?);
+    let from = text(param(h, 1, "replace")?);
+    let to = text(param(h, 2, "replace")?);
+    Ok(Value::String(s.replace(&from, &to)))
+});
+value_fn!(starts_with_impl, |h| Ok(Value::Bool(
+    text(param(h, 0, "starts_with")?).starts_with(&text(param(h, 1, "starts_with")?))
+)));
+value_fn!(ends_with_impl, |h| Ok(Value::Bool(
+    text(param(h, 0, "ends_with")?).ends_with(&text(param(h, 1, "ends_with")?))
+)));
+value_fn!(to_int_impl, |h| {
+    let v = param(h, 0, "to_int")?;
+    let s = text(v);
+    let parsed = s
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .or_else(|| s.trim().parse::<f64>().ok().map(|f| f as i64))
+        .ok_or_else(|| RenderErrorReason::Other(format!("to_int: `{s}` is not a number")))?;
+    Ok(Value::from(parsed))
+});
+value_fn!(concat_impl, |h| Ok(Value::String(
+    h.params()
+        .iter()
+        .map(|p| text(p.value()))
+        .collect::<String>()
+)));
+value_fn!(matches_impl, |h| {
+    let s = text(param(h, 0, "matches")?);
+    let pattern = text(param(h, 1, "matches")?);
+    let re = regex_lite(&pattern)?;
+    Ok(Value::Bool(re(&s)))
+});
+value_fn!(first_impl, |h| Ok(match param(h, 0, "first")? {
+    Value::Array(items) => items.first().cloned().unwrap_or(Value::Null),
+    other => other.clone(),
+}));
+value_fn!(last_impl, |h| Ok(match param(h, 0, "last")? {
+    Value::Array(items) => items.last().cloned().unwrap_or(Value::Null),
+    other => other.clone(),
+}));
+value_fn!(quote_impl, |h| Ok(Value::String(shell_quote(&text(
+    param(h, 0, "quote")?
+)))));
+
+helper!(contains_helper, contains_impl);
+helper!(default_helper, default_impl);
+helper!(json_helper, json_impl);
+helper!(lower_helper, lower_impl);
+helper!(upper_helper, upper_impl);
+helper!(trim_helper, trim_impl);
+helper!(join_helper, join_impl);
+helper!(split_helper, split_impl);
+helper!(replace_helper, replace_impl);
+helper!(starts_with_helper, starts_with_impl);
+helper!(ends_with_helper, ends_with_impl);
+helper!(to_int_helper, to_int_impl);
+helper!(concat_helper, concat_impl);
+helper!(matches_helper, matches_impl);
+helper!(first_helper, first_impl);
+helper!(last_helper, last_impl);
+helper!(quote_helper, quote_impl);
+
+#[allow(non_upper_case_globals)]
+const contains: contains_helper = contains_helper;
+#[allow(non_upper_case_globals)]
+const default: default_helper = default_helper;
+#[allow(non_upper_case_globals)]
+const json: json_helper = json_helper;
+#[allow(non_upper_case_globals)]
+const lower: lower_helper = lower_helper;
+#[allow(non_upper_case_globals)]
+const upper: upper_helper = upper_helper;
+#[allow(non_upper_case_globals)]
+const trim: trim_helper = trim_helper;
+#[allow(non_upper_case_globals)]
+const join: join_helper = join_helper;
+#[allow(non_upper_case_globals)]
+const split: split_helper = split_helper;
+#[allow(non_upper_case_globals)]
+const replace: replace_helper = replace_helper;
+#[allow(non_upper_case_globals)]
+const starts_with: starts_with_helper = starts_with_helper;
+#[allow(non_upper_case_globals)]
+const ends_with: ends_with_helper = ends_with_helper;
+#[allow(non_upper_case_globals)]
+const to_int: to_int_helper = to_int_helper;
+#[allow(non_upper_case_globals)]
+const concat: concat_helper = concat_helper;
+#[allow(non_upper_case_globals)]
+const matches: matches_helper = matches_helper;
+#[allow(non_upper_case_globals)]
+const first: first_helper = first_helper;
+#[allow(non_upper_case_globals)]
+const last: last_helper = last_helper;
+#[allow(non_upper_case_globals)]
+const quote: quote_helper = quote_helper;
+
+/// `matches` uses the same regex engine as `expect.body_matches`; compiled per
+/// call because templates are rendered once per step, not in a hot loop.
+fn regex_lite(pattern: &str) -> Result<impl Fn(&str) -> bool, RenderError> {
+    let re = regex::Regex::new(pattern)
+        .map_err(|e| RenderErrorReason::Other(format!("matches: invalid regex: {e}")))?;
+    Ok(move |s: &str| re.is_match(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ctx() -> Value {
+        json!({
+            "params": {"ns": "prod", "evil": "x'; touch /tmp/pwned; '", "list": ["a", "b"]},
+            "steps": {"check": {"succeeded": true, "failed": false, "outputs": {"status": 503, "body": "Down"}}}
+        })
+    }
+
+    #[test]
+    fn strict_mode_rejects_unknown_variables() {
+        let t = Templates::new();
+        let error = t.render("{{params.nope}}", &ctx()).expect_err("strict");
+        assert!(error.0.contains("params.nope"), "{error}");
+    }
+
+    #[test]
+    fn no_html_escaping() {
+        let t = Templates::new();
+        assert_eq!(
+            t.render("{{params.evil}}", &ctx()).expect("renders"),
+            "x'; touch /tmp/pwned; '"
+        );
+    }
+
+    #[test]
+    fn scripts_quote_each_insertion_as_one_word() {
+        let t = Templates::new();
+        let script = t
+            .render_script("echo {{params.evil}}", &ctx())
+            .expect("renders");
+        assert_eq!(
+            shell_words::split(&script).expect("valid shell"),
+            ["echo", "x'; touch /tmp/pwned; '"]
+        );
+        let raw = t
+            .render_script("echo {{{params.ns}}}", &ctx())
+            .expect("renders");
+        assert_eq!(raw, "echo prod");
+    }
+
+    #[test]
+    fn helpers_work_as_values_and_text() {
+        let t = Templates::new();
+        let c = ctx();
+        assert_eq!(t.render("{{upper params.ns}}", &c).expect("r"), "PROD");
+        assert_eq!(
+            t.render("{{join params.list \"-\"}}", &c).expect("r"),
+            "a-b"
+        );
+        assert!(
+            t.render_condition("{{eq steps.check.outputs.status 503}}", &c)
+                .expect("r")
+        );
+        assert!(
+            t.render_condition("{{contains (lower steps.check.outputs.body) \"down\"}}", &c)
+                .expect("r")
+        );
+        assert_eq!(
+            t.render("{{default steps.check.outputs.missing \"none\"}}", &c)
+                .expect("r"),
+            "none"
+        );
+        assert_eq!(
+            t.render("{{json params.list}}", &c).expect("r"),
+            "[\"a\",\"b\"]"
+        );
+        assert!(
+            t.render_condition("{{or steps.check.failed steps.check.succeeded}}", &c)
+                .expect("r")
+        );
+    }
+
+    #[test]
+    fn conditions_must_be_booleans() {
+        let t = Templates::new();
+        let error = t
+            .render_condition("{{params.ns}}", &ctx())
+            .expect_err("not a bool");
+        assert!(error.0.contains("`prod`"));
+    }
+
+    #[test]
+    fn every_declared_helper_is_registered() {
+        // An unregistered name renders as a missing variable in strict mode;
+        // a registered helper fails (if at all) for its missing arguments.
+        let hb = registry();
+        for helper in HELPERS {
+            if let Err(error) = hb.render_template(&format!("{{{{{helper}}}}}"), &json!({})) {
+                assert!(
+                    !matches!(error.reason(), RenderErrorReason::MissingVariable(_)),
+                    "{helper} is declared in the model but not registered: {error}"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! Diagnostics: what is wrong, where, and how to fix it.
+//!
+//! Every diagnostic carries a stable [`Code`] (documented in
+//! `docs/diagnostics.md`; scripts may match on it), a severity, the span of
+//! the offending YAML node, a message naming the field and what was expected,
+//! and optionally a help line. Rendering to terminals uses `annotate-snippets`.
+
+use crate::span::Span;
+use annotate_snippets::{AnnotationKind, Group, Level, Renderer, Snippet};
+use serde::Serialize;
+use std::path::Path;
+
+/// Stable identifiers for every kind of problem the validator reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[non_exhaustive]
+pub enum Code {
+    /// The file could not be read or is not UTF-8.
+    Unreadable,
+    /// The YAML is malformed.
+    YamlSyntax,
+    /// The YAML exceeds nesting or alias-expansion limits.
+    YamlLimits,
+    /// The file holds more than one YAML document.
+    MultipleDocuments,
+    /// A mapping repeats a key.
+    DuplicateKey,
+    /// A key that the format does not define.
+    UnknownKey,
+    /// A required key is absent.
+    MissingKey,
+    /// A value has the wrong YAML type.
+    WrongType,
+    /// A value has the right type but is not acceptable.
+    InvalidValue,
+    /// `version` is not `1`.
+    UnsupportedVersion,
+    /// A name, param name or step id does not match its pattern.
+    InvalidIdentifier,
+    /// A duration that cannot be parsed, or a bare number.
+    InvalidDuration,
+    /// A step id used twice across `steps`, `on_failure` and `finally`.
+    DuplicateStepId,
+    /// `needs` names a step that is not in the same map.
+    UnknownNeed,
+    /// `needs` forms a cycle.
+    DependencyCycle,
+    /// A template does not parse.
+    TemplateSyntax,
+    /// A template reads `params.X` for an undeclared param.
+    UnknownParam,
+    /// A template reads `steps.X` for a step that does not exist.
+    UnknownStep,
+    /// A main step reads `steps.X` without depending on X.
+    MissingDependency,
+    /// A template calls a helper that does not exist.
+    UnknownHelper,
+    /// A template reads a variable outside `params`, `env`, `steps`, `run`.
+    UnknownVariable,
+    /// `rollback: auto` on an action without an inverse.
+    RollbackNotInvertible,
+    /// Raw `{{{ }}}` insertion in a shell script (warning).
+    RawShellInsertion,
+    /// A field that does not apply in this context (warning or error).
+    FieldNotApplicable,
+    /// A param given on the command line or in a params file is wrong.
+    InvalidParam,
+}
+
+impl Code {
+    /// The stable code printed in every diagnostic.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Unreadable => "RB001",
+            Code::YamlSyntax => "RB002",
+            Code::YamlLimits => "RB003",
+            Code::MultipleDocuments => "RB004",
+            Code::DuplicateKey => "RB005",
+            Code::UnknownKey => "RB101",
+            Code::MissingKey => "RB102",
+            Code::WrongType => "RB103",
+            Code::InvalidValue => "RB104",
+            Code::UnsupportedVersion => "RB105",
+            Code::InvalidIdentifier => "RB106",
+            Code::InvalidDuration => "RB107",
+            Code::DuplicateStepId => "RB108",
+            Code::FieldNotApplicable => "RB109",
+            Code::UnknownNeed => "RB201",
+            Code::DependencyCycle => "RB202",
+            Code::TemplateSyntax => "RB301",
+            Code::UnknownParam => "RB302",
+            Code::UnknownStep => "RB303",
+            Code::MissingDependency => "RB304",
+            Code::UnknownHelper => "RB305",
+            Code::UnknownVariable => "RB306",
+            Code::RawShellInsertion => "RB307",
+            Code::RollbackNotInvertible => "RB401",
+            Code::InvalidParam => "RB501",
+        }
+    }
+
+    /// A short kebab-case name, used as the SARIF rule name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Code::Unreadable => "unreadable-file",
+            Code::YamlSyntax => "yaml-syntax",
+            Code::YamlLimits => "yaml-limits",
+            Code::MultipleDocuments => "multiple-documents",
+            Code::DuplicateKey => "duplicate-key",
+            Code::UnknownKey => "unknown-key",
+            Code::MissingKey => "missing-key",
+            Code::WrongType => "wrong-type",
+            Code::InvalidValue => "invalid-value",
+            Code::UnsupportedVersion => "unsupported-version",
+            Code::InvalidIdentifier => "invalid-identifier",
+            Code::InvalidDuration => "invalid-duration",
+            Code::DuplicateStepId => "duplicate-step-id",
+            Code::FieldNotApplicable => "field-not-applicable",
+            Code::UnknownNeed => "unknown-need",
+            Code::DependencyCycle => "dependency-cycle",
+            Code::TemplateSyntax => "template-syntax",
+            Code::UnknownParam => "unknown-param",
+            Code::UnknownStep => "unknown-step",
+            Code::MissingDependency => "missing-dependency",
+            Code::UnknownHelper => "unknown-helper",
+            Code::UnknownVariable => "unknown-variable",
+            Code::RawShellInsertion => "raw-shell-insertion",
+            Code::RollbackNotInvertible => "rollback-not-invertible",
+            Code::InvalidParam => "invalid-param",
+        }
+    }
+}
+
+/// How serious a diagnostic is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// The runbook cannot run.
+    Error,
+    /// Suspicious but runnable; `--strict` turns warnings into failures.
+    Warning,
+}
+
+/// One problem found in a runbook.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Diagnostic {
+    /// Stable code.
+    pub code: Code,
+    /// Error or warning.
+    pub severity: Severity,
+    /// What is wrong, naming the field and what was expected.
+    pub message: String,
+    /// The offending node.
+    pub span: Span,
+    /// A short label shown under the caret.
+    pub label: Option<String>,
+    /// How to fix it.
+    pub help: Option<String>,
+}
+
+impl Diagnostic {
+    /// A new error.
+    pub fn error(code: Code, span: Span, message: String) -> Self {
+        Diagnostic {
+            code,
+            severity: Severity::Error,
+            message,
+            span,
+            label: None,
+            help: None,
+        }
+    }
+
+    /// A new warning.
+    pub fn warning(code: Code, span: Span, message: String) -> Self {
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::error(code, span, message)
+        }
+    }
+
+    /// Adds the caret label.
+    pub fn with_label(mut self, label: impl Into<String>) -> Self {
+        self.label = Some(label.into());
+        self
+    }
+
+    /// Adds a help line.
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// Whether this is an error (as opposed to a warning).
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+/// Diagnostics of one file, with the text they point into.
+#[derive(Debug)]
+pub struct FileDiagnostics<'a> {
+    /// The file as the user named it.
+    pub path: &'a Path,
+    /// Its text (possibly empty when unreadable).
+    pub source: &'a str,
+    /// Its problems, sorted by position.
+    pub diagnostics: &'a [Diagnostic],
+}
+
+/// Renders diagnostics for people, with a source snippet and a caret.
+/// `color` selects ANSI styling; tests use plain output.
+pub fn render_human(file: &FileDiagnostics<'_>, color: bool) -> String {
+    let renderer = if color {
+        Renderer::styled()
+    } else {
+        Renderer::plain()
+    };
+    let path = file.path.display().to_string();
+    let mut out = String::new();
+    for diagnostic in file.diagnostics {
+        let level = match diagnostic.severity {
+            Severity::Error => Level::ERROR,
+            Severity::Warning => Level::WARNING,
+        };
+        let title = level
+            .primary_title(diagnostic.message.as_str())
+            .id(diagnostic.code.as_str());
+        let mut group = Group::with_title(title);
+        if !file.source.is_empty() {
+            let start = diagnostic.span.start.min(file.source.len());
+            let end = diagnostic.span.end.clamp(start, file.source.len());
+            // A multi-line node (a whole mapping) would print dozens of lines;
+            // the first line is enough to locate it.
+            let end = file.source[start..end]
+                .find('\n')
+                .map_or(end, |newline| start + newline);
+            let annotation = AnnotationKind::Primary
+                .span(start..end)
+                .label(diagnostic.label.as_deref());
+            group = group.element(
+                Snippet::source(file.source)
+                    .path(path.as_str())
+                    .fold(true)
+                    .annotation(annotation),
+            );
+        } else {
+            group = group.element(
+                annotate_snippets::Origin::path(path.as_str())
+                    .line(diagnostic.span.line as usize)
+                    .char_column(diagnostic.span.col.saturating_sub(1) as usize),
+            );
+        }
+        if let Some(help) = &diagnostic.help {
+            group = group.element(Level::HELP.message(help.as_str()));
+        }
+        out.push_str(&renderer.render(&[group]));
+        out.push_str("\n\n");
+    }
+    out
+}
+
+/// The JSON form of one diagnostic (`validate --format json`).
+#[derive(Serialize)]
+pub struct JsonDiagnostic<'a> {
+    /// File path.
+    pub file: String,
+    /// 1-based line.
+    pub line: u32,
+    /// 1-based column.
+    pub col: u32,
+    /// `error` or `warning`.
+    pub severity: Severity,
+    /// Stable code, such as `RB101`.
+    pub code: &'static str,
+    /// Kebab-case name of the code.
+    pub name: &'static str,
+    /// The message.
+    pub message: &'a str,
+    /// Help, if any.
+    pub help: Option<&'a str>,
+}
+
+impl<'a> JsonDiagnostic<'a> {
+    /// Builds the JSON form of `diagnostic` in `path`.
+    pub fn new(path: &Path, diagnostic: &'a Diagnostic) -> Self {
+        JsonDiagnostic {
+            file: path.display().to_string(),
+            line: diagnostic.span.line,
+            col: diagnostic.span.col,
+            severity: diagnostic.severity,
+            code: diagnostic.code.as_str(),
+            name: diagnostic.code.name(),
+            message: &diagnostic.message,
+            help: diagnostic.help.as_deref(),
+        }
+    }
+}
+
+/// Renders a GitHub Actions workflow command for one diagnostic.
+pub fn render_github(path: &Path, diagnostic: &Diagnostic) -> String {
+    let command = match diagnostic.severity {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+    };
+    let mut message = format!("{} {}", diagnostic.code.as_str(), diagnostic.message);
+    if let Some(help) = &diagnostic.help {
+        message.push_str(&format!(" (help: {help})"));
+    }
+    format!(
+        "::{command} file={},line={},col={},title={}::{}",
+        escape_github_property(&path.display().to_string()),
+        diagnostic.span.line,
+        diagnostic.span.col,
+        escape_github_property(diagnostic.code.name()),
+        escape_github_data(&message)
+    )
+}
+
+// The workflow-command grammar reserves these characters; unescaped they
+// would cut the message short or split the annotation.
+fn escape_github_data(text: &str) -> String {
+    text.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
+
+fn escape_github_property(text: &str) -> String {
+    escape_github_data(text)
+        .replace(':', "%3A")
+        .replace(',', "%2C")
+}
+
+/// Renders all diagnostics as one SARIF 2.1.0 log (for code-scanning UIs).
+pub fn render_sarif(files: &[FileDiagnostics<'_>]) -> serde_json::Value {
+    let mut rules: Vec<Code> = files
+        .iter()
+        .flat_map(|f| f.diagnostics.iter().map(|d| d.code))
+        .collect();
+    rules.sort();
+    rules.dedup();
+    let results: Vec<serde_json::Value> = files
+        .iter()
+        .flat_map(|file| {
+            file.diagnostics.iter().map(move |d| {
+                serde_json::json!({
+                    "ruleId": d.code.as_str(),
+                    "level": match d.severity { Severity::Error => "error", Severity::Warning => "warning" },
+                    "message": { "text": match &d.help {
+                        Some(help) => format!("{} (help: {help})", d.message),
+                        None => d.message.clone(),
+                    }},
+                    "locations": [{
+                        "physicalLocation": {
+                            "artifactLocation": { "uri": file.path.display().to_string() },
+                            "region": { "startLine": d.span.line, "startColumn": d.span.col }
+                        }
+                    }]
+                })
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "version": "2.1.0",
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "runs": [{
+            "tool": { "driver": {
+                "name": "runbook",
+                "informationUri": "https://github.com/runbook-engine/runbook",
+                "rules": rules.iter().map(|c| serde_json::json!({"id": c.as_str(), "name": c.name()})).collect::<Vec<_>>()
+            }},
+            "results": results
+        }]
+    })
+}

@@ -1,0 +1,124 @@
+//! The runbook file format: parsing YAML with source spans, lowering it into
+//! the typed [`Runbook`], validating it, and describing every problem as a
+//! [`Diagnostic`] with file, line, column and a fix.
+//!
+//! The pipeline is `yaml::parse` (spanned tree) → lowering (typed model,
+//! unknown/missing keys, types) → validation (graph and templates). [`load`]
+//! runs all of it and returns every problem found in one pass.
+
+pub mod diagnostic;
+pub mod graph;
+mod lower;
+pub mod model;
+pub mod params;
+pub mod plan;
+pub mod schema;
+pub mod span;
+pub mod template;
+mod validate;
+pub mod yaml;
+
+pub use diagnostic::{Code, Diagnostic, Severity};
+pub use lower::{did_you_mean, parse_duration};
+pub use model::*;
+pub use span::{Span, Spanned};
+pub use template::Template;
+
+use std::path::Path;
+
+/// The outcome of loading one runbook file.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The runbook, when it has no errors (warnings allowed).
+    pub runbook: Option<Runbook>,
+    /// Every problem found, sorted by position.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Loaded {
+    /// Whether any diagnostic is an error.
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// Parses, lowers and validates the runbook in `text` (read from `path`).
+pub fn load(path: &Path, text: &str) -> Loaded {
+    let root = match yaml::parse(text) {
+        Ok(root) => root,
+        Err(diagnostics) => {
+            return Loaded {
+                runbook: None,
+                diagnostics,
+            };
+        }
+    };
+    let mut lowerer = lower::Lowerer::new(text);
+    let lowered = lowerer.runbook(&root, path);
+    let mut diagnostics = lowerer.diagnostics;
+    diagnostics.extend(validate::validate(&lowered, text));
+    diagnostics.sort_by_key(|d| (d.span.start, d.span.line, d.span.col, d.code));
+    diagnostics.dedup();
+    let has_errors = diagnostics.iter().any(Diagnostic::is_error);
+    Loaded {
+        runbook: (!has_errors).then_some(lowered.runbook),
+        diagnostics,
+    }
+}
+
+/// Reads and loads a runbook file; a file that cannot be read or is not
+/// UTF-8 yields a single diagnostic.
+pub fn load_file(path: &Path) -> (String, Loaded) {
+    match std::fs::read(path) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => {
+                let loaded = load(path, &text);
+                (text, loaded)
+            }
+            Err(error) => {
+                let valid = error.utf8_error().valid_up_to();
+                let bytes = error.into_bytes();
+                let prefix = String::from_utf8_lossy(&bytes[..valid]);
+                let line = prefix.matches('\n').count() as u32 + 1;
+                let col = prefix.rsplit('\n').next().map_or(0, |l| l.chars().count()) as u32 + 1;
+                let diagnostic = Diagnostic::error(
+                    Code::Unreadable,
+                    Span {
+                        start: 0,
+                        end: 0,
+                        line,
+                        col,
+                    },
+                    format!("the file is not valid UTF-8 (first bad byte at offset {valid})"),
+                )
+                .with_help("runbooks must be UTF-8 text");
+                (
+                    String::new(),
+                    Loaded {
+                        runbook: None,
+                        diagnostics: vec![diagnostic],
+                    },
+                )
+            }
+        },
+        Err(error) => {
+            let diagnostic = Diagnostic::error(
+                Code::Unreadable,
+                Span {
+                    start: 0,
+                    end: 0,
+                    line: 1,
+                    col: 1,
+                },
+                format!("cannot read the file: {error}"),
+            );
+            (
+                String::new(),
+                Loaded {
+                    runbook: None,
+                    diagnostics: vec![diagnostic],
+                },
+            )
+        }
+    }
+}

@@ -1,0 +1,1549 @@
+//! The second parsing phase: lowering the spanned YAML tree into the typed
+//! [`Runbook`], reporting every unknown key, missing key and wrong type with
+//! the position of the node at fault. Lowering never stops at the first
+//! problem: a broken field is reported and skipped so the rest of the file is
+//! still checked.
+
+use crate::diagnostic::{Code, Diagnostic};
+use crate::model::*;
+use crate::span::{Span, Spanned};
+use crate::template::Template;
+use crate::yaml::{Entry, Node, ScalarKind, Value};
+use indexmap::{IndexMap, IndexSet};
+use regex::Regex;
+use std::path::Path;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+static NAME_RE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[a-z0-9][a-z0-9_-]*$").expect("static regex"));
+static PARAM_RE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[a-z_][a-z0-9_]*$").expect("static regex"));
+static STEP_ID_RE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[a-z][a-z0-9_-]*$").expect("static regex"));
+static ENV_NAME_RE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*$").expect("static regex"));
+
+const TOP_KEYS: &[&str] = &[
+    "version",
+    "name",
+    "description",
+    "labels",
+    "params",
+    "env",
+    "timeout",
+    "defaults",
+    "steps",
+    "on_failure",
+    "finally",
+];
+const PARAM_KEYS: &[&str] = &[
+    "description",
+    "type",
+    "default",
+    "required",
+    "secret",
+    "env",
+    "allowed",
+];
+const DEFAULTS_KEYS: &[&str] = &["timeout", "retry", "continue_on_failure"];
+const RETRY_KEYS: &[&str] = &["attempts", "delay", "backoff", "max_delay"];
+/// Fields every step type accepts.
+pub const COMMON_KEYS: &[&str] = &[
+    "type",
+    "description",
+    "needs",
+    "when",
+    "timeout",
+    "retry",
+    "continue_on_failure",
+    "rollback",
+    "env",
+    "idempotent",
+];
+/// Fields of `shell` steps.
+pub const SHELL_KEYS: &[&str] = &[
+    "run",
+    "shell",
+    "workdir",
+    "success_exit_codes",
+    "read_only",
+    "stop_signal",
+    "grace",
+];
+/// Fields of `http-check` steps.
+pub const HTTP_KEYS: &[&str] = &[
+    "url", "method", "headers", "body", "json", "insecure", "ca_cert", "expect",
+];
+const EXPECT_KEYS: &[&str] = &[
+    "status",
+    "body_contains",
+    "body_matches",
+    "json",
+    "max_latency",
+];
+/// Fields of `kubectl-action` steps.
+pub const KUBECTL_KEYS: &[&str] = &[
+    "action",
+    "namespace",
+    "context",
+    "kubeconfig",
+    "resource",
+    "selector",
+    "field_selector",
+    "dry_run",
+    "container",
+    "tail",
+    "since",
+    "for",
+    "replicas",
+    "to_revision",
+    "patch",
+    "patch_type",
+    "command",
+];
+/// Fields of `gate` steps.
+pub const GATE_KEYS: &[&str] = &["message", "condition", "on_timeout"];
+const STEP_TYPES: &[&str] = &["shell", "http-check", "kubectl-action", "gate"];
+/// Signals a shell step may name as `stop_signal`.
+pub const SIGNALS: &[&str] = &[
+    "SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGKILL", "SIGUSR1", "SIGUSR2",
+];
+
+/// The result of lowering: a best-effort runbook and what was wrong.
+pub(crate) struct Lowered {
+    pub runbook: Runbook,
+    /// Ids of every step key seen, including steps too broken to lower, so
+    /// that later checks do not cascade into "unknown step" noise.
+    pub all_ids: IndexSet<String>,
+}
+
+pub(crate) struct Lowerer<'a> {
+    pub diagnostics: Vec<Diagnostic>,
+    source: &'a str,
+}
+
+/// The nearest of `candidates` to `word`, if it is close enough to be a
+/// likely typo.
+pub fn did_you_mean<'c>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'c str>,
+) -> Option<&'c str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(word, c), c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+impl<'a> Lowerer<'a> {
+    pub fn new(source: &'a str) -> Self {
+        Lowerer {
+            diagnostics: Vec::new(),
+            source,
+        }
+    }
+
+    fn error(&mut self, code: Code, span: Span, message: String) -> &mut Diagnostic {
+        self.diagnostics
+            .push(Diagnostic::error(code, span, message));
+        self.diagnostics.last_mut().expect("just pushed")
+    }
+
+    /// Checks that `node` is a mapping, reports unknown keys (with a
+    /// suggestion) and missing required keys, and returns its entries.
+    fn mapping<'n>(
+        &mut self,
+        node: &'n Node,
+        what: &str,
+        known: &[&str],
+        required: &[&str],
+    ) -> Option<&'n [Entry]> {
+        let Some(entries) = node.as_map() else {
+            self.error(
+                Code::WrongType,
+                node.span,
+                format!("{what} must be a mapping, found {}", node.type_name()),
+            )
+            .label = Some("expected a mapping".into());
+            return None;
+        };
+        for entry in entries {
+            if !known.contains(&entry.key.as_str()) {
+                self.unknown_key(entry, what, known);
+            }
+        }
+        for key in required {
+            if !entries.iter().any(|e| e.key == *key) {
+                let d = self.error(
+                    Code::MissingKey,
+                    mapping_head(node),
+                    format!("{what} is missing the required field `{key}`"),
+                );
+                d.label = Some(format!("add `{key}` here"));
+            }
+        }
+        Some(entries)
+    }
+
+    fn unknown_key(&mut self, entry: &Entry, what: &str, known: &[&str]) {
+        let suggestion = did_you_mean(&entry.key, known.iter().copied());
+        let help = match suggestion {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => format!("{what} accepts: {}", known.join(", ")),
+        };
+        let label = if entry.key == "<<" {
+            "YAML merge keys are not supported".to_string()
+        } else {
+            "unknown key".to_string()
+        };
+        let d = self.error(
+            Code::UnknownKey,
+            entry.key_span,
+            format!("unknown field `{}` in {what}", entry.key),
+        );
+        d.label = Some(label);
+        d.help = Some(help);
+    }
+
+    fn string(&mut self, node: &Node, field: &str) -> Option<Spanned<String>> {
+        match &node.value {
+            Value::Str(s) => Some(Spanned::new(s.clone(), node.span)),
+            _ => {
+                self.wrong_type(node, field, "a string");
+                None
+            }
+        }
+    }
+
+    fn wrong_type(&mut self, node: &Node, field: &str, expected: &str) {
+        let hint = match (&node.value, expected) {
+            (Value::Int(_) | Value::Float(_) | Value::Bool(_), "a string") => {
+                Some("quote the value to make it a string")
+            }
+            _ => None,
+        };
+        let d = self.error(
+            Code::WrongType,
+            node.span,
+            format!("`{field}` must be {expected}, found {}", node.type_name()),
+        );
+        d.label = Some(format!("expected {expected}"));
+        d.help = hint.map(str::to_string);
+    }
+
+    fn template(&mut self, node: &Node, field: &str) -> Option<Template> {
+        let text = self.string(node, field)?;
+        Some(template_of(node, text.value))
+    }
+
+    /// Like [`Self::template`] but accepts numbers and booleans as their text;
+    /// environment values and headers are often written unquoted.
+    fn scalar_template(&mut self, node: &Node, field: &str) -> Option<Template> {
+        let text = match &node.value {
+            Value::Str(s) => s.clone(),
+            Value::Int(i) => i.to_string(),
+            Value::Float(f) => f.to_string(),
+            Value::Bool(b) => b.to_string(),
+            _ => {
+                self.wrong_type(node, field, "a string");
+                return None;
+            }
+        };
+        Some(template_of(node, text))
+    }
+
+    fn bool(&mut self, node: &Node, field: &str) -> Option<bool> {
+        match node.value {
+            Value::Bool(b) => Some(b),
+            _ => {
+                self.wrong_type(node, field, "`true` or `false`");
+                None
+            }
+        }
+    }
+
+    fn typed_bool(&mut self, node: &Node, field: &str) -> Option<Typed<bool>> {
+        match &node.value {
+            Value::Bool(b) => Some(Typed::Literal(Spanned::new(*b, node.span))),
+            Value::Str(s) if s.contains("{{") => {
+                Some(Typed::Template(template_of(node, s.clone())))
+            }
+            _ => {
+                self.wrong_type(node, field, "`true`, `false` or a template");
+                None
+            }
+        }
+    }
+
+    fn typed_int(&mut self, node: &Node, field: &str, min: i64) -> Option<Typed<i64>> {
+        match &node.value {
+            Value::Int(i) if *i >= min => Some(Typed::Literal(Spanned::new(*i, node.span))),
+            Value::Int(i) => {
+                self.error(
+                    Code::InvalidValue,
+                    node.span,
+                    format!("`{field}` must be at least {min}, found {i}"),
+                )
+                .label = Some("too small".into());
+                None
+            }
+            Value::Str(s) if s.contains("{{") => {
+                Some(Typed::Template(template_of(node, s.clone())))
+            }
+            _ => {
+                self.wrong_type(node, field, "an integer or a template");
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, node: &Node, field: &str) -> Option<Spanned<Duration>> {
+        match &node.value {
+            Value::Str(s) => match parse_duration(s) {
+                Ok(d) => Some(Spanned::new(d, node.span)),
+                Err(why) => {
+                    let d = self.error(
+                        Code::InvalidDuration,
+                        node.span,
+                        format!("`{field}` is not a valid duration: {why}"),
+                    );
+                    d.label = Some("invalid duration".into());
+                    d.help = Some(
+                        "write a number with a unit, such as `500ms`, `30s`, `5m` or `1h30m`"
+                            .into(),
+                    );
+                    None
+                }
+            },
+            Value::Int(_) | Value::Float(_) => {
+                let d = self.error(
+                    Code::InvalidDuration,
+                    node.span,
+                    format!("`{field}` is a bare number, which is ambiguous"),
+                );
+                d.label = Some("no unit".into());
+                d.help = Some("add a unit, such as `30s` or `5m`".into());
+                None
+            }
+            _ => {
+                self.wrong_type(node, field, "a duration such as `30s`");
+                None
+            }
+        }
+    }
+
+    fn typed_duration(&mut self, node: &Node, field: &str) -> Option<Typed<Duration>> {
+        match &node.value {
+            Value::Str(s) if s.contains("{{") => {
+                Some(Typed::Template(template_of(node, s.clone())))
+            }
+            _ => self.duration(node, field).map(Typed::Literal),
+        }
+    }
+
+    fn string_map(
+        &mut self,
+        node: &Node,
+        field: &str,
+        env_names: bool,
+    ) -> IndexMap<String, Template> {
+        let mut out = IndexMap::new();
+        let Some(entries) = node.as_map() else {
+            self.wrong_type(node, field, "a mapping");
+            return out;
+        };
+        for entry in entries {
+            if env_names && !ENV_NAME_RE.is_match(&entry.key) {
+                self.error(
+                    Code::InvalidIdentifier,
+                    entry.key_span,
+                    format!(
+                        "`{}` is not a valid environment variable name in `{field}`",
+                        entry.key
+                    ),
+                )
+                .help = Some("use letters, digits and `_`, not starting with a digit".into());
+                continue;
+            }
+            if let Some(t) = self.scalar_template(&entry.value, &format!("{field}.{}", entry.key)) {
+                out.insert(entry.key.clone(), t);
+            }
+        }
+        out
+    }
+
+    fn template_list(&mut self, node: &Node, field: &str) -> Option<Vec<Template>> {
+        let Value::Seq(items) = &node.value else {
+            self.wrong_type(node, field, "a list of strings");
+            return None;
+        };
+        let mut out = Vec::new();
+        for item in items {
+            out.push(self.scalar_template(item, field)?);
+        }
+        Some(out)
+    }
+
+    fn retry(&mut self, node: &Node) -> Option<Retry> {
+        let entries = self.mapping(node, "`retry`", RETRY_KEYS, &[])?;
+        let mut retry = Retry::default();
+        let mut ok = true;
+        for entry in entries {
+            let v = &entry.value;
+            match entry.key.as_str() {
+                "attempts" => match v.value {
+                    Value::Int(n) if (1..=1000).contains(&n) => retry.attempts = n as u32,
+                    Value::Int(n) => {
+                        ok = false;
+                        self.error(
+                            Code::InvalidValue,
+                            v.span,
+                            format!("`retry.attempts` must be between 1 and 1000, found {n}"),
+                        )
+                        .help = Some("`attempts` counts every try, including the first".into());
+                    }
+                    _ => {
+                        ok = false;
+                        self.wrong_type(v, "retry.attempts", "an integer");
+                    }
+                },
+                "delay" => match self.duration(v, "retry.delay") {
+                    Some(d) => retry.delay = d.value,
+                    None => ok = false,
+                },
+                "max_delay" => match self.duration(v, "retry.max_delay") {
+                    Some(d) => retry.max_delay = d.value,
+                    None => ok = false,
+                },
+                "backoff" => match v.as_str() {
+                    Some("exponential") => retry.backoff = Backoff::Exponential,
+                    Some("fixed") => retry.backoff = Backoff::Fixed,
+                    _ => {
+                        ok = false;
+                        self.invalid_choice(v, "retry.backoff", &["exponential", "fixed"]);
+                    }
+                },
+                _ => {}
+            }
+        }
+        ok.then_some(retry)
+    }
+
+    fn invalid_choice(&mut self, node: &Node, field: &str, choices: &[&str]) {
+        let shown = match &node.value {
+            Value::Str(s) => format!("`{s}`"),
+            _ => node.type_name().to_string(),
+        };
+        let suggestion = node
+            .as_str()
+            .and_then(|s| did_you_mean(s, choices.iter().copied()));
+        let d = self.error(
+            Code::InvalidValue,
+            node.span,
+            format!(
+                "`{field}` must be one of {}, found {shown}",
+                choices
+                    .iter()
+                    .map(|c| format!("`{c}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+        d.label = Some("not a valid choice".into());
+        d.help = suggestion.map(|s| format!("did you mean `{s}`?"));
+    }
+
+    pub fn runbook(&mut self, root: &Node, path: &Path) -> Lowered {
+        let mut runbook = Runbook {
+            version: 1,
+            name: Spanned::new(String::new(), root.span),
+            description: None,
+            labels: IndexMap::new(),
+            params: IndexMap::new(),
+            env: IndexMap::new(),
+            timeout: None,
+            defaults: Defaults::default(),
+            steps: IndexMap::new(),
+            on_failure: IndexMap::new(),
+            finally: IndexMap::new(),
+            path: path.to_path_buf(),
+        };
+        let mut all_ids = IndexSet::new();
+        let Some(entries) =
+            self.mapping(root, "the runbook", TOP_KEYS, &["version", "name", "steps"])
+        else {
+            return Lowered { runbook, all_ids };
+        };
+        let mut seen_ids: IndexMap<String, Span> = IndexMap::new();
+        for entry in entries {
+            let v = &entry.value;
+            match entry.key.as_str() {
+                "version" => match v.value {
+                    Value::Int(1) => {}
+                    Value::Int(n) => {
+                        self.error(
+                            Code::UnsupportedVersion,
+                            v.span,
+                            format!("runbook format version {n} is not supported"),
+                        )
+                        .help = Some("this engine reads `version: 1`".into());
+                    }
+                    _ => self.wrong_type(v, "version", "the integer `1`"),
+                },
+                "name" => {
+                    if let Some(name) = self.string(v, "name") {
+                        if !NAME_RE.is_match(&name) {
+                            let d = self.error(
+                                Code::InvalidIdentifier,
+                                v.span,
+                                format!("runbook name `{}` is not valid", name.value),
+                            );
+                            d.label = Some("invalid name".into());
+                            d.help = Some("use lower-case letters, digits, `-` and `_`, starting with a letter or digit".into());
+                        }
+                        runbook.name = name;
+                    }
+                }
+                "description" => {
+                    runbook.description = self.string(v, "description").map(|s| s.value)
+                }
+                "labels" => {
+                    if let Some(map) = v.as_map() {
+                        for e in map {
+                            if let Some(s) = self.string(&e.value, &format!("labels.{}", e.key)) {
+                                runbook.labels.insert(e.key.clone(), s.value);
+                            }
+                        }
+                    } else {
+                        self.wrong_type(v, "labels", "a mapping of strings");
+                    }
+                }
+                "params" => runbook.params = self.params(v),
+                "env" => runbook.env = self.string_map(v, "env", true),
+                "timeout" => runbook.timeout = self.duration(v, "timeout"),
+                "defaults" => runbook.defaults = self.defaults(v),
+                "steps" | "on_failure" | "finally" => {
+                    let phase = match entry.key.as_str() {
+                        "steps" => Phase::Main,
+                        "on_failure" => Phase::OnFailure,
+                        _ => Phase::Finally,
+                    };
+                    let steps = self.step_map(v, phase, &mut seen_ids, &mut all_ids);
+                    if phase == Phase::Main
+                        && steps.is_empty()
+                        && matches!(&v.value, Value::Map(m) if m.is_empty())
+                    {
+                        self.error(
+                            Code::InvalidValue,
+                            v.span,
+                            "`steps` must not be empty".into(),
+                        )
+                        .help = Some("add at least one step".into());
+                    }
+                    if matches!(v.value, Value::Null) && phase == Phase::Main {
+                        self.error(
+                            Code::InvalidValue,
+                            v.span,
+                            "`steps` must not be empty".into(),
+                        )
+                        .help = Some("add at least one step".into());
+                    }
+                    match phase {
+                        Phase::Main => runbook.steps = steps,
+                        Phase::OnFailure => runbook.on_failure = steps,
+                        Phase::Finally | Phase::Rollback => runbook.finally = steps,
+                    }
+                }
+                _ => {}
+            }
+        }
+        Lowered { runbook, all_ids }
+    }
+
+    fn params(&mut self, node: &Node) -> IndexMap<String, Param> {
+        let mut out = IndexMap::new();
+        let Some(entries) = node.as_map() else {
+            self.wrong_type(node, "params", "a mapping of param names to declarations");
+            return out;
+        };
+        for entry in entries {
+            if !PARAM_RE.is_match(&entry.key) {
+                let d = self.error(
+                    Code::InvalidIdentifier,
+                    entry.key_span,
+                    format!("param name `{}` is not valid", entry.key),
+                );
+                d.label = Some("invalid param name".into());
+                d.help = Some("use lower-case letters, digits and `_`, starting with a letter or `_` (templates read it as `params.NAME`)".into());
+            }
+            // `name: {}` and `name:` both declare a required string param.
+            let empty = Node {
+                value: Value::Map(Vec::new()),
+                span: entry.value.span,
+                style: None,
+            };
+            let decl = if matches!(entry.value.value, Value::Null) {
+                &empty
+            } else {
+                &entry.value
+            };
+            if let Some(param) = self.param(decl, &entry.key, entry.key_span) {
+                out.insert(entry.key.clone(), param);
+            }
+        }
+        out
+    }
+
+    fn param(&mut self, node: &Node, name: &str, key_span: Span) -> Option<Param> {
+        let what = format!("param `{name}`");
+        let entries = self.mapping(node, &what, PARAM_KEYS, &[])?;
+        let mut param = Param {
+            description: None,
+            kind: ParamType::String,
+            default: None,
+            required: None,
+            secret: false,
+            env: None,
+            allowed: None,
+            span: key_span,
+        };
+        if let Some(t) = node.get("type") {
+            match t.as_str() {
+                Some("string") => param.kind = ParamType::String,
+                Some("integer") => param.kind = ParamType::Integer,
+                Some("number") => param.kind = ParamType::Number,
+                Some("boolean") => param.kind = ParamType::Boolean,
+                _ => self.invalid_choice(
+                    t,
+                    &format!("params.{name}.type"),
+                    &["string", "integer", "number", "boolean"],
+                ),
+            }
+        }
+        for entry in entries {
+            let v = &entry.value;
+            let field = format!("params.{name}.{}", entry.key);
+            match entry.key.as_str() {
+                "description" => param.description = self.string(v, &field).map(|s| s.value),
+                "required" => param.required = self.bool(v, &field),
+                "secret" => param.secret = self.bool(v, &field).unwrap_or(false),
+                "env" => {
+                    if let Some(s) = self.string(v, &field) {
+                        if !ENV_NAME_RE.is_match(&s) {
+                            self.error(
+                                Code::InvalidIdentifier,
+                                v.span,
+                                format!(
+                                    "`{field}` must name an environment variable, found `{}`",
+                                    s.value
+                                ),
+                            );
+                        }
+                        param.env = Some(s.value);
+                    }
+                }
+                "default" => param.default = self.param_value(v, param.kind, &field),
+                "allowed" => {
+                    if let Value::Seq(items) = &v.value {
+                        if items.is_empty() {
+                            self.error(
+                                Code::InvalidValue,
+                                v.span,
+                                format!("`{field}` must list at least one value"),
+                            );
+                        }
+                        let values: Vec<ParamValue> = items
+                            .iter()
+                            .filter_map(|item| self.param_value(item, param.kind, &field))
+                            .collect();
+                        param.allowed = Some(values);
+                    } else {
+                        self.wrong_type(v, &field, "a list of values");
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let (Some(default), Some(allowed)) = (&param.default, &param.allowed)
+            && !allowed.is_empty()
+            && !allowed.contains(default)
+        {
+            let span = node.get("default").map_or(node.span, |n| n.span);
+            let d = self.error(
+                Code::InvalidValue,
+                span,
+                format!("the default of param `{name}` is not one of its `allowed` values"),
+            );
+            d.help = Some(format!(
+                "allowed: {}",
+                allowed
+                    .iter()
+                    .map(ParamValue::to_text)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        Some(param)
+    }
+
+    fn param_value(&mut self, node: &Node, kind: ParamType, field: &str) -> Option<ParamValue> {
+        match (kind, &node.value) {
+            (ParamType::String, Value::Str(s)) => Some(ParamValue::String(s.clone())),
+            (ParamType::Integer, Value::Int(i)) => Some(ParamValue::Integer(*i)),
+            (ParamType::Number, Value::Int(i)) => Some(ParamValue::Number(*i as f64)),
+            (ParamType::Number, Value::Float(f)) => Some(ParamValue::Number(*f)),
+            (ParamType::Boolean, Value::Bool(b)) => Some(ParamValue::Boolean(*b)),
+            _ => {
+                let expected = match kind {
+                    ParamType::String => "a string (the param's type is `string`)",
+                    ParamType::Integer => "an integer (the param's type is `integer`)",
+                    ParamType::Number => "a number (the param's type is `number`)",
+                    ParamType::Boolean => "a boolean (the param's type is `boolean`)",
+                };
+                self.wrong_type(node, field, expected);
+                None
+            }
+        }
+    }
+
+    fn defaults(&mut self, node: &Node) -> Defaults {
+        let mut out = Defaults::default();
+        let Some(entries) = self.mapping(node, "`defaults`", DEFAULTS_KEYS, &[]) else {
+            return out;
+        };
+        for entry in entries {
+            let v = &entry.value;
+            match entry.key.as_str() {
+                "timeout" => out.timeout = self.duration(v, "defaults.timeout"),
+                "retry" => out.retry = self.retry(v),
+                "continue_on_failure" => {
+                    out.continue_on_failure = self.bool(v, "defaults.continue_on_failure")
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn step_map(
+        &mut self,
+        node: &Node,
+        phase: Phase,
+        seen: &mut IndexMap<String, Span>,
+        all_ids: &mut IndexSet<String>,
+    ) -> IndexMap<String, Step> {
+        let mut out = IndexMap::new();
+        if matches!(node.value, Value::Null) && phase != Phase::Main {
+            return out;
+        }
+        let Some(entries) = node.as_map() else {
+            self.wrong_type(node, phase.key(), "a mapping of step ids to steps");
+            return out;
+        };
+        for entry in entries {
+            let id = Spanned::new(entry.key.clone(), entry.key_span);
+            if !STEP_ID_RE.is_match(&entry.key) {
+                let d = self.error(
+                    Code::InvalidIdentifier,
+                    entry.key_span,
+                    format!("step id `{}` is not valid", entry.key),
+                );
+                d.label = Some("invalid step id".into());
+                d.help = Some(
+                    "use lower-case letters, digits, `-` and `_`, starting with a letter".into(),
+                );
+            }
+            if let Some(first) = seen.get(&entry.key) {
+                let d = self.error(
+                    Code::DuplicateStepId,
+                    entry.key_span,
+                    format!(
+                        "step id `{}` is already used (line {})",
+                        entry.key, first.line
+                    ),
+                );
+                d.label = Some("second definition".into());
+                d.help = Some(
+                    "step ids must be unique across `steps`, `on_failure` and `finally`".into(),
+                );
+                continue;
+            }
+            seen.insert(entry.key.clone(), entry.key_span);
+            all_ids.insert(entry.key.clone());
+            if let Some(step) = self.step(&entry.value, id, phase) {
+                out.insert(entry.key.clone(), step);
+            }
+        }
+        out
+    }
+
+    fn step(&mut self, node: &Node, id: Spanned<String>, phase: Phase) -> Option<Step> {
+        let what = if phase == Phase::Rollback {
+            format!("the rollback of step `{}`", id.value)
+        } else {
+            format!("step `{}`", id.value)
+        };
+        let Some(entries) = node.as_map() else {
+            self.wrong_type(node, &id.value, "a step mapping with a `type`");
+            return None;
+        };
+        let type_node = node.get("type");
+        let kind_keys: Option<&[&str]> = match type_node.map(|t| &t.value) {
+            None => {
+                let d = self.error(
+                    Code::MissingKey,
+                    mapping_head(node),
+                    format!("{what} is missing the required field `type`"),
+                );
+                d.label = Some("add `type` here".into());
+                d.help = Some(format!("one of: {}", STEP_TYPES.join(", ")));
+                None
+            }
+            Some(Value::Str(t)) => match t.as_str() {
+                "shell" => Some(SHELL_KEYS),
+                "http-check" => Some(HTTP_KEYS),
+                "kubectl-action" => Some(KUBECTL_KEYS),
+                "gate" => Some(GATE_KEYS),
+                _ => {
+                    let field = format!("{}.type", id.value);
+                    self.invalid_choice(type_node.expect("matched Some"), &field, STEP_TYPES);
+                    None
+                }
+            },
+            Some(_) => {
+                let field = format!("{}.type", id.value);
+                self.invalid_choice(type_node.expect("matched Some"), &field, STEP_TYPES);
+                None
+            }
+        };
+        // Unknown keys can only be judged once the type is known.
+        if let Some(kind_keys) = kind_keys {
+            let known: Vec<&str> = COMMON_KEYS.iter().chain(kind_keys).copied().collect();
+            for entry in entries {
+                if !known.contains(&entry.key.as_str()) {
+                    let elsewhere = [
+                        ("shell", SHELL_KEYS),
+                        ("http-check", HTTP_KEYS),
+                        ("kubectl-action", KUBECTL_KEYS),
+                        ("gate", GATE_KEYS),
+                    ]
+                    .into_iter()
+                    .find(|(_, keys)| keys.contains(&entry.key.as_str()));
+                    match elsewhere {
+                        Some((owner, _)) => {
+                            let type_name = type_node.and_then(Node::as_str).unwrap_or_default();
+                            let d = self.error(
+                                Code::UnknownKey,
+                                entry.key_span,
+                                format!(
+                                    "field `{}` does not apply to a `{type_name}` step",
+                                    entry.key
+                                ),
+                            );
+                            d.label = Some(format!("only `{owner}` steps take this field"));
+                        }
+                        None => self.unknown_key(entry, &what, &known),
+                    }
+                }
+            }
+        }
+        if phase == Phase::Rollback {
+            for forbidden in ["needs", "when", "rollback"] {
+                if let Some(entry) = entries.iter().find(|e| e.key == forbidden) {
+                    let d = self.error(
+                        Code::FieldNotApplicable,
+                        entry.key_span,
+                        format!("a rollback step cannot have `{forbidden}`"),
+                    );
+                    d.help = Some("rollbacks run one at a time, in reverse order of completion, after a failure".into());
+                }
+            }
+        }
+        let mut step = Step {
+            id: id.clone(),
+            span: node.span,
+            phase,
+            description: None,
+            needs: Vec::new(),
+            when: None,
+            timeout: None,
+            retry: None,
+            continue_on_failure: None,
+            rollback: None,
+            env: IndexMap::new(),
+            idempotent: true,
+            kind: StepKind::Gate(GateStep {
+                message: template_of(node, String::new()),
+                condition: None,
+                on_timeout: None,
+            }),
+        };
+        for entry in entries {
+            let v = &entry.value;
+            let field = entry.key.as_str();
+            match field {
+                "description" => step.description = self.string(v, field).map(|s| s.value),
+                "needs" if phase != Phase::Rollback => step.needs = self.needs(v),
+                "when" if phase != Phase::Rollback => step.when = self.template(v, field),
+                "timeout" => step.timeout = self.typed_duration(v, field),
+                "retry" => step.retry = self.retry(v),
+                "continue_on_failure" => step.continue_on_failure = self.bool(v, field),
+                "rollback" if phase != Phase::Rollback => step.rollback = self.rollback(v, &id),
+                "env" => step.env = self.string_map(v, field, true),
+                "idempotent" => step.idempotent = self.bool(v, field).unwrap_or(true),
+                _ => {}
+            }
+        }
+        let kind = match type_node.and_then(Node::as_str) {
+            Some("shell") => self.shell(node, &what).map(StepKind::Shell),
+            Some("http-check") => self.http(node, &what).map(StepKind::HttpCheck),
+            Some("kubectl-action") => self.kubectl(node, &what).map(StepKind::KubectlAction),
+            Some("gate") => self.gate(node, &what).map(StepKind::Gate),
+            _ => None,
+        }?;
+        step.kind = kind;
+        if let (Some(Rollback::Auto(span)), StepKind::KubectlAction(k)) =
+            (&step.rollback, &step.kind)
+        {
+            if !k.action.has_inverse() {
+                let d = self.error(
+                    Code::RollbackNotInvertible,
+                    *span,
+                    format!(
+                        "`rollback: auto` has no inverse for action `{}`",
+                        k.action.as_str()
+                    ),
+                );
+                d.label = Some("no automatic inverse".into());
+                d.help = Some("`auto` works for `scale`, `patch` and `rollout-restart`; write an explicit rollback step instead".into());
+            }
+        } else if let Some(Rollback::Auto(span)) = &step.rollback {
+            let d = self.error(
+                Code::RollbackNotInvertible,
+                *span,
+                format!(
+                    "`rollback: auto` is only for kubectl actions, and step `{}` is a `{}` step",
+                    id.value,
+                    step.kind.type_name()
+                ),
+            );
+            d.help = Some(
+                "write the rollback as a step, for example `rollback: {type: shell, run: ...}`"
+                    .into(),
+            );
+        }
+        Some(step)
+    }
+
+    fn needs(&mut self, node: &Node) -> Vec<Spanned<String>> {
+        match &node.value {
+            Value::Str(s) => vec![Spanned::new(s.clone(), node.span)],
+            Value::Seq(items) => items
+                .iter()
+                .filter_map(|item| self.string(item, "needs"))
+                .collect(),
+            _ => {
+                self.wrong_type(node, "needs", "a step id or a list of step ids");
+                Vec::new()
+            }
+        }
+    }
+
+    fn rollback(&mut self, node: &Node, parent: &Spanned<String>) -> Option<Rollback> {
+        match &node.value {
+            Value::Str(s) if s == "auto" => Some(Rollback::Auto(node.span)),
+            Value::Map(_) => {
+                let id = Spanned::new(format!("{}.rollback", parent.value), node.span);
+                self.step(node, id, Phase::Rollback)
+                    .map(|s| Rollback::Step(Box::new(s)))
+            }
+            _ => {
+                let d = self.error(
+                    Code::WrongType,
+                    node.span,
+                    format!(
+                        "`rollback` of step `{}` must be `auto` or a step mapping, found {}",
+                        parent.value,
+                        node.type_name()
+                    ),
+                );
+                d.label = Some("expected `auto` or a step".into());
+                None
+            }
+        }
+    }
+
+    fn shell(&mut self, node: &Node, what: &str) -> Option<ShellStep> {
+        let entries = node.as_map()?;
+        let mut ok = true;
+        let run = match node.get("run") {
+            Some(v) => self.template(v, "run"),
+            None => {
+                self.missing(node, what, "run");
+                None
+            }
+        };
+        let mut step = ShellStep {
+            run: run.unwrap_or_else(|| {
+                ok = false;
+                template_of(node, String::new())
+            }),
+            shell: None,
+            workdir: None,
+            success_exit_codes: None,
+            read_only: false,
+            stop_signal: None,
+            grace: None,
+        };
+        for entry in entries {
+            let v = &entry.value;
+            match entry.key.as_str() {
+                "shell" => {
+                    step.shell = self.template_list(v, "shell");
+                    if step.shell.as_ref().is_some_and(Vec::is_empty) {
+                        self.error(
+                            Code::InvalidValue,
+                            v.span,
+                            "`shell` must name a program, such as `[\"sh\", \"-c\"]`".into(),
+                        );
+                    }
+                }
+                "workdir" => step.workdir = self.template(v, "workdir"),
+                "success_exit_codes" => match &v.value {
+                    Value::Seq(items) => {
+                        let mut codes = Vec::new();
+                        for item in items {
+                            match item.value {
+                                Value::Int(c) if (0..=255).contains(&c) => codes.push(c as i32),
+                                _ => {
+                                    ok = false;
+                                    self.wrong_type(
+                                        item,
+                                        "success_exit_codes",
+                                        "an exit code from 0 to 255",
+                                    );
+                                }
+                            }
+                        }
+                        step.success_exit_codes = Some(Spanned::new(codes, v.span));
+                    }
+                    Value::Int(c) if (0..=255).contains(c) => {
+                        step.success_exit_codes = Some(Spanned::new(vec![*c as i32], v.span))
+                    }
+                    _ => self.wrong_type(v, "success_exit_codes", "a list of exit codes"),
+                },
+                "read_only" => step.read_only = self.bool(v, "read_only").unwrap_or(false),
+                "stop_signal" => {
+                    if let Some(s) = self.string(v, "stop_signal") {
+                        let normalized = if s.starts_with("SIG") {
+                            s.value.clone()
+                        } else {
+                            format!("SIG{}", s.value)
+                        };
+                        if SIGNALS.contains(&normalized.as_str()) {
+                            step.stop_signal = Some(Spanned::new(normalized, s.span));
+                        } else {
+                            self.invalid_choice(v, "stop_signal", SIGNALS);
+                        }
+                    }
+                }
+                "grace" => step.grace = self.duration(v, "grace"),
+                _ => {}
+            }
+        }
+        ok.then_some(step)
+    }
+
+    fn missing(&mut self, node: &Node, what: &str, key: &str) {
+        let d = self.error(
+            Code::MissingKey,
+            mapping_head(node),
+            format!("{what} is missing the required field `{key}`"),
+        );
+        d.label = Some(format!("add `{key}` here"));
+    }
+
+    fn http(&mut self, node: &Node, what: &str) -> Option<HttpCheckStep> {
+        let entries = node.as_map()?;
+        let url = match node.get("url") {
+            Some(v) => self.template(v, "url"),
+            None => {
+                self.missing(node, what, "url");
+                None
+            }
+        };
+        let mut step = HttpCheckStep {
+            url: url
+                .clone()
+                .unwrap_or_else(|| template_of(node, String::new())),
+            method: None,
+            headers: IndexMap::new(),
+            body: None,
+            json: None,
+            insecure: None,
+            ca_cert: None,
+            expect: Expect::default(),
+        };
+        for entry in entries {
+            let v = &entry.value;
+            match entry.key.as_str() {
+                "method" => {
+                    step.method = self.template(v, "method");
+                    if let Some(m) = &step.method
+                        && !m.is_templated()
+                        && !m.text.chars().all(|c| c.is_ascii_alphabetic())
+                    {
+                        self.error(
+                            Code::InvalidValue,
+                            v.span,
+                            format!(
+                                "`method` must be an HTTP method such as GET or POST, found `{}`",
+                                m.text
+                            ),
+                        );
+                    }
+                }
+                "headers" => step.headers = self.string_map(v, "headers", false),
+                "body" => step.body = self.template(v, "body"),
+                "json" => step.json = Some(v.clone()),
+                "insecure" => step.insecure = self.typed_bool(v, "insecure"),
+                "ca_cert" => step.ca_cert = self.template(v, "ca_cert"),
+                "expect" => step.expect = self.expect(v).unwrap_or_default(),
+                _ => {}
+            }
+        }
+        if let (Some(body), Some(_)) = (node.get("body"), node.get("json")) {
+            let d = self.error(
+                Code::FieldNotApplicable,
+                body.span,
+                "`body` and `json` cannot both be set".into(),
+            );
+            d.help = Some(
+                "use `json` for a JSON body (it sets Content-Type), or `body` for any other text"
+                    .into(),
+            );
+        }
+        url.map(|_| step)
+    }
+
+    fn expect(&mut self, node: &Node) -> Option<Expect> {
+        let entries = self.mapping(node, "`expect`", EXPECT_KEYS, &[])?;
+        let mut out = Expect::default();
+        for entry in entries {
+            let v = &entry.value;
+            match entry.key.as_str() {
+                "status" => out.status = self.status(v),
+                "body_contains" => match &v.value {
+                    Value::Seq(items) => {
+                        out.body_contains = items
+                            .iter()
+                            .filter_map(|i| self.template(i, "expect.body_contains"))
+                            .collect()
+                    }
+                    _ => {
+                        out.body_contains = self
+                            .template(v, "expect.body_contains")
+                            .into_iter()
+                            .collect()
+                    }
+                },
+                "body_matches" => {
+                    out.body_matches = self.template(v, "expect.body_matches");
+                    if let Some(t) = &out.body_matches
+                        && !t.is_templated()
+                        && let Err(e) = Regex::new(&t.text)
+                    {
+                        let d = self.error(
+                            Code::InvalidValue,
+                            v.span,
+                            "`expect.body_matches` is not a valid regular expression".into(),
+                        );
+                        d.help = Some(first_line(&e.to_string()));
+                    }
+                }
+                "json" => {
+                    if let Some(map) = v.as_map() {
+                        for e in map {
+                            if !(e.key.is_empty() || e.key.starts_with('/')) {
+                                let d = self.error(
+                                    Code::InvalidValue,
+                                    e.key_span,
+                                    format!("`{}` is not a JSON Pointer", e.key),
+                                );
+                                d.help = Some(format!(
+                                    "JSON Pointers start with `/`, such as `/{}`",
+                                    e.key.replace('.', "/")
+                                ));
+                                continue;
+                            }
+                            out.json.insert(e.key.clone(), e.value.clone());
+                        }
+                    } else {
+                        self.wrong_type(
+                            v,
+                            "expect.json",
+                            "a mapping of JSON Pointers to expected values",
+                        );
+                    }
+                }
+                "max_latency" => out.max_latency = self.duration(v, "expect.max_latency"),
+                _ => {}
+            }
+        }
+        Some(out)
+    }
+
+    fn status(&mut self, node: &Node) -> Option<Spanned<Vec<StatusPattern>>> {
+        let items: Vec<&Node> = match &node.value {
+            Value::Seq(items) => items.iter().collect(),
+            _ => vec![node],
+        };
+        let mut out = Vec::new();
+        for item in items {
+            let pattern = match &item.value {
+                Value::Int(code) if (100..=599).contains(code) => {
+                    Some(StatusPattern::Code(*code as u16))
+                }
+                Value::Str(s) => parse_status_class(s),
+                _ => None,
+            };
+            match pattern {
+                Some(p) => out.push(p),
+                None => {
+                    let d = self.error(
+                        Code::InvalidValue,
+                        item.span,
+                        "`expect.status` must be an HTTP status code (100-599), a class such as `2xx`, or a list of them".into(),
+                    );
+                    d.label = Some("not a status".into());
+                }
+            }
+        }
+        Some(Spanned::new(out, node.span))
+    }
+
+    fn kubectl(&mut self, node: &Node, what: &str) -> Option<KubectlStep> {
+        let entries = node.as_map()?;
+        let action_node = match node.get("action") {
+            Some(a) => a,
+            None => {
+                self.missing(node, what, "action");
+                return None;
+            }
+        };
+        let names: Vec<&str> = KubectlAction::ALL.iter().map(|a| a.as_str()).collect();
+        let Some(action) = KubectlAction::ALL
+            .iter()
+            .copied()
+            .find(|a| action_node.as_str() == Some(a.as_str()))
+        else {
+            self.invalid_choice(action_node, "action", &names);
+            return None;
+        };
+        let mut step = KubectlStep {
+            action: Spanned::new(action, action_node.span),
+            namespace: None,
+            context: None,
+            kubeconfig: None,
+            resource: None,
+            selector: None,
+            field_selector: None,
+            dry_run: None,
+            container: None,
+            tail: None,
+            since: None,
+            for_resource: None,
+            replicas: None,
+            to_revision: None,
+            patch: None,
+            patch_type: None,
+            command: None,
+        };
+        let action_specific: IndexSet<&str> = KubectlAction::ALL
+            .iter()
+            .flat_map(|a| a.extra_fields().iter().copied())
+            .collect();
+        for entry in entries {
+            let v = &entry.value;
+            let key = entry.key.as_str();
+            if action_specific.contains(key) && !action.extra_fields().contains(&key) {
+                let users: Vec<&str> = KubectlAction::ALL
+                    .iter()
+                    .filter(|a| a.extra_fields().contains(&key))
+                    .map(|a| a.as_str())
+                    .collect();
+                let d = self.error(
+                    Code::FieldNotApplicable,
+                    entry.key_span,
+                    format!(
+                        "field `{key}` does not apply to action `{}`",
+                        action.as_str()
+                    ),
+                );
+                d.label = Some("not used by this action".into());
+                d.help = Some(format!("`{key}` is used by: {}", users.join(", ")));
+                continue;
+            }
+            match key {
+                "namespace" => step.namespace = self.template(v, key),
+                "context" => step.context = self.template(v, key),
+                "kubeconfig" => step.kubeconfig = self.template(v, key),
+                "resource" => step.resource = self.template(v, key),
+                "selector" => step.selector = self.template(v, key),
+                "field_selector" => step.field_selector = self.template(v, key),
+                "dry_run" => step.dry_run = self.typed_bool(v, key),
+                "container" => step.container = self.template(v, key),
+                "tail" => step.tail = self.typed_int(v, key, -1),
+                "since" => step.since = self.typed_duration(v, key),
+                "for" => step.for_resource = self.template(v, key),
+                "replicas" => step.replicas = self.typed_int(v, key, 0),
+                "to_revision" => step.to_revision = self.typed_int(v, key, 0),
+                "patch" => match &v.value {
+                    Value::Map(_) | Value::Seq(_) => step.patch = Some(v.clone()),
+                    Value::Str(s) => match serde_json::from_str::<serde_json::Value>(s) {
+                        // A patch written as a JSON string, the way it is passed to `kubectl -p`.
+                        Ok(_) => step.patch = Some(v.clone()),
+                        Err(e) if s.contains("{{") => {
+                            let _ = e;
+                            step.patch = Some(v.clone());
+                        }
+                        Err(e) => {
+                            let d = self.error(
+                                Code::InvalidValue,
+                                v.span,
+                                format!("`patch` is a string but not valid JSON: {e}"),
+                            );
+                            d.help = Some("write the patch as YAML, or as a JSON string".into());
+                        }
+                    },
+                    _ => self.wrong_type(v, key, "a mapping (or a list for `patch_type: json`)"),
+                },
+                "patch_type" => match v.as_str() {
+                    Some("strategic") => {
+                        step.patch_type = Some(Spanned::new(PatchType::Strategic, v.span))
+                    }
+                    Some("merge") => step.patch_type = Some(Spanned::new(PatchType::Merge, v.span)),
+                    Some("json") => step.patch_type = Some(Spanned::new(PatchType::Json, v.span)),
+                    _ => self.invalid_choice(v, key, &["strategic", "merge", "json"]),
+                },
+                "command" => match &v.value {
+                    Value::Str(_) => {
+                        let d = self.error(
+                            Code::WrongType,
+                            v.span,
+                            "`command` must be a list of arguments, found a string".into(),
+                        );
+                        d.help = Some("write it as a list, such as `[\"df\", \"-h\"]`; wrap shell syntax as `[\"sh\", \"-c\", \"...\"]`".into());
+                    }
+                    _ => step.command = self.template_list(v, key),
+                },
+                _ => {}
+            }
+        }
+        let needs_object = matches!(
+            action,
+            KubectlAction::Scale
+                | KubectlAction::RolloutRestart
+                | KubectlAction::RolloutStatus
+                | KubectlAction::RolloutHistory
+                | KubectlAction::RolloutUndo
+                | KubectlAction::Patch
+                | KubectlAction::Delete
+        );
+        let required: &[&str] = match action {
+            KubectlAction::Scale => &["replicas"],
+            KubectlAction::Patch => &["patch"],
+            KubectlAction::Exec => &["command"],
+            _ => &[],
+        };
+        for key in required {
+            if node.get(key).is_none() {
+                self.missing(node, &format!("{what} (action `{}`)", action.as_str()), key);
+            }
+        }
+        match &step.resource {
+            None if needs_object || matches!(action, KubectlAction::Get | KubectlAction::Exec) => {
+                let d = self.error(
+                    Code::MissingKey,
+                    mapping_head(node),
+                    format!(
+                        "{what} (action `{}`) is missing the required field `resource`",
+                        action.as_str()
+                    ),
+                );
+                d.help = Some(if needs_object {
+                    "name one object, such as `deployment/prod-omendb`".to_string()
+                } else {
+                    "such as `pods`, `nodes` or `deployment/prod-omendb`".to_string()
+                });
+            }
+            None if action == KubectlAction::Logs && step.selector.is_none() => {
+                let d = self.error(
+                    Code::MissingKey,
+                    mapping_head(node),
+                    format!("{what} (action `logs`) needs a `resource` or a `selector`"),
+                );
+                d.help =
+                    Some("for example `selector: app=omendb` or `resource: pod/omendb-0`".into());
+            }
+            Some(resource) if needs_object && !resource.is_templated() => {
+                if !resource.text.contains('/') || resource.text.ends_with('/') {
+                    let d = self.error(
+                        Code::InvalidValue,
+                        resource.span,
+                        format!(
+                            "action `{}` needs one object as `kind/name`, found `{}`",
+                            action.as_str(),
+                            resource.text
+                        ),
+                    );
+                    d.help = Some("such as `deployment/prod-omendb`".into());
+                } else if action.as_str().starts_with("rollout") {
+                    let kind = resource
+                        .text
+                        .split('/')
+                        .next()
+                        .unwrap_or_default()
+                        .to_ascii_lowercase();
+                    if !matches!(
+                        kind.as_str(),
+                        "deployment" | "deployments" | "deploy" | "deployment.apps"
+                    ) {
+                        let d = self.error(
+                            Code::InvalidValue,
+                            resource.span,
+                            format!(
+                                "action `{}` works on deployments, found `{kind}`",
+                                action.as_str()
+                            ),
+                        );
+                        d.help = Some("such as `deployment/prod-omendb`".into());
+                    }
+                }
+            }
+            _ => {}
+        }
+        if let (Some(patch_type), Some(patch)) = (&step.patch_type, &step.patch)
+            && patch_type.value == PatchType::Json
+            && matches!(patch.value, Value::Map(_))
+        {
+            self.error(Code::WrongType, patch.span, "a `json` patch must be a list of operations, found a mapping".into())
+                .help = Some("for example `[{op: replace, path: /spec/replicas, value: 3}]`, or use `patch_type: merge`".into());
+        }
+        Some(step)
+    }
+
+    fn gate(&mut self, node: &Node, what: &str) -> Option<GateStep> {
+        let entries = node.as_map()?;
+        let message = match node.get("message") {
+            Some(v) => self.template(v, "message"),
+            None => {
+                self.missing(node, what, "message");
+                None
+            }
+        };
+        let mut step = GateStep {
+            message: message
+                .clone()
+                .unwrap_or_else(|| template_of(node, String::new())),
+            condition: None,
+            on_timeout: None,
+        };
+        for entry in entries {
+            let v = &entry.value;
+            match entry.key.as_str() {
+                "condition" => step.condition = self.template(v, "condition"),
+                "on_timeout" => match v.as_str() {
+                    Some("reject") => {
+                        step.on_timeout = Some(Spanned::new(OnTimeout::Reject, v.span))
+                    }
+                    Some("approve") => {
+                        step.on_timeout = Some(Spanned::new(OnTimeout::Approve, v.span))
+                    }
+                    _ => self.invalid_choice(v, "on_timeout", &["reject", "approve"]),
+                },
+                _ => {}
+            }
+        }
+        let _ = self.source;
+        message.map(|_| step)
+    }
+}
+
+/// The span of a mapping's first line, where "missing field" is reported
+/// (pointing at the whole multi-line mapping would be noise).
+fn mapping_head(node: &Node) -> Span {
+    match node.as_map().and_then(|m| m.first()) {
+        Some(first) => first.key_span,
+        None => node.span,
+    }
+}
+
+fn template_of(node: &Node, text: String) -> Template {
+    Template {
+        text,
+        span: node.span,
+        style: node.style.unwrap_or(ScalarKind::Plain),
+    }
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().last().unwrap_or(text).trim().to_string()
+}
+
+fn parse_status_class(text: &str) -> Option<StatusPattern> {
+    let bytes = text.as_bytes();
+    if bytes.len() == 3
+        && bytes[1..].eq_ignore_ascii_case(b"xx")
+        && (b'1'..=b'5').contains(&bytes[0])
+    {
+        return Some(StatusPattern::Class(u16::from(bytes[0] - b'0')));
+    }
+    text.parse::<u16>()
+        .ok()
+        .filter(|c| (100..=599).contains(c))
+        .map(StatusPattern::Code)
+}
+
+/// Parses a duration such as `500ms`, `30s`, `5m` or `1h30m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err("it is empty".into());
+    }
+    if trimmed.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Err(format!("`{trimmed}` has no unit"));
+    }
+    humantime::parse_duration(trimmed).map_err(|e| format!("`{trimmed}`: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert!(parse_duration("30").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn status_classes() {
+        assert_eq!(parse_status_class("2xx"), Some(StatusPattern::Class(2)));
+        assert_eq!(parse_status_class("404"), Some(StatusPattern::Code(404)));
+        assert_eq!(parse_status_class("7xx"), None);
+    }
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(
+            did_you_mean("neds", COMMON_KEYS.iter().copied()),
+            Some("needs")
+        );
+        assert_eq!(did_you_mean("zzzzzz", COMMON_KEYS.iter().copied()), None);
+    }
+}

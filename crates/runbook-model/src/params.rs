@@ -1,0 +1,281 @@
+//! Param resolution (`--set` > `--params FILE` > `env` > `default`), with
+//! every problem reported together before anything runs.
+
+use crate::lower::did_you_mean;
+use crate::model::{Param, ParamType, ParamValue, Runbook};
+use crate::yaml::{Node, Value};
+use indexmap::IndexMap;
+use std::fmt;
+
+/// Where a param's value came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ParamSource {
+    /// `--set name=value`.
+    CommandLine,
+    /// `--params FILE`.
+    ParamsFile,
+    /// The environment variable named by the param's `env`.
+    Environment(String),
+    /// The param's `default`.
+    Default,
+}
+
+impl fmt::Display for ParamSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParamSource::CommandLine => f.write_str("--set"),
+            ParamSource::ParamsFile => f.write_str("--params file"),
+            ParamSource::Environment(name) => write!(f, "${name}"),
+            ParamSource::Default => f.write_str("default"),
+        }
+    }
+}
+
+/// A param with its final value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResolvedParam {
+    /// The value.
+    pub value: ParamValue,
+    /// Where it came from.
+    pub source: ParamSource,
+    /// Whether it must be redacted.
+    pub secret: bool,
+}
+
+/// A problem with the values given for params.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ParamError {
+    /// A required param has no value.
+    #[error("missing required param `{name}`{}", describe(.description))]
+    Missing {
+        /// The param.
+        name: String,
+        /// Its description, if any.
+        description: Option<String>,
+    },
+    /// A value was given for a param the runbook does not declare.
+    #[error("unknown param `{name}` (from {origin}){}", suggest(.suggestion))]
+    Unknown {
+        /// The name given.
+        name: String,
+        /// Where it was given.
+        origin: ParamSource,
+        /// A declared param with a close name.
+        suggestion: Option<String>,
+    },
+    /// A value does not parse as the param's type.
+    #[error("param `{name}` must be {expected} (from {origin}), got {shown}")]
+    WrongType {
+        /// The param.
+        name: String,
+        /// The type, in words.
+        expected: &'static str,
+        /// Where the value came from.
+        origin: ParamSource,
+        /// The value, or `***` for a secret.
+        shown: String,
+    },
+    /// A value is not among the param's `allowed` values.
+    #[error("param `{name}` must be one of {allowed} (from {origin}), got {shown}")]
+    NotAllowed {
+        /// The param.
+        name: String,
+        /// The allowed values, listed.
+        allowed: String,
+        /// Where the value came from.
+        origin: ParamSource,
+        /// The value, or `***` for a secret.
+        shown: String,
+    },
+    /// A `--set` argument without `=`.
+    #[error("`--set {0}` must have the form NAME=VALUE")]
+    Malformed(String),
+    /// The params file is not a mapping of names to scalars.
+    #[error("params file: {0}")]
+    BadFile(String),
+}
+
+fn describe(description: &Option<String>) -> String {
+    match description {
+        Some(d) => format!(" ({d}); pass it with --set NAME=VALUE"),
+        None => "; pass it with --set NAME=VALUE".to_string(),
+    }
+}
+
+fn suggest(suggestion: &Option<String>) -> String {
+    match suggestion {
+        Some(s) => format!("; did you mean `{s}`?"),
+        None => String::new(),
+    }
+}
+
+/// Raw values supplied for params, before typing.
+#[derive(Clone, Debug, Default)]
+pub struct ParamInputs {
+    /// `--set NAME=VALUE` arguments, in order (a later one wins).
+    pub sets: Vec<String>,
+    /// The parsed `--params FILE`, if given.
+    pub file: Option<Node>,
+}
+
+/// Resolves every param of `runbook`. `env` looks up environment variables.
+pub fn resolve(
+    runbook: &Runbook,
+    inputs: &ParamInputs,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<IndexMap<String, ResolvedParam>, Vec<ParamError>> {
+    let mut errors = Vec::new();
+    let mut given: IndexMap<String, (String, ParamSource)> = IndexMap::new();
+    if let Some(file) = &inputs.file {
+        match &file.value {
+            Value::Map(entries) => {
+                for entry in entries {
+                    match scalar_text(&entry.value) {
+                        Some(text) => {
+                            given.insert(entry.key.clone(), (text, ParamSource::ParamsFile));
+                        }
+                        None => errors.push(ParamError::BadFile(format!(
+                            "line {}: the value of `{}` must be a single value, found {}",
+                            entry.value.span.line,
+                            entry.key,
+                            entry.value.type_name()
+                        ))),
+                    }
+                }
+            }
+            Value::Null => {}
+            _ => errors.push(ParamError::BadFile(format!(
+                "it must be a mapping of param names to values, found {}",
+                file.type_name()
+            ))),
+        }
+    }
+    for set in &inputs.sets {
+        match set.split_once('=') {
+            Some((name, value)) => {
+                given.insert(
+                    name.trim().to_string(),
+                    (value.to_string(), ParamSource::CommandLine),
+                );
+            }
+            None => errors.push(ParamError::Malformed(set.clone())),
+        }
+    }
+    for (name, (_, source)) in &given {
+        if !runbook.params.contains_key(name) {
+            errors.push(ParamError::Unknown {
+                name: name.clone(),
+                origin: source.clone(),
+                suggestion: did_you_mean(name, runbook.params.keys().map(String::as_str))
+                    .map(str::to_string),
+            });
+        }
+    }
+    let mut resolved = IndexMap::new();
+    for (name, param) in &runbook.params {
+        let raw = given.get(name).cloned().or_else(|| {
+            let var = param.env.as_ref()?;
+            env(var).map(|value| (value, ParamSource::Environment(var.clone())))
+        });
+        let value = match raw {
+            Some((text, source)) => match parse_value(param.kind, &text) {
+                Some(value) => Some((value, source)),
+                None => {
+                    errors.push(ParamError::WrongType {
+                        name: name.clone(),
+                        expected: type_words(param.kind),
+                        origin: source,
+                        shown: shown(param, &text),
+                    });
+                    continue;
+                }
+            },
+            None => param.default.clone().map(|d| (d, ParamSource::Default)),
+        };
+        let Some((value, source)) = value else {
+            if param.is_required() {
+                errors.push(ParamError::Missing {
+                    name: name.clone(),
+                    description: param.description.clone(),
+                });
+            }
+            continue;
+        };
+        if let Some(allowed) = &param.allowed
+            && !allowed.is_empty()
+            && !allowed.contains(&value)
+        {
+            errors.push(ParamError::NotAllowed {
+                name: name.clone(),
+                allowed: allowed
+                    .iter()
+                    .map(ParamValue::to_text)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                origin: source,
+                shown: shown(param, &value.to_text()),
+            });
+            continue;
+        }
+        resolved.insert(
+            name.clone(),
+            ResolvedParam {
+                value,
+                source,
+                secret: param.secret,
+            },
+        );
+    }
+    if errors.is_empty() {
+        Ok(resolved)
+    } else {
+        Err(errors)
+    }
+}
+
+fn shown(param: &Param, text: &str) -> String {
+    if param.secret {
+        "***".to_string()
+    } else {
+        format!("`{text}`")
+    }
+}
+
+fn type_words(kind: ParamType) -> &'static str {
+    match kind {
+        ParamType::String => "a string",
+        ParamType::Integer => "an integer",
+        ParamType::Number => "a number",
+        ParamType::Boolean => "`true` or `false`",
+    }
+}
+
+fn scalar_text(node: &Node) -> Option<String> {
+    match &node.value {
+        Value::Str(s) => Some(s.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        Value::Float(f) => Some(f.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Null | Value::Seq(_) | Value::Map(_) => None,
+    }
+}
+
+/// Parses text given on the command line, in a params file or in the
+/// environment as a value of `kind`.
+pub fn parse_value(kind: ParamType, text: &str) -> Option<ParamValue> {
+    match kind {
+        ParamType::String => Some(ParamValue::String(text.to_string())),
+        ParamType::Integer => text.trim().parse().ok().map(ParamValue::Integer),
+        ParamType::Number => text
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite())
+            .map(ParamValue::Number),
+        ParamType::Boolean => match text.trim() {
+            "true" => Some(ParamValue::Boolean(true)),
+            "false" => Some(ParamValue::Boolean(false)),
+            _ => None,
+        },
+    }
+}

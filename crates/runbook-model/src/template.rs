@@ -1,0 +1,252 @@
+//! Templates: Handlebars strings found in step fields, and their static
+//! analysis (which variables and helpers a template uses, and where).
+//!
+//! Rendering happens in the engine; this module only parses, so that
+//! `runbook validate` catches a misspelt param or an unknown helper long
+//! before the step that uses it runs.
+
+use crate::span::Span;
+use crate::yaml::ScalarKind;
+use handlebars::template::{Parameter, TemplateElement};
+use schemars::JsonSchema;
+
+/// Helpers available in every template, besides Handlebars' block helpers
+/// (`if`, `unless`, `each`, `with`, `lookup`). The engine registers exactly
+/// these; a test there keeps the two lists in step.
+pub const HELPERS: &[&str] = &[
+    // Handlebars built-ins.
+    "eq",
+    "ne",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "and",
+    "or",
+    "not",
+    "len",
+    "lookup",
+    "log",
+    // Ours.
+    "contains",
+    "default",
+    "json",
+    "lower",
+    "upper",
+    "trim",
+    "join",
+    "split",
+    "replace",
+    "starts_with",
+    "ends_with",
+    "to_int",
+    "concat",
+    "matches",
+    "first",
+    "last",
+    "quote",
+];
+
+/// Block helpers (used as `{{#name}}…{{/name}}`).
+pub const BLOCK_HELPERS: &[&str] = &["if", "unless", "each", "with"];
+
+/// A string value of a step. It may or may not contain `{{ }}` expressions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Template {
+    /// The text as written (after YAML unquoting).
+    pub text: String,
+    /// Where the scalar is written.
+    pub span: Span,
+    /// How the scalar is written.
+    pub style: ScalarKind,
+}
+
+impl JsonSchema for Template {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Template".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string"})
+    }
+}
+
+impl Template {
+    /// Whether the text contains a template expression at all; plain text is
+    /// used as is, which keeps the common case cheap.
+    pub fn is_templated(&self) -> bool {
+        self.text.contains("{{")
+    }
+}
+
+/// A variable read by a template, such as `params.namespace`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VariableRef {
+    /// The path segments: `["steps", "check", "outputs", "status"]`.
+    pub path: Vec<String>,
+    /// The path as written, used to find it in the source.
+    pub raw: String,
+}
+
+/// What a template uses.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Analysis {
+    /// Variables read from the root context.
+    pub variables: Vec<VariableRef>,
+    /// Helpers called (excluding the block helpers).
+    pub helpers: Vec<String>,
+    /// Raw `{{{ }}}` insertions, as written.
+    pub raw_insertions: Vec<String>,
+}
+
+/// A template that does not parse.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyntaxError {
+    /// What Handlebars said.
+    pub message: String,
+    /// 1-based line and column inside the template text, when known.
+    pub position: Option<(usize, usize)>,
+}
+
+/// Parses `text` and lists what it uses.
+pub fn analyze(text: &str) -> Result<Analysis, SyntaxError> {
+    let mut analysis = Analysis::default();
+    if !text.contains("{{") {
+        return Ok(analysis);
+    }
+    let template = handlebars::template::Template::compile(text).map_err(|error| SyntaxError {
+        message: error.reason().to_string(),
+        position: error.pos(),
+    })?;
+    walk(&template.elements, true, &mut analysis);
+    Ok(analysis)
+}
+
+fn walk(elements: &[TemplateElement], at_root: bool, analysis: &mut Analysis) {
+    for element in elements {
+        match element {
+            TemplateElement::Expression(helper) | TemplateElement::HtmlExpression(helper) => {
+                if let TemplateElement::HtmlExpression(_) = element {
+                    analysis.raw_insertions.push(describe(&helper.name));
+                }
+                let is_call = !helper.params.is_empty() || !helper.hash.is_empty();
+                match &helper.name {
+                    Parameter::Name(name) if is_call || HELPERS.contains(&name.as_str()) => {
+                        analysis.helpers.push(name.clone())
+                    }
+                    name => parameter(name, at_root, analysis),
+                }
+                for p in helper.params.iter().chain(helper.hash.values()) {
+                    parameter(p, at_root, analysis);
+                }
+            }
+            TemplateElement::HelperBlock(helper) => {
+                let name = describe(&helper.name);
+                if !BLOCK_HELPERS.contains(&name.as_str()) {
+                    analysis.helpers.push(name.clone());
+                }
+                for p in helper.params.iter().chain(helper.hash.values()) {
+                    parameter(p, at_root, analysis);
+                }
+                // Inside `each` and `with` the context moves to the item, so
+                // relative paths no longer name root variables.
+                let inner_root = at_root && !matches!(name.as_str(), "each" | "with");
+                if let Some(inner) = &helper.template {
+                    walk(&inner.elements, inner_root, analysis);
+                }
+                if let Some(inverse) = &helper.inverse {
+                    walk(&inverse.elements, at_root, analysis);
+                }
+            }
+            TemplateElement::DecoratorExpression(_)
+            | TemplateElement::DecoratorBlock(_)
+            | TemplateElement::PartialExpression(_)
+            | TemplateElement::PartialBlock(_) => {
+                analysis.helpers.push(">partial".to_string());
+            }
+            // Text, comments, and element kinds added by future Handlebars
+            // versions read no variables we could check.
+            _ => {}
+        }
+    }
+}
+
+fn parameter(param: &Parameter, at_root: bool, analysis: &mut Analysis) {
+    match param {
+        Parameter::Name(name) if at_root => {
+            analysis.variables.push(VariableRef {
+                path: vec![name.clone()],
+                raw: name.clone(),
+            });
+        }
+        Parameter::Path(path) => {
+            if let handlebars::Path::Relative((segments, raw)) = path
+                && at_root
+            {
+                let path: Vec<String> = segments
+                    .iter()
+                    .filter_map(|s| match s {
+                        handlebars::PathSeg::Named(n) => Some(n.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                if path.first().is_some_and(|first| first != "this") {
+                    analysis.variables.push(VariableRef {
+                        path,
+                        raw: raw.clone(),
+                    });
+                }
+            }
+        }
+        Parameter::Subexpression(sub) => {
+            walk(std::slice::from_ref(&sub.element), at_root, analysis)
+        }
+        _ => {}
+    }
+}
+
+fn describe(param: &Parameter) -> String {
+    match param {
+        Parameter::Name(name) => name.clone(),
+        Parameter::Path(handlebars::Path::Relative((_, raw))) => raw.clone(),
+        Parameter::Path(handlebars::Path::Local((_, _, raw))) => raw.clone(),
+        Parameter::Literal(value) => value.to_string(),
+        _ => "(subexpression)".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_variables_and_helpers() {
+        let a =
+            analyze("{{#if (eq params.env \"prod\")}}{{upper steps.check-x.outputs.body}}{{/if}}")
+                .expect("parses");
+        let paths: Vec<String> = a.variables.iter().map(|v| v.path.join(".")).collect();
+        assert_eq!(paths, ["params.env", "steps.check-x.outputs.body"]);
+        assert_eq!(a.helpers, ["eq", "upper"]);
+    }
+
+    #[test]
+    fn each_bodies_are_relative() {
+        let a = analyze("{{#each steps.get.outputs.pods}}{{name}}{{/each}}").expect("parses");
+        let paths: Vec<String> = a.variables.iter().map(|v| v.path.join(".")).collect();
+        assert_eq!(paths, ["steps.get.outputs.pods"]);
+    }
+
+    #[test]
+    fn raw_insertions_are_listed() {
+        let a = analyze("echo {{{params.cmd}}} {{params.x}}").expect("parses");
+        assert_eq!(a.raw_insertions, ["params.cmd"]);
+    }
+
+    #[test]
+    fn syntax_errors_have_positions() {
+        let error = analyze("hello {{#if x}} no end").expect_err("unclosed");
+        assert!(error.position.is_some(), "{error:?}");
+    }
+}

@@ -1,0 +1,468 @@
+//! Whole-runbook checks that need more than one node at a time: `needs`
+//! resolution, cycles, and what templates read (params, steps, helpers),
+//! including whether a step reads another step it does not depend on.
+
+use crate::diagnostic::{Code, Diagnostic};
+use crate::graph::{BitSet, Graph};
+use crate::lower::{Lowered, did_you_mean};
+use crate::model::*;
+use crate::span::Span;
+use crate::template::{HELPERS, Template, analyze};
+use crate::yaml::{Node, ScalarKind};
+use indexmap::{IndexMap, IndexSet};
+
+/// Runs every cross-node check on a lowered runbook.
+pub(crate) fn validate(lowered: &Lowered, source: &str) -> Vec<Diagnostic> {
+    let mut v = Validator {
+        runbook: &lowered.runbook,
+        all_ids: &lowered.all_ids,
+        source,
+        diagnostics: Vec::new(),
+    };
+    for phase in [Phase::Main, Phase::OnFailure, Phase::Finally] {
+        if let Some(steps) = lowered.runbook.phase(phase) {
+            v.phase(phase, steps);
+        }
+    }
+    for (name, value) in &lowered.runbook.env {
+        v.template(value, &format!("env.{name}"), Scope::Global, false);
+    }
+    v.diagnostics
+}
+
+struct Validator<'a> {
+    runbook: &'a Runbook,
+    all_ids: &'a IndexSet<String>,
+    source: &'a str,
+    diagnostics: Vec<Diagnostic>,
+}
+
+/// What a template may read from `steps`.
+#[derive(Clone, Copy)]
+enum Scope<'s> {
+    /// The top-level `env`: no step has run when it is rendered.
+    Global,
+    /// A step of `phase` that may read its ancestors (and, outside the main
+    /// map, any main step).
+    Step {
+        phase: Phase,
+        id: &'s str,
+        steps: &'s IndexMap<String, Step>,
+        ancestors: Option<&'s BitSet>,
+    },
+    /// A rollback: sees `steps.*` as at the moment of failure.
+    Rollback { parent: &'s str },
+}
+
+impl<'a> Validator<'a> {
+    fn phase(&mut self, phase: Phase, steps: &'a IndexMap<String, Step>) {
+        for step in steps.values() {
+            for need in &step.needs {
+                if steps.contains_key(need.value.as_str()) {
+                    if need.value == step.id.value {
+                        let d = Diagnostic::error(
+                            Code::DependencyCycle,
+                            need.span,
+                            format!("dependency cycle: {0} -> {0}", step.id.value),
+                        )
+                        .with_label("a step cannot need itself");
+                        self.diagnostics.push(d);
+                    }
+                    continue;
+                }
+                let mut d = Diagnostic::error(
+                    Code::UnknownNeed,
+                    need.span,
+                    format!(
+                        "step `{}` needs `{}`, which is not a step in `{}`",
+                        step.id.value,
+                        need.value,
+                        phase.key()
+                    ),
+                )
+                .with_label("unknown step");
+                if self.all_ids.contains(&need.value) && !steps.contains_key(need.value.as_str()) {
+                    let other = [Phase::Main, Phase::OnFailure, Phase::Finally]
+                        .into_iter()
+                        .find(|p| {
+                            self.runbook
+                                .phase(*p)
+                                .is_some_and(|m| m.contains_key(need.value.as_str()))
+                        });
+                    match other {
+                        Some(other) => {
+                            d = d.with_help(format!(
+                                "`{}` is in `{}`; `needs` only orders steps of the same map (templates can still read main steps)",
+                                need.value,
+                                other.key()
+                            ))
+                        }
+                        // The step exists but failed to lower; its own error says why.
+                        None => continue,
+                    }
+                } else if let Some(s) = did_you_mean(&need.value, steps.keys().map(String::as_str))
+                {
+                    d = d.with_help(format!("did you mean `{s}`?"));
+                }
+                self.diagnostics.push(d);
+            }
+        }
+        let graph = Graph::new(steps);
+        let cycles: Vec<Vec<usize>> = graph.cycles().into_iter().filter(|c| c.len() > 2).collect();
+        for cycle in &cycles {
+            let names: Vec<&str> = cycle
+                .iter()
+                .map(|&i| steps.get_index(i).map_or("?", |(k, _)| k.as_str()))
+                .collect();
+            // Report at the `needs` entry that closes the cycle.
+            let (&last, &closing) = (&cycle[cycle.len() - 2], &cycle[cycle.len() - 1]);
+            let span = steps
+                .get_index(last)
+                .and_then(|(_, s)| {
+                    s.needs
+                        .iter()
+                        .find(|n| steps.get_index_of(n.value.as_str()) == Some(closing))
+                })
+                .map_or(Span::default(), |n| n.span);
+            let mut display: Vec<&str> = names.clone();
+            display.reverse();
+            self.diagnostics.push(
+                Diagnostic::error(
+                    Code::DependencyCycle,
+                    span,
+                    format!("dependency cycle: {}", display.join(" -> ")),
+                )
+                .with_label("this need closes the cycle")
+                .with_help("remove one of these `needs` so the steps can be ordered"),
+            );
+        }
+        let order = graph.topological_order();
+        let ancestors = order.as_ref().map(|o| graph.ancestors(o));
+        for (index, step) in steps.values().enumerate() {
+            let scope = Scope::Step {
+                phase,
+                id: &step.id.value,
+                steps,
+                ancestors: ancestors.as_ref().map(|a| &a[index]),
+            };
+            self.step(step, scope);
+            if let Some(Rollback::Step(rollback)) = &step.rollback {
+                self.step(
+                    rollback,
+                    Scope::Rollback {
+                        parent: &step.id.value,
+                    },
+                );
+            }
+        }
+    }
+
+    fn step(&mut self, step: &Step, scope: Scope<'_>) {
+        let is_shell = matches!(step.kind, StepKind::Shell(_));
+        for (field, template) in step.templates() {
+            self.template(template, field, scope, is_shell && field == "run");
+        }
+        for (field, tree) in step.template_trees() {
+            let mut strings: Vec<(&Node, &str)> = Vec::new();
+            tree.for_each_string(&mut |node, text| strings.push((node, text)));
+            for (node, text) in strings {
+                let template = Template {
+                    text: text.to_string(),
+                    span: node.span,
+                    style: node.style.unwrap_or(ScalarKind::Plain),
+                };
+                self.template(&template, field, scope, false);
+            }
+        }
+    }
+
+    fn template(&mut self, template: &Template, field: &str, scope: Scope<'_>, shell_run: bool) {
+        if !template.is_templated() {
+            return;
+        }
+        let analysis = match analyze(&template.text) {
+            Ok(a) => a,
+            Err(error) => {
+                let span = error
+                    .position
+                    .and_then(|(line, col)| offset_of(&template.text, line, col))
+                    .map_or(template.span, |offset| self.locate_offset(template, offset));
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        Code::TemplateSyntax,
+                        span,
+                        format!("template in `{field}` does not parse: {}", error.message),
+                    )
+                    .with_label("template error")
+                    .with_help("templates use Handlebars syntax, such as `{{params.name}}` or `{{#if x}}...{{/if}}`"),
+                );
+                return;
+            }
+        };
+        for helper in &analysis.helpers {
+            if HELPERS.contains(&helper.as_str()) {
+                continue;
+            }
+            let span = self.locate(template, helper);
+            let mut d = Diagnostic::error(
+                Code::UnknownHelper,
+                span,
+                format!("unknown template helper `{helper}` in `{field}`"),
+            )
+            .with_label("unknown helper");
+            d = match did_you_mean(helper, HELPERS.iter().copied()) {
+                Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                None => d.with_help(format!("available helpers: {}", HELPERS.join(", "))),
+            };
+            self.diagnostics.push(d);
+        }
+        for raw in &analysis.raw_insertions {
+            if shell_run {
+                let span = self.locate(template, &format!("{{{{{{{raw}"));
+                self.diagnostics.push(
+                    Diagnostic::warning(
+                        Code::RawShellInsertion,
+                        span,
+                        format!("`{{{{{{{raw}}}}}}}` inserts its value into the script unquoted"),
+                    )
+                    .with_label("raw insertion")
+                    .with_help("a value containing shell syntax would run as code; use `{{...}}` to insert it as one quoted word"),
+                );
+            }
+        }
+        for var in &analysis.variables {
+            self.variable(template, field, &var.path, &var.raw, scope);
+        }
+    }
+
+    fn variable(
+        &mut self,
+        template: &Template,
+        field: &str,
+        path: &[String],
+        raw: &str,
+        scope: Scope<'_>,
+    ) {
+        let span = self.locate(template, raw);
+        let root = path[0].as_str();
+        match root {
+            "params" => {
+                if let Some(name) = path.get(1)
+                    && !self.runbook.params.contains_key(name)
+                {
+                    let mut d = Diagnostic::error(
+                        Code::UnknownParam,
+                        span,
+                        format!("template in `{field}` reads `params.{name}`, but no param `{name}` is declared"),
+                    )
+                    .with_label("undeclared param");
+                    d = match did_you_mean(name, self.runbook.params.keys().map(String::as_str)) {
+                        Some(s) => d.with_help(format!("did you mean `params.{s}`?")),
+                        None => d.with_help(format!(
+                            "declare it under `params:`, for example `{name}: {{description: ...}}`"
+                        )),
+                    };
+                    self.diagnostics.push(d);
+                }
+            }
+            "env" => {}
+            "run" => {
+                if let Some(name) = path.get(1)
+                    && !RUN_CONTEXT_FIELDS.contains(&name.as_str())
+                {
+                    self.diagnostics.push(
+                        Diagnostic::error(
+                            Code::UnknownVariable,
+                            span,
+                            format!("`run.{name}` does not exist"),
+                        )
+                        .with_label("unknown field")
+                        .with_help(format!("`run` has: {}", RUN_CONTEXT_FIELDS.join(", "))),
+                    );
+                }
+            }
+            "steps" => self.step_reference(span, field, path, scope),
+            "@root" | "@index" | "@key" | "@first" | "@last" | "this" => {}
+            other => {
+                let mut d = Diagnostic::error(
+                    Code::UnknownVariable,
+                    span,
+                    format!("template in `{field}` reads `{raw}`, which is not a known variable"),
+                )
+                .with_label("unknown variable");
+                d = match did_you_mean(other, ["params", "env", "steps", "run"]) {
+                    Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                    None if self.runbook.params.contains_key(other) => {
+                        d.with_help(format!("params are read as `params.{other}`"))
+                    }
+                    None => {
+                        d.with_help("templates can read `params.*`, `env.*`, `steps.*` and `run.*`")
+                    }
+                };
+                self.diagnostics.push(d);
+            }
+        }
+    }
+
+    fn step_reference(&mut self, span: Span, field: &str, path: &[String], scope: Scope<'_>) {
+        let Some(target) = path.get(1) else { return };
+        if !self.all_ids.contains(target) {
+            let mut d = Diagnostic::error(
+                Code::UnknownStep,
+                span,
+                format!(
+                    "template in `{field}` reads `steps.{target}`, but there is no step `{target}`"
+                ),
+            )
+            .with_label("unknown step");
+            if let Some(s) = did_you_mean(target, self.all_ids.iter().map(String::as_str)) {
+                d = d.with_help(format!("did you mean `steps.{s}`?"));
+            }
+            self.diagnostics.push(d);
+            return;
+        }
+        let allowed = match scope {
+            Scope::Global => false,
+            Scope::Rollback { .. } => self.runbook.steps.contains_key(target),
+            Scope::Step {
+                phase,
+                id,
+                steps,
+                ancestors,
+            } => {
+                let in_main = self.runbook.steps.contains_key(target);
+                let is_ancestor = steps
+                    .get_index_of(target.as_str())
+                    .zip(ancestors)
+                    .is_some_and(|(i, a)| a.contains(i));
+                // A cycle leaves no ancestry to judge by; it is reported already.
+                is_ancestor
+                    || (phase != Phase::Main && in_main)
+                    || (ancestors.is_none() && target != id)
+            }
+        };
+        if !allowed {
+            let (who, help) = match scope {
+                Scope::Global => (
+                    "the top-level `env`".to_string(),
+                    "the top-level `env` is rendered before any step runs; move the value into the step's own `env`".to_string(),
+                ),
+                Scope::Step { id, .. } if id == target => (
+                    format!("step `{id}`"),
+                    "a step cannot read its own result; read it from a later step".to_string(),
+                ),
+                Scope::Step { id, .. } => (
+                    format!("step `{id}`"),
+                    format!("add `{target}` to the `needs` of `{id}` (directly or through another step)"),
+                ),
+                Scope::Rollback { parent } => (
+                    format!("the rollback of `{parent}`"),
+                    "rollbacks can read main steps only".to_string(),
+                ),
+            };
+            self.diagnostics.push(
+                Diagnostic::error(
+                    Code::MissingDependency,
+                    span,
+                    format!(
+                        "{who} reads `steps.{target}` in `{field}` without depending on `{target}`"
+                    ),
+                )
+                .with_label("not a dependency")
+                .with_help(help),
+            );
+            return;
+        }
+        let Some(member) = path.get(2) else { return };
+        if !STEP_CONTEXT_FIELDS.contains(&member.as_str()) {
+            let mut d = Diagnostic::error(
+                Code::UnknownVariable,
+                span,
+                format!("`steps.{target}.{member}` does not exist"),
+            )
+            .with_label("unknown field");
+            d = match did_you_mean(member, STEP_CONTEXT_FIELDS.iter().copied()) {
+                Some(s) => d.with_help(format!("did you mean `steps.{target}.{s}`?")),
+                None => d.with_help(format!("a step has: {}", STEP_CONTEXT_FIELDS.join(", "))),
+            };
+            self.diagnostics.push(d);
+            return;
+        }
+        if member == "outputs"
+            && let Some(output) = path.get(3)
+            && let Some(step) = self.runbook.all_steps().find(|s| &s.id.value == target)
+        {
+            let names = step.kind.output_names();
+            if !names.contains(&output.as_str()) {
+                let mut d = Diagnostic::error(
+                    Code::UnknownVariable,
+                    span,
+                    format!(
+                        "step `{target}` ({}) has no output `{output}`",
+                        step.kind.type_name()
+                    ),
+                )
+                .with_label("unknown output");
+                d = match did_you_mean(output, names.iter().copied()) {
+                    Some(s) => d.with_help(format!("did you mean `steps.{target}.outputs.{s}`?")),
+                    None => d.with_help(format!("its outputs are: {}", names.join(", "))),
+                };
+                self.diagnostics.push(d);
+            }
+        }
+    }
+
+    /// The position of `needle` inside the template's scalar in the file, or
+    /// the scalar's start when it cannot be found (escapes can change text).
+    fn locate(&self, template: &Template, needle: &str) -> Span {
+        let span = template.span;
+        let Some(region) = self.source.get(span.start..span.end.max(span.start)) else {
+            return span;
+        };
+        match region.find(needle) {
+            Some(offset) => self.position(span, offset, needle.len()),
+            None => span,
+        }
+    }
+
+    fn locate_offset(&self, template: &Template, offset: usize) -> Span {
+        let rest = &template.text[offset..];
+        let needle: String = rest.chars().take_while(|c| *c != '\n').take(12).collect();
+        if needle.is_empty() {
+            return template.span;
+        }
+        self.locate(template, &needle)
+    }
+
+    fn position(&self, span: Span, offset: usize, len: usize) -> Span {
+        let before = &self.source[span.start..span.start + offset];
+        let newlines = before.matches('\n').count() as u32;
+        let col = match before.rfind('\n') {
+            Some(nl) => before[nl + 1..].chars().count() as u32 + 1,
+            None => span.col + before.chars().count() as u32,
+        };
+        Span {
+            start: span.start + offset,
+            end: span.start + offset + len,
+            line: span.line + newlines,
+            col,
+        }
+    }
+}
+
+/// The byte offset of a 1-based (line, column) position in `text`.
+fn offset_of(text: &str, line: usize, col: usize) -> Option<usize> {
+    let mut offset = 0;
+    for (i, l) in text.split_inclusive('\n').enumerate() {
+        if i + 1 == line {
+            let within: usize = l
+                .chars()
+                .take(col.saturating_sub(1))
+                .map(char::len_utf8)
+                .sum();
+            return Some((offset + within).min(text.len()));
+        }
+        offset += l.len();
+    }
+    None
+}

@@ -1,0 +1,648 @@
+//! YAML into a tree of spanned nodes: the first of the two parsing phases.
+//!
+//! We build our own tree from `saphyr-parser` events instead of deserializing
+//! straight into the model, because validation must report *every* problem
+//! with its position, and serde stops at the first error. The loader also
+//! guards against hostile input: nesting depth and alias expansion are
+//! bounded, so a "billion laughs" document or a 100,000-deep flow sequence
+//! ends in a diagnostic instead of exhausting memory or the stack.
+
+use crate::diagnostic::{Code, Diagnostic};
+use crate::span::Span;
+use saphyr_parser::{Event, Parser, ScalarStyle};
+use std::collections::HashMap;
+
+/// Deepest nesting we accept. Real runbooks stay under 15 levels; the bound
+/// exists so that recursive walks (and dropping the tree) cannot overflow.
+pub const MAX_DEPTH: usize = 128;
+
+/// Most nodes one document may expand to once aliases are resolved.
+pub const MAX_NODES: usize = 2_000_000;
+
+/// A YAML node with its position.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    /// The value.
+    pub value: Value,
+    /// Where the node is written.
+    pub span: Span,
+    /// How a scalar was written; `None` for collections.
+    pub style: Option<ScalarKind>,
+}
+
+/// How a scalar was written in the source. It matters for templates (to map an
+/// offset inside the value back to a file position) and for error messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScalarKind {
+    /// Unquoted.
+    Plain,
+    /// `'single'` quoted.
+    SingleQuoted,
+    /// `"double"` quoted.
+    DoubleQuoted,
+    /// A `|` or `>` block.
+    Block,
+}
+
+/// The value of a [`Node`], resolved with the YAML 1.2 core schema.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// `null`, `~` or nothing.
+    Null,
+    /// `true` or `false`.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A floating-point number.
+    Float(f64),
+    /// A string.
+    Str(String),
+    /// A sequence.
+    Seq(Vec<Node>),
+    /// A mapping, in file order.
+    Map(Vec<Entry>),
+}
+
+/// One `key: value` pair of a mapping.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    /// The key (keys must be scalars; their text is kept).
+    pub key: String,
+    /// Where the key is written.
+    pub key_span: Span,
+    /// The value.
+    pub value: Node,
+}
+
+impl Node {
+    /// A short name of the node's type for messages ("a string", "a mapping").
+    pub fn type_name(&self) -> &'static str {
+        match &self.value {
+            Value::Null => "null",
+            Value::Bool(_) => "a boolean",
+            Value::Int(_) => "an integer",
+            Value::Float(_) => "a number",
+            Value::Str(_) => "a string",
+            Value::Seq(_) => "a list",
+            Value::Map(_) => "a mapping",
+        }
+    }
+
+    /// The entries when the node is a mapping.
+    pub fn as_map(&self) -> Option<&[Entry]> {
+        match &self.value {
+            Value::Map(entries) => Some(entries),
+            _ => None,
+        }
+    }
+
+    /// The string when the node is a string scalar.
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.value {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Looks up `key` in a mapping.
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        self.as_map()?
+            .iter()
+            .find(|entry| entry.key == key)
+            .map(|entry| &entry.value)
+    }
+
+    /// Converts to JSON, dropping positions (used for free-form values such as
+    /// HTTP JSON bodies and patches).
+    pub fn to_json(&self) -> serde_json::Value {
+        match &self.value {
+            Value::Null => serde_json::Value::Null,
+            Value::Bool(b) => serde_json::Value::Bool(*b),
+            Value::Int(i) => serde_json::Value::from(*i),
+            Value::Float(f) => serde_json::Number::from_f64(*f)
+                .map(serde_json::Value::Number)
+                .unwrap_or(serde_json::Value::Null),
+            Value::Str(s) => serde_json::Value::String(s.clone()),
+            Value::Seq(items) => {
+                serde_json::Value::Array(items.iter().map(Node::to_json).collect())
+            }
+            Value::Map(entries) => serde_json::Value::Object(
+                entries
+                    .iter()
+                    .map(|e| (e.key.clone(), e.value.to_json()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Visits every string scalar in the tree (values, not keys).
+    pub fn for_each_string<'a>(&'a self, f: &mut dyn FnMut(&'a Node, &'a str)) {
+        match &self.value {
+            Value::Str(s) => f(self, s),
+            Value::Seq(items) => items.iter().for_each(|item| item.for_each_string(f)),
+            Value::Map(entries) => entries.iter().for_each(|e| e.value.for_each_string(f)),
+            Value::Null | Value::Bool(_) | Value::Int(_) | Value::Float(_) => {}
+        }
+    }
+}
+
+/// Maps the parser's character offsets to byte offsets and positions.
+struct Positions<'a> {
+    /// Byte offset of each character, only built when the text is not ASCII.
+    char_to_byte: Option<Vec<usize>>,
+    len: usize,
+    _text: std::marker::PhantomData<&'a str>,
+}
+
+impl<'a> Positions<'a> {
+    fn new(text: &'a str) -> Self {
+        let char_to_byte = (!text.is_ascii()).then(|| {
+            let mut offsets: Vec<usize> = text.char_indices().map(|(i, _)| i).collect();
+            offsets.push(text.len());
+            offsets
+        });
+        Positions {
+            char_to_byte,
+            len: text.len(),
+            _text: std::marker::PhantomData,
+        }
+    }
+
+    fn byte(&self, char_index: usize) -> usize {
+        match &self.char_to_byte {
+            Some(offsets) => offsets.get(char_index).copied().unwrap_or(self.len),
+            None => char_index.min(self.len),
+        }
+    }
+
+    fn span(&self, span: &saphyr_parser::Span) -> Span {
+        let start = self.byte(span.start.index());
+        let end = self.byte(span.end.index()).max(start);
+        Span {
+            start,
+            end,
+            line: u32::try_from(span.start.line()).unwrap_or(u32::MAX),
+            col: u32::try_from(span.start.col() + 1).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+enum Frame {
+    Seq {
+        items: Vec<Node>,
+        span: Span,
+        anchor: usize,
+    },
+    Map {
+        entries: Vec<Entry>,
+        pending_key: Option<(String, Span)>,
+        span: Span,
+        anchor: usize,
+    },
+}
+
+/// Parses `text` as a single YAML document. On failure the diagnostics say
+/// why; a successful parse of an empty document yields a `Null` node.
+pub fn parse(text: &str) -> Result<Node, Vec<Diagnostic>> {
+    let positions = Positions::new(text);
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut anchors: HashMap<usize, (Node, usize)> = HashMap::new();
+    let mut root: Option<Node> = None;
+    let mut documents = 0usize;
+    let mut node_count = 0usize;
+    let mut diagnostics = Vec::new();
+
+    for event in Parser::new_from_str(text) {
+        let (event, raw_span) = match event {
+            Ok(pair) => pair,
+            Err(error) => {
+                let marker = error.marker();
+                let start = positions.byte(marker.index());
+                let span = Span {
+                    start,
+                    end: start,
+                    line: u32::try_from(marker.line()).unwrap_or(u32::MAX),
+                    col: u32::try_from(marker.col() + 1).unwrap_or(u32::MAX),
+                };
+                diagnostics.push(
+                    Diagnostic::error(
+                        Code::YamlSyntax,
+                        span,
+                        format!("invalid YAML: {}", error.info()),
+                    )
+                    .with_label("here"),
+                );
+                return Err(diagnostics);
+            }
+        };
+        let span = positions.span(&raw_span);
+        let finished: Option<(Node, usize)> = match event {
+            Event::StreamStart | Event::StreamEnd | Event::Nothing | Event::DocumentEnd => None,
+            Event::DocumentStart(_) => {
+                documents += 1;
+                if documents > 1 {
+                    diagnostics.push(
+                        Diagnostic::error(
+                            Code::MultipleDocuments,
+                            span,
+                            "a runbook file holds exactly one YAML document".to_string(),
+                        )
+                        .with_label("second document starts here")
+                        .with_help("move each runbook into its own file"),
+                    );
+                    return Err(diagnostics);
+                }
+                None
+            }
+            Event::Alias(id) => match anchors.get(&id) {
+                Some((node, size)) => {
+                    node_count = node_count.saturating_add(*size);
+                    if node_count > MAX_NODES {
+                        diagnostics.push(
+                            Diagnostic::error(
+                                Code::YamlLimits,
+                                span,
+                                format!(
+                                    "aliases expand this document past {MAX_NODES} nodes"
+                                ),
+                            )
+                            .with_label("this alias")
+                            .with_help("runbooks do not need alias chains this large; write the values out"),
+                        );
+                        return Err(diagnostics);
+                    }
+                    let mut copy = node.clone();
+                    // The copy keeps the anchored value but points at the alias,
+                    // so diagnostics about it land where the author used it.
+                    copy.span = span;
+                    Some((copy, 0))
+                }
+                None => {
+                    diagnostics.push(
+                        Diagnostic::error(
+                            Code::YamlSyntax,
+                            span,
+                            "alias to an unknown anchor".to_string(),
+                        )
+                        .with_label("unknown anchor"),
+                    );
+                    return Err(diagnostics);
+                }
+            },
+            Event::Scalar(text_value, style, anchor, tag) => {
+                node_count += 1;
+                let tag = tag.map(|t| format!("{}{}", t.handle, t.suffix));
+                match resolve_scalar(&text_value, style, tag.as_deref()) {
+                    Ok(value) => {
+                        let kind = match style {
+                            ScalarStyle::Plain => ScalarKind::Plain,
+                            ScalarStyle::SingleQuoted => ScalarKind::SingleQuoted,
+                            ScalarStyle::DoubleQuoted => ScalarKind::DoubleQuoted,
+                            ScalarStyle::Literal | ScalarStyle::Folded => ScalarKind::Block,
+                        };
+                        Some((
+                            Node {
+                                value,
+                                span,
+                                style: Some(kind),
+                            },
+                            anchor,
+                        ))
+                    }
+                    Err(message) => {
+                        diagnostics.push(
+                            Diagnostic::error(Code::YamlSyntax, span, message)
+                                .with_label("this value"),
+                        );
+                        Some((
+                            Node {
+                                value: Value::Null,
+                                span,
+                                style: Some(ScalarKind::Plain),
+                            },
+                            anchor,
+                        ))
+                    }
+                }
+            }
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                node_count += 1;
+                if stack.len() >= MAX_DEPTH {
+                    diagnostics.push(
+                        Diagnostic::error(
+                            Code::YamlLimits,
+                            span,
+                            format!("YAML nested deeper than {MAX_DEPTH} levels"),
+                        )
+                        .with_label("too deep here"),
+                    );
+                    return Err(diagnostics);
+                }
+                if matches!(event, Event::SequenceStart(..)) {
+                    stack.push(Frame::Seq {
+                        items: Vec::new(),
+                        span,
+                        anchor,
+                    });
+                } else {
+                    stack.push(Frame::Map {
+                        entries: Vec::new(),
+                        pending_key: None,
+                        span,
+                        anchor,
+                    });
+                }
+                None
+            }
+            Event::SequenceEnd | Event::MappingEnd => match stack.pop() {
+                Some(Frame::Seq {
+                    items,
+                    span: start,
+                    anchor,
+                }) => Some((
+                    Node {
+                        value: Value::Seq(items),
+                        span: start.to(span),
+                        style: None,
+                    },
+                    anchor,
+                )),
+                Some(Frame::Map {
+                    entries,
+                    span: start,
+                    anchor,
+                    ..
+                }) => Some((
+                    Node {
+                        value: Value::Map(entries),
+                        span: start.to(span),
+                        style: None,
+                    },
+                    anchor,
+                )),
+                None => None,
+            },
+        };
+        if node_count > MAX_NODES {
+            diagnostics.push(
+                Diagnostic::error(
+                    Code::YamlLimits,
+                    span,
+                    format!("document has more than {MAX_NODES} nodes"),
+                )
+                .with_label("limit reached here"),
+            );
+            return Err(diagnostics);
+        }
+        let Some((node, anchor)) = finished else {
+            continue;
+        };
+        if anchor != 0 {
+            let size = count_nodes(&node);
+            anchors.insert(anchor, (node.clone(), size));
+        }
+        match stack.last_mut() {
+            None => root = Some(node),
+            Some(Frame::Seq { items, .. }) => items.push(node),
+            Some(Frame::Map {
+                entries,
+                pending_key,
+                ..
+            }) => match pending_key.take() {
+                None => match key_text(&node) {
+                    Some(key) => *pending_key = Some((key, node.span)),
+                    None => {
+                        diagnostics.push(
+                            Diagnostic::error(
+                                Code::WrongType,
+                                node.span,
+                                format!(
+                                    "mapping keys must be plain text, found {}",
+                                    node.type_name()
+                                ),
+                            )
+                            .with_label("complex key"),
+                        );
+                        // Keep parsing with a placeholder so later problems are still found.
+                        *pending_key = Some((String::new(), node.span));
+                    }
+                },
+                Some((key, key_span)) => {
+                    if !key.is_empty() && entries.iter().any(|e| e.key == key) {
+                        diagnostics.push(
+                            Diagnostic::error(
+                                Code::DuplicateKey,
+                                key_span,
+                                format!("duplicate key `{key}`"),
+                            )
+                            .with_label("second occurrence")
+                            .with_help(
+                                "each key may appear once in a mapping; remove or rename one",
+                            ),
+                        );
+                    } else {
+                        entries.push(Entry {
+                            key,
+                            key_span,
+                            value: node,
+                        });
+                    }
+                }
+            },
+        }
+    }
+    if !diagnostics.is_empty() {
+        return Err(diagnostics);
+    }
+    Ok(root.unwrap_or(Node {
+        value: Value::Null,
+        span: Span {
+            start: 0,
+            end: 0,
+            line: 1,
+            col: 1,
+        },
+        style: None,
+    }))
+}
+
+fn count_nodes(node: &Node) -> usize {
+    match &node.value {
+        Value::Seq(items) => 1 + items.iter().map(count_nodes).sum::<usize>(),
+        Value::Map(entries) => 1 + entries.iter().map(|e| count_nodes(&e.value)).sum::<usize>(),
+        _ => 1,
+    }
+}
+
+fn key_text(node: &Node) -> Option<String> {
+    match &node.value {
+        Value::Str(s) => Some(s.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Float(f) => Some(f.to_string()),
+        Value::Null => Some("null".to_string()),
+        Value::Seq(_) | Value::Map(_) => None,
+    }
+}
+
+/// Resolves a scalar with the YAML 1.2 core schema (so `yes` stays a string,
+/// unlike YAML 1.1), honouring the standard `!!` tags.
+fn resolve_scalar(text: &str, style: ScalarStyle, tag: Option<&str>) -> Result<Value, String> {
+    match tag {
+        Some("!!str") | Some("tag:yaml.org,2002:str") => return Ok(Value::Str(text.to_string())),
+        Some("!!int") => {
+            return parse_int(text)
+                .map(Value::Int)
+                .ok_or_else(|| format!("`{text}` is not an integer"));
+        }
+        Some("!!float") => {
+            return parse_float(text)
+                .map(Value::Float)
+                .ok_or_else(|| format!("`{text}` is not a number"));
+        }
+        Some("!!bool") => {
+            return parse_bool(text)
+                .map(Value::Bool)
+                .ok_or_else(|| format!("`{text}` is not a boolean"));
+        }
+        Some("!!null") => return Ok(Value::Null),
+        Some(other) => return Err(format!("unsupported YAML tag `{other}`")),
+        None => {}
+    }
+    if style != ScalarStyle::Plain {
+        return Ok(Value::Str(text.to_string()));
+    }
+    if matches!(text, "" | "~" | "null" | "Null" | "NULL") {
+        return Ok(Value::Null);
+    }
+    if let Some(b) = parse_bool(text) {
+        return Ok(Value::Bool(b));
+    }
+    if let Some(i) = parse_int(text) {
+        return Ok(Value::Int(i));
+    }
+    if let Some(f) = parse_float(text) {
+        return Ok(Value::Float(f));
+    }
+    Ok(Value::Str(text.to_string()))
+}
+
+fn parse_bool(text: &str) -> Option<bool> {
+    match text {
+        "true" | "True" | "TRUE" => Some(true),
+        "false" | "False" | "FALSE" => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_int(text: &str) -> Option<i64> {
+    if let Some(hex) = text.strip_prefix("0x") {
+        return i64::from_str_radix(hex, 16).ok();
+    }
+    if let Some(oct) = text.strip_prefix("0o") {
+        return i64::from_str_radix(oct, 8).ok();
+    }
+    let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+fn parse_float(text: &str) -> Option<f64> {
+    match text {
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => return Some(f64::INFINITY),
+        "-.inf" | "-.Inf" | "-.INF" => return Some(f64::NEG_INFINITY),
+        ".nan" | ".NaN" | ".NAN" => return Some(f64::NAN),
+        _ => {}
+    }
+    // YAML's float grammar is narrower than Rust's: no `inf`, `nan` or `1e5.`
+    let body = text.strip_prefix(['-', '+']).unwrap_or(text);
+    let looks_numeric = body.starts_with(|c: char| c.is_ascii_digit() || c == '.')
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'))
+        && body.bytes().any(|b| b.is_ascii_digit());
+    if !looks_numeric {
+        return None;
+    }
+    text.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_point_at_values() {
+        let node = parse("a: 1\nb:\n  - x\n  - 'y'\n").expect("valid yaml");
+        let b = node.get("b").expect("b");
+        let Value::Seq(items) = &b.value else {
+            panic!("b is a list")
+        };
+        assert_eq!((items[1].span.line, items[1].span.col), (4, 5));
+        assert_eq!(items[1].as_str(), Some("y"));
+    }
+
+    #[test]
+    fn core_schema_resolution() {
+        let node = parse("a: yes\nb: 0x1F\nc: 1.5\nd: ~\ne: '1'\nf: True").expect("valid");
+        assert_eq!(
+            node.get("a").map(|n| &n.value),
+            Some(&Value::Str("yes".into()))
+        );
+        assert_eq!(node.get("b").map(|n| &n.value), Some(&Value::Int(31)));
+        assert_eq!(node.get("c").map(|n| &n.value), Some(&Value::Float(1.5)));
+        assert_eq!(node.get("d").map(|n| &n.value), Some(&Value::Null));
+        assert_eq!(
+            node.get("e").map(|n| &n.value),
+            Some(&Value::Str("1".into()))
+        );
+        assert_eq!(node.get("f").map(|n| &n.value), Some(&Value::Bool(true)));
+    }
+
+    #[test]
+    fn duplicate_keys_are_reported_at_second() {
+        let errors = parse("a: 1\nb: 2\na: 3\n").expect_err("duplicate");
+        assert_eq!(errors[0].span.line, 3);
+    }
+
+    #[test]
+    fn billion_laughs_is_bounded() {
+        let mut doc = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..12 {
+            let prev = i - 1;
+            doc.push_str(&format!(
+                "a{i}: &a{i} [*a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}]\n"
+            ));
+        }
+        let errors = parse(&doc).expect_err("too big");
+        assert_eq!(errors[0].code, Code::YamlLimits);
+    }
+
+    #[test]
+    fn deep_nesting_is_bounded() {
+        // The scanner has its own recursion limit for flow collections; ours
+        // catches block nesting. Either way the document is refused.
+        let errors = parse(&"[".repeat(10_000)).expect_err("too deep");
+        assert!(
+            errors[0].message.contains("recursion") || errors[0].code == Code::YamlLimits,
+            "{errors:?}"
+        );
+        let mut block = String::new();
+        for depth in 0..300 {
+            block.push_str(&" ".repeat(depth));
+            block.push_str("a:\n");
+        }
+        let errors = parse(&block).expect_err("too deep");
+        assert_eq!(errors[0].code, Code::YamlLimits);
+    }
+
+    #[test]
+    fn non_ascii_offsets_are_bytes() {
+        let text = "é: ü\nb: x\n";
+        let node = parse(text).expect("valid");
+        let b = node.get("b").expect("b");
+        assert_eq!(&text[b.span.start..b.span.end], "x");
+    }
+}
