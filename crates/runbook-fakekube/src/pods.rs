@@ -955,14 +955,13 @@ impl Cluster {
                 .is_none_or(|want| self.disk_full(pod) == want)
     }
 
-    /// Runs a scripted command in a pod's container.
-    pub(crate) fn exec(
-        &mut self,
+    /// Checks that `exec` can reach a running container; returns its name.
+    pub(crate) fn exec_target(
+        &self,
         ns: &str,
         name: &str,
         container: Option<&str>,
-        argv: &[String],
-    ) -> Result<ExecOutcome, ApiError> {
+    ) -> Result<String, ApiError> {
         let pod = self.get(Kind::Pod.info(), ns, name)?;
         let cname = self.pick_container(&pod, container)?["name"]
             .as_str()
@@ -971,11 +970,25 @@ impl Cluster {
         let running = self
             .container_sim(&pod, &cname)
             .is_some_and(|c| matches!(c.state, State::Running { .. }));
-        if !running {
-            return Err(ApiError::bad_request(format!(
+        if running {
+            Ok(cname)
+        } else {
+            Err(ApiError::bad_request(format!(
                 "unable to upgrade connection: container not found (\"{cname}\")"
-            )));
+            )))
         }
+    }
+
+    /// Runs a scripted command in a pod's container.
+    pub(crate) fn exec(
+        &mut self,
+        ns: &str,
+        name: &str,
+        container: Option<&str>,
+        argv: &[String],
+    ) -> Result<ExecOutcome, ApiError> {
+        let cname = self.exec_target(ns, name, container)?;
+        let pod = self.get(Kind::Pod.info(), ns, name)?;
         if argv.is_empty() {
             return Err(ApiError::bad_request(
                 "you must specify at least one command for the container",

@@ -720,6 +720,9 @@ async fn exec(
     name: &str,
     params: &Params,
 ) -> Response {
+    if let Err(e) = shared.lock().exec_target(ns, name, params.get("container")) {
+        return error_response(&e);
+    }
     let ws = match WebSocketUpgrade::from_request_parts(parts, &()).await {
         Ok(ws) => ws,
         Err(_) => {
