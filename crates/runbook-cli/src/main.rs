@@ -1,1 +1,104 @@
-fn main() {}
+//! The `runbook` command. A thin layer over the library crates: argument
+//! parsing, rendering for terminals and machines, and exit codes.
+
+mod exit;
+mod plan_cmd;
+mod schema_cmd;
+mod validate_cmd;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use exit::ExitCode;
+use std::path::PathBuf;
+
+/// A declarative runbook engine: YAML DAGs of typed steps, run safely.
+#[derive(Parser)]
+#[command(name = "runbook", version, about, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check runbook files for every problem, with file:line:col diagnostics.
+    Validate(ValidateArgs),
+    /// Show resolved params and the steps in dependency waves, without running anything.
+    Plan(PlanArgs),
+    /// Print the JSON Schema of the runbook format (for editors and CI).
+    Schema,
+}
+
+/// Arguments of `runbook validate`.
+#[derive(clap::Args)]
+pub struct ValidateArgs {
+    /// Runbook files, or directories searched for `*.yaml` and `*.yml`.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ValidateFormat::Human)]
+    pub format: ValidateFormat,
+    /// Treat warnings as errors.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+/// Formats of `runbook validate`.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ValidateFormat {
+    /// Source snippets with carets, for people.
+    Human,
+    /// One JSON document listing every diagnostic.
+    Json,
+    /// GitHub Actions workflow commands (annotations on pull requests).
+    Github,
+    /// SARIF 2.1.0, for code-scanning tools.
+    Sarif,
+}
+
+/// Arguments of `runbook plan`.
+#[derive(clap::Args)]
+pub struct PlanArgs {
+    /// The runbook file.
+    pub file: PathBuf,
+    /// Set a param: `--set name=value` (repeatable).
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub sets: Vec<String>,
+    /// A YAML file mapping param names to values.
+    #[arg(long, value_name = "FILE")]
+    pub params: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Human)]
+    pub format: PlanFormat,
+}
+
+/// Formats of `runbook plan`.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum PlanFormat {
+    /// A readable listing.
+    Human,
+    /// JSON.
+    Json,
+    /// A Mermaid flowchart.
+    Mermaid,
+    /// A Graphviz digraph.
+    Dot,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Validate(args) => validate_cmd::run(&args),
+        Command::Plan(args) => plan_cmd::run(&args),
+        Command::Schema => schema_cmd::run(),
+    };
+    match result {
+        Ok(code) => code.into(),
+        Err(error) => {
+            if exit::is_broken_pipe(&error) {
+                return ExitCode::Success.into();
+            }
+            eprintln!("error: {error:#}");
+            ExitCode::Usage.into()
+        }
+    }
+}

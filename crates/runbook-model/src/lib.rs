@@ -44,8 +44,8 @@ impl Loaded {
 
 /// Parses, lowers and validates the runbook in `text` (read from `path`).
 pub fn load(path: &Path, text: &str) -> Loaded {
-    let root = match yaml::parse(text) {
-        Ok(root) => root,
+    let (root, mut diagnostics) = match yaml::parse(text) {
+        Ok(parsed) => (parsed.root, parsed.diagnostics),
         Err(diagnostics) => {
             return Loaded {
                 runbook: None,
@@ -55,7 +55,7 @@ pub fn load(path: &Path, text: &str) -> Loaded {
     };
     let mut lowerer = lower::Lowerer::new(text);
     let lowered = lowerer.runbook(&root, path);
-    let mut diagnostics = lowerer.diagnostics;
+    diagnostics.extend(lowerer.diagnostics);
     diagnostics.extend(validate::validate(&lowered, text));
     diagnostics.sort_by_key(|d| (d.span.start, d.span.line, d.span.col, d.code));
     diagnostics.dedup();

@@ -201,9 +201,20 @@ enum Frame {
     },
 }
 
-/// Parses `text` as a single YAML document. On failure the diagnostics say
-/// why; a successful parse of an empty document yields a `Null` node.
-pub fn parse(text: &str) -> Result<Node, Vec<Diagnostic>> {
+/// A parsed document and the problems that did not stop parsing (duplicate
+/// keys, unsupported tags): the tree is still usable to find more.
+#[derive(Debug)]
+pub struct Parsed {
+    /// The root node (`Null` for an empty document).
+    pub root: Node,
+    /// Recoverable problems.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Parses `text` as a single YAML document. `Err` means the document could
+/// not be read at all (syntax error, limits); recoverable problems come
+/// with the tree in [`Parsed::diagnostics`].
+pub fn parse(text: &str) -> Result<Parsed, Vec<Diagnostic>> {
     let positions = Positions::new(text);
     let mut stack: Vec<Frame> = Vec::new();
     let mut anchors: HashMap<usize, (Node, usize)> = HashMap::new();
@@ -401,6 +412,11 @@ pub fn parse(text: &str) -> Result<Node, Vec<Diagnostic>> {
             let size = count_nodes(&node);
             anchors.insert(anchor, (node.clone(), size));
         }
+        // Step maps sit at depth 2 under `steps`, `on_failure` or `finally`;
+        // a repeated key there is a repeated step id, and says so.
+        let in_step_map = stack.len() == 2
+            && matches!(&stack[0], Frame::Map { pending_key: Some((k, _)), .. }
+                if matches!(k.as_str(), "steps" | "on_failure" | "finally"));
         match stack.last_mut() {
             None => root = Some(node),
             Some(Frame::Seq { items, .. }) => items.push(node),
@@ -416,10 +432,7 @@ pub fn parse(text: &str) -> Result<Node, Vec<Diagnostic>> {
                             Diagnostic::error(
                                 Code::WrongType,
                                 node.span,
-                                format!(
-                                    "mapping keys must be plain text, found {}",
-                                    node.type_name()
-                                ),
+                                format!("mapping keys must be plain text, found {}", node.type_name()),
                             )
                             .with_label("complex key"),
                         );
@@ -428,19 +441,22 @@ pub fn parse(text: &str) -> Result<Node, Vec<Diagnostic>> {
                     }
                 },
                 Some((key, key_span)) => {
-                    if !key.is_empty() && entries.iter().any(|e| e.key == key) {
+                    if let Some(first) = entries.iter().find(|e| e.key == key && !key.is_empty()) {
+                        let what = if in_step_map { "step id" } else { "key" };
                         diagnostics.push(
                             Diagnostic::error(
-                                Code::DuplicateKey,
+                                if in_step_map { Code::DuplicateStepId } else { Code::DuplicateKey },
                                 key_span,
-                                format!("duplicate key `{key}`"),
+                                format!("duplicate {what} `{key}` (first defined on line {})", first.key_span.line),
                             )
                             .with_label("second occurrence")
-                            .with_help(
-                                "each key may appear once in a mapping; remove or rename one",
-                            ),
+                            .with_help(if in_step_map {
+                                "step ids must be unique across `steps`, `on_failure` and `finally`; rename one"
+                            } else {
+                                "each key may appear once in a mapping; remove or rename one"
+                            }),
                         );
-                    } else {
+                    } else if !key.is_empty() {
                         entries.push(Entry {
                             key,
                             key_span,
@@ -451,10 +467,7 @@ pub fn parse(text: &str) -> Result<Node, Vec<Diagnostic>> {
             },
         }
     }
-    if !diagnostics.is_empty() {
-        return Err(diagnostics);
-    }
-    Ok(root.unwrap_or(Node {
+    let root = root.unwrap_or(Node {
         value: Value::Null,
         span: Span {
             start: 0,
@@ -463,7 +476,8 @@ pub fn parse(text: &str) -> Result<Node, Vec<Diagnostic>> {
             col: 1,
         },
         style: None,
-    }))
+    });
+    Ok(Parsed { root, diagnostics })
 }
 
 fn count_nodes(node: &Node) -> usize {
@@ -575,7 +589,7 @@ mod tests {
 
     #[test]
     fn spans_point_at_values() {
-        let node = parse("a: 1\nb:\n  - x\n  - 'y'\n").expect("valid yaml");
+        let node = parse("a: 1\nb:\n  - x\n  - 'y'\n").expect("valid yaml").root;
         let b = node.get("b").expect("b");
         let Value::Seq(items) = &b.value else {
             panic!("b is a list")
@@ -586,7 +600,7 @@ mod tests {
 
     #[test]
     fn core_schema_resolution() {
-        let node = parse("a: yes\nb: 0x1F\nc: 1.5\nd: ~\ne: '1'\nf: True").expect("valid");
+        let node = parse("a: yes\nb: 0x1F\nc: 1.5\nd: ~\ne: '1'\nf: True").expect("valid").root;
         assert_eq!(
             node.get("a").map(|n| &n.value),
             Some(&Value::Str("yes".into()))
@@ -603,8 +617,9 @@ mod tests {
 
     #[test]
     fn duplicate_keys_are_reported_at_second() {
-        let errors = parse("a: 1\nb: 2\na: 3\n").expect_err("duplicate");
-        assert_eq!(errors[0].span.line, 3);
+        let parsed = parse("a: 1\nb: 2\na: 3\n").expect("recoverable");
+        assert_eq!(parsed.diagnostics[0].span.line, 3);
+        assert_eq!(parsed.root.get("a").map(|n| &n.value), Some(&Value::Int(1)));
     }
 
     #[test]
@@ -641,7 +656,7 @@ mod tests {
     #[test]
     fn non_ascii_offsets_are_bytes() {
         let text = "é: ü\nb: x\n";
-        let node = parse(text).expect("valid");
+        let node = parse(text).expect("valid").root;
         let b = node.get("b").expect("b");
         assert_eq!(&text[b.span.start..b.span.end], "x");
     }

@@ -1,0 +1,193 @@
+//! `runbook validate`: every problem of every file, in one pass.
+
+use crate::exit::ExitCode;
+use crate::{ValidateArgs, ValidateFormat};
+use anyhow::Context as _;
+use runbook_model::diagnostic::{
+    FileDiagnostics, JsonDiagnostic, render_github, render_human, render_sarif,
+};
+use runbook_model::{Diagnostic, Severity};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+/// One checked file.
+struct Checked {
+    path: PathBuf,
+    source: String,
+    diagnostics: Vec<Diagnostic>,
+}
+
+pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
+    let mut files = Vec::new();
+    for path in &args.paths {
+        collect(path, &mut files)?;
+    }
+    if files.is_empty() {
+        anyhow::bail!("no runbook files (*.yaml, *.yml) found in the given paths");
+    }
+    let checked: Vec<Checked> = check_all(files);
+    let errors = checked
+        .iter()
+        .flat_map(|c| &c.diagnostics)
+        .filter(|d| d.severity == Severity::Error)
+        .count();
+    let warnings = checked
+        .iter()
+        .flat_map(|c| &c.diagnostics)
+        .filter(|d| d.severity == Severity::Warning)
+        .count();
+    let mut stdout = std::io::stdout().lock();
+    match args.format {
+        ValidateFormat::Human => {
+            let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            let mut stderr = std::io::stderr().lock();
+            for file in &checked {
+                if file.diagnostics.is_empty() {
+                    continue;
+                }
+                let rendered = render_human(
+                    &FileDiagnostics {
+                        path: &file.path,
+                        source: &file.source,
+                        diagnostics: &file.diagnostics,
+                    },
+                    color,
+                );
+                stderr.write_all(rendered.as_bytes())?;
+            }
+            writeln!(
+                stderr,
+                "{}: {} file{} checked, {} error{}, {} warning{}",
+                if errors > 0 || (args.strict && warnings > 0) { "failed" } else { "ok" },
+                checked.len(),
+                plural(checked.len()),
+                errors,
+                plural(errors),
+                warnings,
+                plural(warnings),
+            )?;
+        }
+        ValidateFormat::Json => {
+            let diagnostics: Vec<JsonDiagnostic<'_>> = checked
+                .iter()
+                .flat_map(|c| c.diagnostics.iter().map(|d| JsonDiagnostic::new(&c.path, d)))
+                .collect();
+            let report = serde_json::json!({
+                "files": checked.len(),
+                "errors": errors,
+                "warnings": warnings,
+                "diagnostics": diagnostics,
+            });
+            serde_json::to_writer_pretty(&mut stdout, &report)?;
+            writeln!(stdout)?;
+        }
+        ValidateFormat::Github => {
+            for file in &checked {
+                for d in &file.diagnostics {
+                    writeln!(stdout, "{}", render_github(&file.path, d))?;
+                }
+            }
+        }
+        ValidateFormat::Sarif => {
+            let files: Vec<FileDiagnostics<'_>> = checked
+                .iter()
+                .map(|c| FileDiagnostics {
+                    path: &c.path,
+                    source: &c.source,
+                    diagnostics: &c.diagnostics,
+                })
+                .collect();
+            serde_json::to_writer_pretty(&mut stdout, &render_sarif(&files))?;
+            writeln!(stdout)?;
+        }
+    }
+    stdout.flush()?;
+    Ok(if errors > 0 || (args.strict && warnings > 0) {
+        ExitCode::Failure
+    } else {
+        ExitCode::Success
+    })
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// Checks files on all cores: a CI run over a thousand runbooks should be
+/// bound by parsing, not by one thread.
+fn check_all(files: Vec<PathBuf>) -> Vec<Checked> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(files.len())
+        .max(1);
+    if workers == 1 {
+        return files.into_iter().map(check_one).collect();
+    }
+    let chunk = files.len().div_ceil(workers);
+    let chunks: Vec<Vec<(usize, PathBuf)>> = files
+        .into_iter()
+        .enumerate()
+        .collect::<Vec<_>>()
+        .chunks(chunk)
+        .map(<[_]>::to_vec)
+        .collect();
+    let mut results: Vec<(usize, Checked)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                scope.spawn(move || {
+                    chunk
+                        .into_iter()
+                        .map(|(i, path)| (i, check_one(path)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, c)| c).collect()
+}
+
+fn check_one(path: PathBuf) -> Checked {
+    let (source, loaded) = runbook_model::load_file(&path);
+    Checked {
+        path,
+        source,
+        diagnostics: loaded.diagnostics,
+    }
+}
+
+/// Expands directories into their runbook files, sorted so output is
+/// deterministic whatever order the filesystem returns.
+fn collect(path: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    let meta = std::fs::metadata(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    if meta.is_file() {
+        out.push(path.to_path_buf());
+        return Ok(());
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+        .with_context(|| format!("cannot list directory `{}`", path.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for entry in entries {
+        let is_dir = entry.is_dir();
+        let hidden = entry
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.'));
+        if hidden {
+            continue;
+        }
+        if is_dir {
+            collect(&entry, out)?;
+        } else if matches!(entry.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+            out.push(entry);
+        }
+    }
+    Ok(())
+}
