@@ -8,7 +8,8 @@ use runbook_model::params::{ParamError, ParamInputs};
 use std::io::{IsTerminal, Write};
 
 pub fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
-    let Some((runbook, params)) = load_with_params(&args.file, &args.sets, args.params.as_deref())? else {
+    let Some((runbook, params)) = load_with_params(&args.file, &args.sets, args.params.as_deref())?
+    else {
         return Ok(ExitCode::Usage);
     };
     let plan = runbook_model::plan::plan(&runbook, &params);
@@ -52,7 +53,10 @@ pub fn load_with_params(
         eprint!("{rendered}");
     }
     let Some(runbook) = loaded.runbook else {
-        eprintln!("error: `{}` is not a valid runbook; nothing was run", file.display());
+        eprintln!(
+            "error: `{}` is not a valid runbook; nothing was run",
+            file.display()
+        );
         return Ok(None);
     };
     let mut inputs = ParamInputs {
@@ -60,9 +64,8 @@ pub fn load_with_params(
         file: None,
     };
     if let Some(path) = params_file {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            anyhow::anyhow!("cannot read params file `{}`: {e}", path.display())
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read params file `{}`: {e}", path.display()))?;
         match runbook_model::yaml::parse(&text) {
             Ok(parsed) if parsed.diagnostics.is_empty() => inputs.file = Some(parsed.root),
             Ok(parsed) => {
@@ -102,7 +105,10 @@ pub fn load_with_params(
 
 fn report_param_errors(errors: &[ParamError]) {
     for error in errors {
-        eprintln!("error[{}]: {error}", runbook_model::Code::InvalidParam.as_str());
+        eprintln!(
+            "error[{}]: {error}",
+            runbook_model::Code::InvalidParam.as_str()
+        );
     }
     eprintln!(
         "{} param error{}; nothing was run",

@@ -58,7 +58,11 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
             writeln!(
                 stderr,
                 "{}: {} file{} checked, {} error{}, {} warning{}",
-                if errors > 0 || (args.strict && warnings > 0) { "failed" } else { "ok" },
+                if errors > 0 || (args.strict && warnings > 0) {
+                    "failed"
+                } else {
+                    "ok"
+                },
                 checked.len(),
                 plural(checked.len()),
                 errors,
@@ -70,7 +74,11 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
         ValidateFormat::Json => {
             let diagnostics: Vec<JsonDiagnostic<'_>> = checked
                 .iter()
-                .flat_map(|c| c.diagnostics.iter().map(|d| JsonDiagnostic::new(&c.path, d)))
+                .flat_map(|c| {
+                    c.diagnostics
+                        .iter()
+                        .map(|d| JsonDiagnostic::new(&c.path, d))
+                })
                 .collect();
             let report = serde_json::json!({
                 "files": checked.len(),
@@ -164,7 +172,8 @@ fn check_one(path: PathBuf) -> Checked {
 /// Expands directories into their runbook files, sorted so output is
 /// deterministic whatever order the filesystem returns.
 fn collect(path: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-    let meta = std::fs::metadata(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read `{}`", path.display()))?;
     if meta.is_file() {
         out.push(path.to_path_buf());
         return Ok(());
@@ -185,7 +194,10 @@ fn collect(path: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
         }
         if is_dir {
             collect(&entry, out)?;
-        } else if matches!(entry.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+        } else if matches!(
+            entry.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        ) {
             out.push(entry);
         }
     }

@@ -247,7 +247,7 @@ pub fn render_human(file: &FileDiagnostics<'_>, color: bool) -> String {
             group = group.element(
                 annotate_snippets::Origin::path(path.as_str())
                     .line(diagnostic.span.line as usize)
-                    .char_column(diagnostic.span.col.saturating_sub(1) as usize),
+                    .char_column(diagnostic.span.col as usize),
             );
         }
         if let Some(help) = &diagnostic.help {

@@ -93,7 +93,10 @@ pub fn plan(runbook: &Runbook, params: &IndexMap<String, ResolvedParam>) -> Plan
         name: runbook.name.value.clone(),
         description: runbook.description.clone(),
         params,
-        timeout: runbook.timeout.as_ref().map(|t| humantime::format_duration(t.value).to_string()),
+        timeout: runbook
+            .timeout
+            .as_ref()
+            .map(|t| humantime::format_duration(t.value).to_string()),
         steps: waves(runbook, Phase::Main),
         on_failure: waves(runbook, Phase::OnFailure),
         finally: waves(runbook, Phase::Finally),
@@ -250,7 +253,11 @@ impl Plan {
     /// A Mermaid flowchart (renders on GitHub and in most wikis).
     pub fn render_mermaid(&self) -> String {
         let mut out = String::from("flowchart TD\n");
-        for (prefix, waves) in [("", &self.steps), ("on_failure: ", &self.on_failure), ("finally: ", &self.finally)] {
+        for (prefix, waves) in [
+            ("", &self.steps),
+            ("on_failure: ", &self.on_failure),
+            ("finally: ", &self.finally),
+        ] {
             for step in waves.iter().flatten() {
                 let label = format!("{prefix}{}<br/>{}", step.id, step.kind).replace('"', "'");
                 let shape = if step.kind == "gate" {
@@ -261,7 +268,13 @@ impl Plan {
                 writeln!(out, "  {}{shape}", mermaid_id(&step.id)).ok();
                 for need in &step.needs {
                     let arrow = if step.when.is_some() { "-.->" } else { "-->" };
-                    writeln!(out, "  {} {arrow} {}", mermaid_id(need), mermaid_id(&step.id)).ok();
+                    writeln!(
+                        out,
+                        "  {} {arrow} {}",
+                        mermaid_id(need),
+                        mermaid_id(&step.id)
+                    )
+                    .ok();
                 }
             }
         }
@@ -270,27 +283,44 @@ impl Plan {
 
     /// A Graphviz digraph.
     pub fn render_dot(&self) -> String {
-        let mut out = format!("digraph \"{}\" {{\n  rankdir=TB;\n  node [shape=box];\n", self.name);
-        for (cluster, waves) in [("steps", &self.steps), ("on_failure", &self.on_failure), ("finally", &self.finally)] {
+        let mut out = format!(
+            "digraph \"{}\" {{\n  rankdir=TB;\n  node [shape=box];\n",
+            self.name
+        );
+        for (cluster, waves) in [
+            ("steps", &self.steps),
+            ("on_failure", &self.on_failure),
+            ("finally", &self.finally),
+        ] {
             if waves.is_empty() {
                 continue;
             }
-            writeln!(out, "  subgraph \"cluster_{cluster}\" {{\n    label=\"{cluster}\";").ok();
+            writeln!(
+                out,
+                "  subgraph \"cluster_{cluster}\" {{\n    label=\"{cluster}\";"
+            )
+            .ok();
             for step in waves.iter().flatten() {
-                let shape = if step.kind == "gate" { ", shape=diamond" } else { "" };
+                let shape = if step.kind == "gate" {
+                    ", shape=diamond"
+                } else {
+                    ""
+                };
                 writeln!(
                     out,
                     "    \"{}\" [label=\"{}\\n{}\"{shape}];",
-                    step.id,
-                    step.id,
-                    step.kind
+                    step.id, step.id, step.kind
                 )
                 .ok();
             }
             writeln!(out, "  }}").ok();
             for step in waves.iter().flatten() {
                 for need in &step.needs {
-                    let style = if step.when.is_some() { " [style=dashed]" } else { "" };
+                    let style = if step.when.is_some() {
+                        " [style=dashed]"
+                    } else {
+                        ""
+                    };
                     writeln!(out, "  \"{need}\" -> \"{}\"{style};", step.id).ok();
                 }
             }

@@ -191,7 +191,7 @@ impl<'a> Validator<'a> {
                     Diagnostic::error(
                         Code::TemplateSyntax,
                         span,
-                        format!("template in `{field}` does not parse: {}", error.message),
+                        format!("template in `{field}` does not parse: {}", explain_syntax_error(&template.text, &error.message)),
                     )
                     .with_label("template error")
                     .with_help("templates use Handlebars syntax, such as `{{params.name}}` or `{{#if x}}...{{/if}}`"),
@@ -448,6 +448,28 @@ impl<'a> Validator<'a> {
             col,
         }
     }
+}
+
+/// Handlebars' parser reports what tokens it expected, which reads as noise;
+/// the usual causes are an unclosed block or unbalanced braces, so say that.
+fn explain_syntax_error(text: &str, message: &str) -> String {
+    for block in ["if", "unless", "each", "with"] {
+        let opened = text.matches(&format!("{{{{#{block}")).count();
+        let closed = text.matches(&format!("{{{{/{block}")).count();
+        if opened > closed {
+            return format!("`{{{{#{block}}}}}` is not closed with `{{{{/{block}}}}}`");
+        }
+        if closed > opened {
+            return format!("`{{{{/{block}}}}}` closes a block that was never opened");
+        }
+    }
+    if text.matches("{{").count() != text.matches("}}").count() {
+        return "unbalanced `{{` and `}}`".to_string();
+    }
+    if message.contains("expected") {
+        return "invalid Handlebars syntax".to_string();
+    }
+    message.to_string()
 }
 
 /// The byte offset of a 1-based (line, column) position in `text`.

@@ -432,7 +432,10 @@ pub fn parse(text: &str) -> Result<Parsed, Vec<Diagnostic>> {
                             Diagnostic::error(
                                 Code::WrongType,
                                 node.span,
-                                format!("mapping keys must be plain text, found {}", node.type_name()),
+                                format!(
+                                    "mapping keys must be plain text, found {}",
+                                    node.type_name()
+                                ),
                             )
                             .with_label("complex key"),
                         );
@@ -589,7 +592,9 @@ mod tests {
 
     #[test]
     fn spans_point_at_values() {
-        let node = parse("a: 1\nb:\n  - x\n  - 'y'\n").expect("valid yaml").root;
+        let node = parse("a: 1\nb:\n  - x\n  - 'y'\n")
+            .expect("valid yaml")
+            .root;
         let b = node.get("b").expect("b");
         let Value::Seq(items) = &b.value else {
             panic!("b is a list")
@@ -600,7 +605,9 @@ mod tests {
 
     #[test]
     fn core_schema_resolution() {
-        let node = parse("a: yes\nb: 0x1F\nc: 1.5\nd: ~\ne: '1'\nf: True").expect("valid").root;
+        let node = parse("a: yes\nb: 0x1F\nc: 1.5\nd: ~\ne: '1'\nf: True")
+            .expect("valid")
+            .root;
         assert_eq!(
             node.get("a").map(|n| &n.value),
             Some(&Value::Str("yes".into()))

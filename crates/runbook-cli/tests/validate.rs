@@ -1,0 +1,250 @@
+//! `runbook validate` end to end: every broken fixture under
+//! `tests/fixtures/invalid` has a reviewed snapshot of its human diagnostics,
+//! and the JSON form must give exactly the codes and positions that the
+//! fixture's `# expect: CODE LINE:COL` header lists.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("crates/runbook-cli sits two levels below the repository root")
+        .to_path_buf()
+}
+
+fn runbook(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(args)
+        .current_dir(repo_root())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("the runbook binary runs")
+}
+
+fn fixtures(kind: &str) -> Vec<PathBuf> {
+    let dir = repo_root().join("tests/fixtures").join(kind);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("fixture directory exists")
+        .map(|e| e.expect("readable entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn relative(path: &Path) -> String {
+    path.strip_prefix(repo_root())
+        .expect("fixture inside the repository")
+        .display()
+        .to_string()
+}
+
+fn expectations(path: &Path) -> Vec<(String, u64, u64)> {
+    let text =
+        String::from_utf8_lossy(&std::fs::read(path).expect("fixture readable")).into_owned();
+    text.lines()
+        .map_while(|line| line.strip_prefix("# expect: "))
+        .map(|rest| {
+            let (code, position) = rest.split_once(' ').expect("`CODE LINE:COL`");
+            let (line, col) = position.split_once(':').expect("`LINE:COL`");
+            (
+                code.to_string(),
+                line.parse().expect("line number"),
+                col.parse().expect("column number"),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn invalid_fixtures_match_their_snapshots_and_expectations() {
+    let files = fixtures("invalid");
+    assert!(
+        files.len() >= 40,
+        "the suite promises at least 40 broken runbooks"
+    );
+    let mut failures = Vec::new();
+    for file in &files {
+        let name = file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .expect("utf-8 name")
+            .to_string();
+        let path = relative(file);
+        let expected = expectations(file);
+        assert!(!expected.is_empty(), "{path} has no `# expect:` header");
+
+        let human = runbook(&["validate", &path]);
+        let only_warnings = expected.iter().all(|(code, _, _)| code == "RB307");
+        let want_status = if only_warnings { 0 } else { 1 };
+        if human.status.code() != Some(want_status) {
+            failures.push(format!(
+                "{path}: exit {:?}, expected {want_status}",
+                human.status.code()
+            ));
+        }
+        assert!(
+            human.stdout.is_empty(),
+            "{path}: human diagnostics belong on stderr"
+        );
+        insta::with_settings!({
+            snapshot_path => repo_root().join("tests/snapshots/validate"),
+            prepend_module_to_snapshot => false,
+            omit_expression => true,
+        }, {
+            insta::assert_snapshot!(name.clone(), String::from_utf8_lossy(&human.stderr));
+        });
+
+        let json = runbook(&["validate", "--format", "json", &path]);
+        let report: serde_json::Value =
+            serde_json::from_slice(&json.stdout).expect("valid JSON report");
+        let actual: Vec<(String, u64, u64)> = report["diagnostics"]
+            .as_array()
+            .expect("diagnostics array")
+            .iter()
+            .map(|d| {
+                (
+                    d["code"].as_str().expect("code").to_string(),
+                    d["line"].as_u64().expect("line"),
+                    d["col"].as_u64().expect("col"),
+                )
+            })
+            .collect();
+        if actual != expected {
+            failures.push(format!(
+                "{path}: JSON diagnostics {actual:?}, expected {expected:?}"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn warnings_fail_only_under_strict() {
+    let path = "tests/fixtures/invalid/41-raw-shell-insertion.yaml";
+    assert_eq!(runbook(&["validate", path]).status.code(), Some(0));
+    assert_eq!(
+        runbook(&["validate", "--strict", path]).status.code(),
+        Some(1)
+    );
+}
+
+#[test]
+fn valid_runbooks_have_no_diagnostics_even_under_strict() {
+    for dir in ["tests/fixtures/valid", "runbooks", "examples"] {
+        // examples/k8s holds Kubernetes manifests, not runbooks.
+        let files: Vec<String> = runbook_files(&repo_root().join(dir))
+            .iter()
+            .filter(|p| !p.starts_with(repo_root().join("examples/k8s")))
+            .map(|p| relative(p))
+            .collect();
+        if files.is_empty() {
+            continue;
+        }
+        let mut args = vec!["validate", "--strict", "--format", "json"];
+        args.extend(files.iter().map(String::as_str));
+        let out = runbook(&args);
+        let report: serde_json::Value =
+            serde_json::from_slice(&out.stdout).expect("valid JSON report");
+        assert_eq!(
+            report["diagnostics"],
+            serde_json::json!([]),
+            "{dir}: {report:#}"
+        );
+        assert_eq!(out.status.code(), Some(0), "{dir}");
+    }
+}
+
+fn runbook_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries {
+        let path = entry.expect("readable entry").path();
+        if path.is_dir() {
+            out.extend(runbook_files(&path));
+        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_directory_is_checked_whole_in_one_pass() {
+    let out = runbook(&["validate", "--format", "json", "tests/fixtures/invalid"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON report");
+    assert_eq!(
+        report["files"].as_u64(),
+        Some(fixtures("invalid").len() as u64)
+    );
+    let files_with_problems: std::collections::BTreeSet<&str> = report["diagnostics"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|d| d["file"].as_str().expect("file"))
+        .collect();
+    assert_eq!(files_with_problems.len(), fixtures("invalid").len());
+}
+
+#[test]
+fn github_annotations() {
+    let out = runbook(&[
+        "validate",
+        "--format",
+        "github",
+        "tests/fixtures/invalid/20-unknown-need.yaml",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    insta::with_settings!({
+        snapshot_path => repo_root().join("tests/snapshots/validate"),
+        prepend_module_to_snapshot => false,
+        omit_expression => true,
+    }, {
+        insta::assert_snapshot!("github-format", String::from_utf8_lossy(&out.stdout));
+    });
+}
+
+#[test]
+fn sarif_lists_rules_and_results() {
+    let out = runbook(&[
+        "validate",
+        "--format",
+        "sarif",
+        "tests/fixtures/invalid/61-many-problems.yaml",
+    ]);
+    let sarif: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid SARIF JSON");
+    assert_eq!(sarif["version"], "2.1.0");
+    let results = sarif["runs"][0]["results"].as_array().expect("results");
+    assert_eq!(results.len(), 13);
+    assert_eq!(
+        results[0]["locations"][0]["physicalLocation"]["region"]["startLine"],
+        15
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = runbook(&["validate", "does/not/exist.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does/not/exist.yaml"));
+    let out = runbook(&["validate", "--format", "xml", "tests/fixtures/valid"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn schema_command_matches_the_committed_schema() {
+    let out = runbook(&["schema"]);
+    assert_eq!(out.status.code(), Some(0));
+    let committed = std::fs::read_to_string(repo_root().join("schemas/runbook.schema.json"))
+        .expect("schemas/runbook.schema.json is committed");
+    assert!(
+        committed == String::from_utf8_lossy(&out.stdout),
+        "schemas/runbook.schema.json is stale: run `cargo run -p runbook-cli -- schema > schemas/runbook.schema.json`"
+    );
+}
