@@ -29,6 +29,7 @@ pub struct Runbook {
     /// Inputs of the runbook, set with `--set name=value`, `--params FILE`, an environment variable or a default.
     pub params: IndexMap<String, Param>,
     /// Environment variables added to every shell step (values are templates).
+    #[schemars(with = "IndexMap<String, crate::schema::ScalarText>")]
     pub env: IndexMap<String, Template>,
     /// Deadline for the main steps, such as `30m`; passing it fails the run with "deadline exceeded".
     #[schemars(with = "crate::schema::DurationText")]
@@ -350,6 +351,7 @@ pub struct HttpCheckStep {
     /// HTTP method (default `GET`).
     pub method: Option<Template>,
     /// Request headers. Values of `Authorization`, `Cookie` and names containing `token` or `key` are redacted.
+    #[schemars(with = "IndexMap<String, crate::schema::ScalarText>")]
     pub headers: IndexMap<String, Template>,
     /// A request body as text.
     pub body: Option<Template>,

@@ -11,6 +11,9 @@ use crate::model::{GateStep, HttpCheckStep, KubectlStep, Retry, Runbook, ShellSt
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde_json::{Map, Value, json};
 
+const STEP_ID_PATTERN: &str = "^[a-z][a-z0-9_-]*$";
+const PARAM_PATTERN: &str = "^[a-z_][a-z0-9_]*$";
+
 /// The schema of the whole format, as printed by `runbook schema`.
 pub fn runbook_schema() -> Value {
     let generator = schemars::generate::SchemaSettings::draft07().into_generator();
@@ -26,6 +29,21 @@ pub fn runbook_schema() -> Value {
             json!("A runbook for the `runbook` engine: a DAG of typed steps (shell, http-check, kubectl-action, gate) with params, retries, gates and rollbacks."),
         );
         set_required(object, &["version", "name", "steps"]);
+        if let Some(properties) = object.get_mut("properties").and_then(Value::as_object_mut) {
+            for (key, pattern) in [
+                ("steps", STEP_ID_PATTERN),
+                ("on_failure", STEP_ID_PATTERN),
+                ("finally", STEP_ID_PATTERN),
+                ("params", PARAM_PATTERN),
+            ] {
+                if let Some(map) = properties.get_mut(key).and_then(Value::as_object_mut) {
+                    map.insert("propertyNames".into(), json!({"pattern": pattern}));
+                    if key == "steps" {
+                        map.insert("minProperties".into(), json!(1));
+                    }
+                }
+            }
+        }
     }
     // Optional-by-default: schemars marks non-`Option` fields as required,
     // but in the file only the fields listed explicitly are.
@@ -255,6 +273,22 @@ impl JsonSchema for SignalName {
             .flat_map(|s| [s.to_string(), s.trim_start_matches("SIG").to_string()])
             .collect();
         json_schema!({"type": "string", "enum": names})
+    }
+}
+
+/// Schema-only type: text written as a string, number or boolean
+/// (environment values and headers are often written unquoted).
+pub struct ScalarText;
+
+impl JsonSchema for ScalarText {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ScalarText".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": ["string", "number", "boolean"]})
     }
 }
 
