@@ -1,0 +1,268 @@
+//! Bounded handling of a child's output: a ring buffer that keeps only the
+//! last bytes of a stream, and a splitter that turns arbitrary chunks into
+//! display lines of bounded length.
+//!
+//! Both exist so that a step printing gigabytes (a runaway `yes`, a log dump
+//! without newlines) costs the engine a fixed amount of memory: nothing here
+//! ever holds more than its configured limit.
+
+/// The last `cap` bytes of a stream, plus how many bytes came before them.
+pub(crate) struct Tail {
+    /// Up to `cap` bytes. Until it is full, the oldest byte is at index 0;
+    /// once full, it is a ring whose oldest byte is at `head`.
+    buf: Vec<u8>,
+    head: usize,
+    cap: usize,
+    /// Every byte ever pushed, kept or not.
+    total: u64,
+}
+
+/// What a [`Tail`] kept, ready to become step outputs.
+pub(crate) struct Captured {
+    /// The kept text (lossy UTF-8), trailing newlines removed.
+    pub(crate) text: String,
+    /// Bytes dropped from the front (0 when nothing was cut). When output
+    /// was cut, the partial first line is dropped too, so `text` starts at
+    /// a line boundary whenever the kept bytes contain one.
+    pub(crate) dropped: u64,
+}
+
+impl Captured {
+    /// The note placed before cut output.
+    pub(crate) fn note(&self) -> Option<String> {
+        (self.dropped > 0).then(|| truncation_note(self.dropped))
+    }
+
+    /// The text with the truncation note as its first line when cut.
+    pub(crate) fn with_note(&self) -> String {
+        match self.note() {
+            Some(note) if self.text.is_empty() => note,
+            Some(note) => format!("{note}\n{}", self.text),
+            None => self.text.clone(),
+        }
+    }
+}
+
+/// The first line of a captured stream whose beginning was dropped.
+pub(crate) fn truncation_note(dropped: u64) -> String {
+    format!("[runbook: output truncated, first {dropped} bytes dropped]")
+}
+
+impl Tail {
+    /// An empty tail keeping at most `cap` bytes (`cap` > 0).
+    pub(crate) fn new(cap: usize) -> Self {
+        Tail {
+            buf: Vec::new(),
+            head: 0,
+            cap: cap.max(1),
+            total: 0,
+        }
+    }
+
+    /// Appends `data`, forgetting the oldest bytes beyond the limit.
+    pub(crate) fn push(&mut self, mut data: &[u8]) {
+        self.total += data.len() as u64;
+        if data.len() >= self.cap {
+            // The chunk alone fills the buffer: only its end survives.
+            self.buf.clear();
+            self.buf.extend_from_slice(&data[data.len() - self.cap..]);
+            self.head = 0;
+            return;
+        }
+        if self.buf.len() < self.cap {
+            let n = (self.cap - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..n]);
+            data = &data[n..];
+        }
+        // Full: overwrite the oldest bytes, wrapping around.
+        while !data.is_empty() {
+            let n = (self.cap - self.head).min(data.len());
+            self.buf[self.head..self.head + n].copy_from_slice(&data[..n]);
+            self.head = (self.head + n) % self.cap;
+            data = &data[n..];
+        }
+    }
+
+    /// The kept bytes in order, and how many bytes were dropped.
+    pub(crate) fn finish(&self) -> Captured {
+        let mut bytes = Vec::with_capacity(self.buf.len());
+        bytes.extend_from_slice(&self.buf[self.head..]);
+        bytes.extend_from_slice(&self.buf[..self.head]);
+        let mut dropped = self.total - bytes.len() as u64;
+        let mut start = 0;
+        if dropped > 0 {
+            // The first kept line is a fragment; a reader is better served
+            // by whole lines, so drop the fragment too.
+            if let Some(newline) = bytes.iter().position(|&b| b == b'\n') {
+                start = newline + 1;
+                dropped += start as u64;
+            }
+        }
+        let text = String::from_utf8_lossy(&bytes[start..]);
+        Captured {
+            text: text.trim_end_matches(['\n', '\r']).to_string(),
+            dropped,
+        }
+    }
+}
+
+/// Splits a byte stream into lines for live display. A line longer than
+/// `max` bytes is emitted in pieces of at most `max` bytes, cut at a UTF-8
+/// character boundary where possible, so one endless line cannot grow
+/// memory without bound.
+pub(crate) struct LineSplitter {
+    pending: Vec<u8>,
+    max: usize,
+}
+
+impl LineSplitter {
+    /// A splitter emitting lines of at most `max` bytes (`max` >= 4).
+    pub(crate) fn new(max: usize) -> Self {
+        LineSplitter {
+            pending: Vec::new(),
+            max: max.max(4),
+        }
+    }
+
+    /// Feeds a chunk; `emit` receives every complete line (without its
+    /// line ending) and every full-length piece of an over-long line.
+    pub(crate) fn feed(&mut self, mut data: &[u8], emit: &mut impl FnMut(&str)) {
+        while let Some(newline) = data.iter().position(|&b| b == b'\n') {
+            let segment = &data[..newline];
+            if self.pending.is_empty() && segment.len() <= self.max {
+                // The common case: a whole line inside one chunk, no copy.
+                emit_line(segment, emit);
+            } else {
+                self.pending.extend_from_slice(segment);
+                self.emit_long_pieces(emit);
+                emit_line(&self.pending, emit);
+                self.pending.clear();
+            }
+            data = &data[newline + 1..];
+        }
+        self.pending.extend_from_slice(data);
+        self.emit_long_pieces(emit);
+    }
+
+    /// Emits what is left after the stream ended without a final newline.
+    pub(crate) fn finish(&mut self, emit: &mut impl FnMut(&str)) {
+        if !self.pending.is_empty() {
+            emit_line(&self.pending, emit);
+            self.pending.clear();
+        }
+    }
+
+    /// While `pending` is longer than `max`, emits its first piece.
+    fn emit_long_pieces(&mut self, emit: &mut impl FnMut(&str)) {
+        while self.pending.len() > self.max {
+            let mut cut = self.max;
+            // Do not split a multi-byte character: back off over at most
+            // three continuation bytes (0b10xx_xxxx).
+            for _ in 0..3 {
+                if self.pending[cut] & 0xC0 == 0x80 {
+                    cut -= 1;
+                } else {
+                    break;
+                }
+            }
+            if self.pending[cut] & 0xC0 == 0x80 {
+                // Not UTF-8 anyway: cut at the limit.
+                cut = self.max;
+            }
+            emit(&String::from_utf8_lossy(&self.pending[..cut]));
+            self.pending.drain(..cut);
+        }
+    }
+}
+
+/// Emits one line, without a trailing carriage return (CRLF output).
+fn emit_line(line: &[u8], emit: &mut impl FnMut(&str)) {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    emit(&String::from_utf8_lossy(line));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(max: usize, chunks: &[&[u8]]) -> Vec<String> {
+        let mut splitter = LineSplitter::new(max);
+        let mut out = Vec::new();
+        let mut emit = |l: &str| out.push(l.to_string());
+        for chunk in chunks {
+            splitter.feed(chunk, &mut emit);
+        }
+        splitter.finish(&mut emit);
+        out
+    }
+
+    #[test]
+    fn tail_keeps_everything_under_the_limit() {
+        let mut tail = Tail::new(16);
+        tail.push(b"hello\n");
+        tail.push(b"world\n");
+        let captured = tail.finish();
+        assert_eq!(captured.text, "hello\nworld");
+        assert_eq!(captured.dropped, 0);
+        assert_eq!(captured.with_note(), "hello\nworld");
+    }
+
+    #[test]
+    fn tail_keeps_the_last_bytes_across_wraps() {
+        let mut tail = Tail::new(10);
+        for i in 0..100u8 {
+            tail.push(&[b'a' + i % 26]);
+        }
+        tail.push(b"\n0123");
+        // Last 10 bytes: "rstuv\n0123"; the fragment before the newline goes.
+        let captured = tail.finish();
+        assert_eq!(captured.text, "0123");
+        assert_eq!(captured.dropped, 101);
+        assert_eq!(
+            captured.with_note(),
+            "[runbook: output truncated, first 101 bytes dropped]\n0123"
+        );
+    }
+
+    #[test]
+    fn tail_handles_a_chunk_larger_than_the_limit() {
+        let mut tail = Tail::new(4);
+        tail.push(b"ab");
+        tail.push(b"cdefgh");
+        let captured = tail.finish();
+        assert_eq!(captured.text, "efgh");
+        assert_eq!(captured.dropped, 4);
+    }
+
+    #[test]
+    fn splitter_joins_lines_across_chunks_and_strips_cr() {
+        assert_eq!(
+            lines(64, &[b"one\r\ntw", b"o\nthr", b"ee"]),
+            vec!["one", "two", "three"]
+        );
+    }
+
+    #[test]
+    fn splitter_cuts_long_lines() {
+        assert_eq!(
+            lines(4, &[b"abcdefghij\nxy\n"]),
+            vec!["abcd", "efgh", "ij", "xy"]
+        );
+        assert_eq!(
+            lines(4, &[b"abc", b"defgh", b"ij"]),
+            vec!["abcd", "efgh", "ij"]
+        );
+    }
+
+    #[test]
+    fn splitter_does_not_split_characters() {
+        // "aéé" is 5 bytes: a, c3 a9, c3 a9. A cut at 4 would split the
+        // second é, so the first piece is "aé".
+        assert_eq!(lines(4, &["aééb".as_bytes()]), vec!["aé", "éb"]);
+    }
+
+    #[test]
+    fn splitter_converts_invalid_utf8_lossily() {
+        assert_eq!(lines(64, &[b"a\xffb\n"]), vec!["a\u{fffd}b"]);
+    }
+}

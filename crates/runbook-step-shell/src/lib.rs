@@ -1,0 +1,421 @@
+//! `type: shell`: runs a script, streaming its output live and keeping a
+//! bounded copy of it as the step's outputs.
+//!
+//! Every attempt runs as the leader of its own process group, so that a
+//! timeout or cancellation reaches everything the script started:
+//!
+//! 1. When `ctx.cancelled()` fires, the whole group gets `stop_signal`
+//!    (default SIGTERM).
+//! 2. Output keeps being drained (and streamed) during the `grace` period
+//!    (default 5 s), so a child that logs while shutting down never blocks
+//!    on a full pipe and its last words are kept.
+//! 3. If the group has not finished by then (leader exited and every pipe
+//!    closed), it gets SIGKILL.
+//!
+//! A script's processes never outlive its step: when the script exits, its
+//! output is drained for up to [`LEFTOVER_WINDOW`], then whatever is left in
+//! its process group (a forgotten `sleep 600 &`) gets SIGKILL. If the step's
+//! future is dropped mid-run, a drop guard SIGKILLs the group.
+//!
+//! Captured output: `stdout` and `stderr` keep at most the last
+//! [`MAX_CAPTURED_BYTES`] of raw output each. When output was cut, the kept
+//! part starts at the next line boundary and the output's first line is
+//! `[runbook: output truncated, first N bytes dropped]`. `json` is `null` for
+//! cut output (a JSON document missing its start cannot parse) and `lines`
+//! never contains the note. Live lines longer than [`MAX_LINE_BYTES`] are
+//! split; bytes that are not UTF-8 are replaced with U+FFFD.
+//!
+//! Unix only.
+
+mod capture;
+mod process_group;
+
+use async_trait::async_trait;
+use capture::{LineSplitter, Tail};
+use nix::sys::signal::Signal;
+use process_group::ProcessGroup;
+use runbook_engine::{Outputs, StepContext, StepExecutor, StepFailure, StepOutcome, Stream};
+use runbook_model::{ShellStep, Step, StepKind};
+use serde_json::Value;
+use std::future::Future;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::{Child, Command};
+use tokio::time::{Instant, sleep_until, timeout};
+
+/// The interpreter used when a step sets no `shell`; the script is appended
+/// as its last argument.
+pub const DEFAULT_SHELL: &[&str] = &["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c"];
+
+/// Time between the stop signal and SIGKILL when a step sets no `grace`.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+
+/// How much of each stream (`stdout`, `stderr`) is kept as an output: the
+/// last 1 MiB.
+pub const MAX_CAPTURED_BYTES: usize = 1 << 20;
+
+/// Longest line sent to the live output; longer lines arrive in pieces.
+pub const MAX_LINE_BYTES: usize = 64 << 10;
+
+/// How long output is still drained after the script exits, waiting for
+/// processes it left behind to close their end of the pipes, before those
+/// processes are killed.
+pub const LEFTOVER_WINDOW: Duration = Duration::from_millis(250);
+
+/// How long output is drained after SIGKILL. Only a process that left the
+/// group (`setsid`) while keeping our pipes open can outlast it; its output
+/// is then abandoned.
+const FINAL_DRAIN: Duration = Duration::from_secs(2);
+
+/// Lines of the script shown by `--dry-run`.
+const DRY_RUN_PREVIEW_LINES: usize = 10;
+
+/// Read size for the output pipes.
+const READ_CHUNK: usize = 64 << 10;
+
+/// Runs `type: shell` steps. Stateless; one instance serves every step.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ShellExecutor;
+
+impl ShellExecutor {
+    /// The executor.
+    pub fn new() -> Self {
+        ShellExecutor
+    }
+}
+
+#[async_trait]
+impl StepExecutor for ShellExecutor {
+    fn kind(&self) -> &'static str {
+        "shell"
+    }
+
+    async fn run(&self, step: &Step, ctx: &StepContext) -> StepOutcome {
+        let StepKind::Shell(shell) = &step.kind else {
+            return StepOutcome::Failed(StepFailure::new(format!(
+                "step `{}` is a `{}` step, not `shell`",
+                step.id.value,
+                step.kind.type_name()
+            )));
+        };
+        let command = match Prepared::new(shell, ctx) {
+            Ok(command) => command,
+            Err(failure) => return StepOutcome::Failed(failure),
+        };
+        if ctx.dry_run() && !shell.read_only {
+            return StepOutcome::WouldRun(command.preview());
+        }
+        command.execute(ctx).await
+    }
+}
+
+/// A rendered command, ready to spawn.
+struct Prepared {
+    argv: Vec<String>,
+    script: String,
+    workdir: Option<PathBuf>,
+    success_exit_codes: Vec<i32>,
+    stop_signal: Signal,
+    grace: Duration,
+}
+
+/// How the process ended.
+enum Ending {
+    /// It exited by itself.
+    Exited(std::io::Result<ExitStatus>),
+    /// It was stopped because the attempt was cancelled.
+    Stopped {
+        /// Whether the grace period ran out and SIGKILL was needed.
+        killed_after_grace: bool,
+        /// `None` if the leader did not even die of SIGKILL in time.
+        status: Option<std::io::Result<ExitStatus>>,
+    },
+}
+
+impl Prepared {
+    fn new(shell: &ShellStep, ctx: &StepContext) -> Result<Self, StepFailure> {
+        let script = ctx.render_script("run", &shell.run)?;
+        let argv = match &shell.shell {
+            Some(argv) => argv
+                .iter()
+                .map(|t| ctx.render("shell", t))
+                .collect::<Result<Vec<_>, _>>()?,
+            None => DEFAULT_SHELL.iter().map(|s| s.to_string()).collect(),
+        };
+        if argv.first().is_none_or(|program| program.is_empty()) {
+            return Err(StepFailure::new(
+                "`shell` must start with the program to run, such as `bash`",
+            ));
+        }
+        let workdir = match &shell.workdir {
+            Some(t) => {
+                let dir = PathBuf::from(ctx.render("workdir", t)?);
+                // Checked here because a missing working directory makes
+                // spawn fail with ENOENT, which reads like a missing shell.
+                if !dir.is_dir() {
+                    return Err(StepFailure::new(format!(
+                        "workdir `{}` does not exist or is not a directory",
+                        dir.display()
+                    )));
+                }
+                Some(dir)
+            }
+            None => None,
+        };
+        let stop_signal = match &shell.stop_signal {
+            Some(name) => process_group::parse_signal(&name.value).ok_or_else(|| {
+                StepFailure::new(format!("`stop_signal` `{}` is not a signal", name.value))
+            })?,
+            None => Signal::SIGTERM,
+        };
+        Ok(Prepared {
+            argv,
+            script,
+            workdir,
+            success_exit_codes: shell
+                .success_exit_codes
+                .as_ref()
+                .map_or_else(|| vec![0], |codes| codes.value.clone()),
+            stop_signal,
+            grace: shell.grace.as_ref().map_or(DEFAULT_GRACE, |g| g.value),
+        })
+    }
+
+    /// What `--dry-run` shows: the first lines of the rendered script.
+    fn preview(&self) -> String {
+        let lines: Vec<&str> = self.script.trim_end().lines().collect();
+        let mut text = lines
+            .iter()
+            .take(DRY_RUN_PREVIEW_LINES)
+            .copied()
+            .collect::<Vec<_>>()
+            .join("\n");
+        if lines.len() > DRY_RUN_PREVIEW_LINES {
+            text.push_str(&format!(
+                "\n… ({} more lines)",
+                lines.len() - DRY_RUN_PREVIEW_LINES
+            ));
+        }
+        if let Some(dir) = &self.workdir {
+            text.push_str(&format!("\n(in {})", dir.display()));
+        }
+        text
+    }
+
+    async fn execute(self, ctx: &StepContext) -> StepOutcome {
+        if ctx.cancelled().is_cancelled() {
+            return StepOutcome::Failed(StepFailure::new("cancelled before the process started"));
+        }
+        let mut command = Command::new(&self.argv[0]);
+        command
+            .args(&self.argv[1..])
+            .arg(&self.script)
+            .envs(ctx.env().iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // A new group led by the child: see the module docs.
+            .process_group(0)
+            // The group guard below does the real cleanup; this makes tokio
+            // also reap the leader if the future is dropped.
+            .kill_on_drop(true);
+        if let Some(dir) = &self.workdir {
+            command.current_dir(dir);
+        }
+        let mut child = match command.spawn() {
+            Ok(child) => child,
+            Err(error) => {
+                return StepOutcome::Failed(StepFailure::new(format!(
+                    "cannot start `{}`: {error}",
+                    self.argv[0]
+                )));
+            }
+        };
+        let group = child.id().and_then(ProcessGroup::new);
+        let (Some(mut group), Some(stdout), Some(stderr)) =
+            (group, child.stdout.take(), child.stderr.take())
+        else {
+            // Unreachable with piped stdio and a fresh child; kill_on_drop
+            // takes care of the process.
+            return StepOutcome::Failed(StepFailure::new(
+                "the process started but its output pipes are missing",
+            ));
+        };
+
+        let mut out_tail = Tail::new(MAX_CAPTURED_BYTES);
+        let mut err_tail = Tail::new(MAX_CAPTURED_BYTES);
+        let ending = {
+            let pumps = async {
+                tokio::join!(
+                    pump(stdout, Stream::Stdout, &mut out_tail, ctx),
+                    pump(stderr, Stream::Stderr, &mut err_tail, ctx),
+                );
+            };
+            tokio::pin!(pumps);
+            self.supervise(&mut child, &mut group, pumps, ctx).await
+        };
+        // Also covers a normal exit: leftovers of the script die with it.
+        group.kill_remaining();
+
+        let stdout = out_tail.finish();
+        let stderr = err_tail.finish();
+        let mut outputs = Outputs::new();
+        let status = match &ending {
+            Ending::Exited(Ok(status)) => Some(*status),
+            Ending::Stopped {
+                status: Some(Ok(status)),
+                ..
+            } => Some(*status),
+            Ending::Exited(Err(_)) | Ending::Stopped { .. } => None,
+        };
+        let exit_code = status.and_then(|s| s.code());
+        outputs.insert("stdout".into(), Value::String(stdout.with_note()));
+        outputs.insert("stderr".into(), Value::String(stderr.with_note()));
+        outputs.insert(
+            "exit_code".into(),
+            exit_code.map_or(Value::Null, Value::from),
+        );
+        let json = if stdout.dropped == 0 {
+            serde_json::from_str(&stdout.text).unwrap_or(Value::Null)
+        } else {
+            Value::Null
+        };
+        outputs.insert("json".into(), json);
+        outputs.insert(
+            "lines".into(),
+            Value::Array(
+                stdout
+                    .text
+                    .lines()
+                    .map(|l| Value::String(l.to_string()))
+                    .collect(),
+            ),
+        );
+
+        let message = match ending {
+            Ending::Exited(Ok(status)) => match status.code() {
+                Some(code) if self.success_exit_codes.contains(&code) => {
+                    return StepOutcome::Succeeded(outputs);
+                }
+                Some(code) => format!("exit code {code}"),
+                None => format!(
+                    "killed by signal {}",
+                    status
+                        .signal()
+                        .map_or_else(|| "unknown".to_string(), process_group::signal_name)
+                ),
+            },
+            Ending::Exited(Err(error)) => format!("lost track of the process: {error}"),
+            Ending::Stopped {
+                killed_after_grace: false,
+                ..
+            } => format!("stopped with {}", self.stop_signal.as_str()),
+            Ending::Stopped {
+                killed_after_grace: true,
+                status,
+            } => {
+                let mut message = format!(
+                    "killed with SIGKILL after {} grace",
+                    humantime::format_duration(self.grace)
+                );
+                if status.is_none() {
+                    message.push_str(" (the process did not exit even then)");
+                }
+                message
+            }
+        };
+        StepOutcome::Failed(StepFailure::with_outputs(message, outputs))
+    }
+
+    /// Waits for the process while its output is pumped, stopping it when
+    /// the attempt is cancelled.
+    async fn supervise(
+        &self,
+        child: &mut Child,
+        group: &mut ProcessGroup,
+        mut pumps: Pin<&mut impl Future<Output = ()>>,
+        ctx: &StepContext,
+    ) -> Ending {
+        // A completed `join!` must not be polled again, hence the flag.
+        let mut drained = false;
+        let exited = loop {
+            tokio::select! {
+                status = child.wait() => break Some(status),
+                () = pumps.as_mut(), if !drained => drained = true,
+                () = ctx.cancelled().cancelled() => break None,
+            }
+        };
+        if let Some(status) = exited {
+            if !drained && timeout(LEFTOVER_WINDOW, pumps.as_mut()).await.is_err() {
+                // Something the script started still holds its stdout or
+                // stderr. Kill it so the pipes close and the step can end.
+                ctx.progress(
+                    "the script exited but left processes holding its output; killing them",
+                );
+                group.kill_remaining();
+                let _ = timeout(FINAL_DRAIN, pumps.as_mut()).await;
+            }
+            return Ending::Exited(status);
+        }
+
+        // Cancelled: signal the whole group, keep draining during the
+        // grace, escalate to SIGKILL if anything is still around.
+        group.signal(self.stop_signal);
+        let deadline = Instant::now() + self.grace;
+        let mut status = None;
+        let finished_in_grace = loop {
+            if status.is_some() && drained {
+                break true;
+            }
+            tokio::select! {
+                s = child.wait(), if status.is_none() => status = Some(s),
+                () = pumps.as_mut(), if !drained => drained = true,
+                () = sleep_until(deadline) => break false,
+            }
+        };
+        if !finished_in_grace {
+            group.kill_remaining();
+        }
+        if status.is_none() {
+            status = timeout(FINAL_DRAIN, child.wait()).await.ok();
+        }
+        if !drained {
+            let _ = timeout(FINAL_DRAIN, pumps.as_mut()).await;
+        }
+        Ending::Stopped {
+            killed_after_grace: !finished_in_grace,
+            status,
+        }
+    }
+}
+
+/// Reads one pipe to its end: every chunk goes to the tail (captured
+/// output) and, split into lines, to the live output.
+async fn pump(
+    mut reader: impl AsyncRead + Unpin,
+    stream: Stream,
+    tail: &mut Tail,
+    ctx: &StepContext,
+) {
+    let mut buffer = vec![0u8; READ_CHUNK];
+    let mut lines = LineSplitter::new(MAX_LINE_BYTES);
+    let mut emit = |line: &str| ctx.output_line(stream, line);
+    loop {
+        match reader.read(&mut buffer).await {
+            Ok(0) => break,
+            Ok(n) => {
+                tail.push(&buffer[..n]);
+                lines.feed(&buffer[..n], &mut emit);
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            // A pipe read error means the pipe is unusable; what was read
+            // so far is all there is.
+            Err(_) => break,
+        }
+    }
+    lines.finish(&mut emit);
+}

@@ -1,0 +1,426 @@
+//! Runs real processes through the shell executor: outputs, exit codes,
+//! environment, quoting, cancellation of whole process trees, output floods
+//! and live streaming.
+
+use runbook_engine::{
+    StepContext, StepContextBuilder, StepExecutor, StepMessage, StepOutcome, Stream,
+};
+use runbook_model::Step;
+use runbook_step_shell::{MAX_CAPTURED_BYTES, ShellExecutor};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio_util::sync::CancellationToken;
+
+/// A shell step from the YAML lines of its mapping (indented by 4 spaces).
+/// The runbook declares one string param, `v`.
+fn step(fields: &str) -> Step {
+    let text = format!(
+        "version: 1\nname: t\nparams:\n  v:\n    default: \"\"\nsteps:\n  s:\n    type: shell\n{fields}"
+    );
+    let loaded = runbook_model::load(Path::new("t.yaml"), &text);
+    assert!(!loaded.has_errors(), "{:#?}\n{text}", loaded.diagnostics);
+    let mut runbook = loaded.runbook.expect("valid runbook");
+    runbook.steps.shift_remove("s").expect("step s")
+}
+
+/// A context whose `params.v` is `v`.
+fn context(v: &str) -> StepContextBuilder {
+    StepContextBuilder::new("s").context(json!({
+        "params": {"v": v},
+        "env": {},
+        "steps": {},
+        "run": {"id": "r1", "name": "t", "started_at": "", "dry_run": false},
+    }))
+}
+
+async fn run(step: &Step, ctx: &StepContext) -> StepOutcome {
+    ShellExecutor::new().run(step, ctx).await
+}
+
+fn succeeded(outcome: StepOutcome) -> serde_json::Map<String, Value> {
+    match outcome {
+        StepOutcome::Succeeded(outputs) => outputs,
+        other => panic!("expected success, got {other:?}"),
+    }
+}
+
+fn failed(outcome: StepOutcome) -> (String, serde_json::Map<String, Value>) {
+    match outcome {
+        StepOutcome::Failed(failure) => (failure.message, failure.outputs),
+        other => panic!("expected failure, got {other:?}"),
+    }
+}
+
+/// Whether `pid` is a live (not zombie) process.
+fn is_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state is the first field after the parenthesized command.
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X')),
+        Err(_) => false,
+    }
+}
+
+/// Waits up to 10 s for `pid` to die.
+async fn gone(pid: i32) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if !is_alive(pid) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// Waits up to 30 s for `path` to hold a pid.
+async fn read_pid(path: &Path) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path)
+            && let Ok(pid) = text.trim().parse()
+        {
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "no pid in {}", path.display());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits up to 30 s for the line `want` on stdout.
+async fn wait_for_line(messages: &mut UnboundedReceiver<StepMessage>, want: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let message = tokio::time::timeout_at(deadline, messages.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no line `{want}` within 30 s"))
+            .expect("channel open");
+        if let StepMessage::Output { line, .. } = message
+            && line == want
+        {
+            return;
+        }
+    }
+}
+
+fn unique(name: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos();
+    std::env::temp_dir().join(format!("{name}-{}-{nanos}", std::process::id()))
+}
+
+#[tokio::test]
+async fn outputs_are_captured() {
+    let step = step("    run: |\n      echo '{\"a\": [1, 2]}'\n      echo oops >&2\n");
+    let (ctx, _messages) = context("").build();
+    let outputs = succeeded(run(&step, &ctx).await);
+    let names: Vec<&str> = outputs.keys().map(String::as_str).collect();
+    assert_eq!(names, ["stdout", "stderr", "exit_code", "json", "lines"]);
+    assert_eq!(outputs["stdout"], json!("{\"a\": [1, 2]}"));
+    assert_eq!(outputs["stderr"], json!("oops"));
+    assert_eq!(outputs["exit_code"], json!(0));
+    assert_eq!(outputs["json"], json!({"a": [1, 2]}));
+    assert_eq!(outputs["lines"], json!(["{\"a\": [1, 2]}"]));
+
+    let step = self::step("    run: printf 'one\\ntwo\\n\\n'\n");
+    let outputs = succeeded(run(&step, &ctx).await);
+    assert_eq!(outputs["stdout"], json!("one\ntwo"));
+    assert_eq!(outputs["json"], Value::Null);
+    assert_eq!(outputs["lines"], json!(["one", "two"]));
+    assert_eq!(outputs["stderr"], json!(""));
+}
+
+#[tokio::test]
+async fn a_non_zero_exit_fails_and_keeps_outputs() {
+    let step = step("    run: |\n      echo partial\n      echo 'bad thing' >&2\n      exit 3\n");
+    let (ctx, _messages) = context("").build();
+    let (message, outputs) = failed(run(&step, &ctx).await);
+    assert_eq!(message, "exit code 3");
+    assert_eq!(outputs["stdout"], json!("partial"));
+    assert_eq!(outputs["stderr"], json!("bad thing"));
+    assert_eq!(outputs["exit_code"], json!(3));
+}
+
+#[tokio::test]
+async fn success_exit_codes_decide_success() {
+    let (ctx, _messages) = context("").build();
+    let step = self::step("    run: exit 3\n    success_exit_codes: [0, 3]\n");
+    assert_eq!(succeeded(run(&step, &ctx).await)["exit_code"], json!(3));
+    let step = self::step("    run: exit 0\n    success_exit_codes: [1]\n");
+    assert_eq!(failed(run(&step, &ctx).await).0, "exit code 0");
+}
+
+#[tokio::test]
+async fn a_process_killed_by_a_signal_has_no_exit_code() {
+    let step = step("    run: kill -KILL $$\n");
+    let (ctx, _messages) = context("").build();
+    let (message, outputs) = failed(run(&step, &ctx).await);
+    assert_eq!(message, "killed by signal SIGKILL");
+    assert_eq!(outputs["exit_code"], Value::Null);
+}
+
+#[tokio::test]
+async fn env_workdir_and_shell_are_used() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let workdir = dir.path().canonicalize().expect("canonical");
+    let step = step(&format!(
+        "    workdir: {}\n    run: |\n      echo \"$GREETING $OTHER\"\n      pwd -P\n      test -n \"$PATH\"\n",
+        workdir.display()
+    ));
+    let (ctx, _messages) = context("")
+        .env(vec![
+            ("GREETING".into(), "hello".into()),
+            ("OTHER".into(), "a b".into()),
+        ])
+        .build();
+    let outputs = succeeded(run(&step, &ctx).await);
+    assert_eq!(
+        outputs["lines"],
+        json!(["hello a b", workdir.display().to_string()])
+    );
+
+    let step = self::step("    shell: [sh, -c]\n    run: echo \"$0\"\n");
+    assert_eq!(succeeded(run(&step, &ctx).await)["stdout"], json!("sh"));
+
+    let step = self::step("    workdir: /nonexistent/dir\n    run: \"true\"\n");
+    let (message, _) = failed(run(&step, &ctx).await);
+    assert_eq!(
+        message,
+        "workdir `/nonexistent/dir` does not exist or is not a directory"
+    );
+
+    let step = self::step("    shell: [/nonexistent/shell]\n    run: \"true\"\n");
+    let (message, _) = failed(run(&step, &ctx).await);
+    assert!(
+        message.starts_with("cannot start `/nonexistent/shell`"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn quoted_params_are_inert_and_raw_params_are_not() {
+    let pwned = unique("pwned");
+    let value = format!("x'; touch {}; '", pwned.display());
+    let step = step("    run: echo {{params.v}}\n");
+    let (ctx, _messages) = context(&value).build();
+    let outputs = succeeded(run(&step, &ctx).await);
+    assert!(!pwned.exists(), "the param value ran as code");
+    assert_eq!(outputs["stdout"], json!(value));
+
+    // The author asked for raw insertion: the value is script.
+    let raw = unique("raw");
+    let step = self::step("    run: true {{{params.v}}}\n");
+    let (ctx, _messages) = context(&format!("; touch {}", raw.display())).build();
+    succeeded(run(&step, &ctx).await);
+    assert!(raw.exists(), "raw insertion did not run");
+    let _ = std::fs::remove_file(raw);
+}
+
+#[tokio::test]
+async fn dry_run_lists_the_command_unless_read_only() {
+    let marker = unique("dry-run");
+    let step = step("    run: |\n      touch {{params.v}}\n      echo done\n");
+    let (ctx, _messages) = context(&marker.display().to_string()).dry_run(true).build();
+    match run(&step, &ctx).await {
+        StepOutcome::WouldRun(text) => {
+            assert_eq!(text, format!("touch {}\necho done", marker.display()));
+        }
+        other => panic!("expected WouldRun, got {other:?}"),
+    }
+    assert!(!marker.exists());
+
+    let step = self::step("    read_only: true\n    run: echo looked\n");
+    assert_eq!(succeeded(run(&step, &ctx).await)["stdout"], json!("looked"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancellation_stops_the_whole_process_tree() {
+    let pidfile = unique("pidfile");
+    let step = step("    run: |\n      sleep 300 &\n      echo $! > {{params.v}}\n      wait\n");
+    let cancel = CancellationToken::new();
+    let (ctx, _messages) = context(&pidfile.display().to_string())
+        .cancel(cancel.clone())
+        .build();
+    let task = tokio::spawn(async move { ShellExecutor::new().run(&step, &ctx).await });
+    let grandchild = read_pid(&pidfile).await;
+    assert!(is_alive(grandchild));
+
+    let started = Instant::now();
+    cancel.cancel();
+    let (message, outputs) = failed(task.await.expect("join"));
+    assert_eq!(message, "stopped with SIGTERM");
+    assert_eq!(outputs["exit_code"], Value::Null);
+    // Well inside the 5 s grace: SIGTERM alone did it.
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(gone(grandchild).await, "grandchild {grandchild} survived");
+    let _ = std::fs::remove_file(pidfile);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_ignoring_the_stop_signal_is_killed_after_the_grace() {
+    let step = step(
+        "    grace: 1s\n    run: |\n      trap '' TERM\n      echo ready\n      sleep 300\n      echo not-reached\n",
+    );
+    let cancel = CancellationToken::new();
+    let (ctx, mut messages) = context("").cancel(cancel.clone()).build();
+    let task = tokio::spawn(async move { ShellExecutor::new().run(&step, &ctx).await });
+    wait_for_line(&mut messages, "ready").await;
+
+    let started = Instant::now();
+    cancel.cancel();
+    let (message, outputs) = failed(task.await.expect("join"));
+    let elapsed = started.elapsed();
+    assert_eq!(message, "killed with SIGKILL after 1s grace");
+    assert!(
+        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(20),
+        "{elapsed:?}"
+    );
+    assert_eq!(outputs["stdout"], json!("ready"));
+    assert_eq!(outputs["exit_code"], Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_is_drained_during_the_grace_and_stop_signal_is_configurable() {
+    let step = step(
+        "    stop_signal: USR1\n    run: |\n      trap 'echo got-usr1; exit 0' USR1\n      echo ready\n      while true; do sleep 0.1; done\n",
+    );
+    let cancel = CancellationToken::new();
+    let (ctx, mut messages) = context("").cancel(cancel.clone()).build();
+    let task = tokio::spawn(async move { ShellExecutor::new().run(&step, &ctx).await });
+    wait_for_line(&mut messages, "ready").await;
+    cancel.cancel();
+    let (message, outputs) = failed(task.await.expect("join"));
+    assert_eq!(message, "stopped with SIGUSR1");
+    assert_eq!(outputs["lines"], json!(["ready", "got-usr1"]));
+    assert_eq!(outputs["exit_code"], json!(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_step_kills_its_process_group() {
+    let pidfile = unique("pidfile-drop");
+    let step = step("    run: |\n      sleep 300 &\n      echo $! > {{params.v}}\n      wait\n");
+    let (ctx, _messages) = context(&pidfile.display().to_string()).build();
+    let task = tokio::spawn(async move { ShellExecutor::new().run(&step, &ctx).await });
+    let grandchild = read_pid(&pidfile).await;
+    task.abort();
+    assert!(task.await.expect_err("aborted").is_cancelled());
+    assert!(gone(grandchild).await, "grandchild {grandchild} survived");
+    let _ = std::fs::remove_file(pidfile);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_left_behind_do_not_hold_the_step() {
+    let pidfile = unique("pidfile-leftover");
+    // The background sleep keeps stdout open after the script exits.
+    let step =
+        step("    run: |\n      sleep 300 &\n      echo $! > {{params.v}}\n      echo bye\n");
+    let (ctx, _messages) = context(&pidfile.display().to_string()).build();
+    let started = Instant::now();
+    let outputs = succeeded(run(&step, &ctx).await);
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(outputs["stdout"], json!("bye"));
+    let grandchild = read_pid(&pidfile).await;
+    assert!(gone(grandchild).await, "leftover {grandchild} survived");
+    let _ = std::fs::remove_file(pidfile);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_output_keeps_only_the_tail() {
+    // 200 MB of 1000-byte lines, then a marker: the pipe must be drained as
+    // fast as it fills, and only the last MiB kept.
+    let step = step(
+        "    run: |\n      line=$(printf '%01000d' 0)\n      yes \"$line\" | head -c 200000000 || true\n      echo\n      echo tail-marker\n",
+    );
+    let (ctx, mut messages) = context("").build();
+    // The engine's side of the channel: consume live lines as they come.
+    let consumer = tokio::spawn(async move {
+        let mut lines = 0u64;
+        let mut longest = 0;
+        while let Some(message) = messages.recv().await {
+            if let StepMessage::Output { line, .. } = message {
+                lines += 1;
+                longest = longest.max(line.len());
+            }
+        }
+        (lines, longest)
+    });
+    let outputs = succeeded(run(&step, &ctx).await);
+    drop(ctx);
+    let (lines, longest) = consumer.await.expect("join");
+    assert!(lines > 190_000, "{lines} live lines");
+    assert_eq!(longest, 1000);
+
+    let stdout = outputs["stdout"].as_str().expect("string");
+    let (note, kept) = stdout.split_once('\n').expect("note line");
+    assert!(
+        note.starts_with("[runbook: output truncated, first ") && note.ends_with(" bytes dropped]"),
+        "{note}"
+    );
+    assert!(
+        kept.len() <= MAX_CAPTURED_BYTES,
+        "{} bytes kept",
+        kept.len()
+    );
+    assert!(
+        kept.len() > MAX_CAPTURED_BYTES - 2000,
+        "{} bytes kept",
+        kept.len()
+    );
+    assert!(kept.ends_with("\ntail-marker"));
+    let dropped: u64 = note
+        .trim_start_matches("[runbook: output truncated, first ")
+        .trim_end_matches(" bytes dropped]")
+        .parse()
+        .expect("number");
+    // Every byte is either dropped or kept (kept + its trimmed newline).
+    assert_eq!(dropped + kept.len() as u64 + 1, 200_000_000 + 1 + 12);
+    assert_eq!(outputs["json"], Value::Null);
+    let lines = outputs["lines"].as_array().expect("lines");
+    assert_eq!(lines.last(), Some(&json!("tail-marker")));
+    assert_eq!(lines[0].as_str().map(str::len), Some(1000));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_arrive_while_the_process_runs() {
+    let flag = unique("flag");
+    let step = step(
+        "    run: |\n      echo first\n      echo warn >&2\n      while [ ! -e {{params.v}} ]; do sleep 0.05; done\n      echo second\n",
+    );
+    let (ctx, mut messages) = context(&flag.display().to_string()).build();
+    let task = tokio::spawn(async move { ShellExecutor::new().run(&step, &ctx).await });
+
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let message = tokio::time::timeout(Duration::from_secs(30), messages.recv())
+            .await
+            .expect("a line within 30 s")
+            .expect("channel open");
+        if let StepMessage::Output { step, stream, line } = message {
+            assert_eq!(step, "s");
+            seen.push((stream, line));
+        }
+    }
+    seen.sort_by_key(|(stream, _)| *stream == Stream::Stderr);
+    assert_eq!(
+        seen,
+        [
+            (Stream::Stdout, "first".to_string()),
+            (Stream::Stderr, "warn".to_string())
+        ]
+    );
+    // The script cannot have finished: it waits for the flag.
+    assert!(!task.is_finished());
+    std::fs::write(&flag, "").expect("flag");
+    let outputs = succeeded(task.await.expect("join"));
+    assert_eq!(outputs["lines"], json!(["first", "second"]));
+    let _ = std::fs::remove_file(flag);
+}
