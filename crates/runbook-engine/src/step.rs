@@ -14,6 +14,7 @@ use runbook_model::{Step, Template, Typed};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -64,6 +65,32 @@ impl StepFailure {
 impl From<crate::template::RenderFailure> for StepFailure {
     fn from(error: crate::template::RenderFailure) -> Self {
         StepFailure::new(error.0)
+    }
+}
+
+/// Bounds the live output waiting for the dispatcher. Lines are counted in
+/// bytes when sent and released when the dispatcher has shown them; past the
+/// limit a line is dropped and counted, so a step printing 200 MB cannot
+/// grow the engine's memory.
+#[derive(Clone, Debug)]
+pub(crate) struct Backlog {
+    pub(crate) pending: Arc<AtomicUsize>,
+    pub(crate) dropped: Arc<AtomicU64>,
+}
+
+/// Bytes of live output that may wait for the dispatcher, across all steps.
+pub(crate) const BACKLOG_LIMIT: usize = 4 << 20;
+
+impl Backlog {
+    fn admit(&self, len: usize) -> bool {
+        // The limit is soft (two steps may pass it at once by a line each),
+        // which is fine for a memory bound.
+        if self.pending.load(Ordering::Relaxed) > BACKLOG_LIMIT {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        self.pending.fetch_add(len, Ordering::Relaxed);
+        true
     }
 }
 
@@ -169,6 +196,7 @@ pub struct StepContext {
     pub(crate) redactor: Redactor,
     pub(crate) cancel: CancellationToken,
     pub(crate) messages: mpsc::UnboundedSender<StepMessage>,
+    pub(crate) backlog: Option<Backlog>,
     pub(crate) run_dir: PathBuf,
     pub(crate) approvals: Arc<dyn Approvals>,
 }
@@ -296,8 +324,15 @@ impl StepContext {
         }
     }
 
-    /// Sends one line of live output.
+    /// Sends one line of live output. In a run, a step that prints faster
+    /// than the terminal takes its lines has the excess dropped (and counted)
+    /// rather than buffered without bound; its outputs are unaffected.
     pub fn output_line(&self, stream: Stream, line: &str) {
+        if let Some(backlog) = &self.backlog
+            && !backlog.admit(line.len())
+        {
+            return;
+        }
         let _ = self.messages.send(StepMessage::Output {
             step: self.step_id.clone(),
             stream,
@@ -397,6 +432,7 @@ impl StepContextBuilder {
                 redactor: Redactor::new(),
                 cancel: CancellationToken::new(),
                 messages: sender,
+                backlog: None,
                 run_dir: std::env::temp_dir(),
                 approvals: Arc::new(NoApprovals),
             },

@@ -1,0 +1,1406 @@
+//! Running a runbook: the [`Engine`], its [`RunOptions`], the
+//! [`RunSummary`] it returns, and the dispatcher behind [`Engine::run`].
+//!
+//! The dispatcher is one loop that owns all run state. Steps run in their
+//! own tasks and talk to it over channels (live output, attempt starts and
+//! failures, gate waits); the loop `select!`s over those, step completions,
+//! the run's deadline and the stop signals, and is the only place that
+//! changes a step's status, renders `when`, emits events or decides what
+//! runs next. Phases follow spec section 3: main steps, then (after a
+//! failure or an interrupt) rollbacks one at a time and `on_failure`, then
+//! `finally`.
+
+use crate::event::{Event, EventKind, EventSink, now_rfc3339};
+use crate::journal::RunDir;
+use crate::redact::Redactor;
+use crate::runner::{
+    Ended, Internal, Job, JobKey, JobMode, JobResult, ReportingApprovals, Shared, run_job,
+};
+use crate::step::{Approvals, Decision, GateRequest, Outputs, StepExecutor, StepMessage};
+use crate::template::Templates;
+use async_trait::async_trait;
+use indexmap::IndexMap;
+use runbook_model::params::ResolvedParam;
+use runbook_model::{Phase, Retry, Rollback, Runbook, Step, StepKind, Typed};
+use serde_json::{Map, Value, json};
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Per-attempt timeout when neither the step nor `defaults` sets one.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+/// Per-attempt timeout of a gate when neither the step nor `defaults` sets one.
+pub const DEFAULT_GATE_TIMEOUT: Duration = Duration::from_secs(1800);
+/// Default `--max-parallel`.
+pub const DEFAULT_MAX_PARALLEL: usize = 32;
+/// Time an executor gets, beyond its own grace, to return after being told
+/// to stop before the engine abandons it.
+const STOP_MARGIN: Duration = Duration::from_secs(5);
+/// A shell step's default `grace`.
+const SHELL_GRACE: Duration = Duration::from_secs(5);
+
+/// The step kinds a run can execute, by `type`.
+#[derive(Clone, Default)]
+pub struct Engine {
+    executors: IndexMap<&'static str, Arc<dyn StepExecutor>>,
+}
+
+impl Engine {
+    /// An engine that knows no step kind yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds (or replaces) the executor for its [`StepExecutor::kind`].
+    pub fn with_executor(mut self, executor: Arc<dyn StepExecutor>) -> Self {
+        self.executors.insert(executor.kind(), executor);
+        self
+    }
+
+    /// Runs `runbook` to the end (including rollbacks, `on_failure` and
+    /// `finally`) and returns what happened. Every event goes to `sink`,
+    /// already redacted. The run ends early only when `options.stop` is
+    /// triggered twice.
+    pub async fn run(
+        &self,
+        runbook: &Runbook,
+        options: RunOptions,
+        sink: &mut dyn EventSink,
+    ) -> RunSummary {
+        Dispatcher::new(self, runbook, options, sink).run().await
+    }
+}
+
+/// The two stop signals of a run, fed by the CLI from SIGINT/SIGTERM (and by
+/// tests directly). Cloning shares them.
+#[derive(Clone, Debug, Default)]
+pub struct StopSignals {
+    /// First interrupt: cancel the running main steps, then clean up
+    /// (rollbacks, `on_failure`, `finally`) and end as interrupted.
+    pub cancel: CancellationToken,
+    /// Second interrupt: abandon the cleanup at once.
+    pub abandon: CancellationToken,
+    count: Arc<AtomicU32>,
+}
+
+impl StopSignals {
+    /// Signals that have not fired.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records one interrupt: the first cancels, the second abandons.
+    /// Returns how many interrupts there have been (the CLI exits at once on
+    /// the third).
+    pub fn interrupt(&self) -> u32 {
+        let n = self.count.fetch_add(1, Ordering::SeqCst) + 1;
+        match n {
+            1 => self.cancel.cancel(),
+            _ => {
+                self.cancel.cancel();
+                self.abandon.cancel();
+            }
+        }
+        n
+    }
+}
+
+/// How to run.
+pub struct RunOptions {
+    /// The run id (see [`crate::journal::new_run_id`]).
+    pub run_id: String,
+    /// The run's directory (steps keep per-run files there, such as gate
+    /// approvals).
+    pub run_dir: PathBuf,
+    /// Resolved params (`runbook_model::params::resolve`). Secret values are
+    /// used as they are and redacted from everything reported.
+    pub params: IndexMap<String, ResolvedParam>,
+    /// `--dry-run`.
+    pub dry_run: bool,
+    /// Most steps running at once (at least 1).
+    pub max_parallel: usize,
+    /// `--no-rollback`: skip rollbacks after a failure.
+    pub no_rollback: bool,
+    /// Decisions for manual gates.
+    pub approvals: Arc<dyn Approvals>,
+    /// Interrupts.
+    pub stop: StopSignals,
+    /// The engine's environment, exposed as `env.NAME` in templates.
+    pub env: Vec<(String, String)>,
+    /// The runbook file, absolute (for `run_started`).
+    pub file: Option<PathBuf>,
+    /// SHA-256 of the runbook file's content, hex (for `run_started`).
+    pub runbook_sha256: Option<String>,
+    /// Who runs it (for `run_started`).
+    pub user: Option<String>,
+    /// On which host (for `run_started`).
+    pub host: Option<String>,
+}
+
+impl RunOptions {
+    /// Options for a run in `run_dir`: no params, not a dry run, 32 steps at
+    /// once, rollbacks on, gates that wait for their timeout, the process
+    /// environment, and user and host from the environment.
+    pub fn new(run_dir: &RunDir) -> Self {
+        RunOptions {
+            run_id: run_dir.id.clone(),
+            run_dir: run_dir.path.clone(),
+            params: IndexMap::new(),
+            dry_run: false,
+            max_parallel: DEFAULT_MAX_PARALLEL,
+            no_rollback: false,
+            approvals: Arc::new(NoDecisions),
+            stop: StopSignals::new(),
+            env: std::env::vars().collect(),
+            file: None,
+            runbook_sha256: None,
+            user: std::env::var("USER")
+                .or_else(|_| std::env::var("LOGNAME"))
+                .ok(),
+            host: std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+                .or_else(|| std::env::var("HOSTNAME").ok()),
+        }
+    }
+}
+
+/// Approvals that never come: a manual gate waits for its timeout.
+struct NoDecisions;
+
+#[async_trait]
+impl Approvals for NoDecisions {
+    async fn decide(&self, _: &GateRequest, cancel: &CancellationToken) -> Option<Decision> {
+        cancel.cancelled().await;
+        None
+    }
+}
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunStatus {
+    /// Every step that had to succeed did.
+    Succeeded,
+    /// A step failed (outside `continue_on_failure`), a gate was rejected,
+    /// the deadline passed, or a `finally` step failed.
+    Failed,
+    /// SIGINT or SIGTERM.
+    Interrupted,
+}
+
+impl RunStatus {
+    /// `succeeded`, `failed` or `interrupted`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// A step's status. `Pending` and `Running` are never final: a run's summary
+/// holds only the last four.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepStatus {
+    /// Not started (templates see `pending`).
+    Pending,
+    /// Started, not finished.
+    Running,
+    /// Succeeded (under `--dry-run`, possibly only planned: see `would_run`).
+    Succeeded,
+    /// Its last attempt failed or timed out, or it could not start.
+    Failed,
+    /// Did not run (a need did not succeed, `when` was false, or the run
+    /// stopped first).
+    Skipped,
+    /// Stopped because the run was stopping.
+    Cancelled,
+}
+
+impl StepStatus {
+    /// The name used in events and templates.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Pending => "pending",
+            StepStatus::Running => "running",
+            StepStatus::Succeeded => "succeeded",
+            StepStatus::Failed => "failed",
+            StepStatus::Skipped => "skipped",
+            StepStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether the status is final.
+    pub fn is_terminal(self) -> bool {
+        match self {
+            StepStatus::Pending | StepStatus::Running => false,
+            StepStatus::Succeeded
+            | StepStatus::Failed
+            | StepStatus::Skipped
+            | StepStatus::Cancelled => true,
+        }
+    }
+}
+
+/// What happened to one step.
+#[derive(Clone, Debug)]
+pub struct StepRecord {
+    /// Step id.
+    pub id: String,
+    /// Which map it belongs to.
+    pub phase: Phase,
+    /// Final status.
+    pub status: StepStatus,
+    /// Attempts made (0 when it never started).
+    pub attempts: u32,
+    /// From the first attempt's start to the end, retry waits included.
+    pub duration: Duration,
+    /// Why it failed or was cancelled.
+    pub error: Option<String>,
+    /// Why it was skipped.
+    pub reason: Option<String>,
+    /// Under `--dry-run`: what it would have done.
+    pub would_run: Option<String>,
+    /// Whether a failure of this step leaves the run going.
+    pub continue_on_failure: bool,
+    /// Its outputs, redacted.
+    pub outputs: Outputs,
+}
+
+/// How a rollback went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RollbackStatus {
+    /// It ran and succeeded.
+    Succeeded,
+    /// It ran and failed (or timed out).
+    Failed,
+    /// It was stopped by a second interrupt.
+    Cancelled,
+    /// It did not run (`--no-rollback`, or abandoned by a second interrupt).
+    Skipped,
+}
+
+impl RollbackStatus {
+    /// The name used in events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RollbackStatus::Succeeded => "succeeded",
+            RollbackStatus::Failed => "failed",
+            RollbackStatus::Cancelled => "cancelled",
+            RollbackStatus::Skipped => "skipped",
+        }
+    }
+}
+
+/// What happened to one rollback.
+#[derive(Clone, Debug)]
+pub struct RollbackRecord {
+    /// The main step that was rolled back.
+    pub step: String,
+    /// Result.
+    pub status: RollbackStatus,
+    /// Attempts made.
+    pub attempts: u32,
+    /// How long it took.
+    pub duration: Duration,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Why it did not run.
+    pub reason: Option<String>,
+}
+
+/// The result of a run.
+#[derive(Clone, Debug)]
+pub struct RunSummary {
+    /// The run id.
+    pub run_id: String,
+    /// How it ended.
+    pub status: RunStatus,
+    /// Why it did not succeed (`step \`x\` failed`, `deadline exceeded`,
+    /// `interrupted`).
+    pub reason: Option<String>,
+    /// Wall time.
+    pub duration: Duration,
+    /// Every step of `steps`, `on_failure` and `finally`, in file order.
+    pub steps: Vec<StepRecord>,
+    /// Rollbacks in the order they were (or would have been) run.
+    pub rollbacks: Vec<RollbackRecord>,
+}
+
+/// A step of the run with its place in the graph.
+struct Node {
+    step: Arc<Step>,
+    phase: Phase,
+    needs: Vec<usize>,
+    dependents: Vec<usize>,
+    continue_on_failure: bool,
+}
+
+/// A step's mutable state.
+struct State {
+    status: StepStatus,
+    attempts: u32,
+    started: Option<Instant>,
+    duration: Duration,
+    outputs: Outputs,
+    error: Option<String>,
+    reason: Option<String>,
+    would_run: Option<String>,
+    /// Order of completion among main steps (rollbacks run in reverse).
+    finished_seq: u64,
+    /// Needs not yet terminal.
+    waiting: usize,
+    dropped: Arc<AtomicU64>,
+    dropped_reported: u64,
+}
+
+/// What woke the dispatcher.
+enum Wake {
+    Message(StepMessage),
+    Internal(Internal),
+    Done(Result<JobResult, (JobKey, String, bool)>),
+    Deadline,
+    Interrupt,
+    Abandon,
+}
+
+/// What a ready step does.
+enum Readiness {
+    Run,
+    Skip(String),
+    Fail(String),
+}
+
+struct Dispatcher<'a> {
+    engine: &'a Engine,
+    runbook: &'a Runbook,
+    options: RunOptions,
+    sink: &'a mut dyn EventSink,
+    nodes: Vec<Node>,
+    states: Vec<State>,
+    context: Value,
+    snapshot: Option<Arc<Value>>,
+    templates: Arc<Templates>,
+    redactor: Redactor,
+    shared: Arc<Shared>,
+    messages: mpsc::UnboundedReceiver<StepMessage>,
+    internal: mpsc::UnboundedReceiver<Internal>,
+    tasks: JoinSet<JobResult>,
+    task_keys: HashMap<tokio::task::Id, JobKey>,
+    running: HashMap<JobKey, CancellationToken>,
+    ready: BTreeSet<usize>,
+    completions: u64,
+    /// Why the main phase stopped starting steps.
+    stopping: Option<String>,
+    /// Why the run failed (first cause).
+    failure: Option<String>,
+    interrupted: bool,
+    abandoned: bool,
+    rollbacks: Vec<RollbackRecord>,
+    rollback_started: Option<Instant>,
+    rollback_done: Option<RollbackRecord>,
+    started: Instant,
+}
+
+impl<'a> Dispatcher<'a> {
+    fn new(
+        engine: &'a Engine,
+        runbook: &'a Runbook,
+        options: RunOptions,
+        sink: &'a mut dyn EventSink,
+    ) -> Self {
+        let redactor = Redactor::new();
+        for param in options.params.values() {
+            if param.secret {
+                redactor.add(&param.value.to_text());
+            }
+        }
+        let mut nodes = Vec::new();
+        for (phase, map) in [
+            (Phase::Main, &runbook.steps),
+            (Phase::OnFailure, &runbook.on_failure),
+            (Phase::Finally, &runbook.finally),
+        ] {
+            let offset = nodes.len();
+            for step in map.values() {
+                let needs: Vec<usize> = step
+                    .needs
+                    .iter()
+                    .filter_map(|n| map.get_index_of(n.value.as_str()))
+                    .map(|i| i + offset)
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                nodes.push(Node {
+                    step: Arc::new(step.clone()),
+                    phase,
+                    needs,
+                    dependents: Vec::new(),
+                    continue_on_failure: step
+                        .continue_on_failure
+                        .or(runbook.defaults.continue_on_failure)
+                        .unwrap_or(false),
+                });
+            }
+        }
+        for i in 0..nodes.len() {
+            for need in nodes[i].needs.clone() {
+                nodes[need].dependents.push(i);
+            }
+        }
+        let states = nodes
+            .iter()
+            .map(|node| State {
+                status: StepStatus::Pending,
+                attempts: 0,
+                started: None,
+                duration: Duration::ZERO,
+                outputs: Outputs::new(),
+                error: None,
+                reason: None,
+                would_run: None,
+                finished_seq: 0,
+                waiting: node.needs.len(),
+                dropped: Arc::new(AtomicU64::new(0)),
+                dropped_reported: 0,
+            })
+            .collect();
+        let (message_tx, messages) = mpsc::unbounded_channel();
+        let (internal_tx, internal) = mpsc::unbounded_channel();
+        let templates = Arc::new(Templates::new());
+        let shared = Arc::new(Shared {
+            run_id: options.run_id.clone(),
+            dry_run: options.dry_run,
+            templates: templates.clone(),
+            redactor: redactor.clone(),
+            run_dir: options.run_dir.clone(),
+            approvals: Arc::new(ReportingApprovals {
+                inner: options.approvals.clone(),
+                internal: internal_tx.clone(),
+            }),
+            messages: message_tx,
+            internal: internal_tx,
+            pending: Arc::new(AtomicUsize::new(0)),
+        });
+        let context = initial_context(runbook, &options, &nodes);
+        Dispatcher {
+            engine,
+            runbook,
+            options,
+            sink,
+            nodes,
+            states,
+            context,
+            snapshot: None,
+            templates,
+            redactor,
+            shared,
+            messages,
+            internal,
+            tasks: JoinSet::new(),
+            task_keys: HashMap::new(),
+            running: HashMap::new(),
+            ready: BTreeSet::new(),
+            completions: 0,
+            stopping: None,
+            failure: None,
+            interrupted: false,
+            abandoned: false,
+            rollbacks: Vec::new(),
+            rollback_started: None,
+            rollback_done: None,
+            started: Instant::now(),
+        }
+    }
+
+    async fn run(mut self) -> RunSummary {
+        self.emit_run_started();
+        self.run_dag(Phase::Main).await;
+        let failed = self.failure.is_some() || self.interrupted;
+        if failed {
+            self.run_rollbacks().await;
+            self.run_dag(Phase::OnFailure).await;
+        } else {
+            self.skip_phase(Phase::OnFailure, "the run did not fail");
+        }
+        self.run_dag(Phase::Finally).await;
+        self.finish()
+    }
+
+    // ---- phases -------------------------------------------------------
+
+    fn phase_range(&self, phase: Phase) -> std::ops::Range<usize> {
+        let start = self.nodes.iter().position(|n| n.phase == phase);
+        match start {
+            Some(start) => {
+                let len = self.nodes[start..]
+                    .iter()
+                    .take_while(|n| n.phase == phase)
+                    .count();
+                start..start + len
+            }
+            None => 0..0,
+        }
+    }
+
+    async fn run_dag(&mut self, phase: Phase) {
+        let range = self.phase_range(phase);
+        if self.abandoned {
+            self.skip_range(range, "abandoned by a second interrupt");
+            return;
+        }
+        for i in range.clone() {
+            if self.states[i].waiting == 0 {
+                self.ready.insert(i);
+            }
+        }
+        let main = phase == Phase::Main;
+        let deadline = if main {
+            self.runbook
+                .timeout
+                .as_ref()
+                .map(|t| Instant::now() + t.value)
+        } else {
+            None
+        };
+        loop {
+            if self.abandoned {
+                break;
+            }
+            if self.stopping.is_none() || !main {
+                self.schedule();
+            }
+            if self.running.is_empty() {
+                break;
+            }
+            let wake = self.next_wake(deadline, main).await;
+            self.handle(wake);
+        }
+        self.ready.clear();
+        let reason = if self.abandoned {
+            "abandoned by a second interrupt".to_string()
+        } else {
+            match &self.stopping {
+                Some(why) if main => format!("run stopped: {why}"),
+                _ => "its needs never finished".to_string(),
+            }
+        };
+        self.skip_range(range, &reason);
+    }
+
+    fn skip_range(&mut self, range: std::ops::Range<usize>, reason: &str) {
+        for i in range {
+            if self.states[i].status == StepStatus::Pending {
+                self.skip(i, reason.to_string());
+            }
+        }
+    }
+
+    fn skip_phase(&mut self, phase: Phase, reason: &str) {
+        let range = self.phase_range(phase);
+        self.skip_range(range, reason);
+    }
+
+    /// Decides every ready step that can be decided (skips propagate, in
+    /// file order, until nothing changes), then starts runnable ones in file
+    /// order while slots are free.
+    fn schedule(&mut self) {
+        loop {
+            let mut changed = false;
+            let candidates: Vec<usize> = self.ready.iter().copied().collect();
+            for i in candidates {
+                match self.readiness(i) {
+                    Readiness::Run => {}
+                    Readiness::Skip(reason) => {
+                        self.ready.remove(&i);
+                        self.skip(i, reason);
+                        changed = true;
+                    }
+                    Readiness::Fail(error) => {
+                        self.ready.remove(&i);
+                        self.fail_unstarted(i, error);
+                        changed = true;
+                    }
+                }
+                if self.stopping.is_some() && self.nodes[i].phase == Phase::Main {
+                    return;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        let max = self.options.max_parallel.max(1);
+        while self.running.len() < max {
+            let Some(i) = self.ready.pop_first() else {
+                break;
+            };
+            self.start(i);
+            if self.stopping.is_some() && self.nodes[i].phase == Phase::Main {
+                return;
+            }
+        }
+    }
+
+    fn readiness(&self, i: usize) -> Readiness {
+        let node = &self.nodes[i];
+        if let Some(when) = &node.step.when {
+            return match self.templates.render_condition(&when.text, &self.context) {
+                Ok(true) => Readiness::Run,
+                Ok(false) => Readiness::Skip("when was false".to_string()),
+                Err(error) => Readiness::Fail(format!(
+                    "template in `when` (line {}, column {}): {error}",
+                    when.span.line, when.span.col
+                )),
+            };
+        }
+        for &need in &node.needs {
+            let status = self.states[need].status;
+            if status != StepStatus::Succeeded {
+                return Readiness::Skip(format!(
+                    "needs {} which {}",
+                    self.nodes[need].step.id.value,
+                    status.as_str()
+                ));
+            }
+        }
+        Readiness::Run
+    }
+
+    // ---- starting -----------------------------------------------------
+
+    fn start(&mut self, i: usize) {
+        let step = self.nodes[i].step.clone();
+        let prepared = self.prepare(&step).and_then(|(timeout, env)| {
+            let executor = self.executor(&step)?;
+            Ok((timeout, env, executor))
+        });
+        let (timeout, env, executor) = match prepared {
+            Ok(p) => p,
+            Err(error) => {
+                self.fail_unstarted(i, error);
+                return;
+            }
+        };
+        let state = &mut self.states[i];
+        state.status = StepStatus::Running;
+        state.started = Some(Instant::now());
+        let dropped = state.dropped.clone();
+        self.update_context(i);
+        let job = Job {
+            key: JobKey::Step(i),
+            ctx_id: step.id.value.clone(),
+            retry: self.retry_of(&step),
+            stop_grace: stop_grace(&step),
+            mode: JobMode::Run,
+            step,
+            executor,
+            timeout,
+            context: self.snapshot(),
+            env,
+            token: CancellationToken::new(),
+            dropped,
+            shared: self.shared.clone(),
+        };
+        self.spawn(job);
+    }
+
+    fn spawn(&mut self, job: Job) {
+        let key = job.key;
+        self.running.insert(key, job.token.clone());
+        let handle = self.tasks.spawn(run_job(job));
+        self.task_keys.insert(handle.id(), key);
+    }
+
+    fn executor(&self, step: &Step) -> Result<Arc<dyn StepExecutor>, String> {
+        let kind = step.kind.type_name();
+        self.engine.executors.get(kind).cloned().ok_or_else(|| {
+            format!("this build of runbook cannot run `{kind}` steps (no executor registered)")
+        })
+    }
+
+    fn retry_of(&self, step: &Step) -> Retry {
+        step.retry
+            .clone()
+            .or_else(|| self.runbook.defaults.retry.clone())
+            .unwrap_or_default()
+    }
+
+    /// Renders what the engine itself needs before a step can start: its
+    /// timeout and its environment (the runbook's `env`, then the step's).
+    fn prepare(&self, step: &Step) -> Result<(Duration, Vec<(String, String)>), String> {
+        let timeout = match &step.timeout {
+            Some(Typed::Literal(d)) => d.value,
+            Some(Typed::Template(t)) => {
+                let text = self
+                    .templates
+                    .render(&t.text, &self.context)
+                    .map_err(|e| format!("template in `timeout` (line {}): {e}", t.span.line))?;
+                runbook_model::parse_duration(&text).map_err(|e| {
+                    format!(
+                        "`timeout` (line {}) rendered to `{}`, which is not a duration: {e}",
+                        t.span.line,
+                        text.trim()
+                    )
+                })?
+            }
+            None => match (&self.runbook.defaults.timeout, &step.kind) {
+                (Some(d), _) => d.value,
+                (None, StepKind::Gate(_)) => DEFAULT_GATE_TIMEOUT,
+                (None, _) => DEFAULT_TIMEOUT,
+            },
+        };
+        let mut env = Vec::new();
+        for (name, template) in self.runbook.env.iter().chain(step.env.iter()) {
+            let value = self
+                .templates
+                .render(&template.text, &self.context)
+                .map_err(|e| {
+                    format!(
+                        "template in `env.{name}` (line {}): {e}",
+                        template.span.line
+                    )
+                })?;
+            env.retain(|(n, _): &(String, String)| n != name);
+            env.push((name.clone(), value));
+        }
+        Ok((timeout, env))
+    }
+
+    fn snapshot(&mut self) -> Arc<Value> {
+        self.snapshot
+            .get_or_insert_with(|| Arc::new(self.context.clone()))
+            .clone()
+    }
+
+    // ---- waiting ------------------------------------------------------
+
+    async fn next_wake(&mut self, deadline: Option<Instant>, main: bool) -> Wake {
+        let deadline_armed = deadline.is_some() && main && self.stopping.is_none();
+        let deadline = deadline.unwrap_or_else(Instant::now);
+        let watch_interrupt = !self.interrupted;
+        let watch_abandon = !self.abandoned;
+        // Biased: output first, so a step's last lines are shown before its
+        // result, and attempt starts before completions.
+        tokio::select! {
+            biased;
+            Some(message) = self.messages.recv() => Wake::Message(message),
+            Some(internal) = self.internal.recv() => Wake::Internal(internal),
+            Some(done) = self.tasks.join_next_with_id() => Wake::Done(match done {
+                Ok((id, result)) => {
+                    self.task_keys.remove(&id);
+                    Ok(result)
+                }
+                Err(error) => {
+                    let key = self.task_keys.remove(&error.id());
+                    let panicked = error.is_panic();
+                    let text = if panicked {
+                        "the step's executor panicked (a bug in runbook)".to_string()
+                    } else {
+                        "abandoned by a second interrupt".to_string()
+                    };
+                    match key {
+                        Some(key) => Err((key, text, panicked)),
+                        // Every spawned task is recorded; an unknown id
+                        // cannot happen, and waking again is harmless.
+                        None => return Wake::Interrupt,
+                    }
+                }
+            }),
+            () = self.options.stop.abandon.cancelled(), if watch_abandon => Wake::Abandon,
+            () = self.options.stop.cancel.cancelled(), if watch_interrupt => Wake::Interrupt,
+            () = tokio::time::sleep_until(deadline), if deadline_armed => Wake::Deadline,
+        }
+    }
+
+    fn handle(&mut self, wake: Wake) {
+        match wake {
+            Wake::Message(StepMessage::Output { step, stream, line }) => {
+                self.shared.pending.fetch_sub(
+                    line.len().min(self.shared.pending.load(Ordering::Relaxed)),
+                    Ordering::Relaxed,
+                );
+                let line = self.redactor.redact(&line);
+                self.sink.output(&step, stream, &line);
+            }
+            Wake::Message(StepMessage::Progress { step, message }) => {
+                let message = self.redactor.redact(&message);
+                self.sink.progress(&step, &message);
+            }
+            Wake::Internal(Internal::AttemptStarted {
+                key,
+                attempt,
+                reason,
+            }) => {
+                let mut event = Event::new(EventKind::StepStarted, &self.options.run_id);
+                event.attempt = Some(attempt);
+                event.reason = reason;
+                match key {
+                    JobKey::Step(i) => {
+                        event.step = Some(self.nodes[i].step.id.value.clone());
+                        event.phase = Some(self.nodes[i].phase.key().to_string());
+                        self.states[i].attempts = attempt;
+                        self.emit(event);
+                    }
+                    // A rollback's attempts are reported by rollback_started
+                    // and rollback_finished alone.
+                    JobKey::Rollback(_) => {}
+                }
+            }
+            Wake::Internal(Internal::AttemptFailed {
+                key,
+                attempt,
+                error,
+                delay,
+            }) => {
+                let step = match key {
+                    JobKey::Step(i) => self.nodes[i].step.id.value.clone(),
+                    JobKey::Rollback(i) => format!("{}.rollback", self.nodes[i].step.id.value),
+                };
+                let error = self.redactor.redact(&error);
+                self.sink.attempt_failed(&step, attempt, &error, delay);
+            }
+            Wake::Internal(Internal::GateWaiting(request)) => {
+                let mut event = Event::new(EventKind::GateWaiting, &self.options.run_id);
+                event.step = Some(request.gate.clone());
+                event.message = Some(request.message.clone());
+                event.timeout_ms = Some(millis(request.timeout));
+                self.emit(event);
+            }
+            Wake::Done(Ok(result)) => self.finished(result),
+            Wake::Done(Err((key, error, panicked))) => {
+                let result = JobResult {
+                    key,
+                    ended: if panicked {
+                        Ended::Failed
+                    } else {
+                        Ended::Cancelled
+                    },
+                    attempts: match key {
+                        JobKey::Step(i) => self.states[i].attempts,
+                        JobKey::Rollback(_) => 1,
+                    },
+                    outputs: Outputs::new(),
+                    error: Some(error),
+                    would_run: None,
+                };
+                self.finished(result);
+            }
+            Wake::Deadline => {
+                self.failure
+                    .get_or_insert_with(|| "deadline exceeded".to_string());
+                self.stop_main("deadline exceeded".to_string());
+            }
+            Wake::Interrupt => {
+                self.interrupted = true;
+                if self.stopping.is_none() {
+                    self.stop_main("interrupted".to_string());
+                }
+            }
+            Wake::Abandon => {
+                self.interrupted = true;
+                self.abandoned = true;
+                // Aborting drops each step's future; the executors' drop
+                // guards kill what they started (process groups).
+                self.tasks.abort_all();
+                for token in self.running.values() {
+                    token.cancel();
+                }
+            }
+        }
+    }
+
+    /// Stops the main phase: nothing new starts, running steps are told to
+    /// stop (they end `cancelled`).
+    fn stop_main(&mut self, why: String) {
+        if self.stopping.is_some() {
+            return;
+        }
+        self.stopping = Some(why);
+        for (key, token) in &self.running {
+            if let JobKey::Step(i) = key
+                && self.nodes[*i].phase == Phase::Main
+            {
+                token.cancel();
+            }
+        }
+    }
+
+    // ---- recording ----------------------------------------------------
+
+    fn finished(&mut self, result: JobResult) {
+        self.running.remove(&result.key);
+        match result.key {
+            JobKey::Step(i) => self.step_finished(i, result),
+            JobKey::Rollback(i) => self.rollback_finished(i, result),
+        }
+    }
+
+    fn step_finished(&mut self, i: usize, result: JobResult) {
+        let (status, error) = match result.ended {
+            Ended::Succeeded => (StepStatus::Succeeded, None),
+            Ended::Failed => (StepStatus::Failed, result.error),
+            Ended::Cancelled => {
+                let why = self
+                    .stopping
+                    .clone()
+                    .unwrap_or_else(|| "interrupted".to_string());
+                let error = match result.error {
+                    Some(detail) if self.abandoned => detail,
+                    Some(detail) => format!("cancelled: {why} ({detail})"),
+                    None => format!("cancelled: {why}"),
+                };
+                (StepStatus::Cancelled, Some(error))
+            }
+        };
+        let state = &mut self.states[i];
+        state.status = status;
+        state.attempts = result.attempts;
+        state.duration = state.started.map_or(Duration::ZERO, |s| s.elapsed());
+        state.outputs = result.outputs;
+        state.error = error;
+        state.would_run = result.would_run;
+        self.completions += 1;
+        state.finished_seq = self.completions;
+        self.report_dropped(i);
+        self.update_context(i);
+        if let StepKind::Gate(_) = self.nodes[i].step.kind
+            && let Some(Value::Bool(approved)) = self.states[i].outputs.get("approved")
+        {
+            let mut event = Event::new(EventKind::GateDecided, &self.options.run_id);
+            event.step = Some(self.nodes[i].step.id.value.clone());
+            event.approved = Some(*approved);
+            event.decided_by = self.states[i]
+                .outputs
+                .get("decided_by")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            event.status = Some(if *approved { "approved" } else { "rejected" }.to_string());
+            self.emit(event);
+        }
+        self.emit_step_finished(i);
+        if status == StepStatus::Failed {
+            self.failed(i);
+        }
+        self.release(i);
+    }
+
+    fn report_dropped(&mut self, i: usize) {
+        let state = &mut self.states[i];
+        let dropped = state.dropped.load(Ordering::Relaxed);
+        if dropped > state.dropped_reported {
+            state.dropped_reported = dropped;
+            let id = self.nodes[i].step.id.value.clone();
+            self.sink.output_dropped(&id, dropped);
+        }
+    }
+
+    /// A step failed: what that means for the run.
+    fn failed(&mut self, i: usize) {
+        let node = &self.nodes[i];
+        if node.continue_on_failure {
+            return;
+        }
+        let why = format!("step `{}` failed", node.step.id.value);
+        match node.phase {
+            Phase::Main => {
+                self.failure.get_or_insert_with(|| why.clone());
+                self.stop_main(why);
+            }
+            // Cleanup is best effort: a failing finally step fails the run
+            // but the other cleanup steps still run.
+            Phase::Finally => {
+                self.failure.get_or_insert(why);
+            }
+            Phase::OnFailure | Phase::Rollback => {}
+        }
+    }
+
+    fn fail_unstarted(&mut self, i: usize, error: String) {
+        let state = &mut self.states[i];
+        state.status = StepStatus::Failed;
+        state.error = Some(error);
+        self.completions += 1;
+        state.finished_seq = self.completions;
+        self.update_context(i);
+        self.emit_step_finished(i);
+        self.failed(i);
+        self.release(i);
+    }
+
+    fn skip(&mut self, i: usize, reason: String) {
+        let state = &mut self.states[i];
+        state.status = StepStatus::Skipped;
+        state.reason = Some(reason.clone());
+        self.update_context(i);
+        let mut event = Event::new(EventKind::StepSkipped, &self.options.run_id);
+        event.step = Some(self.nodes[i].step.id.value.clone());
+        event.phase = Some(self.nodes[i].phase.key().to_string());
+        event.status = Some(StepStatus::Skipped.as_str().to_string());
+        event.reason = Some(reason);
+        event.outputs = Some(Outputs::new());
+        self.emit(event);
+        self.release(i);
+    }
+
+    /// A step is terminal: its dependents have one need fewer to wait for.
+    fn release(&mut self, i: usize) {
+        for d in self.nodes[i].dependents.clone() {
+            let state = &mut self.states[d];
+            state.waiting = state.waiting.saturating_sub(1);
+            if state.waiting == 0 && state.status == StepStatus::Pending {
+                self.ready.insert(d);
+            }
+        }
+    }
+
+    fn emit_step_finished(&mut self, i: usize) {
+        let state = &self.states[i];
+        let mut event = Event::new(EventKind::StepFinished, &self.options.run_id);
+        event.step = Some(self.nodes[i].step.id.value.clone());
+        event.phase = Some(self.nodes[i].phase.key().to_string());
+        event.status = Some(state.status.as_str().to_string());
+        event.attempts = Some(state.attempts);
+        event.duration_ms = Some(millis(state.duration));
+        event.error = state.error.clone();
+        event.outputs = Some(state.outputs.clone());
+        event.would_run = state.would_run.clone();
+        self.emit(event);
+    }
+
+    fn update_context(&mut self, i: usize) {
+        self.snapshot = None;
+        let value = step_context(&self.states[i]);
+        if let Some(steps) = self.context.get_mut("steps").and_then(Value::as_object_mut) {
+            steps.insert(self.nodes[i].step.id.value.clone(), value);
+        }
+    }
+
+    // ---- rollbacks ----------------------------------------------------
+
+    async fn run_rollbacks(&mut self) {
+        let mut order: Vec<usize> = self
+            .phase_range(Phase::Main)
+            .filter(|&i| {
+                self.states[i].status == StepStatus::Succeeded
+                    && self.nodes[i].step.rollback.is_some()
+            })
+            .collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(self.states[i].finished_seq));
+        for i in order {
+            if self.abandoned {
+                self.rollback_skipped(i, "abandoned by a second interrupt");
+            } else if self.options.no_rollback {
+                self.rollback_skipped(i, "--no-rollback");
+            } else {
+                self.run_rollback(i).await;
+            }
+        }
+    }
+
+    fn rollback_skipped(&mut self, i: usize, reason: &str) {
+        let record = RollbackRecord {
+            step: self.nodes[i].step.id.value.clone(),
+            status: RollbackStatus::Skipped,
+            attempts: 0,
+            duration: Duration::ZERO,
+            error: None,
+            reason: Some(reason.to_string()),
+        };
+        let mut event = Event::new(EventKind::RollbackFinished, &self.options.run_id);
+        event.step = Some(record.step.clone());
+        event.phase = Some(Phase::Rollback.key().to_string());
+        event.status = Some(record.status.as_str().to_string());
+        event.reason = record.reason.clone();
+        self.emit(event);
+        self.rollbacks.push(record);
+    }
+
+    async fn run_rollback(&mut self, i: usize) {
+        let parent = self.nodes[i].step.clone();
+        let id = parent.id.value.clone();
+        let mut event = Event::new(EventKind::RollbackStarted, &self.options.run_id);
+        event.step = Some(id.clone());
+        event.phase = Some(Phase::Rollback.key().to_string());
+        self.emit(event);
+        self.rollback_started = Some(Instant::now());
+        let (step, mode) = match &parent.rollback {
+            Some(Rollback::Step(step)) => (Arc::new((**step).clone()), JobMode::Run),
+            Some(Rollback::Auto(_)) | None => (
+                parent.clone(),
+                JobMode::RollbackAuto(self.states[i].outputs.clone()),
+            ),
+        };
+        let prepared = self.prepare(&step).and_then(|(timeout, env)| {
+            let executor = self.executor(&step)?;
+            Ok((timeout, env, executor))
+        });
+        let (timeout, env, executor) = match prepared {
+            Ok(p) => p,
+            Err(error) => {
+                self.rollback_finished(
+                    i,
+                    JobResult {
+                        key: JobKey::Rollback(i),
+                        ended: Ended::Failed,
+                        attempts: 0,
+                        outputs: Outputs::new(),
+                        error: Some(error),
+                        would_run: None,
+                    },
+                );
+                return;
+            }
+        };
+        let job = Job {
+            key: JobKey::Rollback(i),
+            ctx_id: format!("{id}.rollback"),
+            retry: self.retry_of(&step),
+            stop_grace: stop_grace(&step),
+            step,
+            mode,
+            executor,
+            timeout,
+            context: self.snapshot(),
+            env,
+            token: CancellationToken::new(),
+            dropped: Arc::new(AtomicU64::new(0)),
+            shared: self.shared.clone(),
+        };
+        self.spawn(job);
+        while self.rollback_done.is_none() {
+            let wake = self.next_wake(None, false).await;
+            self.handle(wake);
+        }
+        if let Some(record) = self.rollback_done.take() {
+            self.rollbacks.push(record);
+        }
+    }
+
+    fn rollback_finished(&mut self, i: usize, result: JobResult) {
+        let status = match result.ended {
+            Ended::Succeeded => RollbackStatus::Succeeded,
+            Ended::Failed => RollbackStatus::Failed,
+            Ended::Cancelled => RollbackStatus::Cancelled,
+        };
+        let duration = self
+            .rollback_started
+            .take()
+            .map_or(Duration::ZERO, |s| s.elapsed());
+        let record = RollbackRecord {
+            step: self.nodes[i].step.id.value.clone(),
+            status,
+            attempts: result.attempts,
+            duration,
+            error: result.error.clone(),
+            reason: result.would_run.clone(),
+        };
+        let mut event = Event::new(EventKind::RollbackFinished, &self.options.run_id);
+        event.step = Some(record.step.clone());
+        event.phase = Some(Phase::Rollback.key().to_string());
+        event.status = Some(status.as_str().to_string());
+        event.attempts = Some(result.attempts);
+        event.duration_ms = Some(millis(duration));
+        event.error = result.error;
+        event.outputs = Some(result.outputs);
+        event.would_run = result.would_run;
+        self.emit(event);
+        self.rollback_done = Some(record);
+    }
+
+    // ---- events -------------------------------------------------------
+
+    /// Redacts and reports an event. Every event goes through here.
+    fn emit(&mut self, mut event: Event) {
+        let r = &self.redactor;
+        for text in [
+            &mut event.error,
+            &mut event.reason,
+            &mut event.message,
+            &mut event.would_run,
+            &mut event.decided_by,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *text = r.redact(text);
+        }
+        if let Some(outputs) = event.outputs.take() {
+            let mut value = Value::Object(outputs);
+            r.redact_json(&mut value);
+            if let Value::Object(outputs) = value {
+                event.outputs = Some(outputs);
+            }
+        }
+        self.sink.event(&event);
+    }
+
+    fn emit_run_started(&mut self) {
+        let mut event = Event::new(EventKind::RunStarted, &self.options.run_id);
+        event.runbook = Some(self.runbook.name.value.clone());
+        event.file = self.options.file.as_ref().map(|f| f.display().to_string());
+        event.runbook_sha256 = self.options.runbook_sha256.clone();
+        event.user = self.options.user.clone();
+        event.host = self.options.host.clone();
+        event.dry_run = Some(self.options.dry_run);
+        event.params = Some(
+            self.options
+                .params
+                .iter()
+                .map(|(name, p)| {
+                    let value = if p.secret {
+                        Value::String("***".into())
+                    } else {
+                        p.value.to_json()
+                    };
+                    (name.clone(), value)
+                })
+                .collect(),
+        );
+        self.emit(event);
+    }
+
+    fn finish(mut self) -> RunSummary {
+        let status = if self.interrupted {
+            RunStatus::Interrupted
+        } else if self.failure.is_some() {
+            RunStatus::Failed
+        } else {
+            RunStatus::Succeeded
+        };
+        let reason = match status {
+            RunStatus::Succeeded => None,
+            RunStatus::Failed => self.failure.clone(),
+            RunStatus::Interrupted => Some(match &self.failure {
+                Some(failure) => format!("interrupted ({failure})"),
+                None => "interrupted".to_string(),
+            }),
+        };
+        let duration = self.started.elapsed();
+        let mut event = Event::new(EventKind::RunFinished, &self.options.run_id);
+        event.status = Some(status.as_str().to_string());
+        event.duration_ms = Some(millis(duration));
+        event.error = reason.clone();
+        self.emit(event);
+        let steps = self
+            .nodes
+            .iter()
+            .zip(&self.states)
+            .map(|(node, state)| {
+                let mut outputs = Value::Object(state.outputs.clone());
+                self.redactor.redact_json(&mut outputs);
+                StepRecord {
+                    id: node.step.id.value.clone(),
+                    phase: node.phase,
+                    status: state.status,
+                    attempts: state.attempts,
+                    duration: state.duration,
+                    error: state.error.as_deref().map(|e| self.redactor.redact(e)),
+                    reason: state.reason.as_deref().map(|e| self.redactor.redact(e)),
+                    would_run: state.would_run.as_deref().map(|e| self.redactor.redact(e)),
+                    continue_on_failure: node.continue_on_failure,
+                    outputs: match outputs {
+                        Value::Object(map) => map,
+                        _ => Outputs::new(),
+                    },
+                }
+            })
+            .collect();
+        let rollbacks = self
+            .rollbacks
+            .iter()
+            .map(|r| RollbackRecord {
+                error: r.error.as_deref().map(|e| self.redactor.redact(e)),
+                ..r.clone()
+            })
+            .collect();
+        RunSummary {
+            run_id: self.options.run_id.clone(),
+            status,
+            reason,
+            duration,
+            steps,
+            rollbacks,
+        }
+    }
+}
+
+/// How long the engine waits for an executor to return after telling it to
+/// stop: the step's own grace (shell) plus a margin.
+fn stop_grace(step: &Step) -> Duration {
+    match &step.kind {
+        StepKind::Shell(shell) => {
+            shell.grace.as_ref().map_or(SHELL_GRACE, |g| g.value) + STOP_MARGIN
+        }
+        StepKind::HttpCheck(_) | StepKind::KubectlAction(_) | StepKind::Gate(_) => {
+            SHELL_GRACE + STOP_MARGIN
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `steps.ID` in the template context.
+fn step_context(state: &State) -> Value {
+    json!({
+        "status": state.status.as_str(),
+        "succeeded": state.status == StepStatus::Succeeded,
+        "failed": state.status == StepStatus::Failed,
+        "skipped": state.status == StepStatus::Skipped,
+        "outputs": state.outputs,
+        "error": state.error,
+        "attempts": state.attempts,
+        "duration_ms": millis(state.duration),
+    })
+}
+
+fn initial_context(runbook: &Runbook, options: &RunOptions, nodes: &[Node]) -> Value {
+    let params: Map<String, Value> = options
+        .params
+        .iter()
+        .map(|(name, p)| (name.clone(), p.value.to_json()))
+        .collect();
+    let env: Map<String, Value> = options
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    let pending = step_context(&State {
+        status: StepStatus::Pending,
+        attempts: 0,
+        started: None,
+        duration: Duration::ZERO,
+        outputs: Outputs::new(),
+        error: None,
+        reason: None,
+        would_run: None,
+        finished_seq: 0,
+        waiting: 0,
+        dropped: Arc::new(AtomicU64::new(0)),
+        dropped_reported: 0,
+    });
+    let steps: Map<String, Value> = nodes
+        .iter()
+        .map(|n| (n.step.id.value.clone(), pending.clone()))
+        .collect();
+    json!({
+        "params": params,
+        "env": env,
+        "steps": steps,
+        "run": {
+            "id": options.run_id,
+            "name": runbook.name.value,
+            "started_at": now_rfc3339(),
+            "dry_run": options.dry_run,
+        },
+    })
+}

@@ -1,0 +1,363 @@
+//! One step's life in its own task: attempts, the per-attempt timeout,
+//! retry waits, and the wait for an executor to clean up after it was told
+//! to stop.
+//!
+//! The runner never decides what a failure means for the run; it reports
+//! how the step ended and the dispatcher takes it from there.
+
+use crate::backoff::Delays;
+use crate::redact::Redactor;
+use crate::step::{
+    Approvals, Backlog, Decision, GateRequest, Outputs, StepContext, StepExecutor, StepMessage,
+    StepOutcome,
+};
+use crate::template::Templates;
+use async_trait::async_trait;
+use runbook_model::{Retry, Step, StepKind};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// What every job of a run shares.
+pub(crate) struct Shared {
+    pub(crate) run_id: String,
+    pub(crate) dry_run: bool,
+    pub(crate) templates: Arc<Templates>,
+    pub(crate) redactor: Redactor,
+    pub(crate) run_dir: PathBuf,
+    pub(crate) approvals: Arc<dyn Approvals>,
+    pub(crate) messages: mpsc::UnboundedSender<StepMessage>,
+    pub(crate) internal: mpsc::UnboundedSender<Internal>,
+    pub(crate) pending: Arc<AtomicUsize>,
+}
+
+/// Which record a job belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum JobKey {
+    /// A step of `steps`, `on_failure` or `finally`, by global index.
+    Step(usize),
+    /// The rollback of the main step with this index.
+    Rollback(usize),
+}
+
+/// What to call on the executor.
+pub(crate) enum JobMode {
+    /// `run` on the step.
+    Run,
+    /// `rollback_auto` on the step, with its outputs.
+    RollbackAuto(Outputs),
+}
+
+/// Everything a step task needs; owned, so the task is `'static`.
+pub(crate) struct Job {
+    pub(crate) key: JobKey,
+    /// The id the step sees (`X`, or `X.rollback`).
+    pub(crate) ctx_id: String,
+    pub(crate) step: Arc<Step>,
+    pub(crate) mode: JobMode,
+    pub(crate) executor: Arc<dyn StepExecutor>,
+    pub(crate) retry: Retry,
+    pub(crate) timeout: Duration,
+    /// How long to wait for the executor to return once told to stop.
+    pub(crate) stop_grace: Duration,
+    pub(crate) context: Arc<Value>,
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) token: CancellationToken,
+    pub(crate) dropped: Arc<AtomicU64>,
+    pub(crate) shared: Arc<Shared>,
+}
+
+/// Messages from step tasks (and the gate wrapper) to the dispatcher.
+pub(crate) enum Internal {
+    AttemptStarted {
+        key: JobKey,
+        attempt: u32,
+        reason: Option<String>,
+    },
+    AttemptFailed {
+        key: JobKey,
+        attempt: u32,
+        error: String,
+        delay: Duration,
+    },
+    GateWaiting(GateRequest),
+}
+
+/// How a job ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ended {
+    Succeeded,
+    Failed,
+    /// Stopped because the run was stopping (not a timeout).
+    Cancelled,
+}
+
+/// A finished job.
+pub(crate) struct JobResult {
+    pub(crate) key: JobKey,
+    pub(crate) ended: Ended,
+    pub(crate) attempts: u32,
+    pub(crate) outputs: Outputs,
+    pub(crate) error: Option<String>,
+    pub(crate) would_run: Option<String>,
+}
+
+enum Attempt {
+    Succeeded(Outputs),
+    WouldRun(String),
+    Failed {
+        error: String,
+        outputs: Outputs,
+    },
+    Cancelled {
+        detail: Option<String>,
+        outputs: Outputs,
+    },
+}
+
+/// Runs every attempt of `job` until one succeeds, the attempts run out, or
+/// the job's token is cancelled.
+pub(crate) async fn run_job(job: Job) -> JobResult {
+    let mut delays = Delays::new(&job.retry);
+    let mut attempt = 0;
+    let mut reason = None;
+    loop {
+        attempt += 1;
+        let _ = job.shared.internal.send(Internal::AttemptStarted {
+            key: job.key,
+            attempt,
+            reason: reason.take(),
+        });
+        let result = |ended, outputs, error, would_run| JobResult {
+            key: job.key,
+            ended,
+            attempts: attempt,
+            outputs,
+            error,
+            would_run,
+        };
+        match run_attempt(&job, attempt).await {
+            Attempt::Succeeded(outputs) => return result(Ended::Succeeded, outputs, None, None),
+            Attempt::WouldRun(text) => {
+                let outputs = would_run_outputs(&job.step);
+                return result(Ended::Succeeded, outputs, None, Some(text));
+            }
+            Attempt::Cancelled { detail, outputs } => {
+                return result(Ended::Cancelled, outputs, detail, None);
+            }
+            Attempt::Failed { error, outputs } => {
+                let Some(delay) = delays.next() else {
+                    return result(Ended::Failed, outputs, Some(error), None);
+                };
+                let _ = job.shared.internal.send(Internal::AttemptFailed {
+                    key: job.key,
+                    attempt,
+                    error: error.clone(),
+                    delay,
+                });
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = job.token.cancelled() => {
+                        return result(Ended::Cancelled, outputs, None, None);
+                    }
+                }
+                reason = Some(format!("attempt {attempt} failed: {error}"));
+            }
+        }
+    }
+}
+
+/// Under `--dry-run` a step that did not run still gets every output name it
+/// declares (as null), so the templates of its dependents render and the
+/// whole plan is walked.
+fn would_run_outputs(step: &Step) -> Outputs {
+    step.kind
+        .output_names()
+        .iter()
+        .map(|name| (name.to_string(), Value::Null))
+        .collect()
+}
+
+enum Stop {
+    TimedOut,
+    Cancelled,
+}
+
+async fn run_attempt(job: &Job, attempt: u32) -> Attempt {
+    let shared = &job.shared;
+    let attempt_token = job.token.child_token();
+    let ctx = StepContext {
+        step_id: job.ctx_id.clone(),
+        attempt,
+        run_id: shared.run_id.clone(),
+        dry_run: shared.dry_run,
+        timeout: job.timeout,
+        context: job.context.clone(),
+        env: job.env.clone(),
+        templates: shared.templates.clone(),
+        redactor: shared.redactor.clone(),
+        cancel: attempt_token.clone(),
+        messages: shared.messages.clone(),
+        backlog: Some(Backlog {
+            pending: shared.pending.clone(),
+            dropped: job.dropped.clone(),
+        }),
+        run_dir: shared.run_dir.clone(),
+        approvals: shared.approvals.clone(),
+    };
+    let is_gate = matches!(job.step.kind, StepKind::Gate(_));
+    // A manual gate under --dry-run would block the rehearsal on a person;
+    // it is planned instead, like any step with side effects.
+    if let (StepKind::Gate(gate), JobMode::Run, true) = (&job.step.kind, &job.mode, ctx.dry_run)
+        && gate.condition.is_none()
+    {
+        return match ctx.render("message", &gate.message) {
+            Ok(message) => Attempt::WouldRun(format!("would ask for approval: {message}")),
+            Err(failure) => Attempt::Failed {
+                error: failure.message,
+                outputs: failure.outputs,
+            },
+        };
+    }
+    let work = async {
+        match &job.mode {
+            JobMode::Run => job.executor.run(&job.step, &ctx).await,
+            JobMode::RollbackAuto(outputs) => {
+                job.executor.rollback_auto(&job.step, outputs, &ctx).await
+            }
+        }
+    };
+    tokio::pin!(work);
+    // A gate applies its own `on_timeout` when its time is up; the engine's
+    // timer runs a moment longer so that the gate's decision, not a bare
+    // timeout, is what gets reported.
+    let timer = job.timeout
+        + if is_gate {
+            Duration::from_secs(1)
+        } else {
+            Duration::ZERO
+        };
+    // Biased, cancellation first: an executor that returns because it saw
+    // the cancellation must be reported as cancelled, not as failed.
+    let stop = tokio::select! {
+        biased;
+        () = job.token.cancelled() => Stop::Cancelled,
+        outcome = &mut work => return finished(outcome),
+        () = tokio::time::sleep(timer) => Stop::TimedOut,
+    };
+    attempt_token.cancel();
+    // The executor now stops its work (a shell step signals its process
+    // group, waits out its grace, then kills it). Waiting for that keeps
+    // children from outliving the run; past the grace the future is dropped,
+    // whose guards kill what is left.
+    let late = tokio::time::timeout(job.stop_grace, &mut work).await;
+    let abandoned = format!(
+        "it did not stop within {} and was abandoned",
+        format_duration(job.stop_grace)
+    );
+    match stop {
+        Stop::TimedOut => {
+            let base = format!("timed out after {}", format_duration(job.timeout));
+            match late {
+                Ok(StepOutcome::Succeeded(outputs)) if is_gate => Attempt::Succeeded(outputs),
+                Ok(StepOutcome::Failed(failure)) => Attempt::Failed {
+                    error: with_detail(base, &failure.message),
+                    outputs: failure.outputs,
+                },
+                Ok(StepOutcome::Succeeded(outputs)) => Attempt::Failed {
+                    error: base,
+                    outputs,
+                },
+                Ok(StepOutcome::WouldRun(_)) => Attempt::Failed {
+                    error: base,
+                    outputs: Outputs::new(),
+                },
+                Err(_) => Attempt::Failed {
+                    error: format!("{base}; {abandoned}"),
+                    outputs: Outputs::new(),
+                },
+            }
+        }
+        // Work that completed although it was asked to stop did happen: it
+        // is recorded (and so rolled back) as succeeded.
+        Stop::Cancelled => match late {
+            Ok(StepOutcome::Succeeded(outputs)) => Attempt::Succeeded(outputs),
+            Ok(StepOutcome::WouldRun(text)) => Attempt::WouldRun(text),
+            Ok(StepOutcome::Failed(failure)) => Attempt::Cancelled {
+                detail: (!failure.message.is_empty()).then_some(failure.message),
+                outputs: failure.outputs,
+            },
+            Err(_) => Attempt::Cancelled {
+                detail: Some(abandoned),
+                outputs: Outputs::new(),
+            },
+        },
+    }
+}
+
+fn finished(outcome: StepOutcome) -> Attempt {
+    match outcome {
+        StepOutcome::Succeeded(outputs) => Attempt::Succeeded(outputs),
+        StepOutcome::WouldRun(text) => Attempt::WouldRun(text),
+        StepOutcome::Failed(failure) => Attempt::Failed {
+            error: failure.message,
+            outputs: failure.outputs,
+        },
+    }
+}
+
+fn with_detail(base: String, detail: &str) -> String {
+    if detail.is_empty() {
+        base
+    } else {
+        format!("{base} ({detail})")
+    }
+}
+
+/// `1.5s`, `30s`, `2m`, `250ms`: short, for messages.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms.is_multiple_of(60_000) && ms >= 60_000 {
+        format!("{}m", ms / 60_000)
+    } else if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+/// Wraps the run's [`Approvals`] so that the dispatcher hears when a gate
+/// starts waiting (the `gate_waiting` event), whichever gate implementation
+/// asks.
+pub(crate) struct ReportingApprovals {
+    pub(crate) inner: Arc<dyn Approvals>,
+    pub(crate) internal: mpsc::UnboundedSender<Internal>,
+}
+
+#[async_trait]
+impl Approvals for ReportingApprovals {
+    async fn decide(&self, gate: &GateRequest, cancel: &CancellationToken) -> Option<Decision> {
+        let _ = self.internal.send(Internal::GateWaiting(gate.clone()));
+        self.inner.decide(gate, cancel).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_are_short() {
+        assert_eq!(format_duration(Duration::from_millis(250)), "250ms");
+        assert_eq!(format_duration(Duration::from_secs(30)), "30s");
+        assert_eq!(format_duration(Duration::from_secs(120)), "2m");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
+    }
+}
