@@ -210,19 +210,6 @@ async fn run_attempt(job: &Job, attempt: u32) -> Attempt {
         approvals: shared.approvals.clone(),
     };
     let is_gate = matches!(job.step.kind, StepKind::Gate(_));
-    // A manual gate under --dry-run would block the rehearsal on a person;
-    // it is planned instead, like any step with side effects.
-    if let (StepKind::Gate(gate), JobMode::Run, true) = (&job.step.kind, &job.mode, ctx.dry_run)
-        && gate.condition.is_none()
-    {
-        return match ctx.render("message", &gate.message) {
-            Ok(message) => Attempt::WouldRun(format!("would ask for approval: {message}")),
-            Err(failure) => Attempt::Failed {
-                error: failure.message,
-                outputs: failure.outputs,
-            },
-        };
-    }
     let work = async {
         match &job.mode {
             JobMode::Run => job.executor.run(&job.step, &ctx).await,
@@ -263,7 +250,9 @@ async fn run_attempt(job: &Job, attempt: u32) -> Attempt {
         Stop::TimedOut => {
             let base = format!("timed out after {}", format_duration(job.timeout));
             match late {
-                Ok(StepOutcome::Succeeded(outputs)) if is_gate => Attempt::Succeeded(outputs),
+                // A gate's timeout is its `on_timeout` decision, which the
+                // gate reports itself.
+                Ok(outcome) if is_gate => finished(outcome),
                 Ok(StepOutcome::Failed(failure)) => Attempt::Failed {
                     error: with_detail(base, &failure.message),
                     outputs: failure.outputs,

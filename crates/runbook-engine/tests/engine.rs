@@ -180,6 +180,9 @@ impl StepExecutor for FakeGate {
             Ok(m) => m,
             Err(f) => return StepOutcome::Failed(f),
         };
+        if ctx.dry_run() {
+            return StepOutcome::WouldRun(format!("would ask for approval: {message}"));
+        }
         let request = GateRequest {
             run_id: ctx.run_id().to_string(),
             gate: ctx.step_id().to_string(),
