@@ -1,0 +1,334 @@
+//! Gates deciding by condition, by flag, by `runbook approve` from "another
+//! process" (a concurrent task using the file protocol), by a prompt, and by
+//! timeout.
+
+use async_trait::async_trait;
+use runbook_engine::{
+    Decision, GateRequest, StepContext, StepContextBuilder, StepExecutor, StepMessage, StepOutcome,
+};
+use runbook_model::Step;
+use runbook_step_gate::{
+    ApprovalError, FileApprovals, GateExecutor, Prompt, waiting_gates, write_decision,
+};
+use serde_json::{Map, Value, json};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// A gate step `g` from the YAML lines of its mapping (indented by 4).
+fn step(fields: &str) -> Step {
+    let text = format!(
+        "version: 1\nname: t\nparams:\n  env:\n    default: prod\nsteps:\n  g:\n    type: gate\n{fields}"
+    );
+    let loaded = runbook_model::load(Path::new("t.yaml"), &text);
+    assert!(!loaded.has_errors(), "{:#?}\n{text}", loaded.diagnostics);
+    let mut runbook = loaded.runbook.expect("valid runbook");
+    runbook.steps.shift_remove("g").expect("step g")
+}
+
+fn manual() -> Step {
+    step("    message: \"Restart {{params.env}}?\"\n")
+}
+
+fn context(run_dir: &Path) -> StepContextBuilder {
+    StepContextBuilder::new("g")
+        .run_id("run-1")
+        .run_dir(run_dir.to_path_buf())
+        .context(json!({
+            "params": {"env": "prod"},
+            "env": {},
+            "steps": {},
+            "run": {"id": "run-1", "name": "t", "started_at": "", "dry_run": false},
+        }))
+}
+
+async fn run(step: &Step, ctx: &StepContext) -> StepOutcome {
+    GateExecutor::new().run(step, ctx).await
+}
+
+fn succeeded(outcome: StepOutcome) -> Map<String, Value> {
+    match outcome {
+        StepOutcome::Succeeded(outputs) => {
+            check_shape(&outputs);
+            outputs
+        }
+        other => panic!("expected success, got {other:?}"),
+    }
+}
+
+fn failed(outcome: StepOutcome) -> (String, Map<String, Value>) {
+    match outcome {
+        StepOutcome::Failed(failure) => (failure.message, failure.outputs),
+        other => panic!("expected failure, got {other:?}"),
+    }
+}
+
+/// Exactly the three outputs, with `decided_at` in RFC 3339.
+fn check_shape(outputs: &Map<String, Value>) {
+    let names: Vec<&str> = outputs.keys().map(String::as_str).collect();
+    assert_eq!(names, ["approved", "decided_by", "decided_at"]);
+    let at = outputs["decided_at"].as_str().expect("string");
+    chrono::DateTime::parse_from_rfc3339(at).expect("RFC 3339");
+}
+
+/// Cancels `token` after `after`, as the engine does at a timeout.
+fn cancel_after(token: &CancellationToken, after: Duration) {
+    let token = token.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(after).await;
+        token.cancel();
+    });
+}
+
+#[tokio::test]
+async fn a_true_condition_approves() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let step = step("    message: go?\n    condition: \"{{eq params.env \\\"prod\\\"}}\"\n");
+    let (ctx, _messages) = context(dir.path()).build();
+    let outputs = succeeded(run(&step, &ctx).await);
+    assert_eq!(outputs["approved"], json!(true));
+    assert_eq!(outputs["decided_by"], json!("condition"));
+}
+
+#[tokio::test]
+async fn a_false_condition_rejects_even_in_a_dry_run() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let step = step("    message: go?\n    condition: \"{{eq params.env \\\"dev\\\"}}\"\n");
+    let (ctx, _messages) = context(dir.path()).dry_run(true).build();
+    let (message, outputs) = failed(run(&step, &ctx).await);
+    assert_eq!(message, "rejected: condition was false");
+    check_shape(&outputs);
+    assert_eq!(outputs["approved"], json!(false));
+    assert_eq!(outputs["decided_by"], json!("condition"));
+}
+
+#[tokio::test]
+async fn a_condition_that_is_not_a_boolean_fails() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let step = step("    message: go?\n    condition: \"{{params.env}}\"\n");
+    let (ctx, _messages) = context(dir.path()).build();
+    let (message, _) = failed(run(&step, &ctx).await);
+    assert!(
+        message.contains("`condition`") && message.contains("rendered to `prod`"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_manual_gate_is_not_waited_for_in_a_dry_run() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (ctx, _messages) = context(dir.path()).dry_run(true).build();
+    match run(&manual(), &ctx).await {
+        StepOutcome::WouldRun(text) => {
+            assert_eq!(text, "would wait for a decision: Restart prod?")
+        }
+        other => panic!("expected WouldRun, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn pre_approved_gates_pass_at_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let approvals = FileApprovals::new(dir.path()).approve(["other", "g"]);
+    let (ctx, _messages) = context(dir.path()).approvals(Arc::new(approvals)).build();
+    let outputs = succeeded(run(&manual(), &ctx).await);
+    assert_eq!(outputs["approved"], json!(true));
+    assert_eq!(outputs["decided_by"], json!("--approve"));
+
+    let approvals = FileApprovals::new(dir.path()).approve_all(true);
+    let (ctx, _messages) = context(dir.path()).approvals(Arc::new(approvals)).build();
+    let outputs = succeeded(run(&manual(), &ctx).await);
+    assert_eq!(outputs["decided_by"], json!("--approve-all"));
+    // Neither touched the gate folder.
+    assert!(waiting_gates(dir.path()).expect("list").is_empty());
+}
+
+/// Plays `runbook approve` from another shell: waits for the gate to be
+/// listed as waiting, checks what it shows, then decides.
+async fn approve_from_elsewhere(run_dir: &Path, approved: bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let waiting = waiting_gates(run_dir).expect("list");
+        if let Some((gate, info)) = waiting.first() {
+            assert_eq!(gate, "g");
+            assert_eq!(info.message, "Restart prod?");
+            assert_eq!(info.timeout, "10m");
+            chrono::DateTime::parse_from_rfc3339(&info.since).expect("RFC 3339");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the gate never waited");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    write_decision(run_dir, "g", approved, "alice (runbook approve)").expect("decision");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runbook_approve_from_another_process_approves() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (ctx, _messages) = context(dir.path())
+        .approvals(Arc::new(FileApprovals::new(dir.path())))
+        .build();
+    let approver = tokio::spawn({
+        let dir = dir.path().to_path_buf();
+        async move { approve_from_elsewhere(&dir, true).await }
+    });
+    let outputs = succeeded(run(&manual(), &ctx).await);
+    approver.await.expect("approver");
+    assert_eq!(outputs["approved"], json!(true));
+    assert_eq!(outputs["decided_by"], json!("alice (runbook approve)"));
+    // Decided: no longer waiting, and a second decision is refused.
+    assert!(waiting_gates(dir.path()).expect("list").is_empty());
+    let error = write_decision(dir.path(), "g", false, "bob").expect_err("not waiting");
+    assert!(matches!(error, ApprovalError::NotWaiting { .. }), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runbook_approve_reject_from_another_process_rejects() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (ctx, _messages) = context(dir.path())
+        .approvals(Arc::new(FileApprovals::new(dir.path())))
+        .build();
+    let approver = tokio::spawn({
+        let dir = dir.path().to_path_buf();
+        async move { approve_from_elsewhere(&dir, false).await }
+    });
+    let (message, outputs) = failed(run(&manual(), &ctx).await);
+    approver.await.expect("approver");
+    assert_eq!(message, "rejected by alice (runbook approve)");
+    check_shape(&outputs);
+    assert_eq!(outputs["approved"], json!(false));
+}
+
+#[tokio::test]
+async fn no_decision_before_the_timeout_rejects_by_default() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (ctx, _messages) = context(dir.path())
+        .timeout(Duration::from_millis(400))
+        .approvals(Arc::new(FileApprovals::new(dir.path())))
+        .build();
+    // The gate keeps its own timer: nothing cancels the token.
+    let started = Instant::now();
+    let (message, outputs) = failed(run(&manual(), &ctx).await);
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(400) && elapsed < Duration::from_secs(20),
+        "{elapsed:?}"
+    );
+    assert_eq!(
+        message,
+        "no decision within 400ms; rejected (on_timeout: reject)"
+    );
+    check_shape(&outputs);
+    assert_eq!(outputs["approved"], json!(false));
+    assert_eq!(outputs["decided_by"], json!("timeout"));
+    assert!(waiting_gates(dir.path()).expect("list").is_empty());
+}
+
+#[tokio::test]
+async fn no_decision_before_the_timeout_approves_when_asked_to() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let step = step("    message: go?\n    on_timeout: approve\n");
+    let cancel = CancellationToken::new();
+    let (ctx, mut messages) = context(dir.path())
+        .timeout(Duration::from_millis(400))
+        .cancel(cancel.clone())
+        .build();
+    // An engine that cancels the attempt at (or just before) the gate's
+    // timeout still gets the `on_timeout` decision.
+    cancel_after(&cancel, Duration::from_millis(350));
+    let outputs = succeeded(run(&step, &ctx).await);
+    assert_eq!(outputs["approved"], json!(true));
+    assert_eq!(outputs["decided_by"], json!("timeout"));
+    match messages.try_recv() {
+        Ok(StepMessage::Progress { message, .. }) => {
+            assert_eq!(
+                message,
+                "no decision within 400ms; approved (on_timeout: approve)"
+            )
+        }
+        other => panic!("expected a progress note, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_run_cancelled_long_before_the_timeout_does_not_apply_on_timeout() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let step = step("    message: go?\n    on_timeout: approve\n");
+    let cancel = CancellationToken::new();
+    let (ctx, _messages) = context(dir.path())
+        .timeout(Duration::from_secs(600))
+        .cancel(cancel.clone())
+        .approvals(Arc::new(FileApprovals::new(dir.path())))
+        .build();
+    cancel_after(&cancel, Duration::from_millis(100));
+    let (message, outputs) = failed(run(&step, &ctx).await);
+    assert_eq!(message, "cancelled while waiting for a decision");
+    assert!(outputs.is_empty());
+    assert!(waiting_gates(dir.path()).expect("list").is_empty());
+}
+
+/// A prompt that answers at once, or never (input closed).
+struct FixedPrompt(Option<bool>);
+
+#[async_trait]
+impl Prompt for FixedPrompt {
+    async fn ask(&self, gate: &GateRequest) -> Option<Decision> {
+        assert_eq!(gate.message, "Restart prod?");
+        assert_eq!(gate.run_id, "run-1");
+        self.0.map(|approved| Decision {
+            approved,
+            decided_by: "carol@host (terminal)".to_string(),
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_prompt_answer_decides() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let approvals = FileApprovals::new(dir.path()).prompt(Arc::new(FixedPrompt(Some(false))));
+    let (ctx, _messages) = context(dir.path()).approvals(Arc::new(approvals)).build();
+    let (message, _) = failed(run(&manual(), &ctx).await);
+    assert_eq!(message, "rejected by carol@host (terminal)");
+    assert!(waiting_gates(dir.path()).expect("list").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompt_that_cannot_answer_leaves_runbook_approve() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let approvals = FileApprovals::new(dir.path()).prompt(Arc::new(FixedPrompt(None)));
+    let (ctx, _messages) = context(dir.path()).approvals(Arc::new(approvals)).build();
+    let approver = tokio::spawn({
+        let dir = dir.path().to_path_buf();
+        async move { approve_from_elsewhere(&dir, true).await }
+    });
+    let outputs = succeeded(run(&manual(), &ctx).await);
+    approver.await.expect("approver");
+    assert_eq!(outputs["decided_by"], json!("alice (runbook approve)"));
+}
+
+#[tokio::test]
+async fn a_gate_folder_that_cannot_be_written_is_reported() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A file where the run directory should be: `gates/` cannot be created.
+    let run_dir = dir.path().join("not-a-dir");
+    std::fs::write(&run_dir, "").expect("file");
+    let warnings = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = {
+        let warnings = warnings.clone();
+        Arc::new(move |w: String| warnings.lock().expect("lock").push(w))
+    };
+    let approvals = FileApprovals::new(&run_dir).warnings(sink);
+    let (ctx, _messages) = context(&run_dir)
+        .timeout(Duration::from_millis(300))
+        .approvals(Arc::new(approvals))
+        .build();
+    let (message, _) = failed(run(&manual(), &ctx).await);
+    assert!(message.starts_with("no decision within 300ms"), "{message}");
+    let warnings = warnings.lock().expect("lock");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("`runbook approve` cannot reach it"),
+        "{warnings:?}"
+    );
+}
