@@ -1,0 +1,319 @@
+//! HTTP clients and their TLS settings.
+//!
+//! TLS is rustls with the `ring` provider, handed to reqwest as a finished
+//! `ClientConfig`: reqwest's own rustls path would ask for a process-wide
+//! default provider, and installing one is a global side effect a library
+//! should not have. Certificates are checked by the platform verifier (the
+//! system's CA store on Linux), plus the step's `ca_cert` when it has one.
+//!
+//! Clients are cached by their TLS settings so that steps with the same
+//! settings share connections (a health check polled by retries reuses its
+//! keep-alive connection).
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// What decides which client a step needs.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum TlsSettings {
+    /// The system's trusted CAs.
+    Platform,
+    /// The system's trusted CAs plus the certificates of a PEM file. The
+    /// file's contents are part of the key, so a rotated file is picked up.
+    ExtraRoots {
+        /// Where the PEM came from (for messages).
+        path: PathBuf,
+        /// The PEM text.
+        pem: Vec<u8>,
+    },
+    /// No certificate verification at all (`insecure: true`).
+    Insecure,
+}
+
+/// Why a client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ClientError {
+    /// `ca_cert` could not be read.
+    #[error("cannot read `ca_cert` file `{path}`: {source}")]
+    ReadCaCert {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// `ca_cert` holds no usable certificate.
+    #[error(
+        "`ca_cert` file `{path}` has no PEM certificate (expected `-----BEGIN CERTIFICATE-----`)"
+    )]
+    NoCertificate {
+        /// The file.
+        path: PathBuf,
+    },
+    /// `ca_cert` holds a certificate that cannot be parsed.
+    #[error("`ca_cert` file `{path}` is not a valid PEM certificate file: {detail}")]
+    BadCertificate {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        detail: String,
+    },
+    /// rustls or reqwest refused the configuration.
+    #[error("cannot set up the HTTP client: {0}")]
+    Setup(String),
+}
+
+/// Builds and caches clients, one per distinct [`TlsSettings`].
+#[derive(Default)]
+pub(crate) struct Clients {
+    cache: Mutex<HashMap<TlsSettings, reqwest::Client>>,
+}
+
+impl Clients {
+    /// The client for `settings`, built on first use.
+    pub(crate) fn get(&self, settings: &TlsSettings) -> Result<reqwest::Client, ClientError> {
+        let mut cache = match self.cache.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(client) = cache.get(settings) {
+            return Ok(client.clone());
+        }
+        let client = build_client(settings)?;
+        cache.insert(settings.clone(), client.clone());
+        Ok(client)
+    }
+}
+
+/// Reads the `ca_cert` file into settings (read per attempt: it is small,
+/// and an operator who fixes the file between retries expects it to count).
+pub(crate) fn settings_for(
+    insecure: bool,
+    ca_cert: Option<&Path>,
+) -> Result<TlsSettings, ClientError> {
+    if insecure {
+        // Verification is off, so extra trust would change nothing; not
+        // reading the file keeps a stale path from failing an insecure check.
+        return Ok(TlsSettings::Insecure);
+    }
+    match ca_cert {
+        None => Ok(TlsSettings::Platform),
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|source| ClientError::ReadCaCert {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            Ok(TlsSettings::ExtraRoots {
+                path: path.to_path_buf(),
+                pem,
+            })
+        }
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn build_client(settings: &TlsSettings) -> Result<reqwest::Client, ClientError> {
+    let tls = tls_config(settings)?;
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .user_agent(concat!(
+            "runbook/",
+            env!("CARGO_PKG_VERSION"),
+            " (http-check)"
+        ))
+        .build()
+        .map_err(|e| ClientError::Setup(e.to_string()))
+}
+
+fn tls_config(settings: &TlsSettings) -> Result<rustls::ClientConfig, ClientError> {
+    let provider = provider();
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::Setup(e.to_string()))?
+        .dangerous();
+    let verifier: Arc<dyn ServerCertVerifier> = match settings {
+        TlsSettings::Insecure => Arc::new(NoVerification {
+            algorithms: provider.signature_verification_algorithms,
+        }),
+        TlsSettings::Platform => match rustls_platform_verifier::Verifier::new(provider.clone()) {
+            Ok(verifier) => Arc::new(verifier),
+            // A machine without a CA bundle can still make plain-HTTP checks;
+            // HTTPS then fails with this explanation instead of a bare
+            // "unknown issuer".
+            Err(error) => Arc::new(NoTrustedRoots {
+                reason: error.to_string(),
+                algorithms: provider.signature_verification_algorithms,
+            }),
+        },
+        TlsSettings::ExtraRoots { path, pem } => {
+            let certs = parse_pem(path, pem)?;
+            let verifier =
+                rustls_platform_verifier::Verifier::new_with_extra_roots(certs, provider.clone())
+                    .map_err(|e| ClientError::BadCertificate {
+                    path: path.clone(),
+                    detail: e.to_string(),
+                })?;
+            Arc::new(verifier)
+        }
+    };
+    let mut config = builder
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    // reqwest leaves ALPN to whoever built the config.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+fn parse_pem(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, ClientError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ClientError::BadCertificate {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(ClientError::NoCertificate {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(certs)
+}
+
+/// `insecure: true`: accepts any certificate. Handshake signatures are still
+/// checked, which costs nothing and keeps the connection bound to the key of
+/// the certificate the server showed.
+#[derive(Debug)]
+struct NoVerification {
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// The system has no CA store: every certificate is refused with the reason.
+#[derive(Debug)]
+struct NoTrustedRoots {
+    reason: String,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for NoTrustedRoots {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Err(rustls::Error::General(format!(
+            "no trusted CA certificates are available ({}); install the system CA bundle or set `ca_cert`",
+            self.reason
+        )))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_are_shared_per_settings() {
+        let clients = Clients::default();
+        clients
+            .get(&TlsSettings::Platform)
+            .expect("platform client");
+        clients
+            .get(&TlsSettings::Platform)
+            .expect("platform client again");
+        clients
+            .get(&TlsSettings::Insecure)
+            .expect("insecure client");
+        let cache = clients.cache.lock().expect("lock");
+        assert_eq!(cache.len(), 2);
+    }
+
+    #[test]
+    fn a_file_without_certificates_is_reported() {
+        let error = parse_pem(Path::new("ca.pem"), b"hello\n").expect_err("no certificate");
+        assert!(
+            error.to_string().contains("has no PEM certificate"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn insecure_does_not_read_ca_cert() {
+        let settings =
+            settings_for(true, Some(Path::new("/nonexistent/ca.pem"))).expect("insecure");
+        assert_eq!(settings, TlsSettings::Insecure);
+        let error =
+            settings_for(false, Some(Path::new("/nonexistent/ca.pem"))).expect_err("missing");
+        assert!(
+            error.to_string().contains("cannot read `ca_cert` file"),
+            "{error}"
+        );
+    }
+}

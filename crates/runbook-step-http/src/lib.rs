@@ -1,0 +1,189 @@
+//! The `http-check` step kind: one HTTP request per attempt, checked against
+//! the step's expectations.
+//!
+//! An attempt goes: render every template ([`request`]), register credential
+//! headers as secrets, pick a client for the step's TLS settings
+//! ([`client`]), send, read at most 1 MiB of the body ([`response`]), check
+//! every expectation ([`expect`]). Transport failures are described in
+//! operator terms ([`error`]). Outputs are kept on failure too: a failing
+//! check's status and body are data for the next step.
+//!
+//! Retries and the attempt's deadline belong to the engine; this crate runs
+//! one attempt and stops when [`StepContext::cancelled`] fires. It also hands
+//! the attempt's timeout to reqwest, so a slow server yields "timed out after
+//! 30s" rather than a bare cancellation.
+
+mod client;
+mod error;
+mod expect;
+mod request;
+mod response;
+
+use async_trait::async_trait;
+use runbook_engine::{Outputs, StepContext, StepExecutor, StepFailure, StepOutcome};
+use runbook_model::{Step, StepKind};
+use serde_json::Value;
+use std::time::Instant;
+
+pub use response::BODY_LIMIT;
+
+/// Runs `type: http-check` steps.
+///
+/// Holds one HTTP client per distinct TLS setting (system trust, system
+/// trust plus a `ca_cert` file, `insecure`), so steps and retries reuse
+/// connections. Share one executor across a run.
+#[derive(Default)]
+pub struct HttpCheckExecutor {
+    clients: client::Clients,
+}
+
+impl HttpCheckExecutor {
+    /// An executor with no clients yet; each is built on first use.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    async fn attempt(&self, request: request::Request, ctx: &StepContext) -> StepOutcome {
+        let client = match request
+            .tls_settings()
+            .and_then(|settings| self.clients.get(&settings))
+        {
+            Ok(client) => client,
+            Err(error) => return failed(ctx, error.to_string(), Outputs::new()),
+        };
+        let target = error::Target {
+            url: &request.url,
+            timeout: ctx.timeout(),
+        };
+        let mut builder = client
+            .request(request.method.clone(), request.url.clone())
+            .headers(request.headers.clone())
+            .timeout(ctx.timeout());
+        if let Some(body) = &request.body {
+            builder = builder.body(body.clone());
+        }
+
+        let started = Instant::now();
+        let mut response = match builder.send().await {
+            Ok(response) => response,
+            Err(e) => {
+                let message = error::describe_send(&e, &target).to_string();
+                return failed(ctx, message, Outputs::new());
+            }
+        };
+        let latency = started.elapsed();
+        let status = response.status().as_u16();
+        let headers = response::headers_json(response.headers());
+        let (body, read_error) = response::read_body(&mut response, BODY_LIMIT).await;
+        // Dropping the response closes a connection whose body was cut
+        // short, instead of downloading the rest.
+        drop(response);
+
+        let text = body.text();
+        let json = response::body_json(&body);
+        if body.truncated {
+            ctx.progress("the response body is larger than 1 MiB; only the first 1 MiB was read");
+        }
+        ctx.progress(&ctx.redact(&format!(
+            "{} {} -> {} in {} ms",
+            request.method,
+            request.url,
+            status,
+            latency.as_millis()
+        )));
+
+        let mut outputs = Outputs::new();
+        outputs.insert("status".into(), Value::from(status));
+        outputs.insert("headers".into(), headers);
+        outputs.insert("body".into(), Value::String(text.clone()));
+        outputs.insert("json".into(), json.clone());
+        outputs.insert(
+            "latency_ms".into(),
+            Value::from(u64::try_from(latency.as_millis()).unwrap_or(u64::MAX)),
+        );
+        // A server may echo a credential header (in a body or a header);
+        // outputs reach templates, events and the journal, so mask it here.
+        for value in outputs.values_mut() {
+            redact_value(ctx, value);
+        }
+
+        if let Some(e) = read_error {
+            let message = error::describe_body(&e, &target).to_string();
+            return failed(ctx, message, outputs);
+        }
+        let failures = expect::check(
+            &request.expect,
+            &expect::Seen {
+                status,
+                body: &text,
+                truncated: body.truncated,
+                json: &json,
+                latency,
+            },
+        );
+        if failures.is_empty() {
+            StepOutcome::Succeeded(outputs)
+        } else {
+            failed(ctx, failures.join("; "), outputs)
+        }
+    }
+}
+
+#[async_trait]
+impl StepExecutor for HttpCheckExecutor {
+    fn kind(&self) -> &'static str {
+        "http-check"
+    }
+
+    async fn run(&self, step: &Step, ctx: &StepContext) -> StepOutcome {
+        let http = match &step.kind {
+            StepKind::HttpCheck(http) => http,
+            StepKind::Shell(_) | StepKind::KubectlAction(_) | StepKind::Gate(_) => {
+                return StepOutcome::Failed(StepFailure::new(format!(
+                    "step `{}` is a `{}` step, not `http-check`",
+                    step.id.value,
+                    step.kind.type_name()
+                )));
+            }
+        };
+        let request = match request::render(http, ctx) {
+            Ok(request) => request,
+            Err(failure) => return failed(ctx, failure.message, failure.outputs),
+        };
+        if ctx.dry_run() && !request.is_read_only() {
+            return StepOutcome::WouldRun(ctx.redact(&request.describe()));
+        }
+        let cancel = ctx.cancelled().clone();
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => StepOutcome::Failed(StepFailure::new(
+                "cancelled before the response was complete",
+            )),
+            outcome = self.attempt(request, ctx) => outcome,
+        }
+    }
+}
+
+fn failed(ctx: &StepContext, message: String, outputs: Outputs) -> StepOutcome {
+    StepOutcome::Failed(StepFailure::with_outputs(ctx.redact(&message), outputs))
+}
+
+fn redact_value(ctx: &StepContext, value: &mut Value) {
+    match value {
+        Value::String(text) => {
+            let redacted = ctx.redact(text);
+            if redacted != *text {
+                *text = redacted;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| redact_value(ctx, v)),
+        Value::Object(map) => {
+            let entries = std::mem::take(map);
+            for (key, mut v) in entries {
+                redact_value(ctx, &mut v);
+                map.insert(ctx.redact(&key), v);
+            }
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}

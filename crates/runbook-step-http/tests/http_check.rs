@@ -1,0 +1,485 @@
+//! The http-check executor against a real HTTP server on 127.0.0.1.
+
+mod support;
+
+use runbook_engine::{Redactor, StepExecutor, StepOutcome};
+use runbook_step_http::HttpCheckExecutor;
+use serde_json::json;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use support::{context, failed, start, step, succeeded};
+use tokio_util::sync::CancellationToken;
+
+async fn run(fields: &str) -> StepOutcome {
+    let (ctx, _messages) = context().build();
+    HttpCheckExecutor::new().run(&step(fields), &ctx).await
+}
+
+#[tokio::test]
+async fn outputs_have_exactly_the_documented_names() {
+    let server = start().await;
+    let check = step(&format!("url: {}", server.url("/ok")));
+    let (ctx, _messages) = context().build();
+    let outputs = succeeded(HttpCheckExecutor::new().run(&check, &ctx).await);
+    let names: Vec<&str> = outputs.keys().map(String::as_str).collect();
+    assert_eq!(names, check.kind.output_names());
+    assert_eq!(outputs["status"], json!(200));
+    assert_eq!(outputs["json"]["status"], json!("ok"));
+    assert_eq!(
+        outputs["headers"]["content-type"],
+        json!("application/json")
+    );
+    assert!(
+        outputs["latency_ms"].is_u64(),
+        "{:?}",
+        outputs["latency_ms"]
+    );
+    assert!(
+        outputs["body"]
+            .as_str()
+            .is_some_and(|b| b.contains("\"version\":\"1.2.3\""))
+    );
+}
+
+#[tokio::test]
+async fn a_non_json_body_gives_null_json() {
+    let server = start().await;
+    let outputs = succeeded(run(&format!("url: {}", server.url("/metrics"))).await);
+    assert_eq!(outputs["json"], json!(null));
+    assert_eq!(
+        outputs["body"],
+        json!("omendb_up 1\nomendb_queries_total 42\n")
+    );
+}
+
+#[tokio::test]
+async fn repeated_response_headers_are_joined() {
+    let server = start().await;
+    let outputs = succeeded(run(&format!("url: {}", server.url("/multi"))).await);
+    assert_eq!(outputs["headers"]["x-multi"], json!("a, b"));
+}
+
+#[tokio::test]
+async fn default_status_expectation_fails_on_503_and_quotes_the_body() {
+    let server = start().await;
+    let failure = failed(run(&format!("url: {}", server.url("/status/503"))).await);
+    assert_eq!(
+        failure.message,
+        "expected status 2xx, got 503 (body: `status 503 Service Unavailable`)"
+    );
+    // Outputs survive a failed check: the next step can read them.
+    assert_eq!(failure.outputs["status"], json!(503));
+    assert_eq!(
+        failure.outputs["body"],
+        json!("status 503 Service Unavailable")
+    );
+}
+
+#[tokio::test]
+async fn status_codes_lists_and_classes() {
+    let server = start().await;
+    succeeded(
+        run(&format!(
+            "url: {}\nexpect:\n  status: [200, 204]",
+            server.url("/status/204")
+        ))
+        .await,
+    );
+    succeeded(
+        run(&format!(
+            "url: {}\nexpect:\n  status: 4xx",
+            server.url("/status/404")
+        ))
+        .await,
+    );
+    let failure = failed(
+        run(&format!(
+            "url: {}\nexpect:\n  status: 404",
+            server.url("/ok")
+        ))
+        .await,
+    );
+    assert!(
+        failure
+            .message
+            .starts_with("expected status 404, got 200 (body: `{\"status\":\"ok\""),
+        "{}",
+        failure.message
+    );
+}
+
+#[tokio::test]
+async fn body_contains_passes_and_lists_every_missing_text() {
+    let server = start().await;
+    succeeded(
+        run(&format!(
+            "url: {}\nexpect:\n  body_contains: [omendb_up, omendb_queries_total]",
+            server.url("/metrics")
+        ))
+        .await,
+    );
+    let failure = failed(
+        run(&format!(
+            "url: {}\nexpect:\n  body_contains: [omendb_up, omendb_wal_bytes, omendb_cache_hits]",
+            server.url("/metrics")
+        ))
+        .await,
+    );
+    assert_eq!(
+        failure.message,
+        "body does not contain `omendb_wal_bytes`; body does not contain `omendb_cache_hits`"
+    );
+}
+
+#[tokio::test]
+async fn body_matches_searches_anywhere() {
+    let server = start().await;
+    succeeded(
+        run(&format!(
+            "url: {}\nexpect:\n  body_matches: 'queries_total \\d+'",
+            server.url("/metrics")
+        ))
+        .await,
+    );
+    let failure = failed(
+        run(&format!(
+            "url: {}\nexpect:\n  body_matches: 'omendb_up 0'",
+            server.url("/metrics")
+        ))
+        .await,
+    );
+    assert_eq!(failure.message, "body does not match `omendb_up 0`");
+}
+
+#[tokio::test]
+async fn json_expectations_show_pointer_expected_and_actual() {
+    let server = start().await;
+    succeeded(
+        run(&format!(
+            "url: {}\nexpect:\n  json:\n    /status: ok\n    /count: 3\n    /replicas: '{{{{params.replicas}}}}'",
+            server.url("/ok")
+        ))
+        .await,
+    );
+    let failure = failed(
+        run(&format!(
+            "url: {}\nexpect:\n  json:\n    /status: degraded\n    /version: 1.2.3\n    /leader: true",
+            server.url("/ok")
+        ))
+        .await,
+    );
+    assert_eq!(
+        failure.message,
+        "/status: expected \"degraded\", got \"ok\"; /leader: not present in the response JSON (expected true)"
+    );
+    let failure = failed(
+        run(&format!(
+            "url: {}\nexpect:\n  json:\n    /status: ok",
+            server.url("/metrics")
+        ))
+        .await,
+    );
+    assert_eq!(
+        failure.message,
+        "body is not JSON, so `expect.json` (/status) cannot be checked"
+    );
+}
+
+#[tokio::test]
+async fn all_failed_expectations_are_listed_together() {
+    let server = start().await;
+    let failure = failed(
+        run(&format!(
+            "url: {}\nexpect:\n  body_contains: omendb_\n  body_matches: '^ready$'",
+            server.url("/status/503")
+        ))
+        .await,
+    );
+    assert_eq!(
+        failure.message,
+        "expected status 2xx, got 503 (body: `status 503 Service Unavailable`); body does not contain `omendb_`; body does not match `^ready$`"
+    );
+}
+
+#[tokio::test]
+async fn max_latency_passes_and_fails() {
+    let server = start().await;
+    succeeded(
+        run(&format!(
+            "url: {}\nexpect:\n  max_latency: 30s",
+            server.url("/ok")
+        ))
+        .await,
+    );
+    let failure = failed(
+        run(&format!(
+            "url: {}\nexpect:\n  max_latency: 100ms",
+            server.url("/slow?ms=400")
+        ))
+        .await,
+    );
+    assert!(
+        failure.message.starts_with("response took ")
+            && failure
+                .message
+                .ends_with(" ms, more than max_latency 100ms"),
+        "{}",
+        failure.message
+    );
+    let latency = failure.outputs["latency_ms"].as_u64().expect("latency_ms");
+    assert!(
+        latency >= 400,
+        "latency {latency} ms below the server's delay"
+    );
+}
+
+#[tokio::test]
+async fn attempts_are_independent_across_a_flaky_server() {
+    let server = start().await;
+    let executor = HttpCheckExecutor::new();
+    let check = step(&format!(
+        "url: {}\nexpect:\n  body_contains: ready",
+        server.url("/flaky")
+    ));
+    let mut messages = Vec::new();
+    let mut final_outputs = None;
+    for _attempt in 1..=support::FLAKY_FAILURES + 1 {
+        let (ctx, _rx) = context().build();
+        match executor.run(&check, &ctx).await {
+            StepOutcome::Failed(failure) => {
+                assert_eq!(failure.outputs["status"], json!(503));
+                messages.push(failure.message);
+            }
+            StepOutcome::Succeeded(outputs) => {
+                final_outputs = Some(outputs);
+                break;
+            }
+            StepOutcome::WouldRun(text) => panic!("not a dry run: {text}"),
+        }
+    }
+    assert_eq!(
+        messages,
+        vec![
+            "expected status 2xx, got 503 (body: `warming up (request 1)`); body does not contain `ready`",
+            "expected status 2xx, got 503 (body: `warming up (request 2)`); body does not contain `ready`",
+        ]
+    );
+    let outputs = final_outputs.expect("the third attempt succeeds");
+    assert_eq!(outputs["status"], json!(200));
+    assert_eq!(outputs["body"], json!("ready"));
+    assert_eq!(server.state.flaky_hits.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn redirects_are_followed() {
+    let server = start().await;
+    let outputs = succeeded(run(&format!("url: {}", server.url("/redirect/3"))).await);
+    assert_eq!(outputs["body"], json!("arrived"));
+}
+
+#[tokio::test]
+async fn redirect_loops_say_too_many_redirects() {
+    let server = start().await;
+    let failure = failed(run(&format!("url: {}", server.url("/loop"))).await);
+    assert_eq!(
+        failure.message,
+        format!(
+            "too many redirects (more than 10) starting at {}",
+            server.url("/loop")
+        )
+    );
+}
+
+#[tokio::test]
+async fn post_json_is_templated_from_params_and_step_outputs() {
+    let server = start().await;
+    let fields = format!(
+        "url: {}\nmethod: post\njson:\n  service: '{{{{params.service}}}}'\n  token: '{{{{steps.login.outputs.json.token}}}}'\n  replicas: 3\n  tags: [prod, '{{{{upper params.service}}}}']\nexpect:\n  json:\n    /json/service: omendb\n    /method: POST",
+        server.url("/echo")
+    );
+    let outputs = succeeded(run(&fields).await);
+    let echoed = &outputs["json"];
+    assert_eq!(echoed["method"], json!("POST"));
+    assert_eq!(echoed["headers"]["content-type"], json!("application/json"));
+    assert_eq!(
+        echoed["json"],
+        json!({"service": "omendb", "token": "t0ken-from-login", "replicas": 3, "tags": ["prod", "OMENDB"]})
+    );
+}
+
+#[tokio::test]
+async fn a_text_body_is_sent_as_written() {
+    let server = start().await;
+    let fields = format!(
+        "url: {}\nmethod: PUT\nheaders:\n  Content-Type: text/plain\nbody: 'scale {{{{params.service}}}} to {{{{params.replicas}}}}'",
+        server.url("/echo")
+    );
+    let outputs = succeeded(run(&fields).await);
+    assert_eq!(outputs["json"]["method"], json!("PUT"));
+    assert_eq!(outputs["json"]["body"], json!("scale omendb to 3"));
+    assert_eq!(
+        outputs["json"]["headers"]["content-type"],
+        json!("text/plain")
+    );
+}
+
+#[tokio::test]
+async fn credential_headers_never_reach_outputs_or_errors() {
+    let server = start().await;
+    let redactor = Redactor::new();
+    let fields = format!(
+        "url: {}\nheaders:\n  Authorization: Bearer s3cr3t-bearer-value\n  X-Api-Key: '{{{{params.api_key}}}}-suffix'\n  Cookie: session=c00kie-value; theme=dark\n  X-Request-Id: visible-request-id\nexpect:\n  status: 418",
+        server.url("/echo")
+    );
+    let (ctx, _messages) = context().redactor(redactor.clone()).build();
+    let failure = failed(HttpCheckExecutor::new().run(&step(&fields), &ctx).await);
+    let everything = format!(
+        "{} {}",
+        failure.message,
+        serde_json::to_string(&failure.outputs).expect("outputs as JSON")
+    );
+    for secret in [
+        "s3cr3t-bearer-value",
+        "k3y-from-params-suffix",
+        "c00kie-value",
+    ] {
+        assert!(
+            !everything.contains(secret),
+            "`{secret}` leaked: {everything}"
+        );
+    }
+    // The echo endpoint saw them; what came back is masked.
+    assert_eq!(failure.outputs["headers"]["x-echo-api-key"], json!("***"));
+    assert_eq!(
+        failure.outputs["json"]["headers"]["authorization"],
+        json!("***")
+    );
+    assert_eq!(
+        failure.outputs["json"]["headers"]["x-request-id"],
+        json!("visible-request-id")
+    );
+    assert!(failure.message.starts_with("expected status 418, got 200"));
+    assert!(failure.message.contains("***"), "{}", failure.message);
+    // The engine's redactor learned them, so events and the journal mask them too.
+    assert_eq!(
+        redactor.redact("Authorization: Bearer s3cr3t-bearer-value"),
+        "Authorization: ***"
+    );
+    assert_eq!(redactor.redact("token s3cr3t-bearer-value"), "token ***");
+}
+
+#[tokio::test]
+async fn connection_refused_names_the_address() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    drop(listener);
+    let failure = failed(run(&format!("url: http://{addr}/healthz")).await);
+    assert_eq!(
+        failure.message,
+        format!("connection refused by {addr} (is the service listening?)")
+    );
+    assert!(failure.outputs.is_empty());
+}
+
+#[tokio::test]
+async fn dns_failures_name_the_host() {
+    let check = step("url: http://no-such-host.invalid/healthz");
+    let (ctx, _messages) = context().timeout(Duration::from_secs(20)).build();
+    let failure = failed(HttpCheckExecutor::new().run(&check, &ctx).await);
+    assert!(
+        failure
+            .message
+            .starts_with("DNS lookup failed for host `no-such-host.invalid`"),
+        "{}",
+        failure.message
+    );
+}
+
+#[tokio::test]
+async fn a_slow_server_times_out_with_the_duration() {
+    let server = start().await;
+    let check = step(&format!("url: {}", server.url("/slow?ms=5000")));
+    let (ctx, _messages) = context().timeout(Duration::from_millis(300)).build();
+    let started = Instant::now();
+    let failure = failed(HttpCheckExecutor::new().run(&check, &ctx).await);
+    assert_eq!(
+        failure.message,
+        format!(
+            "no response from {}: timed out after 300ms",
+            server.url("/slow?ms=5000")
+        )
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn cancellation_stops_the_attempt_promptly() {
+    let server = start().await;
+    let check = step(&format!("url: {}", server.url("/slow?ms=10000")));
+    let cancel = CancellationToken::new();
+    let (ctx, _messages) = context().cancel(cancel.clone()).build();
+    let trigger = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        cancel.cancel();
+    });
+    let started = Instant::now();
+    let failure = failed(HttpCheckExecutor::new().run(&check, &ctx).await);
+    trigger.await.expect("trigger");
+    assert_eq!(
+        failure.message,
+        "cancelled before the response was complete"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn dry_run_reads_but_does_not_write() {
+    let server = start().await;
+    let (ctx, _messages) = context().dry_run(true).build();
+    let executor = HttpCheckExecutor::new();
+    let outputs = succeeded(
+        executor
+            .run(&step(&format!("url: {}", server.url("/ok"))), &ctx)
+            .await,
+    );
+    assert_eq!(outputs["status"], json!(200));
+    let hits_before = server.state.hits.load(Ordering::SeqCst);
+
+    let post = step(&format!(
+        "url: {}\nmethod: POST\njson:\n  replicas: '{{{{params.replicas}}}}'",
+        server.url("/echo")
+    ));
+    match executor.run(&post, &ctx).await {
+        StepOutcome::WouldRun(text) => {
+            assert_eq!(text, format!("POST {} (16-byte body)", server.url("/echo")))
+        }
+        other => panic!("expected WouldRun, got {other:?}"),
+    }
+    let delete = step(&format!("url: {}\nmethod: DELETE", server.url("/echo")));
+    match executor.run(&delete, &ctx).await {
+        StepOutcome::WouldRun(text) => assert_eq!(text, format!("DELETE {}", server.url("/echo"))),
+        other => panic!("expected WouldRun, got {other:?}"),
+    }
+    assert_eq!(server.state.hits.load(Ordering::SeqCst), hits_before);
+}
+
+#[tokio::test]
+async fn template_and_url_errors_fail_before_sending() {
+    let failure = failed(
+        run("url: 'http://127.0.0.1:1/{{params.service}}'\nmethod: 'GET {{params.service}}'").await,
+    );
+    assert!(failure.message.contains("`method`"), "{}", failure.message);
+    let failure = failed(run("url: 'ftp://127.0.0.1/x'").await);
+    assert_eq!(
+        failure.message,
+        "`url` must be an http:// or https:// URL, got `ftp://127.0.0.1/x`"
+    );
+}
