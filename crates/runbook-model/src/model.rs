@@ -746,7 +746,9 @@ impl StepKind {
                 KubectlAction::Scale => &["previous_replicas", "replicas"],
                 KubectlAction::RolloutRestart => &["restarted_at", "previous_revision"],
                 KubectlAction::RolloutStatus => &["ready_replicas", "updated_replicas", "revision"],
-                KubectlAction::RolloutHistory => &["revisions", "current_revision"],
+                KubectlAction::RolloutHistory => {
+                    &["revisions", "current_revision", "previous_revision"]
+                }
                 KubectlAction::RolloutUndo => &["from_revision", "to_revision"],
                 KubectlAction::Patch => &["object", "previous"],
                 KubectlAction::Delete => &["deleted"],
