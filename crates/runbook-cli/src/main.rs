@@ -1,8 +1,12 @@
 //! The `runbook` command. A thin layer over the library crates: argument
 //! parsing, rendering for terminals and machines, and exit codes.
 
+mod approve_cmd;
 mod exit;
 mod plan_cmd;
+mod prompt;
+mod reporter;
+mod run_cmd;
 mod schema_cmd;
 mod validate_cmd;
 
@@ -26,6 +30,10 @@ enum Command {
     Plan(PlanArgs),
     /// Print the JSON Schema of the runbook format (for editors and CI).
     Schema,
+    /// Run a runbook: steps in dependency order, rollbacks on failure, journaled.
+    Run(run_cmd::RunArgs),
+    /// Approve (or `--reject`) a manual gate of a run waiting in another shell.
+    Approve(approve_cmd::ApproveArgs),
 }
 
 /// Arguments of `runbook validate`.
@@ -90,6 +98,8 @@ fn main() -> std::process::ExitCode {
         Command::Validate(args) => validate_cmd::run(&args),
         Command::Plan(args) => plan_cmd::run(&args),
         Command::Schema => schema_cmd::run(),
+        Command::Run(args) => run_cmd::run(&args),
+        Command::Approve(args) => approve_cmd::run(&args),
     };
     match result {
         Ok(code) => code.into(),

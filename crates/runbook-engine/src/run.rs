@@ -484,6 +484,7 @@ impl<'a> Dispatcher<'a> {
             approvals: Arc::new(ReportingApprovals {
                 inner: options.approvals.clone(),
                 internal: internal_tx.clone(),
+                redactor: redactor.clone(),
             }),
             messages: message_tx,
             internal: internal_tx,
@@ -692,8 +693,14 @@ impl<'a> Dispatcher<'a> {
         let state = &mut self.states[i];
         state.status = StepStatus::Running;
         state.started = Some(Instant::now());
+        state.attempts = 1;
         let dropped = state.dropped.clone();
         self.update_context(i);
+        let mut event = Event::new(EventKind::StepStarted, &self.options.run_id);
+        event.step = Some(step.id.value.clone());
+        event.phase = Some(self.nodes[i].phase.key().to_string());
+        event.attempt = Some(1);
+        self.emit(event);
         let job = Job {
             key: JobKey::Step(i),
             ctx_id: step.id.value.clone(),

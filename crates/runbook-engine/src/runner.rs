@@ -127,11 +127,15 @@ pub(crate) async fn run_job(job: Job) -> JobResult {
     let mut reason = None;
     loop {
         attempt += 1;
-        let _ = job.shared.internal.send(Internal::AttemptStarted {
-            key: job.key,
-            attempt,
-            reason: reason.take(),
-        });
+        // The dispatcher reports the first attempt itself when it starts
+        // the job, so that starts appear in the order steps were started.
+        if attempt > 1 {
+            let _ = job.shared.internal.send(Internal::AttemptStarted {
+                key: job.key,
+                attempt,
+                reason: reason.take(),
+            });
+        }
         let result = |ended, outputs, error, would_run| JobResult {
             key: job.key,
             ended,
@@ -324,16 +328,21 @@ pub fn format_duration(d: Duration) -> String {
 /// Wraps the run's [`Approvals`] so that the dispatcher hears when a gate
 /// starts waiting (the `gate_waiting` event), whichever gate implementation
 /// asks.
+/// The message is redacted on the way: whatever shows it (a prompt, the
+/// waiting file that `runbook approve` lists) never sees a secret.
 pub(crate) struct ReportingApprovals {
     pub(crate) inner: Arc<dyn Approvals>,
     pub(crate) internal: mpsc::UnboundedSender<Internal>,
+    pub(crate) redactor: Redactor,
 }
 
 #[async_trait]
 impl Approvals for ReportingApprovals {
     async fn decide(&self, gate: &GateRequest, cancel: &CancellationToken) -> Option<Decision> {
-        let _ = self.internal.send(Internal::GateWaiting(gate.clone()));
-        self.inner.decide(gate, cancel).await
+        let mut request = gate.clone();
+        request.message = self.redactor.redact(&request.message);
+        let _ = self.internal.send(Internal::GateWaiting(request.clone()));
+        self.inner.decide(&request, cancel).await
     }
 }
 

@@ -1,0 +1,84 @@
+//! The terminal prompt for manual gates (used only when stdin is a
+//! terminal). It pauses the live display while it waits, and gives way
+//! silently when the gate is decided elsewhere (`runbook approve`, timeout).
+
+use crate::reporter::Screen;
+use async_trait::async_trait;
+use runbook_engine::{Decision, GateRequest};
+use std::io::{BufRead, Write};
+use std::sync::{Arc, OnceLock};
+use tokio::sync::{Mutex, mpsc};
+
+/// Asks at the terminal: `y` approves, `n` rejects.
+pub struct TerminalPrompt {
+    screen: Arc<Screen>,
+    lines: OnceLock<Mutex<mpsc::UnboundedReceiver<String>>>,
+}
+
+impl TerminalPrompt {
+    /// A prompt that draws on `screen`.
+    pub fn new(screen: Arc<Screen>) -> Self {
+        TerminalPrompt {
+            screen,
+            lines: OnceLock::new(),
+        }
+    }
+
+    /// stdin's lines, read by one thread for the whole run. A blocking read
+    /// cannot be cancelled, so rather than one reader per question (which
+    /// would leave readers behind, racing for the next answer) there is a
+    /// single reader feeding a channel; a question dropped unanswered just
+    /// stops listening.
+    fn lines(&self) -> &Mutex<mpsc::UnboundedReceiver<String>> {
+        self.lines.get_or_init(|| {
+            let (sender, receiver) = mpsc::unbounded_channel();
+            std::thread::spawn(move || {
+                for line in std::io::stdin().lock().lines() {
+                    let Ok(line) = line else { break };
+                    if sender.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+            Mutex::new(receiver)
+        })
+    }
+}
+
+#[async_trait]
+impl runbook_step_gate::Prompt for TerminalPrompt {
+    async fn ask(&self, gate: &GateRequest) -> Option<Decision> {
+        let mut lines = self.lines().lock().await;
+        // Anything typed before this question was asked is not an answer to it.
+        while lines.try_recv().is_ok() {}
+        let _paused = self.screen.pause();
+        let mut question = format!(
+            "\n⏸ gate `{}`: {}\n  approve? [y/n] ",
+            gate.gate, gate.message
+        );
+        loop {
+            {
+                let mut err = std::io::stderr().lock();
+                let _ = err.write_all(question.as_bytes());
+                let _ = err.flush();
+            }
+            let answer = lines.recv().await?;
+            match answer.trim().to_ascii_lowercase().as_str() {
+                "y" | "yes" => return Some(decision(true)),
+                "n" | "no" => return Some(decision(false)),
+                _ => question = "  please answer y (approve) or n (reject): ".to_string(),
+            }
+        }
+    }
+}
+
+fn decision(approved: bool) -> Decision {
+    let user = std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "unknown".to_string());
+    Decision {
+        approved,
+        decided_by: format!("{user} (terminal)"),
+    }
+}

@@ -1,0 +1,502 @@
+//! How a run is shown and recorded: the human reporter on stderr (a live
+//! display with spinners on a terminal, plain lines otherwise), NDJSON
+//! events on stdout for `--output json`, and the journal. [`RunSink`] fans
+//! each event out to all three; the engine has already redacted it.
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use runbook_engine::{
+    Event, EventKind, EventSink, Journal, RollbackStatus, RunStatus, RunSummary, StepStatus,
+    Stream, format_duration,
+};
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// stderr, shared by the reporter, the gate prompt and warnings. On a
+/// terminal it owns the live display, which a prompt can pause.
+pub struct Screen {
+    bars: Option<MultiProgress>,
+    paused: AtomicBool,
+    color: bool,
+}
+
+impl Screen {
+    /// A live, coloured screen when stderr is a terminal and neither
+    /// `NO_COLOR` nor `TERM=dumb` asks for plain output.
+    pub fn detect() -> Arc<Screen> {
+        use std::io::IsTerminal;
+        let fancy = std::io::stderr().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            && std::env::var("TERM").map_or(true, |t| t != "dumb");
+        Arc::new(Screen {
+            bars: fancy.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
+            paused: AtomicBool::new(false),
+            color: fancy,
+        })
+    }
+
+    /// Prints one line (above the live display, if any). Errors writing to
+    /// stderr are ignored: there is nowhere left to report them.
+    pub fn line(&self, text: &str) {
+        match &self.bars {
+            Some(bars) if !self.paused.load(Ordering::SeqCst) => {
+                let _ = bars.println(text);
+            }
+            _ => {
+                let _ = writeln!(std::io::stderr().lock(), "{text}");
+            }
+        }
+    }
+
+    /// Hides the live display until the guard is dropped (a prompt is
+    /// waiting for an answer on this terminal).
+    pub fn pause(self: &Arc<Self>) -> PauseGuard {
+        if let Some(bars) = &self.bars {
+            self.paused.store(true, Ordering::SeqCst);
+            bars.set_draw_target(ProgressDrawTarget::hidden());
+        }
+        PauseGuard {
+            screen: self.clone(),
+        }
+    }
+
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    fn spinner(&self, id: &str) -> Option<ProgressBar> {
+        let bars = self.bars.as_ref()?;
+        let bar = bars.add(ProgressBar::new_spinner());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {prefix} {elapsed} {wide_msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.set_prefix(id.to_string());
+        bar.enable_steady_tick(Duration::from_millis(100));
+        Some(bar)
+    }
+}
+
+/// Resumes the live display when dropped.
+pub struct PauseGuard {
+    screen: Arc<Screen>,
+}
+
+impl Drop for PauseGuard {
+    fn drop(&mut self) {
+        if let Some(bars) = &self.screen.bars {
+            bars.set_draw_target(ProgressDrawTarget::stderr());
+            self.screen.paused.store(false, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Human-readable progress on stderr.
+pub struct HumanReporter {
+    screen: Arc<Screen>,
+    /// How to reach this run from another shell (`runbook approve RUN_ID`
+    /// plus `--state-dir` when one was given).
+    approve_hint: String,
+    spinners: HashMap<String, ProgressBar>,
+}
+
+impl HumanReporter {
+    /// A reporter for the run that `runbook approve` reaches as
+    /// `approve_hint GATE`.
+    pub fn new(screen: Arc<Screen>, approve_hint: String) -> Self {
+        HumanReporter {
+            screen,
+            approve_hint,
+            spinners: HashMap::new(),
+        }
+    }
+
+    fn ok(&self) -> String {
+        self.screen.paint("32", "✓")
+    }
+
+    fn bad(&self) -> String {
+        self.screen.paint("31", "✗")
+    }
+
+    fn stop_spinner(&mut self, id: &str) {
+        if let Some(bar) = self.spinners.remove(id) {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn event(&mut self, e: &Event) {
+        let id = e.step.clone().unwrap_or_default();
+        let took = e
+            .duration_ms
+            .map(|ms| format!(" {}", seconds(ms)))
+            .unwrap_or_default();
+        match e.event {
+            EventKind::RunStarted => {}
+            EventKind::StepStarted => {
+                let attempt = e.attempt.unwrap_or(1);
+                if let Some(bar) = self.spinners.get(&id) {
+                    bar.set_message(format!("attempt {attempt}"));
+                } else if let Some(bar) = self.screen.spinner(&id) {
+                    self.spinners.insert(id.clone(), bar);
+                } else if attempt == 1 {
+                    self.screen.line(&format!("▸ {id} started"));
+                } else {
+                    self.screen
+                        .line(&format!("▸ {id} attempt {attempt} started"));
+                }
+            }
+            EventKind::StepFinished => {
+                self.stop_spinner(&id);
+                let attempts = match e.attempts {
+                    Some(n) if n > 1 => format!(" ({n} attempts)"),
+                    _ => String::new(),
+                };
+                let line = match (e.status.as_deref(), &e.would_run) {
+                    (Some("succeeded"), Some(would)) => {
+                        let mut lines = would.lines();
+                        let mut text = format!(
+                            "{} {id} {}",
+                            self.screen.paint("36", "○"),
+                            lines.next().unwrap_or("would run")
+                        );
+                        for more in lines {
+                            text.push_str("\n    ");
+                            text.push_str(more);
+                        }
+                        text
+                    }
+                    (Some("succeeded"), None) => format!("{} {id}{attempts}{took}", self.ok()),
+                    (Some("cancelled"), _) => format!(
+                        "{} {id} cancelled{}{took}",
+                        self.screen.paint("33", "⊘"),
+                        detail(
+                            &e.error
+                                .as_deref()
+                                .map(|e| e.strip_prefix("cancelled: ").unwrap_or(e).to_string())
+                        )
+                    ),
+                    _ => format!("{} {id}{}{attempts}{took}", self.bad(), detail(&e.error)),
+                };
+                self.screen.line(&line);
+            }
+            EventKind::StepSkipped => {
+                self.screen.line(&format!(
+                    "{} {id} skipped: {}",
+                    self.screen.paint("33", "↷"),
+                    e.reason.as_deref().unwrap_or("")
+                ));
+            }
+            EventKind::GateWaiting => {
+                let wait = e
+                    .timeout_ms
+                    .map(|ms| format!(" (up to {})", format_duration(Duration::from_millis(ms))))
+                    .unwrap_or_default();
+                self.screen.line(&format!(
+                    "{} {id} is waiting for approval{wait}: {}\n    approve: {hint} {id}\n    reject:  {hint} {id} --reject",
+                    self.screen.paint("35", "⏸"),
+                    e.message.as_deref().unwrap_or(""),
+                    hint = self.approve_hint,
+                ));
+            }
+            EventKind::GateDecided => {
+                let by = e.decided_by.as_deref().unwrap_or("?");
+                let line = if e.approved == Some(true) {
+                    format!("{} {id} approved by {by}", self.ok())
+                } else {
+                    format!("{} {id} rejected by {by}", self.bad())
+                };
+                self.screen.line(&line);
+            }
+            EventKind::RollbackStarted => {
+                self.screen.line(&format!("↺ rolling back {id}"));
+            }
+            EventKind::RollbackFinished => {
+                let line = match e.status.as_deref() {
+                    Some("succeeded") => format!("↺ {} {id} rolled back{took}", self.ok()),
+                    Some("skipped") => format!(
+                        "↺ {} rollback of {id} not run: {}",
+                        self.screen.paint("33", "↷"),
+                        e.reason.as_deref().unwrap_or("")
+                    ),
+                    _ => format!(
+                        "↺ {} rollback of {id} {}{}{took}",
+                        self.bad(),
+                        e.status.as_deref().unwrap_or("failed"),
+                        detail(&e.error)
+                    ),
+                };
+                self.screen.line(&line);
+            }
+            EventKind::RunFinished => {
+                for (_, bar) in self.spinners.drain() {
+                    bar.finish_and_clear();
+                }
+            }
+        }
+    }
+
+    /// The table printed at the end of a run.
+    pub fn summary(&self, summary: &RunSummary, journal: &str) {
+        let mut out = String::new();
+        let status = match summary.status {
+            RunStatus::Succeeded => self.screen.paint("32", "succeeded"),
+            RunStatus::Failed => self.screen.paint("31", "failed"),
+            RunStatus::Interrupted => self.screen.paint("33", "interrupted"),
+        };
+        out.push_str(&format!(
+            "\nrun {} {status}{} in {}\n",
+            summary.run_id,
+            summary
+                .reason
+                .as_ref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default(),
+            seconds(u64::try_from(summary.duration.as_millis()).unwrap_or(u64::MAX))
+        ));
+        let width = summary
+            .steps
+            .iter()
+            .map(|s| s.id.chars().count())
+            .chain(summary.rollbacks.iter().map(|r| r.step.chars().count() + 9))
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        out.push_str(&format!(
+            "  {:<width$}  {:<10} {:>8} {:>9}\n",
+            "STEP", "STATUS", "ATTEMPTS", "DURATION"
+        ));
+        for step in &summary.steps {
+            let status = match (step.status, &step.would_run) {
+                (StepStatus::Succeeded, Some(_)) => "would run",
+                (status, _) => status.as_str(),
+            };
+            let phase = match step.phase {
+                runbook_model::Phase::Main => "",
+                other => other.key(),
+            };
+            let note = step
+                .error
+                .as_ref()
+                .or(step.reason.as_ref())
+                .map(|n| first_line(n, 60))
+                .unwrap_or_default();
+            let note = match (step.status, step.continue_on_failure) {
+                (StepStatus::Failed, true) => format!("{note} (continue_on_failure)"),
+                _ => note,
+            };
+            out.push_str(
+                format!(
+                    "  {:<width$}  {:<10} {:>8} {:>9}  {}{}",
+                    step.id,
+                    status,
+                    step.attempts,
+                    seconds(u64::try_from(step.duration.as_millis()).unwrap_or(u64::MAX)),
+                    if phase.is_empty() {
+                        String::new()
+                    } else {
+                        format!("[{phase}] ")
+                    },
+                    note
+                )
+                .trim_end(),
+            );
+            out.push('\n');
+        }
+        for rollback in &summary.rollbacks {
+            let status = match rollback.status {
+                RollbackStatus::Succeeded => "undone",
+                other => other.as_str(),
+            };
+            let note = rollback
+                .error
+                .as_ref()
+                .or(rollback.reason.as_ref())
+                .map(|n| first_line(n, 60))
+                .unwrap_or_default();
+            out.push_str(
+                format!(
+                    "  {:<width$}  {:<10} {:>8} {:>9}  {}",
+                    format!("rollback {}", rollback.step),
+                    status,
+                    rollback.attempts,
+                    seconds(u64::try_from(rollback.duration.as_millis()).unwrap_or(u64::MAX)),
+                    note
+                )
+                .trim_end(),
+            );
+            out.push('\n');
+        }
+        let not_run: Vec<&str> = summary
+            .rollbacks
+            .iter()
+            .filter(|r| {
+                matches!(
+                    r.status,
+                    RollbackStatus::Skipped | RollbackStatus::Cancelled
+                )
+            })
+            .map(|r| r.step.as_str())
+            .collect();
+        if !not_run.is_empty() {
+            out.push_str(&format!(
+                "rollbacks that did not complete: {}\n",
+                not_run.join(", ")
+            ));
+        }
+        out.push_str(&format!("journal: {journal}"));
+        self.screen.line(&out);
+    }
+}
+
+/// `(first line of the error)`, or nothing.
+fn detail(error: &Option<String>) -> String {
+    error
+        .as_ref()
+        .map(|e| format!(" ({})", first_line(e, 200)))
+        .unwrap_or_default()
+}
+
+fn first_line(text: &str, max: usize) -> String {
+    let line = text.lines().next().unwrap_or("");
+    if line.chars().count() > max {
+        format!("{}…", line.chars().take(max).collect::<String>())
+    } else if text.lines().nth(1).is_some() {
+        format!("{line} …")
+    } else {
+        line.to_string()
+    }
+}
+
+/// `0.4s`, `12.0s`, `3m05s`.
+fn seconds(ms: u64) -> String {
+    if ms < 60_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else {
+        format!("{}m{:02}s", ms / 60_000, (ms % 60_000) / 1000)
+    }
+}
+
+/// Every reporter of a run behind one [`EventSink`].
+pub struct RunSink {
+    /// People.
+    pub human: HumanReporter,
+    /// `--output json`: NDJSON on stdout.
+    pub json: bool,
+    /// stdout was closed (`| head`); stop writing to it, quietly.
+    stdout_closed: bool,
+    journal: Journal,
+    journal_failures: u64,
+}
+
+impl RunSink {
+    /// A sink writing to `journal`, and to stdout when `json`.
+    pub fn new(human: HumanReporter, json: bool, journal: Journal) -> Self {
+        RunSink {
+            human,
+            json,
+            stdout_closed: false,
+            journal,
+            journal_failures: 0,
+        }
+    }
+
+    /// How many events could not be journaled.
+    pub fn journal_failures(&self) -> u64 {
+        self.journal_failures
+    }
+
+    fn write_json(&mut self, event: &Event) {
+        if !self.json || self.stdout_closed {
+            return;
+        }
+        let mut line = event.to_json_line();
+        line.push('\n');
+        let mut out = std::io::stdout().lock();
+        let result = out.write_all(line.as_bytes()).and_then(|()| out.flush());
+        match result {
+            Ok(()) => {}
+            // A reader that went away (`runbook run --output json | head`)
+            // is not a reason to stop the run or to complain.
+            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.stdout_closed = true;
+            }
+            Err(error) => {
+                self.stdout_closed = true;
+                self.human
+                    .screen
+                    .line(&format!("warning: cannot write events to stdout: {error}"));
+            }
+        }
+    }
+}
+
+impl EventSink for RunSink {
+    fn event(&mut self, event: &Event) {
+        if let Err(error) = self.journal.append(event) {
+            // Reported once, loudly; the run goes on (stopping half-way
+            // through an incident because a disk is full would be worse),
+            // and the summary says the journal is incomplete.
+            if self.journal_failures == 0 {
+                self.human.screen.line(&format!(
+                    "warning: {error}; the run continues but its journal is incomplete"
+                ));
+            }
+            self.journal_failures += 1;
+        }
+        self.write_json(event);
+        self.human.event(event);
+    }
+
+    fn output(&mut self, step: &str, _: Stream, line: &str) {
+        let prefix = self.human.screen.paint("2", &format!("[{step}]"));
+        self.human.screen.line(&format!("{prefix} {line}"));
+    }
+
+    fn progress(&mut self, step: &str, message: &str) {
+        match self.human.spinners.get(step) {
+            Some(bar) => bar.set_message(message.to_string()),
+            None => self.human.screen.line(&format!("[{step}] … {message}")),
+        }
+    }
+
+    fn attempt_failed(&mut self, step: &str, attempt: u32, error: &str, delay: Duration) {
+        self.human.screen.line(&format!(
+            "{} {step} attempt {attempt} failed ({}); retrying in {}",
+            self.human.screen.paint("33", "↻"),
+            first_line(error, 200),
+            format_duration(delay)
+        ));
+    }
+
+    fn output_dropped(&mut self, step: &str, count: u64) {
+        self.human.screen.line(&format!(
+            "[{step}] … {count} lines not shown (printed faster than they could be displayed; the step's outputs keep the tail)"
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(seconds(400), "0.4s");
+        assert_eq!(seconds(12_000), "12.0s");
+        assert_eq!(seconds(185_000), "3m05s");
+    }
+
+    #[test]
+    fn details_keep_the_first_line() {
+        assert_eq!(first_line("a\nb", 10), "a …");
+        assert_eq!(first_line("abcdef", 3), "abc…");
+        assert_eq!(detail(&None), "");
+    }
+}

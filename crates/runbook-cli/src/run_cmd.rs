@@ -1,0 +1,201 @@
+//! `runbook run`: load, validate, resolve params, then run the runbook with
+//! every step kind wired in, reporting to stderr, stdout (`--output json`)
+//! and the journal, and handling SIGINT/SIGTERM.
+
+use crate::exit::ExitCode;
+use crate::prompt::TerminalPrompt;
+use crate::reporter::{HumanReporter, RunSink, Screen};
+use anyhow::Context as _;
+use clap::ValueEnum;
+use runbook_engine::journal::state_dir;
+use runbook_engine::{Engine, Journal, RunDir, RunOptions, RunStatus, StopSignals};
+use runbook_step_gate::{FileApprovals, WarningSink};
+use sha2::{Digest, Sha256};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Arguments of `runbook run`.
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The runbook file.
+    pub file: PathBuf,
+    /// Set a param: `--set name=value` (repeatable).
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub sets: Vec<String>,
+    /// A YAML file mapping param names to values.
+    #[arg(long, value_name = "FILE")]
+    pub params: Option<PathBuf>,
+    /// Approve this gate in advance (repeatable).
+    #[arg(long = "approve", value_name = "GATE_ID")]
+    pub approve: Vec<String>,
+    /// Approve every manual gate in advance.
+    #[arg(long)]
+    pub approve_all: bool,
+    /// Run only read-only work; list what every other step would do.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Most steps running at once.
+    #[arg(long, value_name = "N", default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_parallel: u32,
+    /// Do not run rollbacks after a failure.
+    #[arg(long)]
+    pub no_rollback: bool,
+    /// `json`: one event per line on stdout (progress stays on stderr).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+    /// Where runs are recorded (default: $RUNBOOK_STATE_DIR,
+    /// $XDG_STATE_HOME/runbook, ~/.local/state/runbook).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// Output formats of `runbook run`.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// Progress for people on stderr only.
+    Human,
+    /// NDJSON events on stdout, progress on stderr.
+    Json,
+}
+
+pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let Some((runbook, params)) =
+        crate::plan_cmd::load_with_params(&args.file, &args.sets, args.params.as_deref())?
+    else {
+        return Ok(ExitCode::Usage);
+    };
+    // Hash what was validated; `resume` refuses a file that changed since.
+    let content = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read runbook `{}`", args.file.display()))?;
+    let sha256 = hex(&Sha256::digest(&content));
+    let file = std::path::absolute(&args.file).unwrap_or_else(|_| args.file.clone());
+
+    let state = state_dir(args.state_dir.as_deref(), &|name| std::env::var(name).ok())?;
+    let run_dir = RunDir::create(&state)?;
+    let journal = Journal::create(&run_dir)?;
+    let journal_path = journal.path().display().to_string();
+
+    let screen = Screen::detect();
+    screen.line(&format!(
+        "run {} started; journal: {journal_path}",
+        run_dir.id
+    ));
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let summary = runtime.block_on(async {
+        let stop = StopSignals::new();
+        listen_for_signals(stop.clone(), screen.clone())?;
+        let warnings: WarningSink = {
+            let screen = screen.clone();
+            Arc::new(move |message: String| screen.line(&format!("warning: {message}")))
+        };
+        let mut approvals = FileApprovals::new(run_dir.path.clone())
+            .approve(args.approve.iter().cloned())
+            .approve_all(args.approve_all)
+            .warnings(warnings);
+        if std::io::stdin().is_terminal() {
+            approvals = approvals.prompt(Arc::new(TerminalPrompt::new(screen.clone())));
+        }
+        let mut options = RunOptions::new(&run_dir);
+        options.params = params;
+        options.dry_run = args.dry_run;
+        options.max_parallel = args.max_parallel as usize;
+        options.no_rollback = args.no_rollback;
+        options.approvals = Arc::new(approvals);
+        options.stop = stop;
+        options.file = Some(file);
+        options.runbook_sha256 = Some(sha256);
+
+        let human = HumanReporter::new(screen.clone(), approve_hint(&run_dir, args));
+        let mut sink = RunSink::new(human, args.output == OutputFormat::Json, journal);
+        let summary = engine().run(&runbook, options, &mut sink).await;
+        sink.human.summary(&summary, &journal_path);
+        if sink.journal_failures() > 0 {
+            screen.line(&format!(
+                "warning: {} events could not be written to the journal",
+                sink.journal_failures()
+            ));
+        }
+        anyhow::Ok(summary)
+    })?;
+    // Steps that were abandoned may still be finishing their cleanup in
+    // the background; the run is over, so do not wait for them.
+    runtime.shutdown_background();
+    Ok(match summary.status {
+        RunStatus::Succeeded => ExitCode::Success,
+        RunStatus::Failed => ExitCode::Failure,
+        RunStatus::Interrupted => ExitCode::Interrupted,
+    })
+}
+
+/// Every step kind this build can run.
+fn engine() -> Engine {
+    Engine::new()
+        .with_executor(Arc::new(runbook_step_shell::ShellExecutor::new()))
+        .with_executor(Arc::new(runbook_step_gate::GateExecutor::new()))
+        .with_executor(Arc::new(runbook_step_http::HttpCheckExecutor::new()))
+}
+
+/// `runbook approve RUN_ID`, with `--state-dir` when the run uses one that
+/// the approver's environment would not find by itself.
+fn approve_hint(run_dir: &RunDir, args: &RunArgs) -> String {
+    match &args.state_dir {
+        Some(dir) => {
+            let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+            format!(
+                "runbook approve --state-dir {} {}",
+                shell_words::quote(&dir.display().to_string()),
+                run_dir.id
+            )
+        }
+        None => format!("runbook approve {}", run_dir.id),
+    }
+}
+
+/// SIGINT and SIGTERM: the first cancels the running steps and lets the
+/// cleanup run, the second abandons the cleanup, the third exits at once.
+/// Steps run in their own process groups, so a terminal's Ctrl-C reaches
+/// only the engine, which decides what the steps get.
+fn listen_for_signals(stop: StopSignals, screen: Arc<Screen>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    tokio::spawn(async move {
+        loop {
+            let name = tokio::select! {
+                _ = interrupt.recv() => "SIGINT",
+                _ = terminate.recv() => "SIGTERM",
+            };
+            match stop.interrupt() {
+                1 => screen.line(&format!(
+                    "{name}: cancelling running steps; rollbacks, on_failure and finally will still run (send it again to abandon them)"
+                )),
+                2 => screen.line(&format!(
+                    "{name} again: abandoning rollbacks and cleanup (a third exits at once)"
+                )),
+                _ => {
+                    screen.line(&format!("{name} a third time: exiting now"));
+                    std::process::exit(130);
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hex_is_lower_case_and_padded() {
+        assert_eq!(super::hex(&[0, 15, 255]), "000fff");
+    }
+}
