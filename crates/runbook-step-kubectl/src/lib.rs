@@ -1,0 +1,260 @@
+//! The `kubectl-action` step: kubectl's operations done directly through the
+//! Kubernetes API with kube-rs (no kubectl binary at run time).
+//!
+//! [`KubectlExecutor`] implements the engine's `StepExecutor` for the
+//! `kubectl-action` type. It finds the cluster as kubectl does
+//! ([`config`]), keeps one client per (kubeconfig, context), and runs each
+//! action with kubectl's own decision logic, which lives in pure modules
+//! ([`status`], [`history`], [`pods`], [`previous`], [`events`],
+//! [`quantity`]) so it can be table-tested against kubectl's sources.
+//!
+//! Under `--dry-run` (or `dry_run: true` on the step) mutations are sent
+//! with server-side dry run (`dryRun=All`) and succeed with the server's
+//! would-be result; `exec` has no dry run and is reported as "would run".
+
+pub mod actions;
+pub mod cluster;
+pub mod config;
+pub mod discovery;
+pub mod error;
+pub mod events;
+pub mod fields;
+pub mod history;
+pub mod json;
+pub mod pods;
+pub mod previous;
+pub mod quantity;
+pub mod status;
+
+use actions::{ActionResult, Call, Failure};
+use async_trait::async_trait;
+use cluster::Cluster;
+use error::KubectlError;
+use fields::Fields;
+use runbook_engine::{Outputs, StepContext, StepExecutor, StepFailure, StepOutcome};
+use runbook_model::{KubectlAction, KubectlStep, Step, StepKind};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::Mutex;
+
+/// Runs `kubectl-action` steps. Clients are cached per (kubeconfig,
+/// context), so a runbook's steps share connections and discovery.
+#[derive(Default)]
+pub struct KubectlExecutor {
+    clusters: Mutex<HashMap<(String, String), Arc<Cluster>>>,
+}
+
+impl KubectlExecutor {
+    /// An executor with an empty client cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The cluster for a step's `kubeconfig` and `context` fields, created
+    /// on first use.
+    pub async fn cluster(
+        &self,
+        kubeconfig: Option<&str>,
+        context: Option<&str>,
+    ) -> Result<Arc<Cluster>, KubectlError> {
+        let source = config::choose_source(
+            kubeconfig,
+            std::env::var_os("KUBECONFIG").as_deref(),
+            config::home_dir().as_deref(),
+            |p| p.is_file(),
+        );
+        let key = (
+            format!("{source:?}"),
+            context.unwrap_or_default().to_string(),
+        );
+        let mut clusters = self.clusters.lock().await;
+        if let Some(c) = clusters.get(&key) {
+            return Ok(c.clone());
+        }
+        let loaded = config::load(&source, context).await?;
+        let namespace = loaded.config.default_namespace.clone();
+        let client = kube::Client::try_from(loaded.config).map_err(|e| {
+            KubectlError::Config(format!(
+                "cannot create a client for {}: {}",
+                loaded.endpoint,
+                error::cause_chain(&e)
+            ))
+        })?;
+        let cluster = Arc::new(Cluster::new(client, loaded.endpoint, namespace));
+        clusters.insert(key, cluster.clone());
+        Ok(cluster)
+    }
+
+    /// Renders the step and builds the call; `Err` is the step's outcome.
+    async fn prepare<'a>(
+        &self,
+        step: &Step,
+        ctx: &'a StepContext,
+    ) -> Result<Call<'a>, StepOutcome> {
+        let StepKind::KubectlAction(kubectl) = &step.kind else {
+            return Err(StepOutcome::Failed(StepFailure::new(format!(
+                "step `{}` is a `{}` step, not `kubectl-action`",
+                step.id.value,
+                step.kind.type_name()
+            ))));
+        };
+        let fields = Fields::render(kubectl, ctx).map_err(StepOutcome::Failed)?;
+        self.call_for(fields, ctx)
+            .await
+            .map_err(|e| failed(e.into(), ctx))
+    }
+
+    async fn call_for<'a>(
+        &self,
+        fields: Fields,
+        ctx: &'a StepContext,
+    ) -> Result<Call<'a>, KubectlError> {
+        let cluster = self
+            .cluster(fields.kubeconfig.as_deref(), fields.context.as_deref())
+            .await?;
+        let namespace = fields
+            .namespace
+            .clone()
+            .unwrap_or_else(|| cluster.default_namespace.clone());
+        let dry_run = ctx.dry_run() || fields.dry_run;
+        Ok(Call {
+            cluster,
+            namespace,
+            fields,
+            ctx,
+            dry_run,
+        })
+    }
+}
+
+/// Turns an action's failure into the step's outcome (with secrets masked).
+fn failed(failure: Failure, ctx: &StepContext) -> StepOutcome {
+    StepOutcome::Failed(StepFailure::with_outputs(
+        ctx.redact(&failure.error.to_string()),
+        failure.outputs,
+    ))
+}
+
+/// Runs `action` until it ends or the step is cancelled.
+async fn until_cancelled(
+    ctx: &StepContext,
+    action: impl Future<Output = ActionResult>,
+) -> StepOutcome {
+    let result = tokio::select! {
+        r = action => r,
+        _ = ctx.cancelled().cancelled() => Err(Failure::from(KubectlError::Refused(
+            "cancelled before the Kubernetes API call finished".to_string(),
+        ))),
+    };
+    match result {
+        Ok(outputs) => StepOutcome::Succeeded(outputs),
+        Err(failure) => failed(failure, ctx),
+    }
+}
+
+async fn dispatch(call: &Call<'_>) -> ActionResult {
+    match call.fields.action {
+        KubectlAction::Get => actions::read::get(call).await,
+        KubectlAction::Logs => actions::read::logs(call).await,
+        KubectlAction::Events => actions::read::events(call).await,
+        KubectlAction::Top => actions::read::top(call).await,
+        KubectlAction::Scale => actions::write::scale(call).await,
+        KubectlAction::RolloutRestart => actions::rollout::restart(call).await,
+        KubectlAction::RolloutStatus => actions::rollout::status(call).await,
+        KubectlAction::RolloutHistory => actions::rollout::history(call).await,
+        KubectlAction::RolloutUndo => actions::rollout::undo(call).await,
+        KubectlAction::Patch => actions::write::patch(call).await,
+        KubectlAction::Delete => actions::write::delete(call).await,
+        KubectlAction::Exec => actions::exec::exec(call).await,
+    }
+}
+
+fn would_exec(fields: &Fields) -> String {
+    format!(
+        "would exec {:?} in {}{} (exec has no server-side dry run)",
+        fields.command,
+        fields.resource.as_deref().unwrap_or("(no resource)"),
+        fields
+            .container
+            .as_deref()
+            .map(|c| format!(" container {c}"))
+            .unwrap_or_default()
+    )
+}
+
+#[async_trait]
+impl StepExecutor for KubectlExecutor {
+    fn kind(&self) -> &'static str {
+        "kubectl-action"
+    }
+
+    async fn run(&self, step: &Step, ctx: &StepContext) -> StepOutcome {
+        // exec cannot be dry-run by the server, so it is not run at all.
+        if let StepKind::KubectlAction(KubectlStep { action, .. }) = &step.kind
+            && action.value == KubectlAction::Exec
+            && ctx.dry_run()
+        {
+            return match &step.kind {
+                StepKind::KubectlAction(k) => match Fields::render(k, ctx) {
+                    Ok(fields) => StepOutcome::WouldRun(would_exec(&fields)),
+                    Err(f) => StepOutcome::Failed(f),
+                },
+                _ => StepOutcome::WouldRun("would exec".to_string()),
+            };
+        }
+        let call = match self.prepare(step, ctx).await {
+            Ok(call) => call,
+            Err(outcome) => return outcome,
+        };
+        if call.fields.action == KubectlAction::Exec && call.dry_run {
+            return StepOutcome::WouldRun(would_exec(&call.fields));
+        }
+        until_cancelled(ctx, dispatch(&call)).await
+    }
+
+    async fn rollback_auto(
+        &self,
+        step: &Step,
+        outputs: &Outputs,
+        ctx: &StepContext,
+    ) -> StepOutcome {
+        let call = match self.prepare(step, ctx).await {
+            Ok(call) => call,
+            Err(outcome) => return outcome,
+        };
+        let missing = |name: &str| {
+            StepOutcome::Failed(StepFailure::new(format!(
+                "cannot roll back step `{}`: its outputs have no usable `{name}`",
+                step.id.value
+            )))
+        };
+        match call.fields.action {
+            KubectlAction::Scale => {
+                let Some(previous) = outputs.get("previous_replicas").and_then(Value::as_i64)
+                else {
+                    return missing("previous_replicas");
+                };
+                until_cancelled(ctx, actions::write::scale_to(&call, previous)).await
+            }
+            KubectlAction::Patch => {
+                let Some(previous) = outputs.get("previous").filter(|v| !v.is_null()) else {
+                    return missing("previous");
+                };
+                until_cancelled(ctx, actions::write::restore_previous(&call, previous)).await
+            }
+            KubectlAction::RolloutRestart => {
+                let Some(revision) = outputs.get("previous_revision").and_then(Value::as_i64)
+                else {
+                    return missing("previous_revision");
+                };
+                until_cancelled(ctx, actions::rollout::undo_to(&call, Some(revision))).await
+            }
+            other => StepOutcome::Failed(StepFailure::new(format!(
+                "step `{}`: `{}` has no automatic rollback",
+                step.id.value,
+                other.as_str()
+            ))),
+        }
+    }
+}
