@@ -1,0 +1,662 @@
+//! `runbook run` and `runbook approve` end to end: the real binary, real
+//! shell processes, real signals and files, on the fixtures in
+//! `tests/fixtures/run/`. Elapsed-time checks are only where behaviour
+//! needs them, with bounds generous enough for a loaded 2-core machine.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_runbook");
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/run")
+        .join(name)
+}
+
+/// A state directory and a scratch directory for one test.
+struct Sandbox {
+    state: tempfile::TempDir,
+    scratch: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Self {
+        Sandbox {
+            state: tempfile::tempdir().expect("state dir"),
+            scratch: tempfile::tempdir().expect("scratch dir"),
+        }
+    }
+
+    fn scratch(&self) -> &Path {
+        self.scratch.path()
+    }
+
+    fn dir_param(&self) -> String {
+        format!("dir={}", self.scratch().display())
+    }
+
+    /// `runbook run FIXTURE --state-dir STATE ARGS...`, in plain mode.
+    fn command(&self, name: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("run")
+            .arg(fixture(name))
+            .arg("--state-dir")
+            .arg(self.state.path())
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env_remove("RUNBOOK_STATE_DIR")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn run(&self, name: &str, args: &[&str]) -> Finished {
+        let output = self.command(name, args).output().expect("run runbook");
+        Finished::new(output, self.journal_path())
+    }
+
+    /// Starts a run in the background with stdout and stderr in files.
+    fn spawn(&self, name: &str, args: &[&str]) -> Child {
+        let out = std::fs::File::create(self.scratch().join("stdout")).expect("stdout file");
+        let err = std::fs::File::create(self.scratch().join("stderr")).expect("stderr file");
+        self.command(name, args)
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawn runbook")
+    }
+
+    fn wait(&self, mut child: Child) -> Finished {
+        let status = wait_with_timeout(&mut child, Duration::from_secs(60));
+        let output = Output {
+            status,
+            stdout: std::fs::read(self.scratch().join("stdout")).unwrap_or_default(),
+            stderr: std::fs::read(self.scratch().join("stderr")).unwrap_or_default(),
+        };
+        Finished::new(output, self.journal_path())
+    }
+
+    /// The only run's directory.
+    fn run_dir(&self) -> Option<PathBuf> {
+        let runs = self.state.path().join("runs");
+        std::fs::read_dir(runs)
+            .ok()?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .next()
+    }
+
+    fn journal_path(&self) -> Option<PathBuf> {
+        self.run_dir().map(|d| d.join("events.jsonl"))
+    }
+
+    fn run_id(&self) -> String {
+        self.run_dir()
+            .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .expect("a run directory")
+    }
+
+    /// Waits until the journal has an event matching `pred`.
+    fn wait_for_event(&self, what: &str, pred: impl Fn(&Value) -> bool) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            if let Some(path) = self.journal_path()
+                && journal(&path).iter().any(&pred)
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("timed out waiting for {what}");
+    }
+}
+
+fn wait_with_timeout(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("runbook did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+/// Every complete line of a journal, parsed (a torn last line is skipped).
+fn journal(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let complete = text.rfind('\n').map_or("", |end| &text[..=end]);
+    complete
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad journal line {l}: {e}")))
+        .collect()
+}
+
+struct Finished {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    events: Vec<Value>,
+    journal_text: String,
+}
+
+impl Finished {
+    fn new(output: Output, journal_path: Option<PathBuf>) -> Self {
+        let events = journal_path.as_deref().map(journal).unwrap_or_default();
+        let journal_text = journal_path
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default();
+        Finished {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            events,
+            journal_text,
+        }
+    }
+
+    fn events(&self, kind: &str) -> Vec<&Value> {
+        self.events.iter().filter(|e| e["event"] == kind).collect()
+    }
+
+    fn step_event(&self, kind: &str, step: &str) -> &Value {
+        self.events
+            .iter()
+            .find(|e| e["event"] == kind && e["step"] == step)
+            .unwrap_or_else(|| panic!("no {kind} for {step}:\n{}", self.stderr))
+    }
+
+    fn position(&self, kind: &str, step: &str) -> usize {
+        self.events
+            .iter()
+            .position(|e| e["event"] == kind && e["step"] == step)
+            .unwrap_or_else(|| panic!("no {kind} for {step}"))
+    }
+
+    fn finished_status(&self, step: &str) -> String {
+        self.step_event("step_finished", step)["status"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    fn run_finished(&self) -> &Value {
+        self.events("run_finished")
+            .pop()
+            .unwrap_or_else(|| panic!("no run_finished:\n{}", self.stderr))
+    }
+}
+
+#[test]
+fn independent_steps_run_in_parallel_and_dependents_wait() {
+    let sandbox = Sandbox::new();
+    let start = Instant::now();
+    let done = sandbox.run("parallel.yaml", &[]);
+    let elapsed = start.elapsed();
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    // Four one-second steps in sequence would take 4 s.
+    assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
+    let after = done.position("step_started", "after");
+    for step in ["a", "b", "c", "d"] {
+        assert!(done.position("step_finished", step) < after, "{step}");
+    }
+    assert!(done.stderr.contains("[after] all done"), "{}", done.stderr);
+}
+
+#[test]
+fn skips_propagate_and_when_runs_after_a_failure() {
+    let sandbox = Sandbox::new();
+    let done = sandbox.run("skips.yaml", &[]);
+    assert_eq!(done.code, Some(0), "continue_on_failure: {}", done.stderr);
+    assert_eq!(
+        done.step_event("step_skipped", "child")["reason"],
+        "needs broken which failed"
+    );
+    assert_eq!(
+        done.step_event("step_skipped", "grandchild")["reason"],
+        "needs child which skipped"
+    );
+    assert_eq!(done.finished_status("rescue"), "succeeded");
+    assert!(done.stderr.contains("[rescue] rescued after exit 4"));
+    assert!(
+        done.stderr
+            .contains("↷ child skipped: needs broken which failed")
+    );
+}
+
+#[test]
+fn retries_are_counted() {
+    let sandbox = Sandbox::new();
+    let done = sandbox.run("retries.yaml", &["--set", &sandbox.dir_param()]);
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    let finished = done.step_event("step_finished", "flaky");
+    assert_eq!(finished["attempts"], 3);
+    assert_eq!(finished["outputs"]["stdout"], "attempt 3");
+    let starts = done.events("step_started");
+    assert_eq!(starts.len(), 3);
+    assert_eq!(starts[2]["attempt"], 3);
+    assert_eq!(starts[2]["reason"], "attempt 2 failed: exit code 1");
+    assert!(done.stderr.contains("flaky attempt 1 failed"));
+}
+
+#[test]
+fn a_timeout_kills_the_whole_process_tree() {
+    let sandbox = Sandbox::new();
+    let start = Instant::now();
+    let done = sandbox.run("timeout.yaml", &["--set", &sandbox.dir_param()]);
+    assert_eq!(done.code, Some(1), "{}", done.stderr);
+    assert!(start.elapsed() < Duration::from_secs(20));
+    let error = done.step_event("step_finished", "stuck")["error"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(error.starts_with("timed out after 1s"), "{error}");
+    let pid = std::fs::read_to_string(sandbox.scratch().join("grandchild.pid"))
+        .expect("pid file")
+        .trim()
+        .to_string();
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    let gone = (0..100).any(|_| {
+        let alive =
+            std::fs::read_to_string(proc_dir.join("stat")).is_ok_and(|stat| !stat.contains(") Z "));
+        if alive {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        !alive
+    });
+    assert!(gone, "grandchild {pid} survived the timeout");
+}
+
+#[test]
+fn the_deadline_fails_the_run() {
+    let sandbox = Sandbox::new();
+    let start = Instant::now();
+    let done = sandbox.run("deadline.yaml", &[]);
+    assert_eq!(done.code, Some(1), "{}", done.stderr);
+    assert!(start.elapsed() < Duration::from_secs(20));
+    assert_eq!(done.run_finished()["error"], "deadline exceeded");
+    assert_eq!(done.finished_status("slow"), "cancelled");
+    assert_eq!(
+        done.step_event("step_skipped", "never")["reason"],
+        "run stopped: deadline exceeded"
+    );
+    assert_eq!(done.finished_status("tidy"), "succeeded");
+}
+
+#[test]
+fn rollbacks_run_in_reverse_order_and_failures_are_reported() {
+    let sandbox = Sandbox::new();
+    let done = sandbox.run("rollbacks.yaml", &[]);
+    assert_eq!(done.code, Some(1), "{}", done.stderr);
+    let rollbacks: Vec<(String, String)> = done
+        .events("rollback_finished")
+        .iter()
+        .map(|e| {
+            (
+                e["step"].as_str().unwrap_or("").to_string(),
+                e["status"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rollbacks,
+        [
+            ("three".into(), "succeeded".into()),
+            ("two".into(), "failed".into()),
+            ("one".into(), "succeeded".into())
+        ]
+    );
+    let two = done.step_event("rollback_finished", "two");
+    assert!(
+        two["error"].as_str().unwrap_or("").contains("exit code 7"),
+        "{two}"
+    );
+    // Rollbacks before on_failure, on_failure before finally.
+    assert!(done.position("rollback_finished", "one") < done.position("step_started", "notify"));
+    assert!(done.position("step_finished", "notify") < done.position("step_started", "cleanup"));
+    assert!(
+        done.stderr
+            .contains("[three.rollback] undo-three saw three-output")
+    );
+    assert!(done.stderr.contains("[notify] notify exit code 1"));
+    assert!(done.stderr.contains("[cleanup] cleanup"));
+    assert!(
+        done.stderr.contains("rollback two"),
+        "summary: {}",
+        done.stderr
+    );
+}
+
+#[test]
+fn no_rollback_skips_rollbacks() {
+    let sandbox = Sandbox::new();
+    let done = sandbox.run("rollbacks.yaml", &["--no-rollback"]);
+    assert_eq!(done.code, Some(1));
+    assert!(done.events("rollback_started").is_empty());
+    assert!(!done.stderr.contains("undo-"));
+    assert_eq!(done.finished_status("cleanup"), "succeeded");
+}
+
+#[test]
+fn dry_run_lists_what_would_run() {
+    let sandbox = Sandbox::new();
+    let done = sandbox.run("rollbacks.yaml", &["--dry-run"]);
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    assert!(!done.stderr.contains("[one] one"), "{}", done.stderr);
+    assert!(done.step_event("step_finished", "boom")["would_run"].is_string());
+    assert_eq!(done.events("run_started")[0]["dry_run"], true);
+}
+
+#[test]
+fn gates_are_approved_by_flag() {
+    let sandbox = Sandbox::new();
+    let done = sandbox.run("gate-manual.yaml", &["--approve", "ask"]);
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    assert!(done.stderr.contains("[after] decided by --approve"));
+    let decided = done.step_event("gate_decided", "ask");
+    assert_eq!(decided["approved"], true);
+    let all = Sandbox::new();
+    let done = all.run("gate-manual.yaml", &["--approve-all"]);
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+}
+
+#[test]
+fn gates_are_approved_or_rejected_from_another_process() {
+    for (reject, expected) in [(false, 0), (true, 1)] {
+        let sandbox = Sandbox::new();
+        let child = sandbox.spawn("gate-manual.yaml", &[]);
+        sandbox.wait_for_event("gate_waiting", |e| e["event"] == "gate_waiting");
+        let mut approve = Command::new(BIN);
+        approve
+            .arg("approve")
+            .arg(sandbox.run_id())
+            .arg("ask")
+            .arg("--state-dir")
+            .arg(sandbox.state.path());
+        if reject {
+            approve.arg("--reject");
+        }
+        let out = approve.output().expect("approve");
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let done = sandbox.wait(child);
+        assert_eq!(done.code, Some(expected), "{}", done.stderr);
+        let decided = done.step_event("gate_decided", "ask");
+        assert_eq!(decided["approved"], !reject);
+        assert!(
+            decided["decided_by"]
+                .as_str()
+                .unwrap_or("")
+                .contains("runbook approve"),
+            "{decided}"
+        );
+        assert!(done.stderr.contains("runbook approve --state-dir"));
+    }
+}
+
+#[test]
+fn gate_timeouts_follow_on_timeout() {
+    let sandbox = Sandbox::new();
+    let done = sandbox.run("gate-timeout-reject.yaml", &[]);
+    assert_eq!(done.code, Some(1), "{}", done.stderr);
+    assert_eq!(done.step_event("gate_decided", "ask")["approved"], false);
+    assert_eq!(
+        done.step_event("step_skipped", "after")["reason"],
+        "run stopped: step `ask` failed"
+    );
+    let sandbox = Sandbox::new();
+    let done = sandbox.run("gate-timeout-approve.yaml", &[]);
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    assert!(
+        done.stderr.contains("[after] decided by timeout"),
+        "{}",
+        done.stderr
+    );
+}
+
+#[test]
+fn gate_conditions_decide_alone() {
+    let sandbox = Sandbox::new();
+    let done = sandbox.run("gate-condition.yaml", &[]);
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    assert!(done.stderr.contains("[after] decided by condition"));
+    assert!(done.events("gate_waiting").is_empty());
+    let sandbox = Sandbox::new();
+    let done = sandbox.run("gate-condition.yaml", &["--set", "healthy=true"]);
+    assert_eq!(done.code, Some(1), "{}", done.stderr);
+    assert_eq!(done.step_event("gate_decided", "ask")["approved"], false);
+}
+
+#[test]
+fn an_interrupt_cancels_then_runs_rollbacks_on_failure_and_finally() {
+    let sandbox = Sandbox::new();
+    let child = sandbox.spawn("interrupt.yaml", &[]);
+    sandbox.wait_for_event("long to start", |e| {
+        e["event"] == "step_started" && e["step"] == "long"
+    });
+    signal(&child, "INT");
+    let done = sandbox.wait(child);
+    assert_eq!(done.code, Some(130), "{}", done.stderr);
+    assert_eq!(done.finished_status("long"), "cancelled");
+    assert_eq!(
+        done.step_event("rollback_finished", "first")["status"],
+        "succeeded"
+    );
+    assert_eq!(done.finished_status("notify"), "succeeded");
+    assert_eq!(done.finished_status("tidy"), "succeeded");
+    assert_eq!(done.run_finished()["status"], "interrupted");
+}
+
+#[test]
+fn a_second_interrupt_abandons_the_rollbacks() {
+    let sandbox = Sandbox::new();
+    let child = sandbox.spawn("double-interrupt.yaml", &[]);
+    sandbox.wait_for_event("long to start", |e| {
+        e["event"] == "step_started" && e["step"] == "long"
+    });
+    signal(&child, "INT");
+    sandbox.wait_for_event("the slow rollback", |e| {
+        e["event"] == "rollback_started" && e["step"] == "second"
+    });
+    let start = Instant::now();
+    signal(&child, "INT");
+    let done = sandbox.wait(child);
+    assert!(start.elapsed() < Duration::from_secs(15));
+    assert_eq!(done.code, Some(130), "{}", done.stderr);
+    assert_eq!(
+        done.step_event("rollback_finished", "second")["status"],
+        "cancelled"
+    );
+    let first = done.step_event("rollback_finished", "first");
+    assert_eq!(first["status"], "skipped");
+    assert_eq!(first["reason"], "abandoned by a second interrupt");
+    assert!(!done.stderr.contains("undo-first"));
+    assert!(
+        done.stderr
+            .contains("rollbacks that did not complete: second, first"),
+        "{}",
+        done.stderr
+    );
+}
+
+#[test]
+fn secret_params_never_appear_anywhere() {
+    let secret = "s3cr3t-VALUE-81f2a";
+    let sandbox = Sandbox::new();
+    let done = sandbox.run(
+        "secrets.yaml",
+        &["--set", &format!("token={secret}"), "--output", "json"],
+    );
+    assert_eq!(done.code, Some(1), "{}", done.stderr);
+    for (name, text) in [
+        ("stdout", &done.stdout),
+        ("stderr", &done.stderr),
+        ("journal", &done.journal_text),
+    ] {
+        assert!(!text.contains(secret), "secret in {name}:\n{text}");
+        assert!(text.contains("***"), "{name} shows the redaction:\n{text}");
+    }
+    assert_eq!(done.events("run_started")[0]["params"]["token"], "***");
+    // A wrong value for a secret param is not echoed either.
+    let bad = Sandbox::new().run("secrets.yaml", &["--set", "tokn=abc-secret-typo"]);
+    assert_eq!(bad.code, Some(2));
+}
+
+#[test]
+fn param_values_cannot_change_a_script() {
+    let marker = std::env::temp_dir().join(format!("pwned-{}", std::process::id()));
+    let value = format!("x'; touch {}; '", marker.display());
+    let sandbox = Sandbox::new();
+    let done = sandbox.run(
+        "inject.yaml",
+        &[
+            "--set",
+            &format!("v={value}"),
+            "--set",
+            &sandbox.dir_param(),
+        ],
+    );
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    assert!(!marker.exists(), "the param was executed");
+    let out = std::fs::read_to_string(sandbox.scratch().join("out")).expect("out");
+    assert_eq!(out, value);
+}
+
+#[test]
+fn a_flood_of_output_keeps_memory_bounded() {
+    let sandbox = Sandbox::new();
+    let mut child = sandbox
+        .command("flood.yaml", &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak_kb = 0u64;
+    let start = Instant::now();
+    let status = loop {
+        if let Ok(status) = std::fs::read_to_string(&status_path)
+            && let Some(kb) = status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse::<u64>().ok())
+        {
+            peak_kb = peak_kb.max(kb);
+        }
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(start.elapsed() < Duration::from_secs(240), "flood too slow");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+    assert!(peak_kb > 0, "could not read VmHWM");
+    assert!(peak_kb < 100 * 1024, "peak RSS {peak_kb} kB");
+    let done = Finished::new(
+        Output {
+            status,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+        },
+        sandbox.journal_path(),
+    );
+    let stdout = done.step_event("step_finished", "flood")["outputs"]["stdout"]
+        .as_str()
+        .unwrap_or("")
+        .len();
+    assert!(stdout <= (1 << 20) + 200, "captured {stdout} bytes");
+}
+
+#[test]
+fn a_journal_killed_mid_run_is_valid_up_to_its_last_line() {
+    let sandbox = Sandbox::new();
+    let mut child = sandbox.spawn("interrupt.yaml", &[]);
+    sandbox.wait_for_event("long to start", |e| {
+        e["event"] == "step_started" && e["step"] == "long"
+    });
+    signal(&child, "KILL");
+    let _ = child.wait();
+    let text = std::fs::read_to_string(sandbox.journal_path().expect("journal")).expect("read");
+    assert!(text.ends_with('\n'));
+    let events = journal(&sandbox.journal_path().expect("journal"));
+    assert_eq!(events[0]["event"], "run_started");
+    assert_eq!(events.last().expect("events")["step"], "long");
+    // The orphaned step's process group is no concern of this test; the
+    // sleep ends on its own.
+}
+
+#[test]
+fn json_output_is_pure_ndjson_on_stdout() {
+    let sandbox = Sandbox::new();
+    let done = sandbox.run("rollbacks.yaml", &["--output", "json"]);
+    assert_eq!(done.code, Some(1));
+    let lines: Vec<&str> = done.stdout.lines().collect();
+    assert_eq!(lines.len(), done.events.len(), "stdout and journal agree");
+    for line in lines {
+        let event: Value = serde_json::from_str(line).expect("each line is JSON");
+        assert!(event["event"].is_string() && event["ts"].is_string());
+        assert!(event["run_id"].is_string());
+    }
+    assert!(done.stderr.contains("[one] one"), "live output on stderr");
+    assert!(done.stderr.contains("started; journal:"));
+}
+
+#[test]
+fn invalid_runbooks_and_params_exit_2_without_running() {
+    let sandbox = Sandbox::new();
+    let done = sandbox.run("retries.yaml", &[]);
+    assert_eq!(done.code, Some(2));
+    assert!(
+        done.stderr.contains("missing required param `dir`"),
+        "{}",
+        done.stderr
+    );
+    assert!(sandbox.run_dir().is_none(), "no run was recorded");
+    let broken = sandbox.scratch().join("broken.yaml");
+    std::fs::write(&broken, "version: 1\nname: x\nsteps: {a: {type: shell}}\n").expect("write");
+    let out = Command::new(BIN)
+        .arg("run")
+        .arg(&broken)
+        .arg("--state-dir")
+        .arg(sandbox.state.path())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn approve_reports_unknown_runs_and_gates_that_are_not_waiting() {
+    let sandbox = Sandbox::new();
+    let approve = |run: &str, gate: &str| {
+        Command::new(BIN)
+            .args(["approve", run, gate, "--state-dir"])
+            .arg(sandbox.state.path())
+            .output()
+            .expect("approve")
+    };
+    let out = approve("20990101-000000-000000", "ask");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no run `20990101-000000-000000`"));
+    let done = sandbox.run("gate-condition.yaml", &[]);
+    assert_eq!(done.code, Some(0));
+    let out = approve(&sandbox.run_id(), "ask");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not waiting"),
+        "{out:?}"
+    );
+}
