@@ -2,6 +2,7 @@
 //! parsing, rendering for terminals and machines, and exit codes.
 
 mod approve_cmd;
+mod demo_cmd;
 mod exit;
 mod plan_cmd;
 mod prompt;
@@ -34,6 +35,8 @@ enum Command {
     Run(run_cmd::RunArgs),
     /// Approve (or `--reject`) a manual gate of a run waiting in another shell.
     Approve(approve_cmd::ApproveArgs),
+    /// Run the SEV1 runbook end to end against a built-in simulated cluster and service.
+    Demo(demo_cmd::DemoArgs),
 }
 
 /// Arguments of `runbook validate`.
@@ -100,6 +103,7 @@ fn main() -> std::process::ExitCode {
         Command::Schema => schema_cmd::run(),
         Command::Run(args) => run_cmd::run(&args),
         Command::Approve(args) => approve_cmd::run(&args),
+        Command::Demo(args) => demo_cmd::run(&args),
     };
     match result {
         Ok(code) => code.into(),

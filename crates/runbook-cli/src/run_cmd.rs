@@ -139,6 +139,7 @@ fn engine() -> Engine {
         .with_executor(Arc::new(runbook_step_shell::ShellExecutor::new()))
         .with_executor(Arc::new(runbook_step_gate::GateExecutor::new()))
         .with_executor(Arc::new(runbook_step_http::HttpCheckExecutor::new()))
+        .with_executor(Arc::new(runbook_step_kubectl::KubectlExecutor::new()))
 }
 
 /// `runbook approve RUN_ID`, with `--state-dir` when the run uses one that
