@@ -78,7 +78,10 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         .find(|(name, _)| *name == args.scenario)
         .map_or("", |(_, what)| *what);
     eprintln!("runbook demo: scenario `{}` — {description}", args.scenario);
-    eprintln!("  simulated Kubernetes API  {} (namespace omendb-prod)", env.cluster().url());
+    eprintln!(
+        "  simulated Kubernetes API  {} (namespace omendb-prod)",
+        env.cluster().url()
+    );
     eprintln!("  simulated omendb service  {}", env.service_url());
     eprintln!("  kubeconfig                {}", env.kubeconfig().display());
     eprintln!("  runbook                   {}", runbook.display());
@@ -128,7 +131,11 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     }
     eprintln!(
         "  service after the run: {}",
-        if env.healthy() { "healthy" } else { "still down" }
+        if env.healthy() {
+            "healthy"
+        } else {
+            "still down"
+        }
     );
     env.shutdown().await;
     Ok(match status.code() {
