@@ -9,6 +9,50 @@
 //! runs next. Phases follow spec section 3: main steps, then (after a
 //! failure or an interrupt) rollbacks one at a time and `on_failure`, then
 //! `finally`.
+//!
+//! Choices where the spec is silent:
+//!
+//! - Templates see every step of all three maps from the start. A step that
+//!   has not started has status `pending` (`running` while it runs), empty
+//!   `outputs`, `error` null, `attempts` 0 and `duration_ms` 0.
+//! - Each attempt emits its own `step_started` (with `attempt`); a retry's
+//!   `step_started` carries the previous attempt's error in `reason`. No
+//!   event kind beyond the spec's list is written; per-attempt failures also
+//!   reach people through [`EventSink::attempt_failed`].
+//! - Live output lines and progress notes are not events: they go to
+//!   [`EventSink::output`]/[`EventSink::progress`] (people only), while the
+//!   step's outputs keep the tail for machines. If a step prints faster than
+//!   the reporters take lines, the excess is dropped and counted rather than
+//!   buffered without bound.
+//! - A step that cannot start (its `when`, `timeout` or `env` does not
+//!   render, or no executor knows its type) fails with `attempts` 0 and a
+//!   `step_finished` without a `step_started`.
+//! - `when` is rendered when the step becomes ready, against the context at
+//!   that moment.
+//! - Under `--dry-run`, `WouldRun` is recorded as `succeeded` with a
+//!   `would_run` note and every output name of the kind set to null, so that
+//!   dependents are planned too. Gates without a condition do not wait (the
+//!   gate kind reports what it would ask).
+//! - `defaults.timeout` applies to gates too; a gate's own `on_timeout`
+//!   decision is what is reported when its time is up (the engine's timer
+//!   runs one second longer, as a backstop).
+//! - Work that completes although it was asked to stop is recorded as
+//!   succeeded (and is rolled back like any other). Cancelled executors get
+//!   their grace (shell `grace`, else 5 s) plus 5 s to return before they
+//!   are abandoned (their futures dropped, whose guards kill what is left).
+//! - `on_failure` and `finally` are best effort: a failure there does not
+//!   cancel their other steps (dependents are skipped as usual). A failing
+//!   `finally` step fails the run; a failing `on_failure` step does not
+//!   change a run that has already failed. When the run did not fail,
+//!   `on_failure` steps end `skipped` ("the run did not fail").
+//! - An interrupt stops only the main steps; cleanup that is already
+//!   running continues, and the run ends `interrupted`. The second
+//!   interrupt abandons everything left: the running rollback is cancelled,
+//!   later rollbacks are reported as `rollback_finished` with status
+//!   `skipped` and reason "abandoned by a second interrupt", and remaining
+//!   `on_failure`/`finally` steps are skipped with the same reason.
+//! - `--no-rollback` reports each rollback it skips as `rollback_finished`
+//!   with status `skipped` and reason `--no-rollback`.
 
 use crate::event::{Event, EventKind, EventSink, now_rfc3339};
 use crate::journal::RunDir;
@@ -369,6 +413,7 @@ enum Wake {
     Deadline,
     Interrupt,
     Abandon,
+    Nothing,
 }
 
 /// What a ready step does.
@@ -817,7 +862,7 @@ impl<'a> Dispatcher<'a> {
                         Some(key) => Err((key, text, panicked)),
                         // Every spawned task is recorded; an unknown id
                         // cannot happen, and waking again is harmless.
-                        None => return Wake::Interrupt,
+                        None => return Wake::Nothing,
                     }
                 }
             }),
@@ -900,6 +945,7 @@ impl<'a> Dispatcher<'a> {
                 };
                 self.finished(result);
             }
+            Wake::Nothing => {}
             Wake::Deadline => {
                 self.failure
                     .get_or_insert_with(|| "deadline exceeded".to_string());
