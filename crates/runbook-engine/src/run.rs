@@ -639,6 +639,10 @@ impl<'a> Dispatcher<'a> {
             }
         };
         self.skip_range(range, &reason);
+        // Skipping releases dependents into `ready`; they belong to this
+        // phase and are terminal now, and leaving them there would make the
+        // next phase's scheduler stop at them instead of starting its own.
+        self.ready.clear();
     }
 
     fn skip_range(&mut self, range: std::ops::Range<usize>, reason: &str) {

@@ -1091,3 +1091,26 @@ async fn every_event_has_the_common_fields() {
     let last = o.events.last().expect("events");
     assert_eq!(last.status.as_deref(), Some("failed"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn on_failure_runs_when_the_failing_step_has_dependents() {
+    // The steps after `broken` are skipped when the run stops; that must not
+    // leave them queued where the on_failure phase would trip over them.
+    let o = run(r#"
+version: 1
+name: t
+steps:
+  broken: {type: shell, run: "fail nope"}
+  after: {type: shell, run: "print after", needs: [broken]}
+  later: {type: shell, run: "print later", needs: [after]}
+on_failure:
+  page: {type: shell, run: "print paging"}
+finally:
+  cleanup: {type: shell, run: "print cleanup"}
+"#)
+    .await;
+    assert_eq!(o.summary.status, RunStatus::Failed);
+    assert_eq!(o.step("after").status, runbook_engine::StepStatus::Skipped);
+    assert_eq!(o.step("page").status, runbook_engine::StepStatus::Succeeded);
+    assert_eq!(o.step("cleanup").status, runbook_engine::StepStatus::Succeeded);
+}
