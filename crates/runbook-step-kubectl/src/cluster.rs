@@ -8,6 +8,7 @@ use crate::error::{ApiOp, Endpoint, KubectlError};
 use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::Value;
+use std::collections::HashMap;
 use tokio::sync::Mutex;
 
 /// A cluster the executor talks to.
@@ -23,12 +24,12 @@ pub struct Cluster {
 
 #[derive(Default)]
 struct DiscoveryCache {
-    core_loaded: bool,
+    /// The core group's types, once loaded.
+    core: Option<Vec<ResourceType>>,
     /// (group, preferred group/version, every version in server order).
     groups: Option<Vec<(String, String, Vec<String>)>>,
-    /// Groups whose resources are already in `types`.
-    loaded_groups: Vec<String>,
-    types: Vec<ResourceType>,
+    /// Each loaded group's types.
+    by_group: HashMap<String, Vec<ResourceType>>,
 }
 
 fn discovery_op() -> ApiOp {
@@ -106,39 +107,49 @@ impl Cluster {
         Ok(groups)
     }
 
-    /// Resolves a kind (`deploy`, `pvc`, `deployments.apps`) by discovery.
+    /// Resolves a kind (`deploy`, `pvc`, `deployments.apps`) by discovery:
+    /// the core group first, then the named groups in the server's order
+    /// (its priority order), loading each group's document only when the
+    /// groups before it did not match, and caching what was loaded.
     pub async fn resolve(&self, query: &str) -> Result<ResourceType, KubectlError> {
         let mut cache = self.discovery.lock().await;
-        if let Some(t) = discovery::find(&cache.types, query) {
-            return Ok(t.clone());
-        }
         let (_, wanted_group) = discovery::split_kind(query);
-        if !cache.core_loaded && wanted_group.as_deref().is_none_or(|g| g == "core") {
-            let list = self
-                .client
-                .list_core_api_resources("v1")
-                .await
-                .map_err(|e| self.error(e, &discovery_op()))?;
-            cache.types.extend(discovery::types_of("", &list));
-            cache.core_loaded = true;
-            if let Some(t) = discovery::find(&cache.types, query) {
+        if wanted_group.as_deref().is_none_or(|g| g == "core") {
+            if cache.core.is_none() {
+                let list = self
+                    .client
+                    .list_core_api_resources("v1")
+                    .await
+                    .map_err(|e| self.error(e, &discovery_op()))?;
+                cache.core = Some(discovery::types_of("", &list));
+            }
+            if let Some(t) = cache
+                .core
+                .as_deref()
+                .and_then(|types| discovery::find(types, query))
+            {
                 return Ok(t.clone());
             }
         }
         for (group, group_version, _) in self.groups(&mut cache).await? {
-            if cache.loaded_groups.contains(&group)
-                || wanted_group.as_deref().is_some_and(|g| g != group)
-            {
+            if wanted_group.as_deref().is_some_and(|g| g != group) {
                 continue;
             }
-            let list = self
-                .client
-                .list_api_group_resources(&group_version)
-                .await
-                .map_err(|e| self.error(e, &discovery_op()))?;
-            cache.types.extend(discovery::types_of(&group, &list));
-            cache.loaded_groups.push(group);
-            if let Some(t) = discovery::find(&cache.types, query) {
+            if !cache.by_group.contains_key(&group) {
+                let list = self
+                    .client
+                    .list_api_group_resources(&group_version)
+                    .await
+                    .map_err(|e| self.error(e, &discovery_op()))?;
+                cache
+                    .by_group
+                    .insert(group.clone(), discovery::types_of(&group, &list));
+            }
+            if let Some(t) = cache
+                .by_group
+                .get(&group)
+                .and_then(|types| discovery::find(types, query))
+            {
                 return Ok(t.clone());
             }
         }
@@ -247,7 +258,11 @@ impl Cluster {
         result.map_err(|e| self.error(e, &op))
     }
 
-    /// DELETEs an object (background propagation, as kubectl).
+    /// DELETEs an object (background propagation, as kubectl). Under dry
+    /// run, `dryRun=All` goes in the DeleteOptions body (what the API server
+    /// reads when a body is present, and what kubectl sends) and in the query
+    /// as well, so a server that only looks at the query (an older proxy, a
+    /// fake) cannot turn a dry run into a real deletion.
     pub async fn delete(
         &self,
         rt: &ResourceType,
@@ -258,8 +273,20 @@ impl Cluster {
         let op = self.op("delete", rt, namespace, Some(name), None);
         let mut dp = DeleteParams::background();
         dp.dry_run = dry_run;
-        self.api(rt, namespace)
+        let api = self.api(rt, namespace);
+        let request = kube::core::Request::new(api.resource_url())
             .delete(name, &dp)
+            .map_err(|e| KubectlError::Invalid(format!("cannot build the delete request: {e}")))?;
+        let (mut parts, body) = request.into_parts();
+        if dry_run {
+            let uri = parts.uri.to_string();
+            let separator = if uri.contains('?') { "&" } else { "?" };
+            parts.uri = format!("{uri}{separator}dryRun=All")
+                .parse()
+                .map_err(|e| KubectlError::Invalid(format!("cannot build the delete URL: {e}")))?;
+        }
+        self.client
+            .request_text(http::Request::from_parts(parts, body))
             .await
             .map(|_| ())
             .map_err(|e| self.error(e, &op))

@@ -141,7 +141,10 @@ async fn until_cancelled(
     ctx: &StepContext,
     action: impl Future<Output = ActionResult>,
 ) -> StepOutcome {
+    // `biased`: when cancellation fires, the action's own handling (which
+    // says what it was waiting for) wins over this generic message.
     let result = tokio::select! {
+        biased;
         r = action => r,
         _ = ctx.cancelled().cancelled() => Err(Failure::from(KubectlError::Refused(
             "cancelled before the Kubernetes API call finished".to_string(),

@@ -255,6 +255,20 @@ pub async fn history(call: &Call<'_>) -> ActionResult {
         "current_revision".into(),
         current.map_or(Value::Null, Value::from),
     );
+    // The revision a plain `rollout undo` would go back to now. Runbooks
+    // capture it before they change anything: after a restart, "the
+    // previous revision" is the broken one that was running before it.
+    let previous = current.and_then(|c| {
+        revisions
+            .iter()
+            .map(|r| r.revision)
+            .filter(|r| *r < c)
+            .max()
+    });
+    out.insert(
+        "previous_revision".into(),
+        previous.map_or(Value::Null, Value::from),
+    );
     Ok(out)
 }
 
