@@ -728,12 +728,10 @@ impl<'a> Dispatcher<'a> {
 
     fn start(&mut self, i: usize) {
         let step = self.nodes[i].step.clone();
-        let prepared = self.prepare(&step).and_then(|(timeout, env)| {
-            let executor = self.executor(&step)?;
-            Ok((timeout, env, executor))
-        });
-        let (timeout, env, executor) = match prepared {
-            Ok(p) => p,
+        let id = step.id.value.clone();
+        let dropped = self.states[i].dropped.clone();
+        let job = match self.job(JobKey::Step(i), id.clone(), step, JobMode::Run, dropped) {
+            Ok(job) => job,
             Err(error) => {
                 self.fail_unstarted(i, error);
                 return;
@@ -743,19 +741,34 @@ impl<'a> Dispatcher<'a> {
         state.status = StepStatus::Running;
         state.started = Some(Instant::now());
         state.attempts = 1;
-        let dropped = state.dropped.clone();
         self.update_context(i);
         let mut event = Event::new(EventKind::StepStarted, &self.options.run_id);
-        event.step = Some(step.id.value.clone());
+        event.step = Some(id);
         event.phase = Some(self.nodes[i].phase.key().to_string());
         event.attempt = Some(1);
         self.emit(event);
-        let job = Job {
-            key: JobKey::Step(i),
-            ctx_id: step.id.value.clone(),
+        self.spawn(job);
+    }
+
+    /// Everything a step task needs. Fails when the engine cannot even
+    /// start the step: its `timeout` or `env` does not render, or no
+    /// executor knows its type.
+    fn job(
+        &mut self,
+        key: JobKey,
+        ctx_id: String,
+        step: Arc<Step>,
+        mode: JobMode,
+        dropped: Arc<AtomicU64>,
+    ) -> Result<Job, String> {
+        let (timeout, env) = self.prepare(&step)?;
+        let executor = self.executor(&step)?;
+        Ok(Job {
+            key,
+            ctx_id,
             retry: self.retry_of(&step),
             stop_grace: stop_grace(&step),
-            mode: JobMode::Run,
+            mode,
             step,
             executor,
             timeout,
@@ -764,8 +777,7 @@ impl<'a> Dispatcher<'a> {
             token: CancellationToken::new(),
             dropped,
             shared: self.shared.clone(),
-        };
-        self.spawn(job);
+        })
     }
 
     fn spawn(&mut self, job: Job) {
@@ -1195,41 +1207,25 @@ impl<'a> Dispatcher<'a> {
                 JobMode::RollbackAuto(self.states[i].outputs.clone()),
             ),
         };
-        let prepared = self.prepare(&step).and_then(|(timeout, env)| {
-            let executor = self.executor(&step)?;
-            Ok((timeout, env, executor))
-        });
-        let (timeout, env, executor) = match prepared {
-            Ok(p) => p,
+        let ctx_id = format!("{id}.rollback");
+        let dropped = Arc::new(AtomicU64::new(0));
+        let job = match self.job(JobKey::Rollback(i), ctx_id, step, mode, dropped) {
+            Ok(job) => job,
             Err(error) => {
-                self.rollback_finished(
-                    i,
-                    JobResult {
-                        key: JobKey::Rollback(i),
-                        ended: Ended::Failed,
-                        attempts: 0,
-                        outputs: Outputs::new(),
-                        error: Some(error),
-                        would_run: None,
-                    },
-                );
+                let result = JobResult {
+                    key: JobKey::Rollback(i),
+                    ended: Ended::Failed,
+                    attempts: 0,
+                    outputs: Outputs::new(),
+                    error: Some(error),
+                    would_run: None,
+                };
+                self.rollback_finished(i, result);
+                if let Some(record) = self.rollback_done.take() {
+                    self.rollbacks.push(record);
+                }
                 return;
             }
-        };
-        let job = Job {
-            key: JobKey::Rollback(i),
-            ctx_id: format!("{id}.rollback"),
-            retry: self.retry_of(&step),
-            stop_grace: stop_grace(&step),
-            step,
-            mode,
-            executor,
-            timeout,
-            context: self.snapshot(),
-            env,
-            token: CancellationToken::new(),
-            dropped: Arc::new(AtomicU64::new(0)),
-            shared: self.shared.clone(),
         };
         self.spawn(job);
         while self.rollback_done.is_none() {

@@ -1112,5 +1112,8 @@ finally:
     assert_eq!(o.summary.status, RunStatus::Failed);
     assert_eq!(o.step("after").status, runbook_engine::StepStatus::Skipped);
     assert_eq!(o.step("page").status, runbook_engine::StepStatus::Succeeded);
-    assert_eq!(o.step("cleanup").status, runbook_engine::StepStatus::Succeeded);
+    assert_eq!(
+        o.step("cleanup").status,
+        runbook_engine::StepStatus::Succeeded
+    );
 }
