@@ -1117,3 +1117,33 @@ finally:
         runbook_engine::StepStatus::Succeeded
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_rollback_that_cannot_start_is_reported_and_the_next_one_runs() {
+    // No executor is registered for http-check in these tests.
+    let o = run(r#"
+version: 1
+name: t
+steps:
+  one: {type: shell, run: "sleep 1s", rollback: {type: shell, run: "print undo one"}}
+  two:
+    type: shell
+    run: "sleep 1s"
+    needs: [one]
+    rollback: {type: http-check, url: "http://127.0.0.1:1/"}
+  boom: {type: shell, run: "fail boom", needs: [two]}
+"#)
+    .await;
+    use runbook_engine::RollbackStatus::{Failed, Succeeded};
+    let rollbacks: Vec<_> = o
+        .summary
+        .rollbacks
+        .iter()
+        .map(|r| (r.step.as_str(), r.status, r.attempts))
+        .collect();
+    assert_eq!(rollbacks, [("two", Failed, 0), ("one", Succeeded, 1)]);
+    assert_eq!(
+        o.lines,
+        [("one.rollback".to_string(), "undo one".to_string())]
+    );
+}
