@@ -13,7 +13,8 @@ the kernel's wait4() rusage: the same numbers `/usr/bin/time -f '%e %M'`
 prints, with a clock fine enough for runs of a few milliseconds.
 
   bench.py [--quick] [--only N[,N...]] [--reps N] [--tools a,b] [--runbook BIN]
-           [--peers DIR] [--workdir DIR] [--markdown FILE]
+           [--peers DIR] [--workdir DIR] [--state-root DIR] [--timeout S]
+           [--budget S] [--markdown FILE]
   bench.py --serve            (internal: the local HTTP server)
 """
 
@@ -431,7 +432,13 @@ def w5a(env):
 
 
 def w5b(env):
-    return sequential(env, "w5b", "big-lines", 1, f"sh -c {q(BIG_YES)}", BIG_YES)
+    cmds = sequential(env, "w5b", "big-lines", 1, f"sh -c {q(BIG_YES)}", BIG_YES)
+    if "ansible" in cmds:
+        cmds["ansible"] = NA(
+            "not run: Ansible keeps a command's whole output in memory, here as a 25M-item "
+            "`stdout_lines` list, and ships it as JSON; 5a shows its cost for the same 50 MB"
+        )
+    return cmds
 
 
 def w3(env):
@@ -669,6 +676,11 @@ def main():
         "--budget", type=float, default=240,
         help="seconds per tool and workload; a tool over it gets no more repetitions",
     )
+    ap.add_argument(
+        "--state-root",
+        help="where runbook's per-run --state-dir is created (default: the work dir); "
+        "/dev/shm shows what the journal's fdatasync costs",
+    )
     ap.add_argument("--markdown", help="also write the report to this file")
     args = ap.parse_args()
     if args.serve:
@@ -719,7 +731,9 @@ def main():
     out()
     out(f"- machine: {machine()}")
     out(f"- load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    out(f"- work dir: {args.workdir} ({fs_type(args.workdir)}; runbook's --state-dir and journal live here)")
+    state_root = args.state_root or args.workdir
+    out(f"- work dir: {args.workdir} ({fs_type(args.workdir)})")
+    out(f"- runbook's --state-dir (journal, synced at every event): under {state_root} ({fs_type(os.path.abspath(state_root))})")
     out(f"- repetitions: {reps} per tool and workload, tools interleaved; the table shows medians")
     for t in TOOLS:
         v = versions.get(t)
@@ -758,7 +772,7 @@ def main():
                     if rep > 0 and runs[t] and spent[t] + runs[t][-1].wall > args.budget:
                         notes[(key, t)] = f"{len(runs[t])} run(s): over the {args.budget:.0f} s budget"
                         continue
-                    state = tempfile.mkdtemp(prefix="state-", dir=args.workdir)
+                    state = tempfile.mkdtemp(prefix="runbook-state-", dir=args.state_root or args.workdir)
                     argv = [a.replace("{state}", state) for a in c.argv]
                     run_env = dict(base_env)
                     run_env.update(c.env or {})
@@ -844,6 +858,14 @@ def main():
     if not only or "7" in only:
         w, c, m = med("7", "runbook", "wall"), med("7", "runbook", "cpu"), med("7", "runbook", "rss_kb")
         bw, bc = med("7", "bash", "wall"), med("7", "bash", "cpu")
+        rb7 = results.get(("7", "runbook"))
+        if isinstance(rb7, NA):
+            out("## Workload 7: scheduling 10,000 steps")
+            out()
+            out(f"- runbook: n/a ({rb7.reason})")
+            if bw is not None:
+                out(f"- bash floor: wall {fmt_s(bw)}, CPU {bc:.2f} s ({bc / 10000 * 1e3:.2f} ms per step)")
+            out()
         if w is not None:
             out("## Workload 7: scheduling 10,000 steps")
             out()

@@ -3,7 +3,9 @@
 # just and Ansible on the same workloads (docs/performance.md).
 #
 #   bench/run.sh [--quick] [--only N[,N...]] [--reps N] [--tools runbook,bash,...]
-#                [--no-install] [--markdown FILE]
+#                [--no-install] [--state-root DIR] [--timeout S] [--budget S]
+#                [--markdown FILE]
+#   bench/run.sh --help     (every option of the driver)
 #
 # Builds the release binary (set RUNBOOK_BIN to use another one), installs
 # the peers on demand into bench/.peers (a git-ignored venv: PyPI go-task-bin,
