@@ -110,11 +110,23 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
 
     // Ctrl-C reaches the child too (same process group): it cancels, rolls
     // back and exits 130. This process waits for that instead of dying first
-    // and pulling the environment out from under the rollbacks.
+    // and pulling the environment out from under the rollbacks. SIGTERM is
+    // sent to this process alone (by a supervisor, `timeout`), so it is
+    // passed on to the run, which handles it the same way.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
     let status = loop {
         tokio::select! {
             status = child.wait() => break status.context("waiting for `runbook run`")?,
             _ = tokio::signal::ctrl_c() => continue,
+            _ = terminate.recv() => {
+                if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGTERM,
+                    );
+                }
+            }
         }
     };
 
@@ -140,8 +152,8 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     env.shutdown().await;
     Ok(match status.code() {
         Some(0) => ExitCode::Success,
-        Some(1) => ExitCode::Failure,
-        Some(130) => ExitCode::Interrupted,
-        _ => ExitCode::Usage,
+        Some(2) => ExitCode::Usage,
+        Some(130) | None => ExitCode::Interrupted,
+        Some(_) => ExitCode::Failure,
     })
 }

@@ -182,6 +182,9 @@ impl DemoEnvironment {
                 "backup_dir".into(),
                 self.dir.path().join("backups").display().to_string(),
             ),
+            // The simulated cluster runs about a hundred times faster than a
+            // real one, so a rollout that has not finished in 20 s never will.
+            ("rollout_timeout".into(), "20s".into()),
         ]
     }
 
