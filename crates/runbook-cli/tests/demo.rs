@@ -1,0 +1,119 @@
+//! `runbook demo` for every scenario: the SEV1 runbook runs end to end
+//! against the simulated environment, and the final status of every step
+//! (and every rollback) is snapshotted, so a change in the runbook's or the
+//! engine's behaviour shows up in review.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+fn demo_table(scenario: &str) -> (Option<i32>, String) {
+    let state = tempfile::tempdir().expect("temp dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args([
+            "demo",
+            scenario,
+            "--approve-all",
+            "--output",
+            "json",
+            "--state-dir",
+        ])
+        .arg(state.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("runbook demo runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut steps: Vec<String> = Vec::new();
+    let mut status: BTreeMap<String, String> = BTreeMap::new();
+    let mut rollbacks: Vec<String> = Vec::new();
+    let mut finished = None;
+    for line in stdout.lines() {
+        let event: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("stdout must be NDJSON ({e}): {line}"));
+        let step = event["step"].as_str().unwrap_or_default().to_string();
+        match event["event"].as_str().unwrap_or_default() {
+            "step_finished" | "step_skipped" => {
+                if !steps.contains(&step) {
+                    steps.push(step.clone());
+                }
+                status.insert(
+                    step,
+                    event["status"].as_str().unwrap_or_default().to_string(),
+                );
+            }
+            "rollback_finished" => {
+                rollbacks.push(format!(
+                    "rollback {step}: {}",
+                    event["status"].as_str().unwrap_or_default()
+                ));
+            }
+            "run_finished" => finished = event["status"].as_str().map(str::to_string),
+            _ => {}
+        }
+    }
+    // File order, not completion order: parallel steps finish in any order.
+    let runbook_path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../runbooks/sev1-service-down.yaml");
+    let (_, loaded) = runbook_model::load_file(&runbook_path);
+    let order: Vec<String> = loaded
+        .runbook
+        .expect("the SEV1 runbook is valid")
+        .all_steps()
+        .map(|s| s.id.value.clone())
+        .collect();
+    steps.sort_by_key(|s| order.iter().position(|o| o == s).unwrap_or(usize::MAX));
+    let mut table = format!(
+        "run: {}\n",
+        finished.unwrap_or_else(|| "(no run_finished event)".into())
+    );
+    for step in &steps {
+        table.push_str(&format!("{step:<28} {}\n", status[step]));
+    }
+    for rollback in rollbacks {
+        table.push_str(&rollback);
+        table.push('\n');
+    }
+    (out.status.code(), table)
+}
+
+fn check(scenario: &str, expected_exit: i32) {
+    let (code, table) = demo_table(scenario);
+    assert_eq!(code, Some(expected_exit), "{scenario}:\n{table}");
+    insta::with_settings!({
+        snapshot_path => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/snapshots/demo"),
+        prepend_module_to_snapshot => false,
+        omit_expression => true,
+    }, {
+        insta::assert_snapshot!(scenario.to_string(), table);
+    });
+}
+
+#[test]
+fn healthy_needs_no_remedy() {
+    check("healthy", 0);
+}
+
+#[test]
+fn crashloop_is_fixed_by_a_restart() {
+    check("crashloop", 0);
+}
+
+#[test]
+fn bad_deploy_is_fixed_by_a_rollback() {
+    check("bad-deploy", 0);
+}
+
+#[test]
+fn oomkilled_is_fixed_by_raising_the_memory_limit() {
+    check("oomkilled", 0);
+}
+
+#[test]
+fn disk_full_is_fixed_by_cleaning_after_approval() {
+    check("disk-full", 0);
+}
+
+#[test]
+fn unrecoverable_reaches_the_restore_gate_and_escalates() {
+    check("unrecoverable", 1);
+}
