@@ -444,7 +444,9 @@ fn object(
     params: &Params,
     accept: &str,
 ) -> Response {
-    let dry_run = params.dry_run();
+    // DeleteOptions travel in the request body (kubectl `--dry-run=server`
+    // and kube-rs put `dryRun: ["All"]` there), other writes in the query.
+    let dry_run = params.dry_run() || (*method == Method::DELETE && body_requests_dry_run(body));
     match *method {
         Method::GET => {
             let cluster = shared.lock();
@@ -899,4 +901,13 @@ mod tests {
             Route::Unknown
         ));
     }
+}
+
+/// Whether a DeleteOptions body asks for a dry run (`"dryRun": ["All"]`).
+fn body_requests_dry_run(body: &Bytes) -> bool {
+    serde_json::from_slice::<Value>(body).is_ok_and(|options| {
+        options["dryRun"]
+            .as_array()
+            .is_some_and(|modes| modes.iter().any(|m| m == "All"))
+    })
 }

@@ -264,6 +264,17 @@ async fn dry_run_stores_nothing_on_any_write() {
     .await;
     assert_eq!(deleted.status, 200);
     assert!(fake.get(Kind::Pod, "omendb-prod", &pod).is_some());
+    // kubectl and kube-rs send DeleteOptions in the body instead.
+    let deleted = request(
+        &fake,
+        "DELETE",
+        &format!("/api/v1/namespaces/omendb-prod/pods/{pod}"),
+        Some("application/json"),
+        r#"{"kind":"DeleteOptions","apiVersion":"v1","dryRun":["All"]}"#,
+    )
+    .await;
+    assert_eq!(deleted.status, 200);
+    assert!(fake.get(Kind::Pod, "omendb-prod", &pod).is_some());
     let before = fake.get(Kind::Deployment, "omendb-prod", "prod-omendb");
     let patched = request(
         &fake,
