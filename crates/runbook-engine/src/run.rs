@@ -431,6 +431,9 @@ struct Dispatcher<'a> {
     nodes: Vec<Node>,
     states: Vec<State>,
     context: Value,
+    /// Per step id: the `steps.X` its templates read, or `None` when a
+    /// template reads `steps` as a whole.
+    reads: HashMap<String, Option<Vec<String>>>,
     snapshot: Option<Arc<Value>>,
     templates: Arc<Templates>,
     redactor: Redactor,
@@ -544,6 +547,7 @@ impl<'a> Dispatcher<'a> {
             nodes,
             states,
             context,
+            reads: HashMap::new(),
             snapshot: None,
             templates,
             redactor,
@@ -763,6 +767,7 @@ impl<'a> Dispatcher<'a> {
     ) -> Result<Job, String> {
         let (timeout, env) = self.prepare(&step)?;
         let executor = self.executor(&step)?;
+        let context = self.context_for(&step);
         Ok(Job {
             key,
             ctx_id,
@@ -772,7 +777,7 @@ impl<'a> Dispatcher<'a> {
             step,
             executor,
             timeout,
-            context: self.snapshot(),
+            context,
             env,
             token: CancellationToken::new(),
             dropped,
@@ -846,6 +851,40 @@ impl<'a> Dispatcher<'a> {
         self.snapshot
             .get_or_insert_with(|| Arc::new(self.context.clone()))
             .clone()
+    }
+
+    /// The template context an attempt of `step` renders against: params,
+    /// env and run, and only the `steps.X` its templates read. Copying every
+    /// step's outputs for every attempt made long runbooks quadratic (a
+    /// 10,000-step run spent most of its time cloning the context).
+    fn context_for(&mut self, step: &Step) -> Arc<Value> {
+        let reads = self
+            .reads
+            .entry(step.id.value.clone())
+            .or_insert_with(|| steps_read(step))
+            .clone();
+        let Some(reads) = reads else {
+            return self.snapshot();
+        };
+        let mut context = serde_json::Map::new();
+        if let Value::Object(all) = &self.context {
+            for (key, value) in all {
+                if key == "steps" {
+                    let mut steps = serde_json::Map::new();
+                    if let Value::Object(entries) = value {
+                        for id in &reads {
+                            if let Some(entry) = entries.get(id) {
+                                steps.insert(id.clone(), entry.clone());
+                            }
+                        }
+                    }
+                    context.insert(key.clone(), Value::Object(steps));
+                } else {
+                    context.insert(key.clone(), value.clone());
+                }
+            }
+        }
+        Arc::new(Value::Object(context))
     }
 
     // ---- waiting ------------------------------------------------------
@@ -1456,4 +1495,35 @@ fn initial_context(runbook: &Runbook, options: &RunOptions, nodes: &[Node]) -> V
             "dry_run": options.dry_run,
         },
     })
+}
+
+/// Which `steps.X` the templates of `step` read; `None` when one reads
+/// `steps` whole (or does not parse, which validation already reported).
+fn steps_read(step: &Step) -> Option<Vec<String>> {
+    let mut texts: Vec<String> = step
+        .templates()
+        .into_iter()
+        .map(|(_, t)| t.text.clone())
+        .collect();
+    for (_, tree) in step.template_trees() {
+        tree.for_each_string(&mut |_, text| texts.push(text.to_string()));
+    }
+    let mut reads = BTreeSet::new();
+    for text in texts.iter().filter(|t| t.contains("{{")) {
+        let analysis = runbook_model::template::analyze(text).ok()?;
+        for variable in analysis.variables {
+            match variable.path.as_slice() {
+                [root, id, ..] if root == "steps" => {
+                    reads.insert(id.clone());
+                }
+                [root] if root == "steps" => return None,
+                _ => {}
+            }
+        }
+        // `lookup steps ...` and friends can reach any step by name.
+        if analysis.helpers.iter().any(|h| h == "lookup") {
+            return None;
+        }
+    }
+    Some(reads.into_iter().collect())
 }
