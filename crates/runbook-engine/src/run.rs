@@ -930,8 +930,9 @@ impl<'a> Dispatcher<'a> {
     fn handle(&mut self, wake: Wake) {
         match wake {
             Wake::Message(StepMessage::Output { step, stream, line }) => {
+                let cost = crate::step::queued_cost(&step, line.len());
                 self.shared.pending.fetch_sub(
-                    line.len().min(self.shared.pending.load(Ordering::Relaxed)),
+                    cost.min(self.shared.pending.load(Ordering::Relaxed)),
                     Ordering::Relaxed,
                 );
                 let line = self.redactor.redact(&line);

@@ -81,6 +81,14 @@ pub(crate) struct Backlog {
 /// Bytes of live output that may wait for the dispatcher, across all steps.
 pub(crate) const BACKLOG_LIMIT: usize = 4 << 20;
 
+/// What one queued line costs in memory: its text, its step id and the
+/// message and allocation overhead. Counting text alone let a step printing
+/// millions of one-byte lines queue hundreds of megabytes of envelopes.
+pub(crate) fn queued_cost(step_id: &str, line_len: usize) -> usize {
+    const ENVELOPE: usize = std::mem::size_of::<StepMessage>() + 64;
+    line_len + step_id.len() + ENVELOPE
+}
+
 impl Backlog {
     fn admit(&self, len: usize) -> bool {
         // The limit is soft (two steps may pass it at once by a line each),
@@ -329,7 +337,7 @@ impl StepContext {
     /// rather than buffered without bound; its outputs are unaffected.
     pub fn output_line(&self, stream: Stream, line: &str) {
         if let Some(backlog) = &self.backlog
-            && !backlog.admit(line.len())
+            && !backlog.admit(queued_cost(&self.step_id, line.len()))
         {
             return;
         }
