@@ -18,7 +18,8 @@ measure() {
     local best="" rss=""
     for _ in 1 2 3 4 5; do
         local out
-        out=$( { /usr/bin/time -f '%e %M' "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -n1)
+        /usr/bin/time -o "$work/time" -f '%e %M' "$@" >/dev/null 2>&1 || true
+        out=$(tail -n1 "$work/time")
         local wall=${out% *} kib=${out#* }
         if [ -z "$best" ] || awk "BEGIN{exit !($wall < $best)}"; then best=$wall; rss=$kib; fi
     done

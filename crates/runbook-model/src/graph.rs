@@ -1,5 +1,5 @@
 //! The dependency graph of one step map: `needs` resolution, cycle detection,
-//! ancestry (which steps a step transitively depends on) and waves.
+//! topological order and waves.
 
 use crate::model::Step;
 use indexmap::IndexMap;
@@ -120,56 +120,6 @@ impl Graph {
         }
         Some(waves)
     }
-
-    /// For each step, the set of steps it depends on directly or
-    /// transitively, as bitsets. Requires an acyclic graph.
-    pub fn ancestors(&self, order: &[usize]) -> Vec<BitSet> {
-        let n = self.needs.len();
-        let mut sets = vec![BitSet::new(n); n];
-        for &i in order {
-            let mut set = BitSet::new(n);
-            for &d in &self.needs[i] {
-                set.insert(d);
-                set.union_with(&sets[d]);
-            }
-            sets[i] = set;
-        }
-        sets
-    }
-}
-
-/// A fixed-size set of step indices.
-#[derive(Clone, Debug)]
-pub struct BitSet {
-    words: Vec<u64>,
-}
-
-impl BitSet {
-    /// An empty set for indices below `n`.
-    pub fn new(n: usize) -> Self {
-        BitSet {
-            words: vec![0; n.div_ceil(64)],
-        }
-    }
-
-    /// Adds `i`.
-    pub fn insert(&mut self, i: usize) {
-        self.words[i / 64] |= 1 << (i % 64);
-    }
-
-    /// Whether `i` is in the set.
-    pub fn contains(&self, i: usize) -> bool {
-        self.words
-            .get(i / 64)
-            .is_some_and(|w| w & (1 << (i % 64)) != 0)
-    }
-
-    /// Adds every member of `other`.
-    pub fn union_with(&mut self, other: &BitSet) {
-        for (a, b) in self.words.iter_mut().zip(&other.words) {
-            *a |= b;
-        }
-    }
 }
 
 #[cfg(test)]
@@ -193,14 +143,6 @@ mod tests {
     fn waves_follow_depth() {
         let g = graph(&[&[], &[], &[0, 1], &[0]]);
         assert_eq!(g.waves(), Some(vec![vec![0, 1], vec![2, 3]]));
-    }
-
-    #[test]
-    fn ancestors_are_transitive() {
-        let g = graph(&[&[], &[0], &[1], &[]]);
-        let order = g.topological_order().expect("acyclic");
-        let anc = g.ancestors(&order);
-        assert!(anc[2].contains(0) && anc[2].contains(1) && !anc[2].contains(3));
     }
 
     #[test]

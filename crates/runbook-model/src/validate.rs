@@ -3,7 +3,7 @@
 //! including whether a step reads another step it does not depend on.
 
 use crate::diagnostic::{Code, Diagnostic};
-use crate::graph::{BitSet, Graph};
+use crate::graph::Graph;
 use crate::lower::{Lowered, did_you_mean};
 use crate::model::*;
 use crate::span::Span;
@@ -18,6 +18,8 @@ pub(crate) fn validate(lowered: &Lowered, source: &str) -> Vec<Diagnostic> {
         all_ids: &lowered.all_ids,
         source,
         diagnostics: Vec::new(),
+        visited: Vec::new(),
+        generation: 0,
     };
     for phase in [Phase::Main, Phase::OnFailure, Phase::Finally] {
         if let Some(steps) = lowered.runbook.phase(phase) {
@@ -35,6 +37,9 @@ struct Validator<'a> {
     all_ids: &'a IndexSet<String>,
     source: &'a str,
     diagnostics: Vec<Diagnostic>,
+    /// Visit stamps for [`Validator::depends_on`], reused across queries.
+    visited: Vec<u32>,
+    generation: u32,
 }
 
 /// What a template may read from `steps`.
@@ -48,7 +53,9 @@ enum Scope<'s> {
         phase: Phase,
         id: &'s str,
         steps: &'s IndexMap<String, Step>,
-        ancestors: Option<&'s BitSet>,
+        /// The map's graph and this step's index; `None` when the map has a
+        /// cycle (reported already), which leaves no ancestry to judge by.
+        graph: Option<(&'s Graph, usize)>,
     },
     /// A rollback: sees `steps.*` as at the moment of failure.
     Rollback { parent: &'s str },
@@ -136,14 +143,13 @@ impl<'a> Validator<'a> {
                 .with_help("remove one of these `needs` so the steps can be ordered"),
             );
         }
-        let order = graph.topological_order();
-        let ancestors = order.as_ref().map(|o| graph.ancestors(o));
+        let acyclic = graph.topological_order().is_some();
         for (index, step) in steps.values().enumerate() {
             let scope = Scope::Step {
                 phase,
                 id: &step.id.value,
                 steps,
-                ancestors: ancestors.as_ref().map(|a| &a[index]),
+                graph: acyclic.then_some((&graph, index)),
             };
             self.step(step, scope);
             if let Some(Rollback::Step(rollback)) = &step.rollback {
@@ -328,17 +334,17 @@ impl<'a> Validator<'a> {
                 phase,
                 id,
                 steps,
-                ancestors,
+                graph,
             } => {
                 let in_main = self.runbook.steps.contains_key(target);
-                let is_ancestor = steps
-                    .get_index_of(target.as_str())
-                    .zip(ancestors)
-                    .is_some_and(|(i, a)| a.contains(i));
+                let is_ancestor = match (steps.get_index_of(target.as_str()), graph) {
+                    (Some(t), Some((graph, from))) => self.depends_on(graph, from, t),
+                    _ => false,
+                };
                 // A cycle leaves no ancestry to judge by; it is reported already.
                 is_ancestor
                     || (phase != Phase::Main && in_main)
-                    || (ancestors.is_none() && target != id)
+                    || (graph.is_none() && target != id)
             }
         };
         if !allowed {
@@ -410,6 +416,37 @@ impl<'a> Validator<'a> {
                 self.diagnostics.push(d);
             }
         }
+    }
+
+    /// Whether step `from` depends on step `to`, directly or transitively.
+    /// Most references are to a direct need; the rest walk the graph with a
+    /// reused visit buffer, so memory stays linear in the number of steps
+    /// (per-step ancestor bitsets were quadratic).
+    fn depends_on(&mut self, graph: &Graph, from: usize, to: usize) -> bool {
+        if graph.needs[from].contains(&to) {
+            return true;
+        }
+        if self.visited.len() < graph.needs.len() {
+            self.visited.resize(graph.needs.len(), 0);
+        }
+        self.generation = self.generation.wrapping_add(1);
+        if self.generation == 0 {
+            self.visited.iter_mut().for_each(|v| *v = 0);
+            self.generation = 1;
+        }
+        let mut stack = vec![from];
+        while let Some(node) = stack.pop() {
+            for &need in &graph.needs[node] {
+                if need == to {
+                    return true;
+                }
+                if self.visited[need] != self.generation {
+                    self.visited[need] = self.generation;
+                    stack.push(need);
+                }
+            }
+        }
+        false
     }
 
     /// The position of `needle` inside the template's scalar in the file, or
