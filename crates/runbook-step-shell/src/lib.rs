@@ -61,6 +61,9 @@ pub const MAX_CAPTURED_BYTES: usize = 1 << 20;
 /// Longest line sent to the live output; longer lines arrive in pieces.
 pub const MAX_LINE_BYTES: usize = 64 << 10;
 
+/// Most entries in the `lines` output: the last lines of the kept stdout.
+pub const MAX_OUTPUT_LINES: usize = 10_000;
+
 /// How long output is still drained after the script exits, waiting for
 /// processes it left behind to close their end of the pipes, before those
 /// processes are killed.
@@ -285,13 +288,16 @@ impl Prepared {
             Value::Null
         };
         outputs.insert("json".into(), json);
+        // Each line becomes its own JSON string, copied into events, the
+        // journal and the template context; a megabyte of one-byte lines
+        // would cost hundreds of megabytes that way. `stdout` keeps the text.
+        let all_lines: Vec<&str> = stdout.text.lines().collect();
+        let kept = &all_lines[all_lines.len().saturating_sub(MAX_OUTPUT_LINES)..];
         outputs.insert(
             "lines".into(),
             Value::Array(
-                stdout
-                    .text
-                    .lines()
-                    .map(|l| Value::String(l.to_string()))
+                kept.iter()
+                    .map(|l| Value::String((*l).to_string()))
                     .collect(),
             ),
         );

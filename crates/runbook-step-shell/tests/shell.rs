@@ -424,3 +424,21 @@ async fn lines_arrive_while_the_process_runs() {
     assert_eq!(outputs["lines"], json!(["first", "second"]));
     let _ = std::fs::remove_file(flag);
 }
+
+#[tokio::test]
+async fn lines_keeps_the_last_lines_only() {
+    let step = step("    run: seq 1 25000\n");
+    let (ctx, _messages) = context("").build();
+    let outputs = succeeded(run(&step, &ctx).await);
+    let lines = outputs["lines"].as_array().expect("lines is a list");
+    assert_eq!(lines.len(), runbook_step_shell::MAX_OUTPUT_LINES);
+    assert_eq!(lines.last(), Some(&json!("25000")));
+    assert_eq!(lines.first(), Some(&json!("15001")));
+    // stdout still has every kept line.
+    assert!(
+        outputs["stdout"]
+            .as_str()
+            .expect("text")
+            .starts_with("1\n2\n")
+    );
+}
