@@ -863,6 +863,15 @@ fn metrics(
     }
 }
 
+/// Whether a DeleteOptions body asks for a dry run (`"dryRun": ["All"]`).
+fn body_requests_dry_run(body: &Bytes) -> bool {
+    serde_json::from_slice::<Value>(body).is_ok_and(|options| {
+        options["dryRun"]
+            .as_array()
+            .is_some_and(|modes| modes.iter().any(|m| m == "All"))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -901,13 +910,4 @@ mod tests {
             Route::Unknown
         ));
     }
-}
-
-/// Whether a DeleteOptions body asks for a dry run (`"dryRun": ["All"]`).
-fn body_requests_dry_run(body: &Bytes) -> bool {
-    serde_json::from_slice::<Value>(body).is_ok_and(|options| {
-        options["dryRun"]
-            .as_array()
-            .is_some_and(|modes| modes.iter().any(|m| m == "All"))
-    })
 }
