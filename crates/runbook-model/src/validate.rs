@@ -396,7 +396,13 @@ impl<'a> Validator<'a> {
         }
         if member == "outputs"
             && let Some(output) = path.get(3)
-            && let Some(step) = self.runbook.all_steps().find(|s| &s.id.value == target)
+            && let Some(step) = [
+                &self.runbook.steps,
+                &self.runbook.on_failure,
+                &self.runbook.finally,
+            ]
+            .into_iter()
+            .find_map(|map| map.get(target.as_str()))
         {
             let names = step.kind.output_names();
             if !names.contains(&output.as_str()) {
