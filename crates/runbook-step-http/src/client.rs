@@ -140,7 +140,8 @@ fn tls_config(settings: &TlsSettings) -> Result<rustls::ClientConfig, ClientErro
         .map_err(|e| ClientError::Setup(e.to_string()))?
         .dangerous();
     let verifier: Arc<dyn ServerCertVerifier> = match settings {
-        TlsSettings::Insecure => Arc::new(NoVerification {
+        TlsSettings::Insecure => Arc::new(FixedVerdict {
+            refusal: None,
             algorithms: provider.signature_verification_algorithms,
         }),
         TlsSettings::Platform => match rustls_platform_verifier::Verifier::new(provider.clone()) {
@@ -148,8 +149,10 @@ fn tls_config(settings: &TlsSettings) -> Result<rustls::ClientConfig, ClientErro
             // A machine without a CA bundle can still make plain-HTTP checks;
             // HTTPS then fails with this explanation instead of a bare
             // "unknown issuer".
-            Err(error) => Arc::new(NoTrustedRoots {
-                reason: error.to_string(),
+            Err(error) => Arc::new(FixedVerdict {
+                refusal: Some(format!(
+                    "no trusted CA certificates are available ({error}); install the system CA bundle or set `ca_cert`"
+                )),
                 algorithms: provider.signature_verification_algorithms,
             }),
         },
@@ -187,15 +190,18 @@ fn parse_pem(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, Cl
     Ok(certs)
 }
 
-/// `insecure: true`: accepts any certificate. Handshake signatures are still
-/// checked, which costs nothing and keeps the connection bound to the key of
-/// the certificate the server showed.
+/// A verifier whose verdict on certificates is decided up front: with no
+/// refusal it accepts any certificate (`insecure: true`); with one it refuses
+/// every certificate with that reason (no CA store on this system). Either
+/// way handshake signatures are still checked, which costs nothing and keeps
+/// the connection bound to the key of the certificate the server showed.
 #[derive(Debug)]
-struct NoVerification {
+struct FixedVerdict {
+    refusal: Option<String>,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for NoVerification {
+impl ServerCertVerifier for FixedVerdict {
     fn verify_server_cert(
         &self,
         _end_entity: &CertificateDer<'_>,
@@ -204,52 +210,10 @@ impl ServerCertVerifier for NoVerification {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
-
-/// The system has no CA store: every certificate is refused with the reason.
-#[derive(Debug)]
-struct NoTrustedRoots {
-    reason: String,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for NoTrustedRoots {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Err(rustls::Error::General(format!(
-            "no trusted CA certificates are available ({}); install the system CA bundle or set `ca_cert`",
-            self.reason
-        )))
+        match &self.refusal {
+            None => Ok(ServerCertVerified::assertion()),
+            Some(reason) => Err(rustls::Error::General(reason.clone())),
+        }
     }
 
     fn verify_tls12_signature(
