@@ -74,6 +74,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
 
     let state = state_dir(args.state_dir.as_deref(), &|name| std::env::var(name).ok())?;
     let run_dir = RunDir::create(&state)?;
+    // Held until the process exits: `resume` and `runs` tell a live run
+    // from one whose engine died by this lock.
+    let _lock = run_dir.lock()?;
     let journal = Journal::create(&run_dir)?;
     let journal_path = journal.path().display().to_string();
 

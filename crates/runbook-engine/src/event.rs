@@ -125,6 +125,10 @@ pub struct Event {
     /// `run_started`: whether this is a `--dry-run`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dry_run: Option<bool>,
+    /// `run_started` written by `runbook resume`: the same run continues
+    /// after its engine stopped (`user` and `host` are the resumer's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed: Option<bool>,
 }
 
 impl Event {
@@ -155,6 +159,7 @@ impl Event {
             host: None,
             params: None,
             dry_run: None,
+            resumed: None,
         }
     }
 

@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 
 /// The journal's file name inside a run directory.
 pub const JOURNAL_FILE: &str = "events.jsonl";
+/// The lock file inside a run directory, held by the engine running it.
+pub const LOCK_FILE: &str = "lock";
 
 /// A problem creating or writing run state.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +42,25 @@ pub enum JournalError {
         /// Why.
         source: std::io::Error,
     },
+    /// Another engine (a `run` or a `resume`) holds the run's lock.
+    #[error(
+        "run {id} is in use by another runbook process (its engine is still running, or another `resume` of it is)"
+    )]
+    Busy {
+        /// The run id.
+        id: String,
+    },
+    /// The run's lock could not be taken.
+    #[error("cannot lock `{path}`: {source}")]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The journal could not be read back to be continued.
+    #[error(transparent)]
+    Read(#[from] ReadJournalError),
     /// An event could not be written or synced.
     #[error("cannot write journal `{path}`: {source}")]
     Write {
@@ -163,6 +184,54 @@ impl RunDir {
     pub fn journal_path(&self) -> PathBuf {
         self.path.join(JOURNAL_FILE)
     }
+
+    /// Takes the run's lock, held until the returned guard is dropped (or
+    /// the process dies, however it dies: the kernel releases it). Whoever
+    /// runs the run holds it, so two engines never write one journal, and
+    /// a run whose engine was killed is told apart from a live one.
+    pub fn lock(&self) -> Result<RunLock, JournalError> {
+        let path = self.path.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|source| JournalError::Lock {
+                path: path.clone(),
+                source,
+            })?;
+        match file.try_lock() {
+            Ok(()) => Ok(RunLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(JournalError::Busy {
+                id: self.id.clone(),
+            }),
+            Err(std::fs::TryLockError::Error(source)) => Err(JournalError::Lock { path, source }),
+        }
+    }
+
+    /// Whether an engine is running this run now (someone holds its lock).
+    /// A run without a lock file (never started, or from an older build)
+    /// is not live.
+    pub fn is_live(&self) -> bool {
+        let Ok(file) = File::open(self.path.join(LOCK_FILE)) else {
+            return false;
+        };
+        // A shared lock is granted unless an engine holds the exclusive one;
+        // it is dropped at once, so at worst an engine starting in this
+        // instant sees the run as busy and says so.
+        matches!(
+            file.try_lock_shared(),
+            Err(std::fs::TryLockError::WouldBlock)
+        )
+    }
+}
+
+/// The run's lock (see [`RunDir::lock`]); released when dropped.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: File,
 }
 
 /// The append-only event log of one run.
@@ -281,6 +350,35 @@ impl Journal {
         Ok(Journal { file, path, syncer })
     }
 
+    /// Opens the journal of an existing run to continue it (`resume`),
+    /// under the run's lock. A torn last line (the engine died while
+    /// writing it) is cut off first, so that new events start on a line of
+    /// their own; what was cut is returned for the caller to report.
+    pub fn reopen(
+        run_dir: &RunDir,
+        _lock: &RunLock,
+    ) -> Result<(Journal, Option<TornLine>), JournalError> {
+        let path = run_dir.journal_path();
+        let contents = read_journal(&path)?;
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(|source| JournalError::Open {
+                path: path.clone(),
+                source,
+            })?;
+        if let Some(torn) = &contents.torn {
+            file.set_len(torn.offset)
+                .and_then(|()| file.sync_data())
+                .map_err(|source| JournalError::Write {
+                    path: path.clone(),
+                    source,
+                })?;
+        }
+        let syncer = file.try_clone().ok().map(Syncer::start);
+        Ok((Journal { file, path, syncer }, contents.torn))
+    }
+
     /// The journal's path.
     pub fn path(&self) -> &Path {
         &self.path
@@ -308,30 +406,72 @@ impl Journal {
     }
 }
 
-/// Reads a journal back: every complete line that parses as an event, in
-/// order. A torn last line (the engine was killed while writing it) is
-/// ignored; any other bad line is an error naming its line number.
-pub fn read_journal(path: &Path) -> Result<Vec<Event>, ReadJournalError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ReadJournalError::Io {
+/// A journal read back: its events, and the torn last line if the writer
+/// died in the middle of one.
+#[derive(Debug)]
+pub struct JournalContents {
+    /// Every complete event, in order.
+    pub events: Vec<Event>,
+    /// The incomplete last line, if any.
+    pub torn: Option<TornLine>,
+}
+
+/// An incomplete last line of a journal (no newline at the end of the file).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TornLine {
+    /// Its 1-based line number.
+    pub line: usize,
+    /// Its length in bytes.
+    pub bytes: u64,
+    /// Where it starts in the file (the length of the complete part).
+    pub offset: u64,
+}
+
+impl std::fmt::Display for TornLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "line {} is incomplete ({} bytes; the engine stopped while writing it)",
+            self.line, self.bytes
+        )
+    }
+}
+
+/// Reads a journal back: every complete line as an event, in order. A torn
+/// last line (the engine was killed while writing it) is not an error; it
+/// is returned in [`JournalContents::torn`] for the caller to report. Any
+/// other bad line (a complete line that is not an event, text that is not
+/// UTF-8) is an error naming its line number.
+pub fn read_journal(path: &Path) -> Result<JournalContents, ReadJournalError> {
+    let bytes = std::fs::read(path).map_err(|source| ReadJournalError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    let complete = match text.rfind('\n') {
-        Some(end) => &text[..=end],
-        None => "",
-    };
-    complete
-        .lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(n, line)| {
-            serde_json::from_str(line).map_err(|source| ReadJournalError::Parse {
-                path: path.to_path_buf(),
-                line: n + 1,
-                source,
-            })
-        })
-        .collect()
+    let complete_len = bytes
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |end| end + 1);
+    let (complete, tail) = bytes.split_at(complete_len);
+    let mut events = Vec::new();
+    let mut line_count = 0;
+    for (n, line) in complete.split_inclusive(|&b| b == b'\n').enumerate() {
+        line_count = n + 1;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let event = serde_json::from_slice(line).map_err(|source| ReadJournalError::Parse {
+            path: path.to_path_buf(),
+            line: n + 1,
+            source,
+        })?;
+        events.push(event);
+    }
+    let torn = (!tail.is_empty()).then(|| TornLine {
+        line: line_count + 1,
+        bytes: tail.len() as u64,
+        offset: complete_len as u64,
+    });
+    Ok(JournalContents { events, torn })
 }
 
 /// A problem reading a journal back.
@@ -452,13 +592,77 @@ mod tests {
             .open(journal.path())
             .expect("open");
         file.write_all(b"{\"ts\":\"2026").expect("torn write");
-        let events = read_journal(journal.path()).expect("read");
-        assert_eq!(events.len(), 2);
-        assert_eq!(events[0], event);
+        let contents = read_journal(journal.path()).expect("read");
+        assert_eq!(contents.events.len(), 2);
+        assert_eq!(contents.events[0], event);
+        assert_eq!(
+            contents.torn,
+            Some(TornLine {
+                line: 3,
+                bytes: 11,
+                offset: std::fs::metadata(journal.path()).expect("meta").len() - 11,
+            })
+        );
         assert!(
             Journal::create(&dir).is_err(),
             "never reopened for a new run"
         );
+        std::fs::remove_dir_all(state).expect("cleanup");
+    }
+
+    #[test]
+    fn one_engine_per_run_and_liveness_follows_the_lock() {
+        let state = temp_dir("lock");
+        let dir = RunDir::create(&state).expect("create");
+        assert!(!dir.is_live(), "no lock file yet");
+        let lock = dir.lock().expect("first lock");
+        assert!(dir.is_live());
+        assert!(matches!(dir.lock(), Err(JournalError::Busy { .. })));
+        drop(lock);
+        assert!(!dir.is_live());
+        let _again = dir.lock().expect("lock after release");
+        std::fs::remove_dir_all(state).expect("cleanup");
+    }
+
+    #[test]
+    fn reopening_cuts_a_torn_line_so_new_events_start_on_their_own_line() {
+        let state = temp_dir("reopen");
+        let dir = RunDir::create(&state).expect("create");
+        let lock = dir.lock().expect("lock");
+        let mut journal = Journal::create(&dir).expect("journal");
+        journal
+            .append(&Event::new(EventKind::RunStarted, &dir.id))
+            .expect("append");
+        drop(journal);
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(dir.journal_path())
+            .expect("open");
+        file.write_all(b"{\"ts\":\"20").expect("torn write");
+        let (mut journal, torn) = Journal::reopen(&dir, &lock).expect("reopen");
+        assert_eq!(torn.map(|t| (t.line, t.bytes)), Some((2, 9)));
+        journal
+            .append(&Event::new(EventKind::RunFinished, &dir.id))
+            .expect("append");
+        let contents = read_journal(&dir.journal_path()).expect("read");
+        assert_eq!(contents.torn, None);
+        let kinds: Vec<_> = contents.events.iter().map(|e| e.event).collect();
+        assert_eq!(kinds, [EventKind::RunStarted, EventKind::RunFinished]);
+        std::fs::remove_dir_all(state).expect("cleanup");
+    }
+
+    #[test]
+    fn a_bad_complete_line_is_refused_with_its_number() {
+        let state = temp_dir("bad");
+        let path = state.join(JOURNAL_FILE);
+        let good = Event::new(EventKind::RunStarted, "r").to_json_line();
+        std::fs::write(&path, format!("{good}\n\nnot json\n{good}\n")).expect("write");
+        let error = read_journal(&path).expect_err("refused");
+        assert!(
+            matches!(error, ReadJournalError::Parse { line: 3, .. }),
+            "{error}"
+        );
+        assert!(error.to_string().contains("line 3"), "{error}");
         std::fs::remove_dir_all(state).expect("cleanup");
     }
 }

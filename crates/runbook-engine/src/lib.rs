@@ -17,7 +17,7 @@ pub mod step;
 pub mod template;
 
 pub use event::{CollectingSink, Event, EventKind, EventSink};
-pub use journal::{Journal, JournalError, RunDir};
+pub use journal::{Journal, JournalError, RunDir, RunLock};
 pub use redact::Redactor;
 pub use run::{
     Engine, RollbackRecord, RollbackStatus, RunOptions, RunStatus, RunSummary, StepRecord,
