@@ -33,6 +33,13 @@ pub fn run(args: &ApproveArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::Usage);
     };
+    if !run_dir.is_live() {
+        eprintln!(
+            "error: run {} has no engine running (it finished, or its engine stopped), so nothing is waiting for a decision; `runbook resume {}` continues a run whose engine died and asks again",
+            run_dir.id, run_dir.id
+        );
+        return Ok(ExitCode::Usage);
+    }
     let approved = !args.reject;
     match write_decision(&run_dir.path, &args.gate_id, approved, &approver_name()) {
         Ok(record) => {

@@ -7,6 +7,7 @@ mod exit;
 mod plan_cmd;
 mod prompt;
 mod reporter;
+mod resume_cmd;
 mod run_cmd;
 mod schema_cmd;
 mod validate_cmd;
@@ -35,6 +36,8 @@ enum Command {
     Run(run_cmd::RunArgs),
     /// Approve (or `--reject`) a manual gate of a run waiting in another shell.
     Approve(approve_cmd::ApproveArgs),
+    /// Continue a run whose engine died, where it stopped, in the same journal.
+    Resume(resume_cmd::ResumeArgs),
     /// Run the SEV1 runbook end to end against a built-in simulated cluster and service.
     Demo(demo_cmd::DemoArgs),
 }
@@ -103,6 +106,7 @@ fn main() -> std::process::ExitCode {
         Command::Schema => schema_cmd::run(),
         Command::Run(args) => run_cmd::run(&args),
         Command::Approve(args) => approve_cmd::run(&args),
+        Command::Resume(args) => resume_cmd::run(&args),
         Command::Demo(args) => demo_cmd::run(&args),
     };
     match result {

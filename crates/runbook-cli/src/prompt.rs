@@ -4,7 +4,7 @@
 
 use crate::reporter::Screen;
 use async_trait::async_trait;
-use runbook_engine::{Decision, GateRequest};
+use runbook_engine::{Decision, GateRequest, Question};
 use std::io::{BufRead, Write};
 use std::sync::{Arc, OnceLock};
 use tokio::sync::{Mutex, mpsc};
@@ -52,10 +52,16 @@ impl runbook_step_gate::Prompt for TerminalPrompt {
         // Anything typed before this question was asked is not an answer to it.
         while lines.try_recv().is_ok() {}
         let _paused = self.screen.pause();
-        let mut question = format!(
-            "\n⏸ gate `{}`: {}\n  approve? [y/n] ",
-            gate.gate, gate.message
-        );
+        let mut question = match gate.question {
+            Question::Approval => format!(
+                "\n⏸ gate `{}`: {}\n  approve? [y/n] ",
+                gate.gate, gate.message
+            ),
+            Question::Completed => format!(
+                "\n⏸ {}\n  did `{}` complete? [y = yes, do not run it again / n = no, run it again] ",
+                gate.message, gate.gate
+            ),
+        };
         loop {
             {
                 let mut err = std::io::stderr().lock();

@@ -85,7 +85,64 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         "run {} started; journal: {journal_path}",
         run_dir.id
     ));
+    let mut options = RunOptions::new(&run_dir);
+    options.params = params;
+    options.dry_run = args.dry_run;
+    options.file = Some(file);
+    options.runbook_sha256 = Some(sha256);
+    launch(Launch {
+        runbook: &runbook,
+        run_dir: &run_dir,
+        journal,
+        options,
+        screen,
+        hint: approve_hint(&run_dir, args.state_dir.as_deref()),
+        flags: EngineFlags {
+            approve: &args.approve,
+            approve_all: args.approve_all,
+            max_parallel: args.max_parallel,
+            no_rollback: args.no_rollback,
+            output: args.output,
+        },
+    })
+}
 
+/// The flags `run` and `resume` share.
+pub(crate) struct EngineFlags<'a> {
+    pub approve: &'a [String],
+    pub approve_all: bool,
+    pub max_parallel: u32,
+    pub no_rollback: bool,
+    pub output: OutputFormat,
+}
+
+/// A run ready to go: its journal open and its lock held by the caller.
+pub(crate) struct Launch<'a> {
+    pub runbook: &'a runbook_model::Runbook,
+    pub run_dir: &'a RunDir,
+    pub journal: Journal,
+    /// Everything but approvals, stop signals, parallelism and rollbacks,
+    /// which come from `flags`.
+    pub options: RunOptions,
+    pub screen: Arc<Screen>,
+    /// How to approve a gate from another shell.
+    pub hint: String,
+    pub flags: EngineFlags<'a>,
+}
+
+/// Runs the engine with every step kind, reporting to the terminal, stdout
+/// (`--output json`) and the journal, until the run ends or is interrupted.
+pub(crate) fn launch(launch: Launch<'_>) -> anyhow::Result<ExitCode> {
+    let Launch {
+        runbook,
+        run_dir,
+        journal,
+        mut options,
+        screen,
+        hint,
+        flags,
+    } = launch;
+    let journal_path = journal.path().display().to_string();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -98,25 +155,20 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             Arc::new(move |message: String| screen.line(&format!("warning: {message}")))
         };
         let mut approvals = FileApprovals::new(run_dir.path.clone())
-            .approve(args.approve.iter().cloned())
-            .approve_all(args.approve_all)
+            .approve(flags.approve.iter().cloned())
+            .approve_all(flags.approve_all)
             .warnings(warnings);
         if std::io::stdin().is_terminal() {
             approvals = approvals.prompt(Arc::new(TerminalPrompt::new(screen.clone())));
         }
-        let mut options = RunOptions::new(&run_dir);
-        options.params = params;
-        options.dry_run = args.dry_run;
-        options.max_parallel = args.max_parallel as usize;
-        options.no_rollback = args.no_rollback;
+        options.max_parallel = flags.max_parallel as usize;
+        options.no_rollback = flags.no_rollback;
         options.approvals = Arc::new(approvals);
         options.stop = stop;
-        options.file = Some(file);
-        options.runbook_sha256 = Some(sha256);
 
-        let human = HumanReporter::new(screen.clone(), approve_hint(&run_dir, args));
-        let mut sink = RunSink::new(human, args.output == OutputFormat::Json, journal);
-        let summary = engine().run(&runbook, options, &mut sink).await;
+        let human = HumanReporter::new(screen.clone(), hint);
+        let mut sink = RunSink::new(human, flags.output == OutputFormat::Json, journal);
+        let summary = engine().run(runbook, options, &mut sink).await;
         sink.human.summary(&summary, &journal_path);
         if sink.journal_failures() > 0 {
             screen.line(&format!(
@@ -147,10 +199,10 @@ fn engine() -> Engine {
 
 /// `runbook approve RUN_ID`, with `--state-dir` when the run uses one that
 /// the approver's environment would not find by itself.
-fn approve_hint(run_dir: &RunDir, args: &RunArgs) -> String {
-    match &args.state_dir {
+pub(crate) fn approve_hint(run_dir: &RunDir, state_dir: Option<&std::path::Path>) -> String {
+    match state_dir {
         Some(dir) => {
-            let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+            let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
             format!(
                 "runbook approve --state-dir {} {}",
                 shell_words::quote(&dir.display().to_string()),
@@ -192,7 +244,7 @@ fn listen_for_signals(stop: StopSignals, screen: Arc<Screen>) -> anyhow::Result<
     Ok(())
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

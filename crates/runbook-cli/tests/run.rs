@@ -656,7 +656,7 @@ fn approve_reports_unknown_runs_and_gates_that_are_not_waiting() {
     let out = approve(&sandbox.run_id(), "ask");
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("not waiting"),
+        String::from_utf8_lossy(&out.stderr).contains("no engine running"),
         "{out:?}"
     );
 }

@@ -11,6 +11,7 @@ pub mod backoff;
 pub mod event;
 pub mod journal;
 pub mod redact;
+pub mod resume;
 pub mod run;
 mod runner;
 pub mod step;
@@ -19,12 +20,13 @@ pub mod template;
 pub use event::{CollectingSink, Event, EventKind, EventSink};
 pub use journal::{Journal, JournalError, RunDir, RunLock};
 pub use redact::Redactor;
+pub use resume::{ResumeError, ResumePoint};
 pub use run::{
     Engine, RollbackRecord, RollbackStatus, RunOptions, RunStatus, RunSummary, StepRecord,
     StepStatus, StopSignals,
 };
 pub use runner::format_duration;
 pub use step::{
-    Approvals, Decision, GateRequest, Outputs, ParseRendered, StepContext, StepContextBuilder,
-    StepExecutor, StepFailure, StepMessage, StepOutcome, Stream,
+    Approvals, Decision, GateRequest, Outputs, ParseRendered, Question, StepContext,
+    StepContextBuilder, StepExecutor, StepFailure, StepMessage, StepOutcome, Stream,
 };

@@ -57,6 +57,7 @@
 use crate::event::{Event, EventKind, EventSink, now_rfc3339};
 use crate::journal::RunDir;
 use crate::redact::Redactor;
+use crate::resume::{ResumePoint, SKIPPED_BY_ABANDON, SKIPPED_BY_INTERRUPT};
 use crate::runner::{
     Ended, Internal, Job, JobKey, JobMode, JobResult, ReportingApprovals, Shared, run_job,
 };
@@ -185,6 +186,10 @@ pub struct RunOptions {
     pub user: Option<String>,
     /// On which host (for `run_started`).
     pub host: Option<String>,
+    /// `runbook resume`: what the run's journal says already happened. The
+    /// run continues under the same id: finished steps keep their records
+    /// and are not run again (see [`crate::resume`]).
+    pub resume: Option<ResumePoint>,
 }
 
 impl RunOptions {
@@ -211,6 +216,7 @@ impl RunOptions {
                 .ok()
                 .map(|h| h.trim().to_string())
                 .or_else(|| std::env::var("HOSTNAME").ok()),
+            resume: None,
         }
     }
 }
@@ -403,6 +409,11 @@ struct State {
     waiting: usize,
     dropped: Arc<AtomicU64>,
     dropped_reported: u64,
+    /// Resumed and marked `idempotent: false`, it was running when the
+    /// engine stopped: ask whether it completed before running it again.
+    confirm: bool,
+    /// That question is being asked now.
+    confirming: bool,
 }
 
 /// What woke the dispatcher.
@@ -454,6 +465,8 @@ struct Dispatcher<'a> {
     rollbacks: Vec<RollbackRecord>,
     rollback_started: Option<Instant>,
     rollback_done: Option<RollbackRecord>,
+    /// Rollbacks a resumed run's journal records as finished.
+    restored_rollbacks: HashMap<String, RollbackRecord>,
     started: Instant,
 }
 
@@ -518,6 +531,8 @@ impl<'a> Dispatcher<'a> {
                 waiting: node.needs.len(),
                 dropped: Arc::new(AtomicU64::new(0)),
                 dropped_reported: 0,
+                confirm: false,
+                confirming: false,
             })
             .collect();
         let (message_tx, messages) = mpsc::unbounded_channel();
@@ -566,12 +581,17 @@ impl<'a> Dispatcher<'a> {
             rollbacks: Vec::new(),
             rollback_started: None,
             rollback_done: None,
+            restored_rollbacks: HashMap::new(),
             started: Instant::now(),
         }
     }
 
     async fn run(mut self) -> RunSummary {
-        self.emit_run_started();
+        let resume = self.options.resume.take();
+        self.emit_run_started(resume.as_ref());
+        if let Some(point) = resume {
+            self.restore(point);
+        }
         self.run_dag(Phase::Main).await;
         let failed = self.failure.is_some() || self.interrupted;
         if failed {
@@ -607,7 +627,8 @@ impl<'a> Dispatcher<'a> {
             return;
         }
         for i in range.clone() {
-            if self.states[i].waiting == 0 {
+            // Steps a resumed run restored from its journal are terminal.
+            if self.states[i].waiting == 0 && self.states[i].status == StepStatus::Pending {
                 self.ready.insert(i);
             }
         }
@@ -635,9 +656,10 @@ impl<'a> Dispatcher<'a> {
         }
         self.ready.clear();
         let reason = if self.abandoned {
-            "abandoned by a second interrupt".to_string()
+            SKIPPED_BY_ABANDON.to_string()
         } else {
             match &self.stopping {
+                Some(why) if main && why == "interrupted" => SKIPPED_BY_INTERRUPT.to_string(),
                 Some(why) if main => format!("run stopped: {why}"),
                 _ => "its needs never finished".to_string(),
             }
@@ -660,6 +682,72 @@ impl<'a> Dispatcher<'a> {
     fn skip_phase(&mut self, phase: Phase, reason: &str) {
         let range = self.phase_range(phase);
         self.skip_range(range, reason);
+    }
+
+    /// Puts back what a resumed run's journal records, without reporting
+    /// any of it again: finished steps with their outputs, the run's
+    /// failure, and whether cleanup had begun.
+    fn restore(&mut self, point: ResumePoint) {
+        if let Some(first) = &point.first_start
+            && let Some(run) = self.context.get_mut("run").and_then(Value::as_object_mut)
+        {
+            run.insert("started_at".into(), Value::String(first.ts.clone()));
+        }
+        for i in 0..self.nodes.len() {
+            let id = self.nodes[i].step.id.value.clone();
+            let cancelled_for_good = point.cleanup_began && self.nodes[i].phase == Phase::Main;
+            let record = point.finished.get(&id).or_else(|| {
+                cancelled_for_good
+                    .then(|| point.cancelled.get(&id))
+                    .flatten()
+            });
+            if let Some(record) = record {
+                let state = &mut self.states[i];
+                state.status = record.status;
+                state.attempts = record.attempts;
+                state.duration = record.duration;
+                state.outputs = record.outputs.clone();
+                state.error = record.error.clone();
+                state.reason = record.reason.clone();
+                state.would_run = record.would_run.clone();
+                state.finished_seq = record.seq;
+                self.completions = self.completions.max(record.seq);
+                self.update_context(i);
+            } else if point.interrupted.contains(&id)
+                && !self.nodes[i].step.idempotent
+                && !self.options.dry_run
+            {
+                self.states[i].confirm = true;
+            }
+        }
+        // Dependents of restored steps have those needs met already. Not
+        // through `release`, which would queue steps of later phases now.
+        for i in 0..self.nodes.len() {
+            if self.states[i].status.is_terminal() {
+                for d in self.nodes[i].dependents.clone() {
+                    let state = &mut self.states[d];
+                    state.waiting = state.waiting.saturating_sub(1);
+                }
+            }
+        }
+        for i in 0..self.nodes.len() {
+            if self.states[i].status == StepStatus::Failed {
+                self.failed(i);
+            }
+        }
+        if point.cleanup_began {
+            if point.was_interrupted && self.failure.is_none() {
+                self.interrupted = true;
+            }
+            if self.stopping.is_none() {
+                self.stopping = Some(if self.interrupted {
+                    "interrupted".to_string()
+                } else {
+                    "the run was already cleaning up when its engine stopped".to_string()
+                });
+            }
+        }
+        self.restored_rollbacks = point.rollbacks;
     }
 
     /// Decides every ready step that can be decided (skips propagate, in
@@ -731,6 +819,10 @@ impl<'a> Dispatcher<'a> {
     // ---- starting -----------------------------------------------------
 
     fn start(&mut self, i: usize) {
+        if self.states[i].confirm {
+            self.start_confirmation(i);
+            return;
+        }
         let step = self.nodes[i].step.clone();
         let id = step.id.value.clone();
         let dropped = self.states[i].dropped.clone();
@@ -752,6 +844,104 @@ impl<'a> Dispatcher<'a> {
         event.attempt = Some(1);
         self.emit(event);
         self.spawn(job);
+    }
+
+    /// Instead of running a resumed `idempotent: false` step that was
+    /// running when the engine stopped, asks whether it completed (a
+    /// `gate_waiting` for the step; see [`crate::step::Question::Completed`]).
+    fn start_confirmation(&mut self, i: usize) {
+        let step = self.nodes[i].step.clone();
+        let executor = match self.executor(&step) {
+            Ok(executor) => executor,
+            Err(error) => {
+                self.states[i].confirm = false;
+                self.fail_unstarted(i, error);
+                return;
+            }
+        };
+        let job = Job {
+            key: JobKey::Step(i),
+            ctx_id: step.id.value.clone(),
+            retry: Retry::default(),
+            stop_grace: stop_grace(&step),
+            mode: JobMode::ConfirmCompleted,
+            timeout: self
+                .runbook
+                .defaults
+                .timeout
+                .as_ref()
+                .map_or(DEFAULT_GATE_TIMEOUT, |t| t.value),
+            context: self.snapshot(),
+            env: Vec::new(),
+            token: CancellationToken::new(),
+            dropped: self.states[i].dropped.clone(),
+            shared: self.shared.clone(),
+            step,
+            executor,
+        };
+        let state = &mut self.states[i];
+        state.status = StepStatus::Running;
+        state.started = Some(Instant::now());
+        state.confirming = true;
+        self.update_context(i);
+        self.spawn(job);
+    }
+
+    /// The answer to [`Self::start_confirmation`]: completed (recorded as
+    /// succeeded, not run), not completed (run now), or no answer (failed).
+    fn confirmation_finished(&mut self, i: usize, mut result: JobResult) {
+        let state = &mut self.states[i];
+        state.confirming = false;
+        state.confirm = false;
+        let answer = match (result.ended, result.outputs.get("approved")) {
+            (Ended::Succeeded, Some(Value::Bool(approved))) => Some(*approved),
+            _ => None,
+        };
+        let Some(completed) = answer else {
+            // Unanswered: neither run again nor assumed done.
+            result.attempts = 0;
+            self.step_finished(i, result);
+            return;
+        };
+        let decided_by = result
+            .outputs
+            .get("decided_by")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown")
+            .to_string();
+        let id = self.nodes[i].step.id.value.clone();
+        let mut event = Event::new(EventKind::GateDecided, &self.options.run_id);
+        event.step = Some(id);
+        event.phase = Some(self.nodes[i].phase.key().to_string());
+        event.approved = Some(completed);
+        event.decided_by = Some(decided_by.clone());
+        event.status = Some(if completed { "approved" } else { "rejected" }.to_string());
+        self.emit(event);
+        if !completed {
+            self.states[i].status = StepStatus::Pending;
+            self.start(i);
+            return;
+        }
+        let outputs = self.nodes[i]
+            .step
+            .kind
+            .output_names()
+            .iter()
+            .map(|name| (name.to_string(), Value::Null))
+            .collect();
+        let state = &mut self.states[i];
+        state.status = StepStatus::Succeeded;
+        state.attempts = 0;
+        state.duration = state.started.map_or(Duration::ZERO, |s| s.elapsed());
+        state.outputs = outputs;
+        state.reason = Some(format!(
+            "confirmed completed by {decided_by} (it was running when the engine stopped; not run again)"
+        ));
+        self.completions += 1;
+        state.finished_seq = self.completions;
+        self.update_context(i);
+        self.emit_step_finished(i);
+        self.release(i);
     }
 
     /// Everything a step task needs. Fails when the engine cannot even
@@ -1053,6 +1243,10 @@ impl<'a> Dispatcher<'a> {
     }
 
     fn step_finished(&mut self, i: usize, result: JobResult) {
+        if self.states[i].confirming {
+            self.confirmation_finished(i, result);
+            return;
+        }
         let (status, error) = match result.ended {
             Ended::Succeeded => (StepStatus::Succeeded, None),
             Ended::Failed => (StepStatus::Failed, result.error),
@@ -1179,6 +1373,7 @@ impl<'a> Dispatcher<'a> {
         event.attempts = Some(state.attempts);
         event.duration_ms = Some(millis(state.duration));
         event.error = state.error.clone();
+        event.reason = state.reason.clone();
         event.outputs = Some(state.outputs.clone());
         event.would_run = state.would_run.clone();
         self.emit(event);
@@ -1204,6 +1399,11 @@ impl<'a> Dispatcher<'a> {
             .collect();
         order.sort_by_key(|&i| std::cmp::Reverse(self.states[i].finished_seq));
         for i in order {
+            let id = &self.nodes[i].step.id.value;
+            if let Some(record) = self.restored_rollbacks.remove(id) {
+                self.rollbacks.push(record);
+                continue;
+            }
             if self.abandoned {
                 self.rollback_skipped(i, "abandoned by a second interrupt");
             } else if self.options.no_rollback {
@@ -1335,8 +1535,12 @@ impl<'a> Dispatcher<'a> {
         self.sink.event(&event);
     }
 
-    fn emit_run_started(&mut self) {
+    fn emit_run_started(&mut self, resume: Option<&ResumePoint>) {
         let mut event = Event::new(EventKind::RunStarted, &self.options.run_id);
+        if let Some(point) = resume {
+            event.resumed = Some(true);
+            event.reason = point.note.clone();
+        }
         event.runbook = Some(self.runbook.name.value.clone());
         event.file = self.options.file.as_ref().map(|f| f.display().to_string());
         event.runbook_sha256 = self.options.runbook_sha256.clone();
@@ -1480,6 +1684,8 @@ fn initial_context(runbook: &Runbook, options: &RunOptions, nodes: &[Node]) -> V
         waiting: 0,
         dropped: Arc::new(AtomicU64::new(0)),
         dropped_reported: 0,
+        confirm: false,
+        confirming: false,
     });
     let steps: Map<String, Value> = nodes
         .iter()

@@ -8,8 +8,8 @@
 use crate::backoff::Delays;
 use crate::redact::Redactor;
 use crate::step::{
-    Approvals, Backlog, Decision, GateRequest, Outputs, StepContext, StepExecutor, StepMessage,
-    StepOutcome,
+    Approvals, Backlog, Decision, GateRequest, Outputs, Question, StepContext, StepExecutor,
+    StepMessage, StepOutcome,
 };
 use crate::template::Templates;
 use async_trait::async_trait;
@@ -50,6 +50,10 @@ pub(crate) enum JobMode {
     Run,
     /// `rollback_auto` on the step, with its outputs.
     RollbackAuto(Outputs),
+    /// Ask whether the step, interrupted by the engine's death, completed
+    /// (`runbook resume`, `idempotent: false`). Succeeds with `approved`
+    /// and `decided_by`; fails when nobody answers in time.
+    ConfirmCompleted,
 }
 
 /// Everything a step task needs; owned, so the task is `'static`.
@@ -213,13 +217,15 @@ async fn run_attempt(job: &Job, attempt: u32) -> Attempt {
         run_dir: shared.run_dir.clone(),
         approvals: shared.approvals.clone(),
     };
-    let is_gate = matches!(job.step.kind, StepKind::Gate(_));
+    let is_gate =
+        matches!(job.step.kind, StepKind::Gate(_)) || matches!(job.mode, JobMode::ConfirmCompleted);
     let work = async {
         match &job.mode {
             JobMode::Run => job.executor.run(&job.step, &ctx).await,
             JobMode::RollbackAuto(outputs) => {
                 job.executor.rollback_auto(&job.step, outputs, &ctx).await
             }
+            JobMode::ConfirmCompleted => confirm_completed(&ctx).await,
         }
     };
     tokio::pin!(work);
@@ -289,6 +295,41 @@ async fn run_attempt(job: &Job, attempt: u32) -> Attempt {
                 outputs: Outputs::new(),
             },
         },
+    }
+}
+
+/// Asks whether the step of `ctx` completed before the engine stopped.
+async fn confirm_completed(ctx: &StepContext) -> StepOutcome {
+    let request = GateRequest {
+        run_id: ctx.run_id().to_string(),
+        gate: ctx.step_id().to_string(),
+        message: format!(
+            "step `{}` is marked `idempotent: false` and was running when the engine stopped. \
+             Did it complete? Approve if it did (it is not run again); reject if it did not (it runs again).",
+            ctx.step_id()
+        ),
+        timeout: ctx.timeout(),
+        question: Question::Completed,
+    };
+    let waiting = ctx.cancelled().child_token();
+    let decision = tokio::select! {
+        decision = ctx.approvals().decide(&request, &waiting) => decision,
+        () = tokio::time::sleep(ctx.timeout()) => {
+            waiting.cancel();
+            None
+        }
+    };
+    match decision {
+        Some(decision) => {
+            let mut outputs = Outputs::new();
+            outputs.insert("approved".into(), Value::Bool(decision.approved));
+            outputs.insert("decided_by".into(), Value::String(decision.decided_by));
+            StepOutcome::Succeeded(outputs)
+        }
+        None => StepOutcome::Failed(crate::step::StepFailure::new(format!(
+            "nobody said within {} whether it completed before the engine stopped, so it was neither run again nor assumed done",
+            format_duration(ctx.timeout())
+        ))),
     }
 }
 

@@ -180,6 +180,24 @@ pub struct GateRequest {
     pub message: String,
     /// How long the gate will wait.
     pub timeout: Duration,
+    /// What is asked.
+    pub question: Question,
+}
+
+/// What a [`GateRequest`] asks a person.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Question {
+    /// A `gate` step: may the run go on? Approved in advance by
+    /// `--approve ID` or `--approve-all`.
+    #[default]
+    Approval,
+    /// `runbook resume`: did this step, marked `idempotent: false` and
+    /// interrupted by the engine's death, complete? Approving means it
+    /// did (it is not run again); rejecting means it did not (it runs
+    /// again). Only a person or `--approve ID` answers it, never
+    /// `--approve-all`: that a side effect happened is a fact to check, not
+    /// a policy.
+    Completed,
 }
 
 /// A decision on a gate.

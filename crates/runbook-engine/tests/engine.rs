@@ -9,8 +9,8 @@
 
 use async_trait::async_trait;
 use runbook_engine::{
-    Approvals, CollectingSink, Decision, Engine, Event, EventKind, GateRequest, Outputs, RunDir,
-    RunOptions, RunStatus, RunSummary, StepContext, StepExecutor, StepFailure, StepOutcome,
+    Approvals, CollectingSink, Decision, Engine, Event, EventKind, GateRequest, Outputs, Question,
+    RunDir, RunOptions, RunStatus, RunSummary, StepContext, StepExecutor, StepFailure, StepOutcome,
     StepStatus, Stream,
 };
 use runbook_model::params::{ParamSource, ResolvedParam};
@@ -188,6 +188,7 @@ impl StepExecutor for FakeGate {
             gate: ctx.step_id().to_string(),
             message,
             timeout: ctx.timeout(),
+            question: Question::Approval,
         };
         let decision = ctx.approvals().decide(&request, ctx.cancelled()).await;
         let (approved, by) = match decision {
@@ -1146,4 +1147,81 @@ steps:
         o.lines,
         [("one.rollback".to_string(), "undo one".to_string())]
     );
+}
+
+const RESUMABLE: &str = r#"
+version: 1
+name: t
+steps:
+  one:
+    type: shell
+    run: "out stdout 1"
+    rollback: {type: shell, run: "print undo one {{steps.one.outputs.stdout}}"}
+  two: {type: shell, run: "fail broken", needs: [one]}
+  three: {type: shell, run: "out x", needs: [two]}
+on_failure:
+  page: {type: shell, run: "print paging about {{steps.two.error}}"}
+finally:
+  tidy: {type: shell, run: "print tidy"}
+"#;
+
+/// The events of a whole run of `RESUMABLE`, cut just after the first
+/// event matching `cut` (as if the engine died there), resumed.
+async fn resumed_after(cut: impl Fn(&Event) -> bool) -> Outcome {
+    let full = run(RESUMABLE).await;
+    let end = full.events.iter().position(cut).expect("cut point") + 1;
+    let point = runbook_engine::ResumePoint::from_events(&full.events[..end]).expect("resumable");
+    run_with(RESUMABLE, |o| o.resume = Some(point)).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resumed_run_after_a_failure_goes_straight_to_cleanup_with_restored_outputs() {
+    let o =
+        resumed_after(|e| e.event == EventKind::StepFinished && e.step.as_deref() == Some("two"))
+            .await;
+    assert_eq!(o.summary.status, RunStatus::Failed);
+    assert_eq!(
+        o.log.order("start"),
+        ["one.rollback", "page", "tidy"],
+        "no main step runs again"
+    );
+    let lines: Vec<_> = o.lines.iter().map(|(s, l)| format!("{s}: {l}")).collect();
+    assert_eq!(
+        lines,
+        [
+            "one.rollback: undo one 1",
+            "page: paging about broken",
+            "tidy: tidy"
+        ]
+    );
+    assert_eq!(o.events[0].resumed, Some(true));
+    // Restored steps are not reported again.
+    assert_eq!(
+        o.events_of(EventKind::StepFinished).len(),
+        2,
+        "page and tidy"
+    );
+    let three = o
+        .summary
+        .steps
+        .iter()
+        .find(|s| s.id == "three")
+        .expect("three");
+    assert_eq!(three.status, StepStatus::Skipped);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_finished_rollback_is_not_run_again_and_an_unfinished_one_is() {
+    let done = resumed_after(|e| e.event == EventKind::RollbackFinished).await;
+    assert!(
+        !done.lines.iter().any(|(s, _)| s == "one.rollback"),
+        "{:?}",
+        done.lines
+    );
+    assert_eq!(done.summary.rollbacks.len(), 1, "the restored record");
+    assert_eq!(done.summary.status, RunStatus::Failed);
+
+    let started = resumed_after(|e| e.event == EventKind::RollbackStarted).await;
+    assert!(started.lines.iter().any(|(s, _)| s == "one.rollback"));
+    assert_eq!(started.log.order("start"), ["one.rollback", "page", "tidy"]);
 }

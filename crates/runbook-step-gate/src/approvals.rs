@@ -5,7 +5,7 @@
 
 use crate::approval_file::{self, WaitingGate};
 use async_trait::async_trait;
-use runbook_engine::{Approvals, Decision, GateRequest};
+use runbook_engine::{Approvals, Decision, GateRequest, Question};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -64,7 +64,8 @@ impl FileApprovals {
     }
 
     /// Approves every gate in advance (`--approve-all`); `decided_by` is
-    /// `--approve-all`.
+    /// `--approve-all`. It never answers [`Question::Completed`] (whether
+    /// an interrupted step completed): only a person or `--approve ID` does.
     pub fn approve_all(mut self, approve_all: bool) -> Self {
         self.approve_all = approve_all;
         self
@@ -116,7 +117,7 @@ impl FileApprovals {
 #[async_trait]
 impl Approvals for FileApprovals {
     async fn decide(&self, gate: &GateRequest, cancel: &CancellationToken) -> Option<Decision> {
-        if self.approve_all {
+        if self.approve_all && gate.question == Question::Approval {
             return Some(Decision {
                 approved: true,
                 decided_by: "--approve-all".to_string(),

@@ -30,7 +30,9 @@ pub use approval_file::{
 pub use approvals::{FileApprovals, Prompt, WarningSink};
 
 use async_trait::async_trait;
-use runbook_engine::{GateRequest, Outputs, StepContext, StepExecutor, StepFailure, StepOutcome};
+use runbook_engine::{
+    GateRequest, Outputs, Question, StepContext, StepExecutor, StepFailure, StepOutcome,
+};
 use runbook_model::{GateStep, OnTimeout, Step, StepKind};
 use serde_json::Value;
 use std::time::Duration;
@@ -98,6 +100,7 @@ async fn run_gate(gate: &GateStep, ctx: &StepContext) -> Result<StepOutcome, Ste
         gate: ctx.step_id().to_string(),
         message,
         timeout: ctx.timeout(),
+        question: Question::Approval,
     };
     let started = Instant::now();
     // Fires at the gate's own timeout, or with the attempt's token.

@@ -1,0 +1,245 @@
+//! `runbook resume RUN_ID`: continues a run whose engine died, in the same
+//! run directory and journal, after checking that the journal can be
+//! trusted and that the runbook file is the one the run started with.
+//!
+//! Choices where the spec is silent (docs/cli.md):
+//!
+//! - Params keep the values the run started with, read from its
+//!   `run_started` event; `--set` may only give secret params, which the
+//!   journal never holds (`***`), so they must be given again (or come from
+//!   their environment variable or default).
+//! - `--dry-run` is not a flag of `resume`: a dry run resumes as a dry run.
+//! - The runbook's `timeout` counts from the resume: the engine was not
+//!   running in between.
+
+use crate::exit::ExitCode;
+use crate::reporter::Screen;
+use crate::run_cmd::{EngineFlags, Launch, OutputFormat, approve_hint, hex, launch};
+use anyhow::Context as _;
+use runbook_engine::journal::{read_journal, runs_dir, state_dir};
+use runbook_engine::{Journal, JournalError, ResumePoint, RunDir, RunOptions};
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+
+/// Arguments of `runbook resume`.
+#[derive(clap::Args)]
+pub struct ResumeArgs {
+    /// The run to continue (see `runbook runs`).
+    pub run_id: String,
+    /// Resume even though the runbook file changed since the run started.
+    #[arg(long)]
+    pub force: bool,
+    /// Give a secret param again (`--set name=value`, repeatable); the
+    /// journal never holds secrets. Other params keep the run's values.
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub sets: Vec<String>,
+    /// A YAML file with secret param values.
+    #[arg(long, value_name = "FILE")]
+    pub params: Option<PathBuf>,
+    /// Approve this gate in advance (repeatable); also answers "it
+    /// completed" for an interrupted `idempotent: false` step of this id.
+    #[arg(long = "approve", value_name = "ID")]
+    pub approve: Vec<String>,
+    /// Approve every manual gate in advance (never answers whether an
+    /// interrupted `idempotent: false` step completed).
+    #[arg(long)]
+    pub approve_all: bool,
+    /// Most steps running at once.
+    #[arg(long, value_name = "N", default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_parallel: u32,
+    /// Do not run rollbacks after a failure.
+    #[arg(long)]
+    pub no_rollback: bool,
+    /// `json`: one event per line on stdout (progress stays on stderr).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+    /// Where runs are recorded (default: $RUNBOOK_STATE_DIR,
+    /// $XDG_STATE_HOME/runbook, ~/.local/state/runbook).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+pub fn run(args: &ResumeArgs) -> anyhow::Result<ExitCode> {
+    let state = state_dir(args.state_dir.as_deref(), &|name| std::env::var(name).ok())?;
+    let Some(run_dir) = RunDir::open(&state, &args.run_id) else {
+        eprintln!(
+            "error: no run `{}` in {} (is --state-dir or $RUNBOOK_STATE_DIR the same as the run's? `runbook runs` lists them)",
+            args.run_id,
+            runs_dir(&state).display()
+        );
+        return Ok(ExitCode::Usage);
+    };
+    let lock = match run_dir.lock() {
+        Ok(lock) => lock,
+        Err(error @ JournalError::Busy { .. }) => {
+            eprintln!("error: {error}; nothing was resumed");
+            return Ok(ExitCode::Usage);
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let contents = match read_journal(&run_dir.journal_path()) {
+        Ok(contents) => contents,
+        Err(error) => {
+            eprintln!(
+                "error: {error}\n  a journal that is damaged anywhere but its last line cannot be trusted to say what already happened; nothing was resumed"
+            );
+            return Ok(ExitCode::Usage);
+        }
+    };
+    let mut point = match ResumePoint::from_events(&contents.events) {
+        Ok(point) => point,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Ok(ExitCode::Usage);
+        }
+    };
+    let Some(first) = point.first_start.clone() else {
+        return Ok(ExitCode::Usage);
+    };
+    let Some(file) = first.file.as_deref().map(PathBuf::from) else {
+        eprintln!(
+            "error: run {} does not record its runbook file, so it cannot be resumed",
+            run_dir.id
+        );
+        return Ok(ExitCode::Usage);
+    };
+
+    let content = match std::fs::read(&file) {
+        Ok(content) => content,
+        Err(error) => {
+            eprintln!(
+                "error: cannot read `{}`, the runbook of run {}: {error}",
+                file.display(),
+                run_dir.id
+            );
+            return Ok(ExitCode::Usage);
+        }
+    };
+    let sha256 = hex(&Sha256::digest(&content));
+    let changed = first.runbook_sha256.as_deref() != Some(sha256.as_str());
+    if changed && !args.force {
+        eprintln!(
+            "error: `{}` changed since run {} started (sha256 {} then, {} now)\n  \
+             resuming would mix two versions of the procedure: steps already done were planned \
+             by the old one. Review the change, then resume with --force to use the file as it is now, \
+             or start a new run.",
+            file.display(),
+            run_dir.id,
+            short(first.runbook_sha256.as_deref().unwrap_or("unknown")),
+            short(&sha256),
+        );
+        return Ok(ExitCode::Usage);
+    }
+
+    // With --force the file may no longer declare every recorded param.
+    let declared: Option<Vec<String>> = runbook_model::load_file(&file)
+        .1
+        .runbook
+        .map(|r| r.params.keys().cloned().collect());
+    let Some(sets) = param_sets(&first, &args.sets, declared.as_deref()) else {
+        return Ok(ExitCode::Usage);
+    };
+    let Some((runbook, params)) =
+        crate::plan_cmd::load_with_params(&file, &sets, args.params.as_deref())?
+    else {
+        if first.params.iter().flatten().any(|(_, v)| v == "***") {
+            eprintln!(
+                "note: secret params are never kept in the journal; give them again with --set NAME=VALUE, --params FILE or their environment variable"
+            );
+        }
+        return Ok(ExitCode::Usage);
+    };
+
+    let (journal, torn) = Journal::reopen(&run_dir, &lock)?;
+    let journal_path = journal.path().display().to_string();
+    let screen = Screen::detect();
+    if changed {
+        screen.line(&format!(
+            "warning: `{}` changed since the run started; resuming with it as it is now (--force)",
+            file.display()
+        ));
+    }
+    if let Some(torn) = &torn {
+        let note = format!("the journal's {torn}; it was cut off before resuming");
+        screen.line(&format!("note: {note}"));
+        point.note = Some(note);
+    }
+    let interrupted: Vec<&str> = point.interrupted_steps().collect();
+    screen.line(&format!(
+        "resuming run {}: {} steps finished before the engine stopped; {}; journal: {journal_path}",
+        run_dir.id,
+        point.finished_steps(),
+        if interrupted.is_empty() {
+            "none was running".to_string()
+        } else {
+            format!("interrupted: {}", interrupted.join(", "))
+        }
+    ));
+
+    let mut options = RunOptions::new(&run_dir);
+    options.params = params;
+    options.dry_run = first.dry_run.unwrap_or(false);
+    options.file = Some(file);
+    options.runbook_sha256 = Some(sha256);
+    options.resume = Some(point);
+    let result = launch(Launch {
+        runbook: &runbook,
+        run_dir: &run_dir,
+        journal,
+        options,
+        screen,
+        hint: approve_hint(&run_dir, args.state_dir.as_deref()),
+        flags: EngineFlags {
+            approve: &args.approve,
+            approve_all: args.approve_all,
+            max_parallel: args.max_parallel,
+            no_rollback: args.no_rollback,
+            output: args.output,
+        },
+    });
+    drop(lock);
+    result.context("resume failed")
+}
+
+/// The `--set` arguments that give the run its params again: every
+/// non-secret value from `run_started`, then the user's, which may only
+/// name params the journal could not keep. `None` (after printing why)
+/// when the user tries to change a recorded value.
+fn param_sets(
+    first: &runbook_engine::Event,
+    user: &[String],
+    declared: Option<&[String]>,
+) -> Option<Vec<String>> {
+    let recorded = first.params.clone().unwrap_or_default();
+    let mut sets = Vec::new();
+    for (name, value) in &recorded {
+        if declared.is_some_and(|names| !names.contains(name)) {
+            continue;
+        }
+        let text = match value {
+            serde_json::Value::String(s) if s == "***" => continue,
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Null => continue,
+            other => other.to_string(),
+        };
+        sets.push(format!("{name}={text}"));
+    }
+    for set in user {
+        let name = set.split_once('=').map_or(set.as_str(), |(n, _)| n).trim();
+        if let Some(value) = recorded.get(name)
+            && value != "***"
+        {
+            eprintln!(
+                "error: param `{name}` keeps the value the run started with ({value}); a resumed run cannot change it (start a new run instead)"
+            );
+            return None;
+        }
+        sets.push(set.clone());
+    }
+    Some(sets)
+}
+
+fn short(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
+}

@@ -1,0 +1,497 @@
+//! `runbook resume` end to end: a real engine killed with SIGKILL in the
+//! middle of a runbook whose steps leave side effects in a file, then
+//! resumed by the real binary. What the tests check is the file of side
+//! effects (each exactly once, the interrupted step again or asked about)
+//! and the journal (one run, continued).
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_runbook");
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/resume")
+        .join(name)
+}
+
+struct Sandbox {
+    state: tempfile::TempDir,
+    scratch: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Self {
+        Sandbox {
+            state: tempfile::tempdir().expect("state dir"),
+            scratch: tempfile::tempdir().expect("scratch dir"),
+        }
+    }
+
+    fn dir(&self) -> &Path {
+        self.scratch.path()
+    }
+
+    fn runbook(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .arg("--state-dir")
+            .arg(self.state.path())
+            .env("NO_COLOR", "1")
+            .env_remove("RUNBOOK_STATE_DIR")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Starts `runbook run FILE --set dir=SCRATCH` in the background.
+    fn spawn_run(&self, file: &Path) -> Child {
+        let dir = format!("dir={}", self.dir().display());
+        self.runbook(&["run"])
+            .arg(file)
+            .args(["--set", &dir])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn runbook run")
+    }
+
+    /// Runs `file` until its `slow` step is running, then kills the engine
+    /// and the step's process group with SIGKILL, as a power loss would.
+    /// Returns the run id.
+    fn killed_run(&self, file: &Path) -> String {
+        let mut child = self.spawn_run(file);
+        let pid_file = self.dir().join("slow.pid");
+        wait_until("the slow step to start", || {
+            std::fs::read_to_string(&pid_file).is_ok_and(|t| t.ends_with('\n'))
+        });
+        let group = std::fs::read_to_string(&pid_file).expect("pid file");
+        kill(&child.id().to_string());
+        kill(&format!("-{}", group.trim()));
+        let status = child.wait().expect("wait for the killed engine");
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9)
+        );
+        std::fs::remove_file(&pid_file).expect("remove pid file");
+        let id = self.run_id();
+        let events = self.events(&id);
+        assert!(
+            !events.iter().any(|e| e["event"] == "run_finished"),
+            "a killed run has no run_finished"
+        );
+        id
+    }
+
+    fn run_id(&self) -> String {
+        let mut ids: Vec<String> = std::fs::read_dir(self.state.path().join("runs"))
+            .expect("runs dir")
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(ids.len(), 1, "exactly one run: {ids:?}");
+        ids.remove(0)
+    }
+
+    fn journal_path(&self, id: &str) -> PathBuf {
+        self.state.path().join("runs").join(id).join("events.jsonl")
+    }
+
+    /// Every line of the journal, which must all be complete events.
+    fn events(&self, id: &str) -> Vec<Value> {
+        let text = std::fs::read_to_string(self.journal_path(id)).expect("journal");
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
+            .collect()
+    }
+
+    fn resume(&self, id: &str, args: &[&str]) -> Output {
+        self.runbook(&["resume", id])
+            .args(args)
+            .output()
+            .expect("resume")
+    }
+
+    fn effects(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir().join("effects"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn let_slow_finish(&self) {
+        std::fs::write(self.dir().join("go"), "").expect("go file");
+    }
+}
+
+fn kill(target: &str) {
+    let status = Command::new("kill")
+        .args(["-KILL", "--", target])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill {target}");
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn step_finished<'a>(events: &'a [Value], step: &str) -> Vec<&'a Value> {
+    events
+        .iter()
+        .filter(|e| e["event"] == "step_finished" && e["step"] == step)
+        .collect()
+}
+
+const FINISH_LINE: &str = "finish saw prepared-first with builtin-token";
+
+#[test]
+fn a_killed_run_resumes_with_every_side_effect_once_and_the_interrupted_step_again() {
+    let sandbox = Sandbox::new();
+    let id = sandbox.killed_run(&fixture("append.yaml"));
+    assert_eq!(sandbox.effects(), ["prepare", "slow-start"]);
+
+    sandbox.let_slow_finish();
+    let out = sandbox.resume(&id, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("interrupted: slow"),
+        "{}",
+        stderr(&out)
+    );
+    // `prepare` is not run again; `slow` is (its start twice, its
+    // completion once); `finish` reads prepare's output from the journal.
+    assert_eq!(
+        sandbox.effects(),
+        [
+            "prepare",
+            "slow-start",
+            "slow-start",
+            "slow-done",
+            FINISH_LINE,
+            "tidy"
+        ]
+    );
+
+    let events = sandbox.events(&id);
+    let starts: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "run_started")
+        .collect();
+    assert_eq!(starts.len(), 2);
+    assert_eq!(starts[1]["resumed"], true);
+    assert!(events.iter().all(|e| e["run_id"] == id.as_str()));
+    assert_eq!(step_finished(&events, "prepare").len(), 1);
+    assert_eq!(step_finished(&events, "slow").len(), 1);
+    let last = events.last().expect("events");
+    assert_eq!(last["event"], "run_finished");
+    assert_eq!(last["status"], "succeeded");
+    // The token is the secret's default, never written to the journal.
+    assert!(
+        !std::fs::read_to_string(sandbox.journal_path(&id))
+            .expect("journal")
+            .contains("builtin-token")
+    );
+}
+
+#[test]
+fn an_interrupted_step_that_is_not_idempotent_is_asked_about_not_rerun() {
+    let sandbox = Sandbox::new();
+    let id = sandbox.killed_run(&fixture("append-once.yaml"));
+    // "It completed": not run again, recorded as succeeded by whom.
+    let out = sandbox.resume(&id, &["--approve", "slow"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        sandbox.effects(),
+        ["prepare", "slow-start", FINISH_LINE, "tidy"]
+    );
+    let events = sandbox.events(&id);
+    let decided = events
+        .iter()
+        .find(|e| e["event"] == "gate_decided" && e["step"] == "slow")
+        .expect("the question is journaled as a gate decision");
+    assert_eq!(decided["approved"], true);
+    assert_eq!(decided["decided_by"], "--approve");
+    let finished = step_finished(&events, "slow");
+    assert_eq!(finished.len(), 1);
+    assert_eq!(finished[0]["status"], "succeeded");
+    assert!(
+        finished[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("confirmed completed by --approve")),
+        "{}",
+        finished[0]
+    );
+}
+
+#[test]
+fn a_not_idempotent_step_runs_again_when_a_person_says_it_did_not_complete() {
+    let sandbox = Sandbox::new();
+    let id = sandbox.killed_run(&fixture("append-once.yaml"));
+    sandbox.let_slow_finish();
+    // --approve-all answers gates, never "did it complete?": the resumed
+    // run waits for a person, here `runbook approve --reject` from another
+    // process.
+    let mut resumed = sandbox
+        .runbook(&["resume", &id, "--approve-all"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn resume");
+    wait_until("the question about `slow`", || {
+        sandbox
+            .events(&id)
+            .iter()
+            .any(|e| e["event"] == "gate_waiting" && e["step"] == "slow")
+    });
+    let waiting = sandbox
+        .events(&id)
+        .into_iter()
+        .find(|e| e["event"] == "gate_waiting" && e["step"] == "slow")
+        .expect("waiting");
+    assert!(
+        waiting["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("idempotent: false")),
+        "{waiting}"
+    );
+    let out = sandbox
+        .runbook(&["approve", &id, "slow", "--reject"])
+        .output()
+        .expect("approve");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let status = resumed.wait().expect("wait for resume");
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(
+        sandbox.effects(),
+        [
+            "prepare",
+            "slow-start",
+            "slow-start",
+            "slow-done",
+            FINISH_LINE,
+            "tidy"
+        ]
+    );
+    let events = sandbox.events(&id);
+    let decided = events
+        .iter()
+        .find(|e| e["event"] == "gate_decided" && e["step"] == "slow")
+        .expect("decided");
+    assert_eq!(decided["approved"], false);
+}
+
+#[test]
+fn a_torn_last_line_is_cut_and_reported() {
+    let sandbox = Sandbox::new();
+    let id = sandbox.killed_run(&fixture("append.yaml"));
+    let journal = sandbox.journal_path(&id);
+    let mut text = std::fs::read_to_string(&journal).expect("journal");
+    let whole_lines = text.lines().count();
+    text.push_str(r#"{"ts":"2026-11-26T23:59:59.000Z","event":"step_fini"#);
+    std::fs::write(&journal, text).expect("tear the journal");
+
+    sandbox.let_slow_finish();
+    let out = sandbox.resume(&id, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let expected = format!("line {} is incomplete", whole_lines + 1);
+    assert!(stderr(&out).contains(&expected), "{}", stderr(&out));
+    // Every line parses: the torn one is gone, and the resumed run says so.
+    let events = sandbox.events(&id);
+    let resumed = events
+        .iter()
+        .find(|e| e["event"] == "run_started" && e["resumed"] == true)
+        .expect("resumed run_started");
+    assert!(
+        resumed["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains(&expected)),
+        "{resumed}"
+    );
+}
+
+#[test]
+fn a_journal_damaged_before_its_last_line_is_refused_with_the_line_number() {
+    let sandbox = Sandbox::new();
+    let id = sandbox.killed_run(&fixture("append.yaml"));
+    let journal = sandbox.journal_path(&id);
+    let text = std::fs::read_to_string(&journal).expect("journal");
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.insert(1, "{ this is not an event");
+    std::fs::write(&journal, lines.join("\n") + "\n").expect("damage");
+    let out = sandbox.resume(&id, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("line 2"), "{}", stderr(&out));
+    assert_eq!(sandbox.effects(), ["prepare", "slow-start"], "nothing ran");
+}
+
+#[test]
+fn a_changed_runbook_is_refused_unless_forced() {
+    let sandbox = Sandbox::new();
+    let copy = sandbox.dir().join("runbook.yaml");
+    std::fs::copy(fixture("append.yaml"), &copy).expect("copy");
+    let id = sandbox.killed_run(&copy);
+    let text = std::fs::read_to_string(&copy).expect("read");
+    std::fs::write(&copy, text.replace("echo tidy", "echo tidied")).expect("edit");
+    sandbox.let_slow_finish();
+
+    let out = sandbox.resume(&id, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("changed since run") && stderr(&out).contains("--force"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(sandbox.effects(), ["prepare", "slow-start"], "nothing ran");
+
+    let out = sandbox.resume(&id, &["--force"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--force"), "{}", stderr(&out));
+    assert_eq!(sandbox.effects().last().map(String::as_str), Some("tidied"));
+}
+
+#[test]
+fn a_live_run_cannot_be_resumed_and_a_finished_one_has_nothing_to_resume() {
+    let sandbox = Sandbox::new();
+    let mut child = sandbox.spawn_run(&fixture("append.yaml"));
+    let pid_file = sandbox.dir().join("slow.pid");
+    wait_until("the slow step to start", || pid_file.exists());
+    let id = sandbox.run_id();
+    let out = sandbox.resume(&id, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("in use by another runbook process"),
+        "{}",
+        stderr(&out)
+    );
+    sandbox.let_slow_finish();
+    assert!(child.wait().expect("wait").success());
+
+    let out = sandbox.resume(&id, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("already finished (succeeded)"),
+        "{}",
+        stderr(&out)
+    );
+    let out = sandbox.resume("20990101-000000-abcdef", &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no run"), "{}", stderr(&out));
+}
+
+#[test]
+fn concurrent_runs_of_one_file_get_their_own_journals() {
+    let sandbox = Sandbox::new();
+    let file = fixture("append.yaml");
+    let children: Vec<Child> = (0..3).map(|_| sandbox.spawn_run(&file)).collect();
+    wait_until("three slow steps to start", || {
+        sandbox
+            .effects()
+            .iter()
+            .filter(|l| *l == "slow-start")
+            .count()
+            == 3
+    });
+    sandbox.let_slow_finish();
+    for mut child in children {
+        assert!(child.wait().expect("wait").success());
+    }
+    let runs: Vec<String> = std::fs::read_dir(sandbox.state.path().join("runs"))
+        .expect("runs")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(runs.len(), 3);
+    for id in &runs {
+        let events = sandbox.events(id);
+        assert!(events.iter().all(|e| e["run_id"] == id.as_str()));
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| e["event"] == "run_started")
+                .count(),
+            1
+        );
+        assert_eq!(events.last().expect("events")["status"], "succeeded");
+    }
+}
+
+#[test]
+fn params_keep_their_values_and_secrets_must_be_given_again() {
+    let sandbox = Sandbox::new();
+    let file = sandbox.dir().join("runbook.yaml");
+    let text = std::fs::read_to_string(fixture("append.yaml")).expect("read");
+    // A required secret, given on the first run only.
+    std::fs::write(
+        &file,
+        text.replace("default: builtin-token", "description: API token"),
+    )
+    .expect("write");
+    let dir = format!("dir={}", sandbox.dir().display());
+    let mut child = sandbox
+        .runbook(&["run"])
+        .arg(&file)
+        .args([
+            "--set",
+            &dir,
+            "--set",
+            "label=second",
+            "--set",
+            "token=t0ps3cret",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let pid_file = sandbox.dir().join("slow.pid");
+    wait_until("the slow step to start", || {
+        std::fs::read_to_string(&pid_file).is_ok_and(|t| t.ends_with('\n'))
+    });
+    let group = std::fs::read_to_string(&pid_file).expect("pid");
+    kill(&child.id().to_string());
+    kill(&format!("-{}", group.trim()));
+    child.wait().expect("wait");
+    let id = sandbox.run_id();
+    sandbox.let_slow_finish();
+
+    let out = sandbox.resume(&id, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("missing required param `token`")
+            && stderr(&out).contains("secret params are never kept"),
+        "{}",
+        stderr(&out)
+    );
+    let out = sandbox.resume(&id, &["--set", "label=third", "--set", "token=x"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("param `label` keeps the value"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = sandbox.resume(&id, &["--set", "token=t0ps3cret"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        sandbox
+            .effects()
+            .contains(&"finish saw prepared-second with t0ps3cret".to_string()),
+        "{:?}",
+        sandbox.effects()
+    );
+    let journal = std::fs::read_to_string(sandbox.journal_path(&id)).expect("journal");
+    assert!(!journal.contains("t0ps3cret"));
+}
