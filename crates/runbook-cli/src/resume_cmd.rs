@@ -167,9 +167,12 @@ pub fn run(args: &ResumeArgs) -> anyhow::Result<ExitCode> {
     }
     let interrupted: Vec<&str> = point.interrupted_steps().collect();
     screen.line(&format!(
-        "resuming run {}: {} steps finished before the engine stopped; {}; journal: {journal_path}",
+        "resuming run {}: {} finished before the engine stopped; {}; journal: {journal_path}",
         run_dir.id,
-        point.finished_steps(),
+        match point.finished_steps() {
+            1 => "1 step".to_string(),
+            n => format!("{n} steps"),
+        },
         if interrupted.is_empty() {
             "none was running".to_string()
         } else {

@@ -312,10 +312,12 @@ async fn confirm_completed(ctx: &StepContext) -> StepOutcome {
         question: Question::Completed,
     };
     let waiting = ctx.cancelled().child_token();
+    let mut timed_out = false;
     let decision = tokio::select! {
         decision = ctx.approvals().decide(&request, &waiting) => decision,
         () = tokio::time::sleep(ctx.timeout()) => {
             waiting.cancel();
+            timed_out = true;
             None
         }
     };
@@ -326,6 +328,9 @@ async fn confirm_completed(ctx: &StepContext) -> StepOutcome {
             outputs.insert("decided_by".into(), Value::String(decision.decided_by));
             StepOutcome::Succeeded(outputs)
         }
+        None if !timed_out => StepOutcome::Failed(crate::step::StepFailure::new(
+            "stopped before anyone said whether it completed",
+        )),
         None => StepOutcome::Failed(crate::step::StepFailure::new(format!(
             "nobody said within {} whether it completed before the engine stopped, so it was neither run again nor assumed done",
             format_duration(ctx.timeout())
