@@ -1225,3 +1225,57 @@ async fn a_finished_rollback_is_not_run_again_and_an_unfinished_one_is() {
     assert!(started.lines.iter().any(|(s, _)| s == "one.rollback"));
     assert_eq!(started.log.order("start"), ["one.rollback", "page", "tidy"]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_journal_cut_at_any_byte_reads_back_and_resumes_without_repeating_finished_steps() {
+    let full = run(RESUMABLE).await;
+    let text: String = full
+        .events
+        .iter()
+        .map(|e| e.to_json_line() + "\n")
+        .collect();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("events.jsonl");
+    for cut in 0..=text.len() {
+        std::fs::write(&path, &text.as_bytes()[..cut]).expect("write prefix");
+        let contents = runbook_engine::journal::read_journal(&path)
+            .unwrap_or_else(|e| panic!("cut at byte {cut}: {e}"));
+        let whole_lines = text[..cut].matches('\n').count();
+        assert_eq!(contents.events.len(), whole_lines, "cut at byte {cut}");
+        assert_eq!(
+            contents.torn.is_some(),
+            !text[..cut].ends_with('\n') && cut > 0
+        );
+        let resumable = runbook_engine::ResumePoint::from_events(&contents.events);
+        // Only at line boundaries does the prefix change; resume there.
+        if contents.torn.is_some() || cut == 0 {
+            continue;
+        }
+        let Ok(point) = resumable else {
+            assert!(whole_lines == full.events.len() || whole_lines == 0);
+            continue;
+        };
+        let finished_before: Vec<String> = contents
+            .events
+            .iter()
+            .filter(|e| e.event == EventKind::StepFinished)
+            .filter_map(|e| e.step.clone())
+            .collect();
+        let o = run_with(RESUMABLE, |opts| opts.resume = Some(point)).await;
+        for step in &finished_before {
+            assert!(
+                !o.log.order("start").contains(step),
+                "cut after line {whole_lines}: `{step}` had finished but ran again"
+            );
+        }
+        assert_eq!(
+            o.summary.status,
+            RunStatus::Failed,
+            "cut after line {whole_lines}"
+        );
+        assert_eq!(
+            o.events.last().map(|e| e.event),
+            Some(EventKind::RunFinished)
+        );
+    }
+}
