@@ -1,0 +1,150 @@
+//! Run history for `runbook runs`: one line per run directory, newest first.
+//!
+//! Each journal is read on its own, so one that cannot be read is listed
+//! with the reason and never hides the others.
+
+use crate::report::{Report, RunStatus, build_report};
+use runbook_engine::RunDir;
+use runbook_engine::journal::{ReadJournalError, read_journal, runs_dir};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// One run in the history. Also the `--format json` structure of
+/// `runbook runs` (inside `{"runs": [...]}`).
+#[derive(Clone, Debug, Serialize)]
+pub struct RunEntry {
+    /// The run id.
+    pub id: String,
+    /// The runbook's name.
+    pub runbook: Option<String>,
+    /// The runbook file.
+    pub file: Option<String>,
+    /// `succeeded`, `failed`, `interrupted`, `running`, `stopped` (the engine
+    /// died; `runbook resume` continues it), or `unreadable` (see `error`).
+    pub status: String,
+    /// When it started (RFC 3339, UTC).
+    pub started_at: Option<String>,
+    /// When it finished, or its last event if it has not.
+    pub ended_at: Option<String>,
+    /// From start to `ended_at`.
+    pub duration_ms: Option<u64>,
+    /// Whether it is a `--dry-run`.
+    pub dry_run: bool,
+    /// Who started it.
+    pub started_by: Option<Runner>,
+    /// Who resumed it, in order.
+    pub resumed_by: Vec<Runner>,
+    /// Why it failed, or why its journal could not be read.
+    pub error: Option<String>,
+}
+
+/// Who ran (or resumed) a run, and when.
+#[derive(Clone, Debug, Serialize)]
+pub struct Runner {
+    /// The user.
+    pub user: Option<String>,
+    /// The machine.
+    pub host: Option<String>,
+    /// When their engine started.
+    pub at: String,
+}
+
+impl Runner {
+    /// `user@host`.
+    pub fn who(&self) -> String {
+        crate::report::who(self.user.as_deref(), self.host.as_deref())
+    }
+}
+
+/// Why the history could not be listed at all.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    /// The runs directory exists but cannot be read.
+    #[error("cannot read `{path}`: {source}")]
+    ReadDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Every run under `state_dir`, newest first (run ids sort by start time).
+/// A state directory without runs gives an empty list.
+pub fn list_runs(state_dir: &Path) -> Result<Vec<RunEntry>, HistoryError> {
+    let runs = runs_dir(state_dir);
+    let entries = match std::fs::read_dir(&runs) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(HistoryError::ReadDir { path: runs, source }),
+    };
+    let mut ids: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .collect();
+    ids.sort_unstable_by(|a, b| b.cmp(a));
+    Ok(ids
+        .into_iter()
+        .filter_map(|id| {
+            let run_dir = RunDir::open(state_dir, &id)?;
+            Some(match read_journal(&run_dir.journal_path()) {
+                Ok(contents) => summarize(&build_report(&id, &contents, run_dir.is_live())),
+                Err(error) => unreadable(&id, &error),
+            })
+        })
+        .collect())
+}
+
+/// The history line of a run, from its report.
+pub fn summarize(report: &Report) -> RunEntry {
+    let runner = |s: &crate::report::Session| Runner {
+        user: s.user.clone(),
+        host: s.host.clone(),
+        at: s.started_at.clone(),
+    };
+    RunEntry {
+        id: report.run_id.clone(),
+        runbook: report.runbook.clone(),
+        file: report.file.clone(),
+        status: match (report.status, report.sessions.is_empty()) {
+            // A journal without even its first event: the engine died at once.
+            (RunStatus::Stopped | RunStatus::Unknown, true) => "unreadable".into(),
+            (status, _) => status.as_str().into(),
+        },
+        started_at: report.started_at.clone(),
+        ended_at: report.ended_at.clone(),
+        duration_ms: report.duration_ms,
+        dry_run: report.dry_run,
+        started_by: report.sessions.first().map(runner),
+        resumed_by: report.sessions.iter().skip(1).map(runner).collect(),
+        error: if report.sessions.is_empty() {
+            Some("the journal has no run_started event".into())
+        } else {
+            report.error.clone()
+        },
+    }
+}
+
+fn unreadable(id: &str, error: &ReadJournalError) -> RunEntry {
+    let reason = match error {
+        ReadJournalError::Parse { line, .. } => format!("journal line {line} is not a valid event"),
+        ReadJournalError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            "no journal (events.jsonl is missing)".to_string()
+        }
+        ReadJournalError::Io { source, .. } => format!("cannot read the journal: {source}"),
+    };
+    RunEntry {
+        id: id.to_string(),
+        runbook: None,
+        file: None,
+        status: "unreadable".into(),
+        started_at: None,
+        ended_at: None,
+        duration_ms: None,
+        dry_run: false,
+        started_by: None,
+        resumed_by: Vec::new(),
+        error: Some(reason),
+    }
+}

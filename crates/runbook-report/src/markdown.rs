@@ -1,0 +1,433 @@
+//! The Markdown report: a header table, the timeline of events, the steps,
+//! gate decisions, rollbacks, failures and the outputs worth reading, ready
+//! to paste into a post-incident review document.
+
+use crate::outputs::OutputView;
+use crate::report::{DecisionKind, Report, StepReport, first_line, who};
+use crate::time::{format_datetime, format_duration, format_offset, format_time_of_day};
+use serde_json::Value;
+use std::fmt::Write;
+
+/// Renders the report as Markdown (GitHub-flavoured tables). Every text
+/// from the journal is escaped, so a command's output cannot inject markup.
+pub fn render_markdown(report: &Report) -> String {
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = write_report(&mut out, report);
+    out
+}
+
+fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
+    let start = r.started_at.as_deref();
+    let name = r.runbook.as_deref().unwrap_or("unknown runbook");
+    writeln!(
+        out,
+        "# Run {}: {} ({})\n",
+        r.run_id,
+        inline(name),
+        r.status.as_str()
+    )?;
+    writeln!(out, "| | |\n|---|---|")?;
+    row(out, "Runbook", &code(name))?;
+    if let Some(file) = &r.file {
+        row(out, "File", &code(file))?;
+    }
+    if let Some(sha) = &r.runbook_sha256 {
+        row(out, "Runbook SHA-256", &code(sha))?;
+    }
+    row(out, "Run id", &code(&r.run_id))?;
+    let status = match &r.error {
+        Some(error) => format!("**{}**: {}", r.status.as_str(), inline(error)),
+        None => format!("**{}**", r.status.as_str()),
+    };
+    row(out, "Status", &status)?;
+    if let Some(first) = r.sessions.first() {
+        let by = who(first.user.as_deref(), first.host.as_deref());
+        row(
+            out,
+            "Started",
+            &format!("{} by {}", format_datetime(&first.started_at), inline(&by)),
+        )?;
+    }
+    for session in r.sessions.iter().skip(1) {
+        let by = who(session.user.as_deref(), session.host.as_deref());
+        let mut text = format!(
+            "{} by {}",
+            format_datetime(&session.started_at),
+            inline(&by)
+        );
+        if let Some(note) = &session.note {
+            write!(text, " ({})", inline(note))?;
+        }
+        row(out, "Resumed", &text)?;
+    }
+    if let Some(end) = &r.ended_at {
+        let label = match r.status {
+            crate::RunStatus::Running => "Last event",
+            crate::RunStatus::Stopped => "Engine stopped",
+            _ => "Ended",
+        };
+        row(out, label, &format_datetime(end))?;
+    }
+    if let Some(ms) = r.duration_ms {
+        row(out, "Duration", &format_duration(ms))?;
+    }
+    row(out, "Dry run", if r.dry_run { "yes" } else { "no" })?;
+    writeln!(out)?;
+
+    if let Some(torn) = &r.journal.torn_line {
+        writeln!(
+            out,
+            "> **Note:** the journal ends with an incomplete line (line {}, {} bytes): the engine stopped while writing it. Everything before it is complete and shown here.\n",
+            torn.line, torn.bytes
+        )?;
+    }
+    if r.status == crate::RunStatus::Stopped {
+        writeln!(
+            out,
+            "> **Note:** the engine stopped before the run finished. `runbook resume {}` continues it.\n",
+            r.run_id
+        )?;
+    }
+
+    if !r.params.is_empty() {
+        writeln!(out, "## Params\n\n| Param | Value |\n|---|---|")?;
+        for (name, value) in &r.params {
+            let text = match value {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            writeln!(out, "| {} | {} |", code(name), code(&text))?;
+        }
+        writeln!(out)?;
+    }
+
+    writeln!(out, "## Timeline of events\n")?;
+    writeln!(out, "| Time (UTC) | Since start | Event |\n|---|---|---|")?;
+    for entry in &r.timeline {
+        writeln!(
+            out,
+            "| {} | {} | {} |",
+            format_time_of_day(&entry.ts, start),
+            entry.offset_ms.map(format_offset).unwrap_or_default(),
+            inline(&entry.text)
+        )?;
+    }
+    writeln!(out)?;
+
+    if !r.steps.is_empty() {
+        writeln!(out, "## Steps\n")?;
+        writeln!(
+            out,
+            "| Step | Phase | Status | Started | Ended | Duration | Attempts | Notes |\n|---|---|---|---|---|---|---|---|"
+        )?;
+        for step in &r.steps {
+            writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                code(&step.id),
+                step.phase.as_deref().unwrap_or(""),
+                step.status.as_str(),
+                step.started_at
+                    .as_deref()
+                    .map(|t| format_time_of_day(t, start))
+                    .unwrap_or_default(),
+                step.finished_at
+                    .as_deref()
+                    .map(|t| format_time_of_day(t, start))
+                    .unwrap_or_default(),
+                step.duration_ms.map(format_duration).unwrap_or_default(),
+                step.attempts.map(|n| n.to_string()).unwrap_or_default(),
+                inline(&step_note(step)),
+            )?;
+        }
+        writeln!(out)?;
+    }
+
+    let decisions: Vec<_> = r
+        .steps
+        .iter()
+        .flat_map(|s| s.decisions.iter().map(move |d| (s, d)))
+        .collect();
+    if !decisions.is_empty() {
+        writeln!(out, "## Decisions\n")?;
+        writeln!(
+            out,
+            "| Step | Question | Asked | Decided | Decision | By | Waited |\n|---|---|---|---|---|---|---|"
+        )?;
+        for (step, d) in decisions {
+            let question = match (d.kind, &d.message) {
+                (_, Some(message)) => inline(message),
+                (DecisionKind::Gate, None) => "gate".into(),
+                (DecisionKind::Confirmation, None) => "did it complete?".into(),
+            };
+            let waited = match (&d.waiting_since, &d.decided_at) {
+                (Some(a), Some(b)) => crate::time::between(a, b)
+                    .map(format_duration)
+                    .unwrap_or_default(),
+                _ => String::new(),
+            };
+            writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                code(&step.id),
+                question,
+                d.waiting_since
+                    .as_deref()
+                    .map(|t| format_time_of_day(t, start))
+                    .unwrap_or_default(),
+                d.decided_at
+                    .as_deref()
+                    .map(|t| format_time_of_day(t, start))
+                    .unwrap_or_default(),
+                verdict(d),
+                inline(d.decided_by.as_deref().unwrap_or("")),
+                waited,
+            )?;
+        }
+        writeln!(out)?;
+    }
+
+    if !r.rollbacks.is_empty() {
+        writeln!(out, "## Rollbacks\n")?;
+        writeln!(
+            out,
+            "| Rolled back step | Status | Started | Ended | Duration | Notes |\n|---|---|---|---|---|---|"
+        )?;
+        for rb in &r.rollbacks {
+            let note = rb
+                .error
+                .as_deref()
+                .map(first_line)
+                .or_else(|| rb.reason.clone())
+                .or_else(|| rb.would_run.as_ref().map(|w| format!("would run: {w}")))
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} |",
+                code(&rb.step),
+                inline(&rb.status),
+                rb.started_at
+                    .as_deref()
+                    .map(|t| format_time_of_day(t, start))
+                    .unwrap_or_default(),
+                rb.finished_at
+                    .as_deref()
+                    .map(|t| format_time_of_day(t, start))
+                    .unwrap_or_default(),
+                rb.duration_ms
+                    .filter(|_| rb.started_at.is_some())
+                    .map(format_duration)
+                    .unwrap_or_default(),
+                inline(&note),
+            )?;
+        }
+        writeln!(out)?;
+    }
+
+    let failed_steps: Vec<_> = r.steps.iter().filter(|s| s.error.is_some()).collect();
+    let failed_rollbacks: Vec<_> = r.rollbacks.iter().filter(|rb| rb.error.is_some()).collect();
+    if !failed_steps.is_empty() || !failed_rollbacks.is_empty() {
+        writeln!(out, "## Failures\n")?;
+        for step in failed_steps {
+            writeln!(out, "### {} {}\n", code(&step.id), step.status.as_str())?;
+            block(out, step.error.as_deref().unwrap_or(""))?;
+        }
+        for rb in failed_rollbacks {
+            writeln!(
+                out,
+                "### rollback of {} {}\n",
+                code(&rb.step),
+                inline(&rb.status)
+            )?;
+            block(out, rb.error.as_deref().unwrap_or(""))?;
+        }
+    }
+
+    let with_outputs: Vec<_> = r.steps.iter().filter(|s| !s.outputs.is_empty()).collect();
+    let rollback_outputs: Vec<_> = r
+        .rollbacks
+        .iter()
+        .filter(|rb| !rb.outputs.is_empty())
+        .collect();
+    if !with_outputs.is_empty() || !rollback_outputs.is_empty() {
+        writeln!(out, "## Outputs\n")?;
+        writeln!(
+            out,
+            "Trimmed to what is worth reading: the last lines of command output, the first lines of a response body; the journal has them in full.\n"
+        )?;
+        for step in with_outputs {
+            writeln!(out, "### {}\n", code(&step.id))?;
+            outputs(out, &step.outputs)?;
+        }
+        for rb in rollback_outputs {
+            writeln!(out, "### rollback of {}\n", code(&rb.step))?;
+            outputs(out, &rb.outputs)?;
+        }
+    }
+    writeln!(
+        out,
+        "---\nJournal: {} events{}. Times are UTC.",
+        r.journal.events,
+        match &r.journal.torn_line {
+            Some(t) => format!(", then an incomplete line {}", t.line),
+            None => String::new(),
+        }
+    )?;
+    Ok(())
+}
+
+/// A decision's outcome in words.
+pub(crate) fn verdict(d: &crate::report::Decision) -> &'static str {
+    match (d.kind, d.approved) {
+        (DecisionKind::Gate, Some(true)) => "approved",
+        (DecisionKind::Gate, Some(false)) => "rejected",
+        (DecisionKind::Confirmation, Some(true)) => "completed (not run again)",
+        (DecisionKind::Confirmation, Some(false)) => "not completed (run again)",
+        (_, None) => "undecided",
+    }
+}
+
+/// The notes column of the steps table.
+pub(crate) fn step_note(step: &StepReport) -> String {
+    let mut notes = Vec::new();
+    if let Some(reason) = &step.reason {
+        notes.push(reason.clone());
+    }
+    if let Some(error) = &step.error {
+        notes.push(first_line(error));
+    }
+    if let Some(would) = &step.would_run {
+        notes.push(format!("would run: {}", first_line(would)));
+    }
+    for d in &step.decisions {
+        let text = match (d.kind, d.approved) {
+            (DecisionKind::Gate, Some(a)) => format!(
+                "{} by {}",
+                if a { "approved" } else { "rejected" },
+                d.decided_by.as_deref().unwrap_or("?")
+            ),
+            (DecisionKind::Confirmation, Some(true)) => format!(
+                "confirmed completed by {}",
+                d.decided_by.as_deref().unwrap_or("?")
+            ),
+            (DecisionKind::Confirmation, Some(false)) => format!(
+                "not confirmed by {}; run again",
+                d.decided_by.as_deref().unwrap_or("?")
+            ),
+            (_, None) => "waiting for a decision".to_string(),
+        };
+        // A rejected gate's error already says who rejected it.
+        if !notes.iter().any(|n| n.contains(&text)) {
+            notes.push(text);
+        }
+    }
+    if step
+        .attempt_log
+        .iter()
+        .any(|a| a.end == crate::AttemptEnd::EngineStopped)
+    {
+        notes.push("interrupted by the engine stopping".into());
+    }
+    notes.join("; ")
+}
+
+fn outputs(out: &mut String, views: &[OutputView]) -> std::fmt::Result {
+    for view in views.iter().filter(|v| !v.block) {
+        let trimmed = view
+            .trimmed
+            .as_deref()
+            .map(|t| format!(" ({})", inline(t)))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "- {}: {}{}",
+            code(&view.name),
+            code(&view.text),
+            trimmed
+        )?;
+    }
+    if views.iter().any(|v| !v.block) {
+        writeln!(out)?;
+    }
+    for view in views.iter().filter(|v| v.block) {
+        let trimmed = view
+            .trimmed
+            .as_deref()
+            .map(|t| format!(" ({})", inline(t)))
+            .unwrap_or_default();
+        writeln!(out, "{}{}:\n", code(&view.name), trimmed)?;
+        block(out, &view.text)?;
+    }
+    Ok(())
+}
+
+fn row(out: &mut String, label: &str, value: &str) -> std::fmt::Result {
+    writeln!(out, "| {label} | {value} |")
+}
+
+/// Escapes text for a Markdown paragraph or table cell: markup characters
+/// are backslash-escaped, HTML is neutralised, and newlines become `<br>`
+/// so a cell stays one table row.
+pub(crate) fn inline(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.trim_end().chars() {
+        match c {
+            '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '#' | '~' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '\n' => out.push_str("<br>"),
+            '\r' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A code span that holds any text: the fence is longer than any run of
+/// backticks inside, and a cell's `|` is escaped.
+pub(crate) fn code(text: &str) -> String {
+    let one_line = text.replace(['\n', '\r'], " ");
+    let longest = longest_backtick_run(&one_line);
+    let fence = "`".repeat(longest + 1);
+    let pad = if one_line.starts_with('`') || one_line.ends_with('`') || longest > 0 {
+        " "
+    } else {
+        ""
+    };
+    format!("{fence}{pad}{}{pad}{fence}", one_line.replace('|', "\\|"))
+}
+
+/// A fenced block that holds any text (the fence outgrows any backtick run).
+fn block(out: &mut String, text: &str) -> std::fmt::Result {
+    let fence = "`".repeat((longest_backtick_run(text) + 1).max(3));
+    writeln!(
+        out,
+        "{fence}text\n{}\n{fence}\n",
+        text.trim_end_matches('\n')
+    )
+}
+
+fn longest_backtick_run(text: &str) -> usize {
+    text.split(|c| c != '`').map(str::len).max().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_text_cannot_break_out() {
+        assert_eq!(inline("a|b <script>\nx*y"), "a\\|b &lt;script&gt;<br>x\\*y");
+        assert_eq!(code("ls | wc"), "`ls \\| wc`");
+        assert_eq!(code("a `b` c"), "`` a `b` c ``");
+        let mut out = String::new();
+        block(&mut out, "```\ninside\n```").expect("write");
+        assert!(out.starts_with("````text\n"), "{out}");
+        assert!(out.ends_with("\n````\n\n"), "{out}");
+    }
+}
