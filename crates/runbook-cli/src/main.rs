@@ -6,9 +6,11 @@ mod demo_cmd;
 mod exit;
 mod plan_cmd;
 mod prompt;
+mod report_cmd;
 mod reporter;
 mod resume_cmd;
 mod run_cmd;
+mod runs_cmd;
 mod schema_cmd;
 mod validate_cmd;
 
@@ -40,6 +42,10 @@ enum Command {
     Resume(resume_cmd::ResumeArgs),
     /// Run the SEV1 runbook end to end against a built-in simulated cluster and service.
     Demo(demo_cmd::DemoArgs),
+    /// List recorded runs, newest first: runbook, start, duration, status, who ran it.
+    Runs(runs_cmd::RunsArgs),
+    /// A run's incident timeline from its journal, as Markdown, JSON or self-contained HTML.
+    Report(report_cmd::ReportArgs),
 }
 
 /// Arguments of `runbook validate`.
@@ -108,6 +114,8 @@ fn main() -> std::process::ExitCode {
         Command::Approve(args) => approve_cmd::run(&args),
         Command::Resume(args) => resume_cmd::run(&args),
         Command::Demo(args) => demo_cmd::run(&args),
+        Command::Runs(args) => runs_cmd::run(&args),
+        Command::Report(args) => report_cmd::run(&args),
     };
     match result {
         Ok(code) => code.into(),

@@ -1,0 +1,91 @@
+//! `runbook report RUN_ID`: a run's incident timeline as Markdown, JSON or
+//! one self-contained HTML file, read from its journal.
+
+use crate::exit::ExitCode;
+use anyhow::Context;
+use runbook_engine::journal::state_dir;
+use runbook_report::{ReportError, load_report, render_html, render_json, render_markdown};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+
+/// Arguments of `runbook report`.
+#[derive(clap::Args)]
+pub struct ReportArgs {
+    /// The run (`runbook runs` lists them).
+    pub run_id: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
+    pub format: ReportFormat,
+    /// Write the report to FILE (created or replaced, mode 0600) instead of
+    /// stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Where runs are recorded (default: $RUNBOOK_STATE_DIR,
+    /// $XDG_STATE_HOME/runbook, ~/.local/state/runbook).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// Formats of `runbook report`.
+#[derive(Clone, Copy, clap::ValueEnum, PartialEq, Eq)]
+pub enum ReportFormat {
+    /// Markdown, for a post-incident review document.
+    Md,
+    /// JSON with a documented, versioned structure.
+    Json,
+    /// One self-contained HTML page with a Gantt chart of the steps.
+    Html,
+}
+
+pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
+    let state = state_dir(args.state_dir.as_deref(), &|name| std::env::var(name).ok())?;
+    let report = match load_report(&state, &args.run_id) {
+        Ok(report) => report,
+        Err(error @ ReportError::UnknownRun { .. }) => {
+            eprintln!("error: {error}");
+            return Ok(ExitCode::Usage);
+        }
+        Err(error @ ReportError::Journal(_)) => {
+            eprintln!("error: {error}");
+            return Ok(ExitCode::Failure);
+        }
+    };
+    if let Some(torn) = &report.journal.torn_line {
+        eprintln!(
+            "note: the journal ends with an incomplete line (line {}); the report covers everything before it",
+            torn.line
+        );
+    }
+    let text = match args.format {
+        ReportFormat::Md => render_markdown(&report),
+        ReportFormat::Json => render_json(&report),
+        ReportFormat::Html => render_html(&report),
+    };
+    match &args.output {
+        Some(path) => {
+            // Reports can hold command output; keep them as private as the
+            // journal they come from.
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(path)
+                .with_context(|| format!("cannot create `{}`", path.display()))?;
+            file.write_all(text.as_bytes())
+                .with_context(|| format!("cannot write `{}`", path.display()))?;
+            eprintln!(
+                "wrote the report of run {} to {}",
+                report.run_id,
+                path.display()
+            );
+        }
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(text.as_bytes())?;
+            stdout.flush()?;
+        }
+    }
+    Ok(ExitCode::Success)
+}

@@ -1,0 +1,137 @@
+//! `runbook runs`: the run history of a state directory, newest first.
+
+use crate::exit::ExitCode;
+use anyhow::Context;
+use runbook_engine::journal::{runs_dir, state_dir};
+use runbook_report::time::format_duration;
+use runbook_report::{RunEntry, list_runs};
+use std::io::Write;
+use std::path::PathBuf;
+
+/// Arguments of `runbook runs`.
+#[derive(clap::Args)]
+pub struct RunsArgs {
+    /// Output format: a table for people, or JSON for scripts.
+    #[arg(long, value_enum, default_value_t = RunsFormat::Human)]
+    pub format: RunsFormat,
+    /// Where runs are recorded (default: $RUNBOOK_STATE_DIR,
+    /// $XDG_STATE_HOME/runbook, ~/.local/state/runbook).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// Formats of `runbook runs`.
+#[derive(Clone, Copy, clap::ValueEnum, PartialEq, Eq)]
+pub enum RunsFormat {
+    /// One aligned line per run, start times in local time.
+    Human,
+    /// `{"state_dir": …, "runs": [{id, runbook, status, started_at, …}]}`.
+    Json,
+}
+
+pub fn run(args: &RunsArgs) -> anyhow::Result<ExitCode> {
+    let state = state_dir(args.state_dir.as_deref(), &|name| std::env::var(name).ok())?;
+    let runs = list_runs(&state)?;
+    let mut stdout = std::io::stdout().lock();
+    match args.format {
+        RunsFormat::Json => {
+            let doc = serde_json::json!({
+                "state_dir": state.display().to_string(),
+                "runs": runs,
+            });
+            let text = serde_json::to_string_pretty(&doc).context("cannot encode the run list")?;
+            writeln!(stdout, "{text}")?;
+        }
+        RunsFormat::Human if runs.is_empty() => {
+            eprintln!(
+                "no runs recorded in {} yet (`runbook run` records every run there; is --state-dir or $RUNBOOK_STATE_DIR the one you ran with?)",
+                runs_dir(&state).display()
+            );
+        }
+        RunsFormat::Human => {
+            write!(stdout, "{}", table(&runs))?;
+            if runs.iter().any(|r| r.status == "stopped") {
+                eprintln!(
+                    "a stopped run's engine died before it finished; `runbook resume RUN_ID` continues it"
+                );
+            }
+        }
+    }
+    stdout.flush()?;
+    Ok(ExitCode::Success)
+}
+
+/// The human listing: aligned columns, the last one (who) left ragged.
+fn table(runs: &[RunEntry]) -> String {
+    let header = ["RUN", "RUNBOOK", "STARTED", "DURATION", "STATUS", "BY"];
+    let rows: Vec<[String; 6]> = runs.iter().map(row).collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: [&str; 6]| {
+        let mut text = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                text.push_str(cell);
+            } else {
+                let pad = widths[i].saturating_sub(cell.chars().count()) + 2;
+                text.push_str(cell);
+                text.push_str(&" ".repeat(pad));
+            }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(header);
+    for row in &rows {
+        line([&row[0], &row[1], &row[2], &row[3], &row[4], &row[5]]);
+    }
+    out
+}
+
+fn row(run: &RunEntry) -> [String; 6] {
+    let started = run
+        .started_at
+        .as_deref()
+        .and_then(|ts| chrono::DateTime::parse_from_rfc3339(ts).ok())
+        .map(|t| {
+            t.with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
+        .unwrap_or_else(|| "-".into());
+    let duration = match (run.duration_ms, run.status.as_str()) {
+        (Some(ms), "running") => format!("{} so far", format_duration(ms)),
+        (Some(ms), _) => format_duration(ms),
+        (None, _) => "-".into(),
+    };
+    let mut status = run.status.clone();
+    if run.dry_run {
+        status.push_str(" (dry run)");
+    }
+    let by = if run.status == "unreadable" {
+        run.error.clone().unwrap_or_default()
+    } else {
+        let mut by = run
+            .started_by
+            .as_ref()
+            .map(|r| r.who())
+            .unwrap_or_else(|| "-".into());
+        for resumer in &run.resumed_by {
+            by.push_str(&format!(", resumed by {}", resumer.who()));
+        }
+        by
+    };
+    [
+        run.id.clone(),
+        run.runbook.clone().unwrap_or_else(|| "-".into()),
+        started,
+        duration,
+        status,
+        by,
+    ]
+}
