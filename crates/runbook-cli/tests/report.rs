@@ -316,3 +316,118 @@ fn a_killed_run_is_running_then_stopped_with_its_step_interrupted() {
     let md = stdout(&output(state, &["report", &id]));
     assert!(md.contains(&format!("runbook resume {id}")), "{md}");
 }
+
+/// Kills `pid`'s whole process group, as a power loss would.
+fn kill_group(pid: &str) {
+    let status = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", pid.trim())])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill the step's process group {pid}");
+}
+
+fn wait_for(path: &Path, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !path.exists() || std::fs::read(path).is_ok_and(|b| b.is_empty()) {
+        assert!(Instant::now() < deadline, "{what} never happened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_killed_then_resumed_run_reports_the_stop_the_resume_and_the_confirmation() {
+    let state = tempfile::tempdir().expect("state dir");
+    let state = state.path();
+    let scratch = tempfile::tempdir().expect("scratch");
+    let dir = scratch.path();
+    let book = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/resume/append-once.yaml");
+    let dir_param = format!("dir={}", dir.display());
+    let book = book.to_str().expect("path");
+    let mut engine = runbook(state, &["run", book, "--set", &dir_param])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start run");
+    // `slow` (idempotent: false) writes its pid, then waits for `go`.
+    wait_for(&dir.join("slow.pid"), "the slow step starting");
+    engine.kill().expect("SIGKILL the engine");
+    engine.wait().expect("reap");
+    kill_group(&std::fs::read_to_string(dir.join("slow.pid")).expect("pid"));
+    let id = runs_json(state)[0]["id"].as_str().expect("id").to_string();
+    assert_eq!(runs_json(state)[0]["status"], "stopped");
+
+    let mut resume = runbook(state, &["resume", &id])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start resume");
+    // The resumed run asks whether `slow` completed; say it did.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let approve = output(state, &["approve", &id, "slow"]);
+        if approve.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never asked: {}",
+            stderr(&approve)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = resume.try_wait().expect("wait resume") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = resume.kill();
+            panic!("resume did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "resume: {status}");
+
+    let runs = runs_json(state);
+    assert_eq!(runs[0]["status"], "succeeded");
+    assert_eq!(runs[0]["resumed_by"].as_array().map(Vec::len), Some(1));
+    assert!(stdout(&output(state, &["runs"])).contains(", resumed by "));
+
+    let report = output(state, &["report", &id, "--format", "json"]);
+    assert!(report.status.success(), "{}", stderr(&report));
+    let doc: Value = serde_json::from_slice(&report.stdout).expect("json");
+    assert_eq!(doc["status"], "succeeded");
+    let ends: Vec<_> = doc["sessions"]
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .map(|s| s["end"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(ends, ["engine_stopped", "finished"]);
+    let slow = doc["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["id"] == "slow")
+        .cloned()
+        .expect("slow");
+    assert_eq!(slow["status"], "succeeded");
+    assert_eq!(
+        slow["attempt_log"].as_array().map(Vec::len),
+        Some(1),
+        "not run again"
+    );
+    assert_eq!(slow["attempt_log"][0]["end"], "engine_stopped");
+    assert_eq!(slow["decisions"][0]["kind"], "confirmation");
+    assert_eq!(slow["decisions"][0]["approved"], true);
+    let md = stdout(&output(state, &["report", &id]));
+    assert!(
+        md.contains("engine stopped without finishing the run"),
+        "{md}"
+    );
+    assert!(md.contains("slow: confirmed completed by"), "{md}");
+    assert!(
+        md.contains("`token` | `***`"),
+        "secret param redacted: {md}"
+    );
+}

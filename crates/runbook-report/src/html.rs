@@ -137,7 +137,7 @@ fn write_page(out: &mut String, r: &Report) -> std::fmt::Result {
         )?;
     }
     let mut status = run_badge(r.status);
-    if let Some(error) = &r.error {
+    if let Some(error) = r.error.as_ref().filter(|e| e.as_str() != r.status.as_str()) {
         write!(status, " {}", esc(error))?;
     }
     meta(out, "Status", &status)?;

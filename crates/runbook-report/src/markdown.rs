@@ -36,7 +36,8 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
         row(out, "Runbook SHA-256", &code(sha))?;
     }
     row(out, "Run id", &code(&r.run_id))?;
-    let status = match &r.error {
+    // The engine's error of an interrupted run is often just "interrupted".
+    let status = match r.error.as_ref().filter(|e| e.as_str() != r.status.as_str()) {
         Some(error) => format!("**{}**: {}", r.status.as_str(), inline(error)),
         None => format!("**{}**", r.status.as_str()),
     };
@@ -315,6 +316,9 @@ pub(crate) fn step_note(step: &StepReport) -> String {
                 "not confirmed by {}; run again",
                 d.decided_by.as_deref().unwrap_or("?")
             ),
+            (_, None) if step.finished_at.is_some() => {
+                "the question was never answered".to_string()
+            }
             (_, None) => "waiting for a decision".to_string(),
         };
         // A rejected gate's error already says who rejected it.
