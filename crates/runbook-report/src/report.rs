@@ -919,3 +919,87 @@ pub(crate) fn first_line(text: &str) -> String {
         first
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(ts: &str, kind: EventKind, step: Option<&str>) -> Event {
+        let mut e = Event::new(kind, "r1");
+        e.ts = ts.to_string();
+        e.step = step.map(str::to_string);
+        e
+    }
+
+    fn contents(events: Vec<Event>) -> JournalContents {
+        JournalContents { events, torn: None }
+    }
+
+    #[test]
+    fn a_condition_gate_is_a_decision_without_a_wait() {
+        let mut decided = event(
+            "2026-11-26T10:00:01.000Z",
+            EventKind::GateDecided,
+            Some("g"),
+        );
+        decided.approved = Some(false);
+        decided.decided_by = Some("condition".into());
+        let mut finished = event(
+            "2026-11-26T10:00:01.000Z",
+            EventKind::StepFinished,
+            Some("g"),
+        );
+        finished.status = Some("failed".into());
+        let report = build_report(
+            "r1",
+            &contents(vec![
+                event("2026-11-26T10:00:00.000Z", EventKind::RunStarted, None),
+                event(
+                    "2026-11-26T10:00:00.500Z",
+                    EventKind::StepStarted,
+                    Some("g"),
+                ),
+                decided,
+                finished,
+            ]),
+            false,
+        );
+        let gate = &report.steps[0];
+        assert_eq!(gate.decisions.len(), 1);
+        assert_eq!(gate.decisions[0].kind, DecisionKind::Gate);
+        assert_eq!(gate.decisions[0].waiting_since, None);
+        assert_eq!(gate.decisions[0].approved, Some(false));
+        assert_eq!(
+            report.status,
+            RunStatus::Stopped,
+            "no run_finished, no engine"
+        );
+    }
+
+    #[test]
+    fn an_empty_journal_is_unknown_or_running() {
+        assert_eq!(
+            build_report("r1", &contents(vec![]), false).status,
+            RunStatus::Unknown
+        );
+        assert_eq!(
+            build_report("r1", &contents(vec![]), true).status,
+            RunStatus::Running
+        );
+    }
+
+    #[test]
+    fn unparseable_timestamps_do_not_break_the_report() {
+        let report = build_report(
+            "r1",
+            &contents(vec![
+                event("yesterday", EventKind::RunStarted, None),
+                event("later", EventKind::StepStarted, Some("a")),
+            ]),
+            false,
+        );
+        assert_eq!(report.duration_ms, None);
+        assert_eq!(report.timeline[1].offset_ms, None);
+        assert!(crate::render_html(&report).contains("<svg"));
+    }
+}
