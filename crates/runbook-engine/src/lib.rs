@@ -9,6 +9,7 @@
 
 pub mod backoff;
 pub mod event;
+pub mod identity;
 pub mod journal;
 pub mod redact;
 pub mod resume;

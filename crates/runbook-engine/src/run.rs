@@ -209,9 +209,7 @@ impl RunOptions {
             env: std::env::vars().collect(),
             file: None,
             runbook_sha256: None,
-            user: std::env::var("USER")
-                .or_else(|_| std::env::var("LOGNAME"))
-                .ok(),
+            user: crate::identity::current_user(),
             host: std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .ok()
                 .map(|h| h.trim().to_string())
