@@ -313,6 +313,10 @@ impl Syncer {
 
 impl Drop for Journal {
     fn drop(&mut self) {
+        // The last events (run_finished) are on disk before the process
+        // exits: the sync thread syncs whatever is dirty before it stops,
+        // so a second sync here is needed only without it, or if it failed.
+        let mut synced = false;
         if let Some(mut syncer) = self.syncer.take() {
             {
                 let (lock, signal) = &*syncer.state;
@@ -323,11 +327,17 @@ impl Drop for Journal {
                 signal.notify_one();
             }
             if let Some(thread) = syncer.thread.take() {
-                let _ = thread.join();
+                synced = thread.join().is_ok();
+                let (lock, _) = &*syncer.state;
+                let guard = lock
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                synced &= guard.error.is_none();
             }
         }
-        // The last events (run_finished) are on disk before the process exits.
-        let _ = self.file.sync_data();
+        if !synced {
+            let _ = self.file.sync_data();
+        }
     }
 }
 
