@@ -444,6 +444,8 @@ struct Dispatcher<'a> {
     /// template reads `steps` as a whole.
     reads: HashMap<String, Option<Vec<String>>>,
     snapshot: Option<Arc<Value>>,
+    /// See [`Dispatcher::base_context`].
+    base_context: Option<Arc<Value>>,
     templates: Arc<Templates>,
     redactor: Redactor,
     shared: Arc<Shared>,
@@ -562,6 +564,7 @@ impl<'a> Dispatcher<'a> {
             context,
             reads: HashMap::new(),
             snapshot: None,
+            base_context: None,
             templates,
             redactor,
             shared,
@@ -1035,6 +1038,18 @@ impl<'a> Dispatcher<'a> {
         Ok((timeout, env))
     }
 
+    /// The context without any step entries (`steps` is empty), built once.
+    fn base_context(&mut self) -> &Arc<Value> {
+        let context = &self.context;
+        self.base_context.get_or_insert_with(|| {
+            let mut base = context.clone();
+            if let Some(steps) = base.get_mut("steps").and_then(Value::as_object_mut) {
+                steps.clear();
+            }
+            Arc::new(base)
+        })
+    }
+
     fn snapshot(&mut self) -> Arc<Value> {
         self.snapshot
             .get_or_insert_with(|| Arc::new(self.context.clone()))
@@ -1054,6 +1069,12 @@ impl<'a> Dispatcher<'a> {
         let Some(reads) = reads else {
             return self.snapshot();
         };
+        if reads.is_empty() {
+            // Only `steps` changes during a run, so every step that reads
+            // no step outputs (most of them) shares one context instead of
+            // copying `params`, the whole `env` and `run` at each start.
+            return self.base_context().clone();
+        }
         let mut context = serde_json::Map::new();
         if let Value::Object(all) = &self.context {
             for (key, value) in all {
