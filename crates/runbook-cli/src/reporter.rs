@@ -45,7 +45,12 @@ impl Screen {
                 let _ = bars.println(text);
             }
             _ => {
-                let _ = writeln!(std::io::stderr().lock(), "{text}");
+                // One `write` per line: `writeln!` on unbuffered stderr
+                // would issue one for the text and another for the newline.
+                let mut line = String::with_capacity(text.len() + 1);
+                line.push_str(text);
+                line.push('\n');
+                let _ = std::io::stderr().lock().write_all(line.as_bytes());
             }
         }
     }
