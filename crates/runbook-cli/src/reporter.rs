@@ -55,6 +55,21 @@ impl Screen {
         }
     }
 
+    /// Prints several lines at once: `block` holds whole lines of UTF-8
+    /// text, each ending with `\n`, written with one `write` when there is
+    /// no live display.
+    pub fn block(&self, block: &[u8]) {
+        match &self.bars {
+            Some(bars) if !self.paused.load(Ordering::SeqCst) => {
+                let text = String::from_utf8_lossy(block);
+                let _ = bars.println(text.strip_suffix('\n').unwrap_or(&text));
+            }
+            _ => {
+                let _ = std::io::stderr().lock().write_all(block);
+            }
+        }
+    }
+
     /// Hides the live display until the guard is dropped (a prompt is
     /// waiting for an answer on this terminal).
     pub fn pause(self: &Arc<Self>) -> PauseGuard {
@@ -462,6 +477,39 @@ impl EventSink for RunSink {
     fn output(&mut self, step: &str, _: Stream, line: &str) {
         let prefix = self.human.screen.paint("2", &format!("[{step}]"));
         self.human.screen.line(&format!("{prefix} {line}"));
+    }
+
+    fn output_lines(&mut self, step: &str, _: Stream, text: &str) {
+        // The same `[step] line` as `output`, built for the whole batch and
+        // written in blocks of about `BLOCK` bytes: a step printing millions
+        // of short lines costs a `write` per block, not per line.
+        // Two copies per line (the prefix, then the line with its newline)
+        // and a plain byte scan: with millions of one-byte lines the
+        // per-line cost is all there is.
+        const BLOCK: usize = 64 << 10;
+        let prefix = format!("{} ", self.human.screen.paint("2", &format!("[{step}]")));
+        let prefix = prefix.as_bytes();
+        let mut block = Vec::with_capacity(BLOCK + text.len().min(BLOCK));
+        let mut rest = text.as_bytes();
+        while !rest.is_empty() {
+            let end = rest
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(rest.len(), |newline| newline + 1);
+            block.extend_from_slice(prefix);
+            block.extend_from_slice(&rest[..end]);
+            rest = &rest[end..];
+            if block.len() >= BLOCK {
+                self.human.screen.block(&block);
+                block.clear();
+            }
+        }
+        if block.last().is_some_and(|&b| b != b'\n') {
+            block.push(b'\n');
+        }
+        if !block.is_empty() {
+            self.human.screen.block(&block);
+        }
     }
 
     fn progress(&mut self, step: &str, message: &str) {

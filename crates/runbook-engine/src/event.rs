@@ -188,6 +188,16 @@ pub trait EventSink: Send {
         let _ = (step, stream, line);
     }
 
+    /// Several lines of a step's live output, in order: `text` holds each
+    /// line followed by `\n`. The default shows them one by one through
+    /// [`Self::output`]; a sink that writes somewhere costly overrides it to
+    /// write the whole batch at once.
+    fn output_lines(&mut self, step: &str, stream: Stream, text: &str) {
+        for line in text.split_terminator('\n') {
+            self.output(step, stream, line);
+        }
+    }
+
     /// A step's progress note ("waiting for 2 of 3 replicas").
     fn progress(&mut self, step: &str, message: &str) {
         let _ = (step, message);

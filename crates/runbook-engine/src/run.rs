@@ -1147,6 +1147,23 @@ impl<'a> Dispatcher<'a> {
                 let line = self.redactor.redact(&line);
                 self.sink.output(&step, stream, &line);
             }
+            Wake::Message(StepMessage::Lines { step, stream, text }) => {
+                let cost = crate::step::queued_cost(&step, text.len());
+                self.shared.pending.fetch_sub(
+                    cost.min(self.shared.pending.load(Ordering::Relaxed)),
+                    Ordering::Relaxed,
+                );
+                // Redacting the batch as a whole masks what per-line
+                // redaction would (each line of a multi-line secret is a
+                // secret of its own), and skips the copy when there is
+                // nothing to mask.
+                if self.redactor.is_empty() {
+                    self.sink.output_lines(&step, stream, &text);
+                } else {
+                    let text = self.redactor.redact(&text);
+                    self.sink.output_lines(&step, stream, &text);
+                }
+            }
             Wake::Message(StepMessage::Progress { step, message }) => {
                 let message = self.redactor.redact(&message);
                 self.sink.progress(&step, &message);

@@ -81,23 +81,27 @@ pub(crate) struct Backlog {
 /// Bytes of live output that may wait for the dispatcher, across all steps.
 pub(crate) const BACKLOG_LIMIT: usize = 4 << 20;
 
-/// What one queued line costs in memory: its text, its step id and the
-/// message and allocation overhead. Counting text alone let a step printing
-/// millions of one-byte lines queue hundreds of megabytes of envelopes.
-pub(crate) fn queued_cost(step_id: &str, line_len: usize) -> usize {
+/// What one queued message of live output costs in memory: its text, its
+/// step id and the message and allocation overhead. Counting text alone let
+/// a step printing millions of one-byte lines queue hundreds of megabytes of
+/// envelopes; a batch of lines ([`StepMessage::Lines`]) pays the envelope
+/// once.
+pub(crate) fn queued_cost(step_id: &str, text_len: usize) -> usize {
     const ENVELOPE: usize = std::mem::size_of::<StepMessage>() + 64;
-    line_len + step_id.len() + ENVELOPE
+    text_len + step_id.len() + ENVELOPE
 }
 
 impl Backlog {
-    fn admit(&self, len: usize) -> bool {
-        // The limit is soft (two steps may pass it at once by a line each),
-        // which is fine for a memory bound.
+    /// Admits a message costing `cost` bytes, or counts its lines (`lines`
+    /// is only called then) as dropped.
+    fn admit(&self, cost: usize, lines: impl FnOnce() -> usize) -> bool {
+        // The limit is soft (two steps may pass it at once by a message
+        // each), which is fine for a memory bound.
         if self.pending.load(Ordering::Relaxed) > BACKLOG_LIMIT {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.dropped.fetch_add(lines() as u64, Ordering::Relaxed);
             return false;
         }
-        self.pending.fetch_add(len, Ordering::Relaxed);
+        self.pending.fetch_add(cost, Ordering::Relaxed);
         true
     }
 }
@@ -149,6 +153,18 @@ pub enum StepMessage {
         stream: Stream,
         /// The line.
         line: String,
+    },
+    /// Several lines of live output from one stream, in order: each line
+    /// followed by `\n` (a line never contains `\n` itself). One message
+    /// per read of a pipe instead of one per line: a step printing millions
+    /// of short lines costs the engine a message per chunk, not per line.
+    Lines {
+        /// The step.
+        step: String,
+        /// Which stream.
+        stream: Stream,
+        /// The lines, each terminated by `\n`.
+        text: String,
     },
     /// A progress note ("waiting for 2 of 3 replicas").
     Progress {
@@ -355,7 +371,7 @@ impl StepContext {
     /// rather than buffered without bound; its outputs are unaffected.
     pub fn output_line(&self, stream: Stream, line: &str) {
         if let Some(backlog) = &self.backlog
-            && !backlog.admit(queued_cost(&self.step_id, line.len()))
+            && !backlog.admit(queued_cost(&self.step_id, line.len()), || 1)
         {
             return;
         }
@@ -363,6 +379,33 @@ impl StepContext {
             step: self.step_id.clone(),
             stream,
             line: line.to_string(),
+        });
+    }
+
+    /// Sends a batch of live output lines in one message: `text` holds
+    /// whole lines, each terminated by `\n` (a step that reads its output in
+    /// chunks sends the complete lines of each chunk; a missing final
+    /// newline is added). Shown exactly as if each line had been sent with
+    /// [`Self::output_line`]; when the backlog is full the whole batch is
+    /// dropped and its lines counted.
+    pub fn output_lines(&self, stream: Stream, mut text: String) {
+        if text.is_empty() {
+            return;
+        }
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        if let Some(backlog) = &self.backlog
+            && !backlog.admit(queued_cost(&self.step_id, text.len()), || {
+                text.bytes().filter(|&b| b == b'\n').count()
+            })
+        {
+            return;
+        }
+        let _ = self.messages.send(StepMessage::Lines {
+            step: self.step_id.clone(),
+            stream,
+            text,
         });
     }
 

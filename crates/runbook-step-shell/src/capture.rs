@@ -106,6 +106,31 @@ impl Tail {
     }
 }
 
+/// Complete display lines waiting to be sent as one message: each line is
+/// followed by `\n`.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    pub(crate) text: String,
+}
+
+impl Batch {
+    /// Appends one line (which contains no `\n`).
+    fn push_line(&mut self, line: &str) {
+        self.text.push_str(line);
+        self.text.push('\n');
+    }
+
+    /// Appends complete lines, each already followed by `\n`.
+    fn push_block(&mut self, block: &str) {
+        self.text.push_str(block);
+    }
+
+    /// Takes the lines gathered so far, leaving the batch empty.
+    pub(crate) fn take(&mut self) -> String {
+        std::mem::take(&mut self.text)
+    }
+}
+
 /// Splits a byte stream into lines for live display. A line longer than
 /// `max` bytes is emitted in pieces of at most `max` bytes, cut at a UTF-8
 /// character boundary where possible, so one endless line cannot grow
@@ -124,36 +149,61 @@ impl LineSplitter {
         }
     }
 
-    /// Feeds a chunk; `emit` receives every complete line (without its
-    /// line ending) and every full-length piece of an over-long line.
-    pub(crate) fn feed(&mut self, mut data: &[u8], emit: &mut impl FnMut(&str)) {
-        while let Some(newline) = data.iter().position(|&b| b == b'\n') {
-            let segment = &data[..newline];
-            if self.pending.is_empty() && segment.len() <= self.max {
-                // The common case: a whole line inside one chunk, no copy.
-                emit_line(segment, emit);
-            } else {
-                self.pending.extend_from_slice(segment);
-                self.emit_long_pieces(emit);
-                emit_line(&self.pending, emit);
-                self.pending.clear();
-            }
+    /// Feeds a chunk; `out` receives every complete line (without its line
+    /// ending) and every full-length piece of an over-long line.
+    pub(crate) fn feed(&mut self, mut data: &[u8], out: &mut Batch) {
+        if !self.pending.is_empty() {
+            // Finish the line started by an earlier chunk first.
+            let Some(newline) = data.iter().position(|&b| b == b'\n') else {
+                self.pending.extend_from_slice(data);
+                self.emit_long_pieces(out);
+                return;
+            };
+            self.pending.extend_from_slice(&data[..newline]);
+            self.emit_long_pieces(out);
+            emit_line(&self.pending, out);
+            self.pending.clear();
             data = &data[newline + 1..];
         }
+        if let Some(last) = data.iter().rposition(|&b| b == b'\n') {
+            let (complete, rest) = data.split_at(last + 1);
+            // The common case, and the one that matters for a step printing
+            // millions of short lines: the chunk's complete lines are valid
+            // UTF-8 without carriage returns and none can be over-long, so
+            // they go to the batch as they are, in one copy, without looking
+            // at each line.
+            let fast = complete.len() <= self.max + 1 && !complete.contains(&b'\r');
+            match std::str::from_utf8(complete) {
+                Ok(block) if fast => out.push_block(block),
+                _ => {
+                    for segment in complete[..last].split(|&b| b == b'\n') {
+                        if segment.len() <= self.max {
+                            emit_line(segment, out);
+                        } else {
+                            self.pending.extend_from_slice(segment);
+                            self.emit_long_pieces(out);
+                            emit_line(&self.pending, out);
+                            self.pending.clear();
+                        }
+                    }
+                }
+            }
+            data = rest;
+        }
         self.pending.extend_from_slice(data);
-        self.emit_long_pieces(emit);
+        self.emit_long_pieces(out);
     }
 
     /// Emits what is left after the stream ended without a final newline.
-    pub(crate) fn finish(&mut self, emit: &mut impl FnMut(&str)) {
+    pub(crate) fn finish(&mut self, out: &mut Batch) {
         if !self.pending.is_empty() {
-            emit_line(&self.pending, emit);
+            emit_line(&self.pending, out);
             self.pending.clear();
         }
     }
 
     /// While `pending` is longer than `max`, emits its first piece.
-    fn emit_long_pieces(&mut self, emit: &mut impl FnMut(&str)) {
+    fn emit_long_pieces(&mut self, out: &mut Batch) {
         while self.pending.len() > self.max {
             let mut cut = self.max;
             // Do not split a multi-byte character: back off over at most
@@ -169,16 +219,16 @@ impl LineSplitter {
                 // Not UTF-8 anyway: cut at the limit.
                 cut = self.max;
             }
-            emit(&String::from_utf8_lossy(&self.pending[..cut]));
+            out.push_line(&String::from_utf8_lossy(&self.pending[..cut]));
             self.pending.drain(..cut);
         }
     }
 }
 
 /// Emits one line, without a trailing carriage return (CRLF output).
-fn emit_line(line: &[u8], emit: &mut impl FnMut(&str)) {
+fn emit_line(line: &[u8], out: &mut Batch) {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    emit(&String::from_utf8_lossy(line));
+    out.push_line(&String::from_utf8_lossy(line));
 }
 
 #[cfg(test)]
@@ -188,11 +238,18 @@ mod tests {
     fn lines(max: usize, chunks: &[&[u8]]) -> Vec<String> {
         let mut splitter = LineSplitter::new(max);
         let mut out = Vec::new();
-        let mut emit = |l: &str| out.push(l.to_string());
+        let mut batch = Batch::default();
+        let mut take = |batch: &mut Batch| {
+            let text = batch.take();
+            assert!(text.is_empty() || text.ends_with('\n'), "{text:?}");
+            out.extend(text.split_terminator('\n').map(str::to_string));
+        };
         for chunk in chunks {
-            splitter.feed(chunk, &mut emit);
+            splitter.feed(chunk, &mut batch);
+            take(&mut batch);
         }
-        splitter.finish(&mut emit);
+        splitter.finish(&mut batch);
+        take(&mut batch);
         out
     }
 
@@ -259,6 +316,45 @@ mod tests {
         // "aéé" is 5 bytes: a, c3 a9, c3 a9. A cut at 4 would split the
         // second é, so the first piece is "aé".
         assert_eq!(lines(4, &["aééb".as_bytes()]), vec!["aé", "éb"]);
+    }
+
+    #[test]
+    fn splitter_batches_whatever_the_chunk_boundaries() {
+        // Every way of cutting the input into equal chunks gives the same
+        // lines, whether a chunk's complete lines take the one-copy path
+        // (short, clean lines) or the line-by-line path (a CR, invalid
+        // UTF-8, a split character, a line longer than `max`).
+        let inputs: [&[u8]; 2] = [
+            b"1\n22\n\n333\n4444\n55555\n666666\n",
+            b"a\r\nb\xffc\n\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\ntoo-long-line\n\nend",
+        ];
+        for input in inputs {
+            let whole = lines(8, &[input]);
+            for size in 1..=input.len() {
+                let chunks: Vec<&[u8]> = input.chunks(size).collect();
+                assert_eq!(lines(8, &chunks), whole, "chunks of {size}");
+            }
+        }
+        assert_eq!(
+            lines(8, &[inputs[0]]),
+            ["1", "22", "", "333", "4444", "55555", "666666"]
+        );
+        assert_eq!(
+            lines(8, &[inputs[1]]),
+            ["a", "b\u{fffd}c", "\u{e9}\u{e9}\u{e9}\u{e9}", "\u{e9}", "too-long", "-line", "", "end"]
+        );
+    }
+
+    #[test]
+    fn splitter_batches_complete_lines_and_keeps_the_partial_one() {
+        let mut splitter = LineSplitter::new(64);
+        let mut batch = Batch::default();
+        splitter.feed(b"a\nb\nc\npartial", &mut batch);
+        assert_eq!(batch.take(), "a\nb\nc\n");
+        assert_eq!(batch.text, "");
+        splitter.feed(b" line\n", &mut batch);
+        splitter.finish(&mut batch);
+        assert_eq!(batch.take(), "partial line\n");
     }
 
     #[test]

@@ -31,7 +31,7 @@ mod capture;
 mod process_group;
 
 use async_trait::async_trait;
-use capture::{LineSplitter, Tail};
+use capture::{Batch, LineSplitter, Tail};
 use nix::sys::signal::Signal;
 use process_group::ProcessGroup;
 use runbook_engine::{Outputs, StepContext, StepExecutor, StepFailure, StepOutcome, Stream};
@@ -400,7 +400,9 @@ impl Prepared {
 }
 
 /// Reads one pipe to its end: every chunk goes to the tail (captured
-/// output) and, split into lines, to the live output.
+/// output) and, split into lines, to the live output: the complete lines of
+/// each read as one message, so the engine's cost follows the number of
+/// reads, not the number of lines.
 async fn pump(
     mut reader: impl AsyncRead + Unpin,
     stream: Stream,
@@ -412,14 +414,16 @@ async fn pump(
     // instructions in a run of 200 no-op steps.
     let mut buffer = Vec::with_capacity(READ_CHUNK);
     let mut lines = LineSplitter::new(MAX_LINE_BYTES);
-    let mut emit = |line: &str| ctx.output_line(stream, line);
+    let mut batch = Batch::default();
+    let send = |batch: &mut Batch| ctx.output_lines(stream, batch.take());
     loop {
         buffer.clear();
         match reader.read_buf(&mut buffer).await {
             Ok(0) => break,
             Ok(_) => {
                 tail.push(&buffer);
-                lines.feed(&buffer, &mut emit);
+                lines.feed(&buffer, &mut batch);
+                send(&mut batch);
             }
             Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
             // A pipe read error means the pipe is unusable; what was read
@@ -427,5 +431,6 @@ async fn pump(
             Err(_) => break,
         }
     }
-    lines.finish(&mut emit);
+    lines.finish(&mut batch);
+    send(&mut batch);
 }

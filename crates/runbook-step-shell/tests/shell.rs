@@ -90,6 +90,22 @@ async fn read_pid(path: &Path) -> i32 {
     }
 }
 
+/// The live lines a message carries, as `(step, stream, line)`: one for
+/// [`StepMessage::Output`], all of a batch for [`StepMessage::Lines`], none
+/// for progress.
+fn lines_of(message: StepMessage) -> Vec<(String, Stream, String)> {
+    match message {
+        StepMessage::Output { step, stream, line } => vec![(step, stream, line)],
+        StepMessage::Lines { step, stream, text } => {
+            assert!(text.ends_with('\n'), "a batch ends with a newline");
+            text.split_terminator('\n')
+                .map(|line| (step.clone(), stream, line.to_string()))
+                .collect()
+        }
+        StepMessage::Progress { .. } => Vec::new(),
+    }
+}
+
 /// Waits up to 30 s for the line `want` on stdout.
 async fn wait_for_line(messages: &mut UnboundedReceiver<StepMessage>, want: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -98,9 +114,7 @@ async fn wait_for_line(messages: &mut UnboundedReceiver<StepMessage>, want: &str
             .await
             .unwrap_or_else(|_| panic!("no line `{want}` within 30 s"))
             .expect("channel open");
-        if let StepMessage::Output { line, .. } = message
-            && line == want
-        {
+        if lines_of(message).iter().any(|(_, _, line)| line == want) {
             return;
         }
     }
@@ -346,7 +360,7 @@ async fn a_flood_of_output_keeps_only_the_tail() {
         let mut lines = 0u64;
         let mut longest = 0;
         while let Some(message) = messages.recv().await {
-            if let StepMessage::Output { line, .. } = message {
+            for (_, _, line) in lines_of(message) {
                 lines += 1;
                 longest = longest.max(line.len());
             }
@@ -404,7 +418,7 @@ async fn lines_arrive_while_the_process_runs() {
             .await
             .expect("a line within 30 s")
             .expect("channel open");
-        if let StepMessage::Output { step, stream, line } = message {
+        for (step, stream, line) in lines_of(message) {
             assert_eq!(step, "s");
             seen.push((stream, line));
         }
@@ -441,4 +455,68 @@ async fn lines_keeps_the_last_lines_only() {
             .expect("text")
             .starts_with("1\n2\n")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_live_output_keeps_every_line_in_order() {
+    // 200,000 short lines: they arrive batched (far fewer messages than
+    // lines), each exactly once and in order, with an empty line, a CRLF
+    // line and a last line without a newline kept as lines of their own.
+    let step = step(
+        "    run: |\n      seq 1 200000\n      echo\n      printf 'crlf\\r\\n'\n      printf 'no-newline'\n",
+    );
+    let (ctx, mut messages) = context("").build();
+    let consumer = tokio::spawn(async move {
+        let mut lines = Vec::new();
+        let mut batches = 0usize;
+        while let Some(message) = messages.recv().await {
+            if matches!(message, StepMessage::Lines { .. }) {
+                batches += 1;
+            }
+            for (step, stream, line) in lines_of(message) {
+                assert_eq!(step, "s");
+                assert_eq!(stream, Stream::Stdout);
+                lines.push(line);
+            }
+        }
+        (lines, batches)
+    });
+    let outputs = succeeded(run(&step, &ctx).await);
+    drop(ctx);
+    let (lines, batches) = consumer.await.expect("join");
+    let mut expected: Vec<String> = (1..=200_000).map(|i| i.to_string()).collect();
+    expected.extend(["".to_string(), "crlf".to_string(), "no-newline".to_string()]);
+    assert_eq!(lines.len(), expected.len());
+    assert!(lines == expected, "lines out of order or altered");
+    // 1.3 MB read in pipe-sized chunks: a few hundred batches at most.
+    assert!(batches < 10_000, "{batches} batches for {} lines", lines.len());
+    assert_eq!(
+        outputs["lines"].as_array().and_then(|l| l.last()),
+        Some(&json!("no-newline"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_written_in_two_reads_arrives_whole() {
+    // The line is written in two parts with a pause between them, so the
+    // pipe is read twice; live output still gets it as one line (which is
+    // what lets redaction see a secret split across the reads).
+    let step = step(
+        "    run: |\n      printf 'first half '\n      sleep 0.3\n      printf 'second half\\nnext\\n'\n",
+    );
+    let (ctx, mut messages) = context("").build();
+    let consumer = tokio::spawn(async move {
+        let mut lines = Vec::new();
+        while let Some(message) = messages.recv().await {
+            lines.extend(lines_of(message).into_iter().map(|(_, _, l)| l));
+        }
+        lines
+    });
+    let outputs = succeeded(run(&step, &ctx).await);
+    drop(ctx);
+    assert_eq!(
+        consumer.await.expect("join"),
+        ["first half second half", "next"]
+    );
+    assert_eq!(outputs["stdout"], json!("first half second half\nnext"));
 }
