@@ -664,12 +664,20 @@ mod tests {
         let lines: Vec<u32> = parsed.diagnostics.iter().map(|d| d.span.line).collect();
         assert_eq!(lines, [101, 102]);
         assert!(
-            parsed.diagnostics[0].message.contains("first defined on line 4"),
+            parsed.diagnostics[0]
+                .message
+                .contains("first defined on line 4"),
             "{}",
             parsed.diagnostics[0].message
         );
-        assert_eq!(parsed.root.get("k3").map(|n| &n.value), Some(&Value::Int(3)));
-        assert_eq!(parsed.root.get("k100").map(|n| &n.value), Some(&Value::Int(100)));
+        assert_eq!(
+            parsed.root.get("k3").map(|n| &n.value),
+            Some(&Value::Int(3))
+        );
+        assert_eq!(
+            parsed.root.get("k100").map(|n| &n.value),
+            Some(&Value::Int(100))
+        );
     }
 
     #[test]

@@ -341,7 +341,16 @@ mod tests {
         );
         assert_eq!(
             lines(8, &[inputs[1]]),
-            ["a", "b\u{fffd}c", "\u{e9}\u{e9}\u{e9}\u{e9}", "\u{e9}", "too-long", "-line", "", "end"]
+            [
+                "a",
+                "b\u{fffd}c",
+                "\u{e9}\u{e9}\u{e9}\u{e9}",
+                "\u{e9}",
+                "too-long",
+                "-line",
+                "",
+                "end"
+            ]
         );
     }
 

@@ -489,7 +489,11 @@ async fn batched_live_output_keeps_every_line_in_order() {
     assert_eq!(lines.len(), expected.len());
     assert!(lines == expected, "lines out of order or altered");
     // 1.3 MB read in pipe-sized chunks: a few hundred batches at most.
-    assert!(batches < 10_000, "{batches} batches for {} lines", lines.len());
+    assert!(
+        batches < 10_000,
+        "{batches} batches for {} lines",
+        lines.len()
+    );
     assert_eq!(
         outputs["lines"].as_array().and_then(|l| l.last()),
         Some(&json!("no-newline"))
