@@ -375,6 +375,20 @@ impl HumanReporter {
     }
 }
 
+/// Where the first line of `text` ends: after its newline, or at the end.
+/// Short lines are found by a plain scan of the first bytes, long ones by
+/// memchr's vectorized search: with millions of two-byte lines memchr's
+/// per-call overhead dominated, with one 64 KiB line the plain scan did.
+fn line_end(text: &[u8]) -> usize {
+    const SHORT: usize = 16;
+    let head = &text[..text.len().min(SHORT)];
+    match head.iter().position(|&b| b == b'\n') {
+        Some(newline) => newline + 1,
+        None if text.len() <= SHORT => text.len(),
+        None => memchr::memchr(b'\n', &text[SHORT..]).map_or(text.len(), |i| SHORT + i + 1),
+    }
+}
+
 /// `(first line of the error)`, or nothing.
 fn detail(error: &Option<String>) -> String {
     error
@@ -484,18 +498,16 @@ impl EventSink for RunSink {
         // written in blocks of about `BLOCK` bytes: a step printing millions
         // of short lines costs a `write` per block, not per line.
         // Two copies per line (the prefix, then the line with its newline)
-        // and a plain byte scan: with millions of one-byte lines the
-        // per-line cost is all there is.
+        // and memchr's search for the newline: with millions of one-byte
+        // lines the per-line cost is all there is, with one 64 KiB line
+        // the per-byte cost.
         const BLOCK: usize = 64 << 10;
         let prefix = format!("{} ", self.human.screen.paint("2", &format!("[{step}]")));
         let prefix = prefix.as_bytes();
         let mut block = Vec::with_capacity(BLOCK + text.len().min(BLOCK));
         let mut rest = text.as_bytes();
         while !rest.is_empty() {
-            let end = rest
-                .iter()
-                .position(|&b| b == b'\n')
-                .map_or(rest.len(), |newline| newline + 1);
+            let end = line_end(rest);
             block.extend_from_slice(prefix);
             block.extend_from_slice(&rest[..end]);
             rest = &rest[end..];
@@ -544,6 +556,18 @@ mod tests {
         assert_eq!(seconds(400), "0.4s");
         assert_eq!(seconds(12_000), "12.0s");
         assert_eq!(seconds(185_000), "3m05s");
+    }
+
+    #[test]
+    fn line_ends_are_found_in_short_and_long_lines() {
+        assert_eq!(line_end(b"y\ny\n"), 2);
+        assert_eq!(line_end(b"\n"), 1);
+        assert_eq!(line_end(b"no newline"), 10);
+        let long = format!("{}\nnext", "x".repeat(100));
+        assert_eq!(line_end(long.as_bytes()), 101);
+        let exactly = format!("{}\n", "x".repeat(16));
+        assert_eq!(line_end(exactly.as_bytes()), 17);
+        assert_eq!(line_end("x".repeat(40).as_bytes()), 40);
     }
 
     #[test]

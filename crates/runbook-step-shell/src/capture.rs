@@ -154,7 +154,7 @@ impl LineSplitter {
     pub(crate) fn feed(&mut self, mut data: &[u8], out: &mut Batch) {
         if !self.pending.is_empty() {
             // Finish the line started by an earlier chunk first.
-            let Some(newline) = data.iter().position(|&b| b == b'\n') else {
+            let Some(newline) = memchr::memchr(b'\n', data) else {
                 self.pending.extend_from_slice(data);
                 self.emit_long_pieces(out);
                 return;
@@ -165,7 +165,9 @@ impl LineSplitter {
             self.pending.clear();
             data = &data[newline + 1..];
         }
-        if let Some(last) = data.iter().rposition(|&b| b == b'\n') {
+        // memchr's vectorized search: a plain byte loop cost 3 instructions
+        // per byte of output (a 50 MB line is all one search).
+        if let Some(last) = memchr::memrchr(b'\n', data) {
             let (complete, rest) = data.split_at(last + 1);
             // The common case, and the one that matters for a step printing
             // millions of short lines: the chunk's complete lines are valid
