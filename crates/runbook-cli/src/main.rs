@@ -36,16 +36,16 @@ enum Command {
     Schema,
     /// Run a runbook: steps in dependency order, rollbacks on failure, journaled.
     Run(run_cmd::RunArgs),
-    /// Approve (or `--reject`) a manual gate of a run waiting in another shell.
-    Approve(approve_cmd::ApproveArgs),
     /// Continue a run whose engine died, where it stopped, in the same journal.
     Resume(resume_cmd::ResumeArgs),
-    /// Run the SEV1 runbook end to end against a built-in simulated cluster and service.
-    Demo(demo_cmd::DemoArgs),
+    /// Approve (or `--reject`) a manual gate of a run waiting in another shell.
+    Approve(approve_cmd::ApproveArgs),
     /// List recorded runs, newest first: runbook, start, duration, status, who ran it.
     Runs(runs_cmd::RunsArgs),
     /// A run's incident timeline from its journal, as Markdown, JSON or self-contained HTML.
     Report(report_cmd::ReportArgs),
+    /// Run the SEV1 runbook end to end against a built-in simulated cluster and service.
+    Demo(demo_cmd::DemoArgs),
 }
 
 /// Arguments of `runbook validate`.
