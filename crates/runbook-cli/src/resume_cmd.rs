@@ -14,7 +14,7 @@
 
 use crate::exit::ExitCode;
 use crate::reporter::Screen;
-use crate::run_cmd::{EngineFlags, Launch, OutputFormat, approve_hint, hex, launch};
+use crate::run_cmd::{EngineFlags, Launch, approve_hint, hex, launch};
 use anyhow::Context as _;
 use runbook_engine::journal::{read_journal, runs_dir, state_dir};
 use runbook_engine::{Journal, JournalError, ResumePoint, RunDir, RunOptions};
@@ -36,32 +36,15 @@ pub struct ResumeArgs {
     /// A YAML file with secret param values.
     #[arg(long, value_name = "FILE")]
     pub params: Option<PathBuf>,
-    /// Approve this gate in advance (repeatable); also answers "it
-    /// completed" for an interrupted `idempotent: false` step of this id.
-    #[arg(long = "approve", value_name = "ID")]
-    pub approve: Vec<String>,
-    /// Approve every manual gate in advance (never answers whether an
-    /// interrupted `idempotent: false` step completed).
-    #[arg(long)]
-    pub approve_all: bool,
-    /// Most steps running at once.
-    #[arg(long, value_name = "N", default_value_t = 32,
-          value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    pub max_parallel: u32,
-    /// Do not run rollbacks after a failure.
-    #[arg(long)]
-    pub no_rollback: bool,
-    /// `json`: one event per line on stdout (progress stays on stderr).
-    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
-    pub output: OutputFormat,
-    /// Where runs are recorded (default: $RUNBOOK_STATE_DIR,
-    /// $XDG_STATE_HOME/runbook, ~/.local/state/runbook).
-    #[arg(long, value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
+    /// Approvals, parallelism, rollbacks, output and state dir.
+    #[command(flatten)]
+    pub engine: EngineFlags,
 }
 
 pub fn run(args: &ResumeArgs) -> anyhow::Result<ExitCode> {
-    let state = state_dir(args.state_dir.as_deref(), &|name| std::env::var(name).ok())?;
+    let state = state_dir(args.engine.state_dir.as_deref(), &|name| {
+        std::env::var(name).ok()
+    })?;
     let Some(run_dir) = RunDir::open(&state, &args.run_id) else {
         eprintln!(
             "error: no run `{}` in {} (is --state-dir or $RUNBOOK_STATE_DIR the same as the run's? `runbook runs` lists them)",
@@ -192,14 +175,8 @@ pub fn run(args: &ResumeArgs) -> anyhow::Result<ExitCode> {
         journal,
         options,
         screen,
-        hint: approve_hint(&run_dir, args.state_dir.as_deref()),
-        flags: EngineFlags {
-            approve: &args.approve,
-            approve_all: args.approve_all,
-            max_parallel: args.max_parallel,
-            no_rollback: args.no_rollback,
-            output: args.output,
-        },
+        hint: approve_hint(&run_dir, args.engine.state_dir.as_deref()),
+        flags: &args.engine,
     });
     drop(lock);
     result.context("resume failed")

@@ -26,29 +26,12 @@ pub struct RunArgs {
     /// A YAML file mapping param names to values.
     #[arg(long, value_name = "FILE")]
     pub params: Option<PathBuf>,
-    /// Approve this gate in advance (repeatable).
-    #[arg(long = "approve", value_name = "GATE_ID")]
-    pub approve: Vec<String>,
-    /// Approve every manual gate in advance.
-    #[arg(long)]
-    pub approve_all: bool,
     /// Run only read-only work; list what every other step would do.
     #[arg(long)]
     pub dry_run: bool,
-    /// Most steps running at once.
-    #[arg(long, value_name = "N", default_value_t = 32,
-          value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    pub max_parallel: u32,
-    /// Do not run rollbacks after a failure.
-    #[arg(long)]
-    pub no_rollback: bool,
-    /// `json`: one event per line on stdout (progress stays on stderr).
-    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
-    pub output: OutputFormat,
-    /// Where runs are recorded (default: $RUNBOOK_STATE_DIR,
-    /// $XDG_STATE_HOME/runbook, ~/.local/state/runbook).
-    #[arg(long, value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
+    /// Approvals, parallelism, rollbacks, output and state dir.
+    #[command(flatten)]
+    pub engine: EngineFlags,
 }
 
 /// Output formats of `runbook run`.
@@ -72,7 +55,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let sha256 = hex(&Sha256::digest(&content));
     let file = std::path::absolute(&args.file).unwrap_or_else(|_| args.file.clone());
 
-    let state = state_dir(args.state_dir.as_deref(), &|name| std::env::var(name).ok())?;
+    let state = state_dir(args.engine.state_dir.as_deref(), &|name| {
+        std::env::var(name).ok()
+    })?;
     let run_dir = RunDir::create(&state)?;
     // Held until the process exits: `resume` and `runs` tell a live run
     // from one whose engine died by this lock.
@@ -96,24 +81,36 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         journal,
         options,
         screen,
-        hint: approve_hint(&run_dir, args.state_dir.as_deref()),
-        flags: EngineFlags {
-            approve: &args.approve,
-            approve_all: args.approve_all,
-            max_parallel: args.max_parallel,
-            no_rollback: args.no_rollback,
-            output: args.output,
-        },
+        hint: approve_hint(&run_dir, args.engine.state_dir.as_deref()),
+        flags: &args.engine,
     })
 }
 
-/// The flags `run` and `resume` share.
-pub(crate) struct EngineFlags<'a> {
-    pub approve: &'a [String],
+/// The flags `run` and `resume` share: how the engine runs and reports.
+#[derive(clap::Args)]
+pub struct EngineFlags {
+    /// Approve this gate in advance (repeatable). On `resume`, also answers
+    /// "it completed" for an interrupted `idempotent: false` step of this id.
+    #[arg(long = "approve", value_name = "ID")]
+    pub approve: Vec<String>,
+    /// Approve every manual gate in advance (never answers whether an
+    /// interrupted `idempotent: false` step completed).
+    #[arg(long)]
     pub approve_all: bool,
+    /// Most steps running at once.
+    #[arg(long, value_name = "N", default_value_t = 32,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_parallel: u32,
+    /// Do not run rollbacks after a failure.
+    #[arg(long)]
     pub no_rollback: bool,
+    /// `json`: one event per line on stdout (progress stays on stderr).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
+    /// Where runs are recorded (default: $RUNBOOK_STATE_DIR,
+    /// $XDG_STATE_HOME/runbook, ~/.local/state/runbook).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 /// A run ready to go: its journal open and its lock held by the caller.
@@ -127,7 +124,7 @@ pub(crate) struct Launch<'a> {
     pub screen: Arc<Screen>,
     /// How to approve a gate from another shell.
     pub hint: String,
-    pub flags: EngineFlags<'a>,
+    pub flags: &'a EngineFlags,
 }
 
 /// Runs the engine with every step kind, reporting to the terminal, stdout
