@@ -3,9 +3,13 @@
 
 use crate::exit::ExitCode;
 use crate::{PlanArgs, PlanFormat};
+use indexmap::IndexMap;
+use runbook_model::Runbook;
 use runbook_model::diagnostic::{FileDiagnostics, render_human};
+use runbook_model::params::ResolvedParam;
 use runbook_model::params::{ParamError, ParamInputs};
 use std::io::{IsTerminal, Write};
+use std::path::Path;
 
 pub fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     let Some((runbook, params)) = load_with_params(&args.file, &args.sets, args.params.as_deref())?
@@ -30,35 +34,52 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
 /// Loads and validates a runbook and resolves its params, printing every
 /// problem to stderr. `None` means the caller must exit with status 2.
 pub fn load_with_params(
-    file: &std::path::Path,
+    file: &Path,
     sets: &[String],
-    params_file: Option<&std::path::Path>,
-) -> anyhow::Result<
-    Option<(
-        runbook_model::Runbook,
-        indexmap::IndexMap<String, runbook_model::params::ResolvedParam>,
-    )>,
-> {
+    params_file: Option<&Path>,
+) -> anyhow::Result<Option<(Runbook, IndexMap<String, ResolvedParam>)>> {
     let (source, loaded) = runbook_model::load_file(file);
-    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let Some(runbook) = checked_runbook(file, &source, loaded) else {
+        return Ok(None);
+    };
+    Ok(resolve_params(&runbook, sets, params_file)?.map(|params| (runbook, params)))
+}
+
+/// The runbook of a load, after printing its diagnostics to stderr; `None`
+/// (the caller exits with status 2) when it has errors.
+pub fn checked_runbook(
+    file: &Path,
+    source: &str,
+    loaded: runbook_model::Loaded,
+) -> Option<Runbook> {
     if !loaded.diagnostics.is_empty() {
         let rendered = render_human(
             &FileDiagnostics {
                 path: file,
-                source: &source,
+                source,
                 diagnostics: &loaded.diagnostics,
             },
-            color,
+            stderr_color(),
         );
         eprint!("{rendered}");
     }
-    let Some(runbook) = loaded.runbook else {
+    if loaded.runbook.is_none() {
         eprintln!(
             "error: `{}` is not a valid runbook; nothing was run",
             file.display()
         );
-        return Ok(None);
-    };
+    }
+    loaded.runbook
+}
+
+/// Resolves the params of `runbook` from `--set`, `--params FILE`, the
+/// environment and defaults, printing every problem to stderr; `None` (the
+/// caller exits with status 2) when there is one.
+pub fn resolve_params(
+    runbook: &Runbook,
+    sets: &[String],
+    params_file: Option<&Path>,
+) -> anyhow::Result<Option<IndexMap<String, ResolvedParam>>> {
     let mut inputs = ParamInputs {
         sets: sets.to_vec(),
         file: None,
@@ -66,41 +87,38 @@ pub fn load_with_params(
     if let Some(path) = params_file {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read params file `{}`: {e}", path.display()))?;
-        match runbook_model::yaml::parse(&text) {
-            Ok(parsed) if parsed.diagnostics.is_empty() => inputs.file = Some(parsed.root),
-            Ok(parsed) => {
-                let rendered = render_human(
-                    &FileDiagnostics {
-                        path,
-                        source: &text,
-                        diagnostics: &parsed.diagnostics,
-                    },
-                    color,
-                );
-                eprint!("{rendered}");
-                return Ok(None);
+        let diagnostics = match runbook_model::yaml::parse(&text) {
+            Ok(parsed) if parsed.diagnostics.is_empty() => {
+                inputs.file = Some(parsed.root);
+                Vec::new()
             }
-            Err(diagnostics) => {
-                let rendered = render_human(
-                    &FileDiagnostics {
-                        path,
-                        source: &text,
-                        diagnostics: &diagnostics,
-                    },
-                    color,
-                );
-                eprint!("{rendered}");
-                return Ok(None);
-            }
+            Ok(parsed) => parsed.diagnostics,
+            Err(diagnostics) => diagnostics,
+        };
+        if !diagnostics.is_empty() {
+            let rendered = render_human(
+                &FileDiagnostics {
+                    path,
+                    source: &text,
+                    diagnostics: &diagnostics,
+                },
+                stderr_color(),
+            );
+            eprint!("{rendered}");
+            return Ok(None);
         }
     }
-    match runbook_model::params::resolve(&runbook, &inputs, &|name| std::env::var(name).ok()) {
-        Ok(params) => Ok(Some((runbook, params))),
+    match runbook_model::params::resolve(runbook, &inputs, &|name| std::env::var(name).ok()) {
+        Ok(params) => Ok(Some(params)),
         Err(errors) => {
             report_param_errors(&errors);
             Ok(None)
         }
     }
+}
+
+fn stderr_color() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
 fn report_param_errors(errors: &[ParamError]) {

@@ -13,6 +13,7 @@
 //!   running in between.
 
 use crate::exit::ExitCode;
+use crate::plan_cmd::{checked_runbook, resolve_params};
 use crate::reporter::Screen;
 use crate::run_cmd::{EngineFlags, Launch, approve_hint, hex, launch};
 use anyhow::Context as _;
@@ -115,17 +116,21 @@ pub fn run(args: &ResumeArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::Usage);
     }
 
-    // With --force the file may no longer declare every recorded param.
-    let declared: Option<Vec<String>> = runbook_model::load_file(&file)
-        .1
-        .runbook
-        .map(|r| r.params.keys().cloned().collect());
-    let Some(sets) = param_sets(&first, &args.sets, declared.as_deref()) else {
+    let Ok(source) = String::from_utf8(content) else {
+        eprintln!("error: `{}` is not UTF-8 text", file.display());
         return Ok(ExitCode::Usage);
     };
-    let Some((runbook, params)) =
-        crate::plan_cmd::load_with_params(&file, &sets, args.params.as_deref())?
-    else {
+    // Loaded from the very text that was hashed.
+    let loaded = runbook_model::load(&file, &source);
+    let Some(runbook) = checked_runbook(&file, &source, loaded) else {
+        return Ok(ExitCode::Usage);
+    };
+    // With --force the file may no longer declare every recorded param.
+    let declared: Vec<String> = runbook.params.keys().cloned().collect();
+    let Some(sets) = param_sets(&first, &args.sets, &declared) else {
+        return Ok(ExitCode::Usage);
+    };
+    let Some(params) = resolve_params(&runbook, &sets, args.params.as_deref())? else {
         if first.params.iter().flatten().any(|(_, v)| v == "***") {
             eprintln!(
                 "note: secret params are never kept in the journal; give them again with --set NAME=VALUE, --params FILE or their environment variable"
@@ -189,12 +194,12 @@ pub fn run(args: &ResumeArgs) -> anyhow::Result<ExitCode> {
 fn param_sets(
     first: &runbook_engine::Event,
     user: &[String],
-    declared: Option<&[String]>,
+    declared: &[String],
 ) -> Option<Vec<String>> {
     let recorded = first.params.clone().unwrap_or_default();
     let mut sets = Vec::new();
     for (name, value) in &recorded {
-        if declared.is_some_and(|names| !names.contains(name)) {
+        if !declared.contains(name) {
             continue;
         }
         let text = match value {

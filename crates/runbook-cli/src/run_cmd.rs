@@ -3,6 +3,7 @@
 //! and the journal, and handling SIGINT/SIGTERM.
 
 use crate::exit::ExitCode;
+use crate::plan_cmd::{checked_runbook, resolve_params};
 use crate::prompt::TerminalPrompt;
 use crate::reporter::{HumanReporter, RunSink, Screen};
 use anyhow::Context as _;
@@ -44,15 +45,16 @@ pub enum OutputFormat {
 }
 
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
-    let Some((runbook, params)) =
-        crate::plan_cmd::load_with_params(&args.file, &args.sets, args.params.as_deref())?
-    else {
+    let (source, loaded) = runbook_model::load_file(&args.file);
+    let Some(runbook) = checked_runbook(&args.file, &source, loaded) else {
         return Ok(ExitCode::Usage);
     };
-    // Hash what was validated; `resume` refuses a file that changed since.
-    let content = std::fs::read(&args.file)
-        .with_context(|| format!("cannot read runbook `{}`", args.file.display()))?;
-    let sha256 = hex(&Sha256::digest(&content));
+    let Some(params) = resolve_params(&runbook, &args.sets, args.params.as_deref())? else {
+        return Ok(ExitCode::Usage);
+    };
+    // The hash of the very text that was validated: `resume` refuses a file
+    // that changed since.
+    let sha256 = hex(&Sha256::digest(source.as_bytes()));
     let file = std::path::absolute(&args.file).unwrap_or_else(|_| args.file.clone());
 
     let state = state_dir(args.engine.state_dir.as_deref(), &|name| {
