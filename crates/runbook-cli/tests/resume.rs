@@ -45,12 +45,13 @@ impl Sandbox {
         cmd
     }
 
-    /// Starts `runbook run FILE --set dir=SCRATCH` in the background.
-    fn spawn_run(&self, file: &Path) -> Child {
+    /// Starts `runbook run FILE --set dir=SCRATCH ARGS...` in the background.
+    fn spawn_run(&self, file: &Path, args: &[&str]) -> Child {
         let dir = format!("dir={}", self.dir().display());
         self.runbook(&["run"])
             .arg(file)
             .args(["--set", &dir])
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -60,8 +61,8 @@ impl Sandbox {
     /// Runs `file` until its `slow` step is running, then kills the engine
     /// and the step's process group with SIGKILL, as a power loss would.
     /// Returns the run id.
-    fn killed_run(&self, file: &Path) -> String {
-        let mut child = self.spawn_run(file);
+    fn killed_run(&self, file: &Path, args: &[&str]) -> String {
+        let mut child = self.spawn_run(file, args);
         let pid_file = self.dir().join("slow.pid");
         wait_until("the slow step to start", || {
             std::fs::read_to_string(&pid_file).is_ok_and(|t| t.ends_with('\n'))
@@ -161,7 +162,7 @@ const FINISH_LINE: &str = "finish saw prepared-first with builtin-token";
 #[test]
 fn a_killed_run_resumes_with_every_side_effect_once_and_the_interrupted_step_again() {
     let sandbox = Sandbox::new();
-    let id = sandbox.killed_run(&fixture("append.yaml"));
+    let id = sandbox.killed_run(&fixture("append.yaml"), &[]);
     assert_eq!(sandbox.effects(), ["prepare", "slow-start"]);
 
     sandbox.let_slow_finish();
@@ -210,7 +211,7 @@ fn a_killed_run_resumes_with_every_side_effect_once_and_the_interrupted_step_aga
 #[test]
 fn an_interrupted_step_that_is_not_idempotent_is_asked_about_not_rerun() {
     let sandbox = Sandbox::new();
-    let id = sandbox.killed_run(&fixture("append-once.yaml"));
+    let id = sandbox.killed_run(&fixture("append-once.yaml"), &[]);
     // "It completed": not run again, recorded as succeeded by whom.
     let out = sandbox.resume(&id, &["--approve", "slow"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -240,7 +241,7 @@ fn an_interrupted_step_that_is_not_idempotent_is_asked_about_not_rerun() {
 #[test]
 fn a_not_idempotent_step_runs_again_when_a_person_says_it_did_not_complete() {
     let sandbox = Sandbox::new();
-    let id = sandbox.killed_run(&fixture("append-once.yaml"));
+    let id = sandbox.killed_run(&fixture("append-once.yaml"), &[]);
     sandbox.let_slow_finish();
     // --approve-all answers gates, never "did it complete?": the resumed
     // run waits for a person, here `runbook approve --reject` from another
@@ -297,7 +298,7 @@ fn a_not_idempotent_step_runs_again_when_a_person_says_it_did_not_complete() {
 #[test]
 fn a_torn_last_line_is_cut_and_reported() {
     let sandbox = Sandbox::new();
-    let id = sandbox.killed_run(&fixture("append.yaml"));
+    let id = sandbox.killed_run(&fixture("append.yaml"), &[]);
     let journal = sandbox.journal_path(&id);
     let mut text = std::fs::read_to_string(&journal).expect("journal");
     let whole_lines = text.lines().count();
@@ -326,7 +327,7 @@ fn a_torn_last_line_is_cut_and_reported() {
 #[test]
 fn a_journal_damaged_before_its_last_line_is_refused_with_the_line_number() {
     let sandbox = Sandbox::new();
-    let id = sandbox.killed_run(&fixture("append.yaml"));
+    let id = sandbox.killed_run(&fixture("append.yaml"), &[]);
     let journal = sandbox.journal_path(&id);
     let text = std::fs::read_to_string(&journal).expect("journal");
     let mut lines: Vec<&str> = text.lines().collect();
@@ -343,7 +344,7 @@ fn a_changed_runbook_is_refused_unless_forced() {
     let sandbox = Sandbox::new();
     let copy = sandbox.dir().join("runbook.yaml");
     std::fs::copy(fixture("append.yaml"), &copy).expect("copy");
-    let id = sandbox.killed_run(&copy);
+    let id = sandbox.killed_run(&copy, &[]);
     let text = std::fs::read_to_string(&copy).expect("read");
     std::fs::write(&copy, text.replace("echo tidy", "echo tidied")).expect("edit");
     sandbox.let_slow_finish();
@@ -366,7 +367,7 @@ fn a_changed_runbook_is_refused_unless_forced() {
 #[test]
 fn a_live_run_cannot_be_resumed_and_a_finished_one_has_nothing_to_resume() {
     let sandbox = Sandbox::new();
-    let mut child = sandbox.spawn_run(&fixture("append.yaml"));
+    let mut child = sandbox.spawn_run(&fixture("append.yaml"), &[]);
     let pid_file = sandbox.dir().join("slow.pid");
     wait_until("the slow step to start", || pid_file.exists());
     let id = sandbox.run_id();
@@ -396,7 +397,7 @@ fn a_live_run_cannot_be_resumed_and_a_finished_one_has_nothing_to_resume() {
 fn concurrent_runs_of_one_file_get_their_own_journals() {
     let sandbox = Sandbox::new();
     let file = fixture("append.yaml");
-    let children: Vec<Child> = (0..3).map(|_| sandbox.spawn_run(&file)).collect();
+    let children: Vec<Child> = (0..3).map(|_| sandbox.spawn_run(&file, &[])).collect();
     wait_until("three slow steps to start", || {
         sandbox
             .effects()
@@ -440,31 +441,10 @@ fn params_keep_their_values_and_secrets_must_be_given_again() {
         text.replace("default: builtin-token", "description: API token"),
     )
     .expect("write");
-    let dir = format!("dir={}", sandbox.dir().display());
-    let mut child = sandbox
-        .runbook(&["run"])
-        .arg(&file)
-        .args([
-            "--set",
-            &dir,
-            "--set",
-            "label=second",
-            "--set",
-            "token=t0ps3cret",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let pid_file = sandbox.dir().join("slow.pid");
-    wait_until("the slow step to start", || {
-        std::fs::read_to_string(&pid_file).is_ok_and(|t| t.ends_with('\n'))
-    });
-    let group = std::fs::read_to_string(&pid_file).expect("pid");
-    kill(&child.id().to_string());
-    kill(&format!("-{}", group.trim()));
-    child.wait().expect("wait");
-    let id = sandbox.run_id();
+    let id = sandbox.killed_run(
+        &file,
+        &["--set", "label=second", "--set", "token=t0ps3cret"],
+    );
     sandbox.let_slow_finish();
 
     let out = sandbox.resume(&id, &[]);
