@@ -387,8 +387,12 @@ impl Approvals for ReportingApprovals {
     async fn decide(&self, gate: &GateRequest, cancel: &CancellationToken) -> Option<Decision> {
         let mut request = gate.clone();
         request.message = self.redactor.redact(&request.message);
-        let _ = self.internal.send(Internal::GateWaiting(request.clone()));
-        self.inner.decide(&request, cancel).await
+        let announce = || {
+            let _ = self.internal.send(Internal::GateWaiting(request.clone()));
+        };
+        self.inner
+            .decide_announced(&request, cancel, &announce)
+            .await
     }
 }
 

@@ -183,6 +183,22 @@ pub trait Approvals: Send + Sync {
     /// Waits for a decision on `gate` until `cancel` fires. Returns the
     /// decision and who made it, or `None` when cancelled (timeout).
     async fn decide(&self, gate: &GateRequest, cancel: &CancellationToken) -> Option<Decision>;
+
+    /// [`decide`](Approvals::decide), calling `announce` once the gate can
+    /// be decided, before any decision is returned. The engine journals
+    /// `gate_waiting` from `announce`, so whoever reads that event can act
+    /// on it at once: a source that is reached from outside the process
+    /// (the waiting file of `runbook approve`) overrides this to announce
+    /// only after it is reachable.
+    async fn decide_announced(
+        &self,
+        gate: &GateRequest,
+        cancel: &CancellationToken,
+        announce: &(dyn Fn() + Send + Sync),
+    ) -> Option<Decision> {
+        announce();
+        self.decide(gate, cancel).await
+    }
 }
 
 /// A manual gate waiting for a decision.

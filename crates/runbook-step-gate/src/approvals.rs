@@ -117,13 +117,24 @@ impl FileApprovals {
 #[async_trait]
 impl Approvals for FileApprovals {
     async fn decide(&self, gate: &GateRequest, cancel: &CancellationToken) -> Option<Decision> {
+        self.decide_announced(gate, cancel, &|| {}).await
+    }
+
+    async fn decide_announced(
+        &self,
+        gate: &GateRequest,
+        cancel: &CancellationToken,
+        announce: &(dyn Fn() + Send + Sync),
+    ) -> Option<Decision> {
         if self.approve_all && gate.question == Question::Approval {
+            announce();
             return Some(Decision {
                 approved: true,
                 decided_by: "--approve-all".to_string(),
             });
         }
         if self.approved.contains(&gate.gate) {
+            announce();
             return Some(Decision {
                 approved: true,
                 decided_by: "--approve".to_string(),
@@ -147,6 +158,9 @@ impl Approvals for FileApprovals {
                 None
             }
         };
+        // Only now can `runbook approve`, prompted by the announcement,
+        // find the gate.
+        announce();
         let files = async {
             if guard.is_some() {
                 self.decision_from_files(&gate.gate, cancel).await

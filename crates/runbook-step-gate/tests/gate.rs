@@ -200,6 +200,42 @@ async fn runbook_approve_reject_from_another_process_rejects() {
     assert_eq!(outputs["approved"], json!(false));
 }
 
+/// The engine journals `gate_waiting` when a gate announces itself; a
+/// script that answers that event with `runbook approve` must find the gate
+/// waiting, not race the waiting file.
+#[tokio::test]
+async fn a_gate_is_announced_only_once_runbook_approve_can_reach_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let approvals = FileApprovals::new(dir.path());
+    let request = GateRequest {
+        run_id: "run-1".into(),
+        gate: "g".into(),
+        message: "Restart prod?".into(),
+        timeout: Duration::from_secs(30),
+        question: runbook_engine::Question::Approval,
+    };
+    let answered_at_announcement = std::sync::Mutex::new(None);
+    let announce = || {
+        let answer = write_decision(dir.path(), "g", false, "script (runbook approve)");
+        *answered_at_announcement.lock().expect("lock") = Some(answer.is_ok());
+    };
+    let cancel = CancellationToken::new();
+    let decide =
+        runbook_engine::Approvals::decide_announced(&approvals, &request, &cancel, &announce);
+    let decision = tokio::time::timeout(Duration::from_secs(10), decide)
+        .await
+        .ok()
+        .flatten();
+    assert_eq!(
+        *answered_at_announcement.lock().expect("lock"),
+        Some(true),
+        "the waiting file existed when the gate was announced"
+    );
+    let decision = decision.expect("the decision written at the announcement");
+    assert!(!decision.approved);
+    assert_eq!(decision.decided_by, "script (runbook approve)");
+}
+
 #[tokio::test]
 async fn no_decision_before_the_timeout_rejects_by_default() {
     let dir = tempfile::tempdir().expect("temp dir");
