@@ -542,7 +542,7 @@ impl EventSink for RunSink {
 
     fn output_dropped(&mut self, step: &str, count: u64) {
         self.human.screen.line(&format!(
-            "[{step}] … {count} lines not shown (printed faster than they could be displayed; the step's outputs keep the tail)"
+            "[{step}] … {count} lines not shown (more than live output shows, see --live-lines; the step's outputs keep the tail)"
         ));
     }
 }

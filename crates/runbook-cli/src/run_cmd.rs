@@ -106,6 +106,12 @@ pub struct EngineFlags {
     /// Do not run rollbacks after a failure.
     #[arg(long)]
     pub no_rollback: bool,
+    /// Most lines of one step's live output shown per second (0: no
+    /// limit). The rest are counted as not shown; the step's outputs keep
+    /// the last 1 MiB of each stream either way.
+    #[arg(long, value_name = "N",
+          default_value_t = runbook_engine::run::DEFAULT_LIVE_LINES_PER_SECOND)]
+    pub live_lines: u64,
     /// `json`: one event per line on stdout (progress stays on stderr).
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
@@ -162,6 +168,7 @@ pub(crate) fn launch(launch: Launch<'_>) -> anyhow::Result<ExitCode> {
         }
         options.max_parallel = flags.max_parallel as usize;
         options.no_rollback = flags.no_rollback;
+        options.live_lines_per_second = flags.live_lines;
         options.approvals = Arc::new(approvals);
         options.stop = stop;
 

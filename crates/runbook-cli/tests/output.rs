@@ -53,7 +53,7 @@ fn journal(state: &Path) -> Vec<Value> {
 #[test]
 fn every_live_line_reaches_stderr_once_and_in_order() {
     let yaml = "version: 1\nname: lines\nsteps:\n  count:\n    type: shell\n    shell: [sh, -c]\n    run: |\n      seq 1 100000\n      echo done >&2\n";
-    let (code, stderr, _) = run(yaml, &[]);
+    let (code, stderr, _) = run(yaml, &["--live-lines", "0"]);
     assert_eq!(code, Some(0), "{stderr}");
     let numbers: Vec<u32> = stderr
         .lines()
@@ -66,6 +66,55 @@ fn every_live_line_reaches_stderr_once_and_in_order() {
         "lines shown out of order"
     );
     assert!(stderr.lines().any(|l| l == "[count] done"), "{stderr}");
+}
+
+/// Past `--live-lines` a second, lines are left out of the live output and
+/// a note says how many, exactly where they were left out: reading the
+/// shown numbers and the notes in order accounts for every line once.
+#[test]
+fn lines_past_the_live_limit_are_counted_where_they_were_left_out() {
+    let yaml = "version: 1\nname: lines\nsteps:\n  count:\n    type: shell\n    shell: [sh, -c]\n    run: seq 1 100000\n";
+    for limit in [None, Some("250")] {
+        let args: Vec<&str> = limit.map_or(vec![], |l| vec!["--live-lines", l]);
+        let (code, stderr, events) = run(yaml, &args);
+        assert_eq!(code, Some(0), "{stderr}");
+        let mut next = 1u64;
+        let (mut shown, mut notes) = (0u64, 0);
+        for line in stderr.lines() {
+            let Some(rest) = line.strip_prefix("[count] ") else {
+                continue;
+            };
+            if let Some(note) = rest.strip_prefix("… ") {
+                let count: u64 = note
+                    .split(' ')
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| panic!("a count in {line:?}"));
+                assert!(note.contains("lines not shown"), "{line}");
+                next += count;
+                notes += 1;
+            } else {
+                assert_eq!(rest, next.to_string(), "shown in order, gaps noted");
+                next += 1;
+                shown += 1;
+            }
+        }
+        assert_eq!(next, 100_001, "every line shown or counted once");
+        assert!(notes >= 1, "a note for the lines left out:\n{stderr}");
+        let per_second: u64 = limit.map_or(10_000, |l| l.parse().expect("limit"));
+        assert!(shown >= per_second, "the first second's lines are shown");
+        // The step's outputs keep the tail whatever was shown.
+        let finished = events
+            .iter()
+            .find(|e| e["event"] == "step_finished")
+            .expect("step_finished");
+        assert!(
+            finished["outputs"]["stdout"]
+                .as_str()
+                .is_some_and(|s| s.ends_with("99999\n100000")),
+            "{finished}"
+        );
+    }
 }
 
 #[test]

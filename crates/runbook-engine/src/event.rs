@@ -215,8 +215,11 @@ pub trait EventSink: Send {
         let _ = (step, attempt, error, delay);
     }
 
-    /// Output lines of `step` were dropped because it printed faster than
-    /// they could be shown; `count` lines so far.
+    /// `count` lines of `step`'s live output were left out here, because it
+    /// printed more lines a second than live output shows
+    /// ([`crate::RunOptions::live_lines_per_second`]) or faster than the
+    /// sinks took them. Called where the lines were left out: before the
+    /// next line shown, or when the step (or its rollback) ends.
     fn output_dropped(&mut self, step: &str, count: u64) {
         let _ = (step, count);
     }

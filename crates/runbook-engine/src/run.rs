@@ -61,7 +61,9 @@ use crate::resume::{ResumePoint, SKIPPED_BY_ABANDON, SKIPPED_BY_INTERRUPT};
 use crate::runner::{
     Ended, Internal, Job, JobKey, JobMode, JobResult, ReportingApprovals, Shared, run_job,
 };
-use crate::step::{Approvals, Decision, GateRequest, Outputs, StepExecutor, StepMessage};
+use crate::step::{
+    Approvals, Decision, GateRequest, LiveBudget, Outputs, StepExecutor, StepMessage,
+};
 use crate::template::Templates;
 use async_trait::async_trait;
 use indexmap::IndexMap;
@@ -71,7 +73,7 @@ use serde_json::{Map, Value, json};
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -186,6 +188,10 @@ pub struct RunOptions {
     pub user: Option<String>,
     /// On which host (for `run_started`).
     pub host: Option<String>,
+    /// Most lines of live output shown per second for one step (0: no
+    /// limit). The rest are counted and reported as not shown; the step's
+    /// outputs are unaffected.
+    pub live_lines_per_second: u64,
     /// `runbook resume`: what the run's journal says already happened. The
     /// run continues under the same id: finished steps keep their records
     /// and are not run again (see [`crate::resume`]).
@@ -215,9 +221,15 @@ impl RunOptions {
                 .map(|h| h.trim().to_string())
                 .or_else(|| std::env::var("HOSTNAME").ok()),
             resume: None,
+            live_lines_per_second: DEFAULT_LIVE_LINES_PER_SECOND,
         }
     }
 }
+
+/// The default of [`RunOptions::live_lines_per_second`]: far more than a
+/// person reads and than most commands print, far less than a flood (a
+/// runaway `yes` prints tens of millions of lines a second).
+pub const DEFAULT_LIVE_LINES_PER_SECOND: u64 = 10_000;
 
 /// Approvals that never come: a manual gate waits for its timeout.
 struct NoDecisions;
@@ -405,8 +417,8 @@ struct State {
     finished_seq: u64,
     /// Needs not yet terminal.
     waiting: usize,
-    dropped: Arc<AtomicU64>,
-    dropped_reported: u64,
+    /// Its live output's allowance, and the lines it left out.
+    budget: Arc<LiveBudget>,
     /// Resumed and marked `idempotent: false`, it was running when the
     /// engine stopped: ask whether it completed before running it again.
     confirm: bool,
@@ -529,8 +541,7 @@ impl<'a> Dispatcher<'a> {
                 would_run: None,
                 finished_seq: 0,
                 waiting: node.needs.len(),
-                dropped: Arc::new(AtomicU64::new(0)),
-                dropped_reported: 0,
+                budget: Arc::new(LiveBudget::new(options.live_lines_per_second)),
                 confirm: false,
                 confirming: false,
             })
@@ -826,8 +837,8 @@ impl<'a> Dispatcher<'a> {
         }
         let step = self.nodes[i].step.clone();
         let id = step.id.value.clone();
-        let dropped = self.states[i].dropped.clone();
-        let job = match self.job(JobKey::Step(i), id.clone(), step, JobMode::Run, dropped) {
+        let budget = self.states[i].budget.clone();
+        let job = match self.job(JobKey::Step(i), id.clone(), step, JobMode::Run, budget) {
             Ok(job) => job,
             Err(error) => {
                 self.fail_unstarted(i, error);
@@ -875,7 +886,7 @@ impl<'a> Dispatcher<'a> {
             context: self.snapshot(),
             env: Vec::new(),
             token: CancellationToken::new(),
-            dropped: self.states[i].dropped.clone(),
+            budget: self.states[i].budget.clone(),
             shared: self.shared.clone(),
             step,
             executor,
@@ -954,7 +965,7 @@ impl<'a> Dispatcher<'a> {
         ctx_id: String,
         step: Arc<Step>,
         mode: JobMode,
-        dropped: Arc<AtomicU64>,
+        budget: Arc<LiveBudget>,
     ) -> Result<Job, String> {
         let (timeout, env) = self.prepare(&step)?;
         let executor = self.executor(&step)?;
@@ -971,7 +982,7 @@ impl<'a> Dispatcher<'a> {
             context,
             env,
             token: CancellationToken::new(),
-            dropped,
+            budget,
             shared: self.shared.clone(),
         })
     }
@@ -1138,7 +1149,15 @@ impl<'a> Dispatcher<'a> {
 
     fn handle(&mut self, wake: Wake) {
         match wake {
-            Wake::Message(StepMessage::Output { step, stream, line }) => {
+            Wake::Message(StepMessage::Output {
+                step,
+                stream,
+                line,
+                not_shown_before,
+            }) => {
+                if not_shown_before > 0 {
+                    self.sink.output_dropped(&step, not_shown_before);
+                }
                 let cost = crate::step::queued_cost(&step, line.len());
                 self.shared.pending.fetch_sub(
                     cost.min(self.shared.pending.load(Ordering::Relaxed)),
@@ -1147,7 +1166,15 @@ impl<'a> Dispatcher<'a> {
                 let line = self.redactor.redact(&line);
                 self.sink.output(&step, stream, &line);
             }
-            Wake::Message(StepMessage::Lines { step, stream, text }) => {
+            Wake::Message(StepMessage::Lines {
+                step,
+                stream,
+                text,
+                not_shown_before,
+            }) => {
+                if not_shown_before > 0 {
+                    self.sink.output_dropped(&step, not_shown_before);
+                }
                 let cost = crate::step::queued_cost(&step, text.len());
                 self.shared.pending.fetch_sub(
                     cost.min(self.shared.pending.load(Ordering::Relaxed)),
@@ -1308,7 +1335,8 @@ impl<'a> Dispatcher<'a> {
         state.would_run = result.would_run;
         self.completions += 1;
         state.finished_seq = self.completions;
-        self.report_dropped(i);
+        let id = self.nodes[i].step.id.value.clone();
+        self.report_not_shown(i, &id);
         self.update_context(i);
         if let StepKind::Gate(_) = self.nodes[i].step.kind
             && let Some(Value::Bool(approved)) = self.states[i].outputs.get("approved")
@@ -1331,13 +1359,12 @@ impl<'a> Dispatcher<'a> {
         self.release(i);
     }
 
-    fn report_dropped(&mut self, i: usize) {
-        let state = &mut self.states[i];
-        let dropped = state.dropped.load(Ordering::Relaxed);
-        if dropped > state.dropped_reported {
-            state.dropped_reported = dropped;
-            let id = self.nodes[i].step.id.value.clone();
-            self.sink.output_dropped(&id, dropped);
+    /// Reports the lines of step `i` (or its rollback, `id`) left out of
+    /// the live output after the last ones shown.
+    fn report_not_shown(&mut self, i: usize, id: &str) {
+        let not_shown = self.states[i].budget.take_not_shown();
+        if not_shown > 0 {
+            self.sink.output_dropped(id, not_shown);
         }
     }
 
@@ -1484,8 +1511,9 @@ impl<'a> Dispatcher<'a> {
             ),
         };
         let ctx_id = format!("{id}.rollback");
-        let dropped = Arc::new(AtomicU64::new(0));
-        let job = match self.job(JobKey::Rollback(i), ctx_id, step, mode, dropped) {
+        // The step's own allowance: the rollback is reported once it ends.
+        let budget = self.states[i].budget.clone();
+        let job = match self.job(JobKey::Rollback(i), ctx_id, step, mode, budget) {
             Ok(job) => job,
             Err(error) => {
                 let result = JobResult {
@@ -1514,6 +1542,8 @@ impl<'a> Dispatcher<'a> {
     }
 
     fn rollback_finished(&mut self, i: usize, result: JobResult) {
+        let id = format!("{}.rollback", self.nodes[i].step.id.value);
+        self.report_not_shown(i, &id);
         let status = match result.ended {
             Ended::Succeeded => RollbackStatus::Succeeded,
             Ended::Failed => RollbackStatus::Failed,
@@ -1718,8 +1748,7 @@ fn initial_context(runbook: &Runbook, options: &RunOptions, nodes: &[Node]) -> V
         would_run: None,
         finished_seq: 0,
         waiting: 0,
-        dropped: Arc::new(AtomicU64::new(0)),
-        dropped_reported: 0,
+        budget: Arc::new(LiveBudget::new(0)),
         confirm: false,
         confirming: false,
     });

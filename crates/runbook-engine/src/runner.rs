@@ -8,8 +8,8 @@
 use crate::backoff::Delays;
 use crate::redact::Redactor;
 use crate::step::{
-    Approvals, Backlog, Decision, GateRequest, Outputs, Question, StepContext, StepExecutor,
-    StepMessage, StepOutcome,
+    Approvals, Backlog, Decision, GateRequest, LiveBudget, Outputs, Question, StepContext,
+    StepExecutor, StepMessage, StepOutcome,
 };
 use crate::template::Templates;
 use async_trait::async_trait;
@@ -17,7 +17,7 @@ use runbook_model::{Retry, Step, StepKind};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -71,7 +71,7 @@ pub(crate) struct Job {
     pub(crate) context: Arc<Value>,
     pub(crate) env: Vec<(String, String)>,
     pub(crate) token: CancellationToken,
-    pub(crate) dropped: Arc<AtomicU64>,
+    pub(crate) budget: Arc<LiveBudget>,
     pub(crate) shared: Arc<Shared>,
 }
 
@@ -212,7 +212,7 @@ async fn run_attempt(job: &Job, attempt: u32) -> Attempt {
         messages: shared.messages.clone(),
         backlog: Some(Backlog {
             pending: shared.pending.clone(),
-            dropped: job.dropped.clone(),
+            budget: job.budget.clone(),
         }),
         run_dir: shared.run_dir.clone(),
         approvals: shared.approvals.clone(),

@@ -14,8 +14,8 @@ use runbook_model::{Step, Template, Typed};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -68,14 +68,18 @@ impl From<crate::template::RenderFailure> for StepFailure {
     }
 }
 
-/// Bounds the live output waiting for the dispatcher. Lines are counted in
-/// bytes when sent and released when the dispatcher has shown them; past the
-/// limit a line is dropped and counted, so a step printing 200 MB cannot
-/// grow the engine's memory.
+/// Bounds the live output of a step on its way to the reporters, in two
+/// ways. Memory: lines are counted in bytes when sent and released when the
+/// dispatcher has shown them, across all steps; past [`BACKLOG_LIMIT`] they
+/// are dropped, so a step printing 200 MB cannot grow the engine's memory.
+/// Rate: at most [`LiveBudget::per_second`] lines of one step are shown per
+/// second, so a flood costs a count of its lines instead of formatting and
+/// writing millions of lines nobody can read. Either way the lines not
+/// shown are counted, and the count is reported where they were left out.
 #[derive(Clone, Debug)]
 pub(crate) struct Backlog {
     pub(crate) pending: Arc<AtomicUsize>,
-    pub(crate) dropped: Arc<AtomicU64>,
+    pub(crate) budget: Arc<LiveBudget>,
 }
 
 /// Bytes of live output that may wait for the dispatcher, across all steps.
@@ -91,19 +95,96 @@ pub(crate) fn queued_cost(step_id: &str, text_len: usize) -> usize {
     text_len + step_id.len() + ENVELOPE
 }
 
-impl Backlog {
-    /// Admits a message costing `cost` bytes, or counts its lines (`lines`
-    /// is only called then) as dropped.
-    fn admit(&self, cost: usize, lines: impl FnOnce() -> usize) -> bool {
-        // The limit is soft (two steps may pass it at once by a message
-        // each), which is fine for a memory bound.
-        if self.pending.load(Ordering::Relaxed) > BACKLOG_LIMIT {
-            self.dropped.fetch_add(lines() as u64, Ordering::Relaxed);
-            return false;
+/// The live lines one step (all its attempts) may show per second, and the
+/// lines it did not show that are yet to be reported.
+#[derive(Debug)]
+pub(crate) struct LiveBudget {
+    /// 0: no limit.
+    per_second: u64,
+    state: std::sync::Mutex<BudgetState>,
+}
+
+#[derive(Debug, Default)]
+struct BudgetState {
+    window_started: Option<Instant>,
+    shown_in_window: u64,
+    not_shown: u64,
+}
+
+impl LiveBudget {
+    pub(crate) fn new(per_second: u64) -> Self {
+        LiveBudget {
+            per_second,
+            state: std::sync::Mutex::default(),
         }
-        self.pending.fetch_add(cost, Ordering::Relaxed);
-        true
     }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, BudgetState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Lines that may still be shown in the current one-second window.
+    fn allowance(&self) -> u64 {
+        if self.per_second == 0 {
+            return u64::MAX;
+        }
+        let mut state = self.state();
+        let now = Instant::now();
+        match state.window_started {
+            Some(started) if now.duration_since(started) < Duration::from_secs(1) => {}
+            _ => {
+                state.window_started = Some(now);
+                state.shown_in_window = 0;
+            }
+        }
+        self.per_second.saturating_sub(state.shown_in_window)
+    }
+
+    fn shown(&self, lines: u64) {
+        if self.per_second != 0 {
+            self.state().shown_in_window += lines;
+        }
+    }
+
+    fn not_shown(&self, lines: u64) {
+        self.state().not_shown += lines;
+    }
+
+    /// The lines left out since the last call.
+    pub(crate) fn take_not_shown(&self) -> u64 {
+        std::mem::take(&mut self.state().not_shown)
+    }
+}
+
+impl Backlog {
+    /// How many lines may be shown now: none while the dispatcher is
+    /// [`BACKLOG_LIMIT`] behind, else what the rate allows.
+    fn allowance(&self) -> u64 {
+        if self.pending.load(Ordering::Relaxed) > BACKLOG_LIMIT {
+            return 0;
+        }
+        self.budget.allowance()
+    }
+
+    /// Takes a message costing `cost` bytes and showing `lines` lines;
+    /// returns the count of lines left out before it, for the dispatcher to
+    /// report in their place.
+    fn admit(&self, cost: usize, lines: u64) -> u64 {
+        // The byte limit is soft (two steps may pass it at once by a
+        // message each), which is fine for a memory bound.
+        self.pending.fetch_add(cost, Ordering::Relaxed);
+        self.budget.shown(lines);
+        self.budget.take_not_shown()
+    }
+}
+
+/// The number of lines in `text`, whose lines all end with `\n`.
+fn count_lines(text: &str) -> u64 {
+    // memchr counts with vector instructions: a batch of a 64 KiB read can
+    // hold 32,768 lines, and a flood is mostly counted, not shown.
+    memchr::memchr_iter(b'\n', text.as_bytes()).count() as u64
 }
 
 /// Which stream a line of live output came from.
@@ -153,6 +234,9 @@ pub enum StepMessage {
         stream: Stream,
         /// The line.
         line: String,
+        /// Lines of this step left out since the previous message (too
+        /// many to show live), to be reported before this one.
+        not_shown_before: u64,
     },
     /// Several lines of live output from one stream, in order: each line
     /// followed by `\n` (a line never contains `\n` itself). One message
@@ -165,6 +249,9 @@ pub enum StepMessage {
         stream: Stream,
         /// The lines, each terminated by `\n`.
         text: String,
+        /// Lines of this step left out since the previous message (too
+        /// many to show live), to be reported before these.
+        not_shown_before: u64,
     },
     /// A progress note ("waiting for 2 of 3 replicas").
     Progress {
@@ -383,18 +470,22 @@ impl StepContext {
     }
 
     /// Sends one line of live output. In a run, a step that prints faster
-    /// than the terminal takes its lines has the excess dropped (and counted)
-    /// rather than buffered without bound; its outputs are unaffected.
+    /// than its lines can be shown has the excess left out and counted
+    /// (see [`Self::live_line_allowance`]); its outputs are unaffected.
     pub fn output_line(&self, stream: Stream, line: &str) {
-        if let Some(backlog) = &self.backlog
-            && !backlog.admit(queued_cost(&self.step_id, line.len()), || 1)
-        {
-            return;
+        let mut not_shown_before = 0;
+        if let Some(backlog) = &self.backlog {
+            if backlog.allowance() == 0 {
+                backlog.budget.not_shown(1);
+                return;
+            }
+            not_shown_before = backlog.admit(queued_cost(&self.step_id, line.len()), 1);
         }
         let _ = self.messages.send(StepMessage::Output {
             step: self.step_id.clone(),
             stream,
             line: line.to_string(),
+            not_shown_before,
         });
     }
 
@@ -402,8 +493,8 @@ impl StepContext {
     /// whole lines, each terminated by `\n` (a step that reads its output in
     /// chunks sends the complete lines of each chunk; a missing final
     /// newline is added). Shown exactly as if each line had been sent with
-    /// [`Self::output_line`]; when the backlog is full the whole batch is
-    /// dropped and its lines counted.
+    /// [`Self::output_line`]: the lines past the allowance are left out and
+    /// counted.
     pub fn output_lines(&self, stream: Stream, mut text: String) {
         if text.is_empty() {
             return;
@@ -411,18 +502,50 @@ impl StepContext {
         if !text.ends_with('\n') {
             text.push('\n');
         }
-        if let Some(backlog) = &self.backlog
-            && !backlog.admit(queued_cost(&self.step_id, text.len()), || {
-                text.bytes().filter(|&b| b == b'\n').count()
-            })
-        {
-            return;
+        let mut not_shown_before = 0;
+        if let Some(backlog) = &self.backlog {
+            let allowance = backlog.allowance();
+            let lines = count_lines(&text);
+            let shown = lines.min(allowance);
+            if shown == 0 {
+                backlog.budget.not_shown(lines);
+                return;
+            }
+            if shown < lines {
+                let cut = memchr::memchr_iter(b'\n', text.as_bytes())
+                    .nth(usize::try_from(shown - 1).unwrap_or(usize::MAX))
+                    .map_or(text.len(), |newline| newline + 1);
+                text.truncate(cut);
+            }
+            // Lines left out of this very batch come after the ones shown.
+            let excess = lines - shown;
+            not_shown_before = backlog.admit(queued_cost(&self.step_id, text.len()), shown);
+            if excess > 0 {
+                backlog.budget.not_shown(excess);
+            }
         }
         let _ = self.messages.send(StepMessage::Lines {
             step: self.step_id.clone(),
             stream,
             text,
+            not_shown_before,
         });
+    }
+
+    /// How many lines of live output may be shown now. A step that reads
+    /// output in bulk asks before splitting it into lines: past the
+    /// allowance it only counts them and reports the count with
+    /// [`Self::output_not_shown`], which is far cheaper for a flood.
+    pub fn live_line_allowance(&self) -> u64 {
+        self.backlog.as_ref().map_or(u64::MAX, Backlog::allowance)
+    }
+
+    /// Counts `lines` lines of live output that the step left out (past
+    /// [`Self::live_line_allowance`]); they are reported as not shown.
+    pub fn output_not_shown(&self, lines: u64) {
+        if let Some(backlog) = &self.backlog {
+            backlog.budget.not_shown(lines);
+        }
     }
 
     /// Reports progress while waiting.

@@ -291,16 +291,17 @@ impl Prepared {
         // Each line becomes its own JSON string, copied into events, the
         // journal and the template context; a megabyte of one-byte lines
         // would cost hundreds of megabytes that way. `stdout` keeps the text.
-        let all_lines: Vec<&str> = stdout.text.lines().collect();
-        let kept = &all_lines[all_lines.len().saturating_sub(MAX_OUTPUT_LINES)..];
-        outputs.insert(
-            "lines".into(),
-            Value::Array(
-                kept.iter()
-                    .map(|l| Value::String((*l).to_string()))
-                    .collect(),
-            ),
-        );
+        // From the end: a megabyte of one-byte lines is half a million
+        // lines, of which only the last are kept.
+        let mut kept: Vec<Value> = stdout
+            .text
+            .lines()
+            .rev()
+            .take(MAX_OUTPUT_LINES)
+            .map(|l| Value::String(l.to_string()))
+            .collect();
+        kept.reverse();
+        outputs.insert("lines".into(), Value::Array(kept));
 
         let message = match ending {
             Ending::Exited(Ok(status)) => match status.code() {
@@ -402,7 +403,8 @@ impl Prepared {
 /// Reads one pipe to its end: every chunk goes to the tail (captured
 /// output) and, split into lines, to the live output: the complete lines of
 /// each read as one message, so the engine's cost follows the number of
-/// reads, not the number of lines.
+/// reads, not the number of lines. Past the live output's allowance, a
+/// chunk's lines are only counted.
 async fn pump(
     mut reader: impl AsyncRead + Unpin,
     stream: Stream,
@@ -422,8 +424,12 @@ async fn pump(
             Ok(0) => break,
             Ok(_) => {
                 tail.push(&buffer);
-                lines.feed(&buffer, &mut batch);
-                send(&mut batch);
+                if ctx.live_line_allowance() == 0 {
+                    ctx.output_not_shown(lines.skip(&buffer));
+                } else {
+                    lines.feed(&buffer, &mut batch);
+                    send(&mut batch);
+                }
             }
             Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
             // A pipe read error means the pipe is unusable; what was read

@@ -95,8 +95,12 @@ async fn read_pid(path: &Path) -> i32 {
 /// for progress.
 fn lines_of(message: StepMessage) -> Vec<(String, Stream, String)> {
     match message {
-        StepMessage::Output { step, stream, line } => vec![(step, stream, line)],
-        StepMessage::Lines { step, stream, text } => {
+        StepMessage::Output {
+            step, stream, line, ..
+        } => vec![(step, stream, line)],
+        StepMessage::Lines {
+            step, stream, text, ..
+        } => {
             assert!(text.ends_with('\n'), "a batch ends with a newline");
             text.split_terminator('\n')
                 .map(|line| (step.clone(), stream, line.to_string()))
