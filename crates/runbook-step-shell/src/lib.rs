@@ -276,32 +276,32 @@ impl Prepared {
             Ending::Exited(Err(_)) | Ending::Stopped { .. } => None,
         };
         let exit_code = status.and_then(|s| s.code());
-        outputs.insert("stdout".into(), Value::String(stdout.with_note()));
-        outputs.insert("stderr".into(), Value::String(stderr.with_note()));
-        outputs.insert(
-            "exit_code".into(),
-            exit_code.map_or(Value::Null, Value::from),
-        );
         let json = if stdout.dropped == 0 {
             serde_json::from_str(&stdout.text).unwrap_or(Value::Null)
         } else {
             Value::Null
         };
-        outputs.insert("json".into(), json);
         // Each line becomes its own JSON string, copied into events, the
         // journal and the template context; a megabyte of one-byte lines
         // would cost hundreds of megabytes that way. `stdout` keeps the text.
         // From the end: a megabyte of one-byte lines is half a million
         // lines, of which only the last are kept.
-        let mut kept: Vec<Value> = stdout
+        let mut lines: Vec<Value> = stdout
             .text
             .lines()
             .rev()
             .take(MAX_OUTPUT_LINES)
             .map(|l| Value::String(l.to_string()))
             .collect();
-        kept.reverse();
-        outputs.insert("lines".into(), Value::Array(kept));
+        lines.reverse();
+        outputs.insert("stdout".into(), Value::String(stdout.into_text_with_note()));
+        outputs.insert("stderr".into(), Value::String(stderr.into_text_with_note()));
+        outputs.insert(
+            "exit_code".into(),
+            exit_code.map_or(Value::Null, Value::from),
+        );
+        outputs.insert("json".into(), json);
+        outputs.insert("lines".into(), Value::Array(lines));
 
         let message = match ending {
             Ending::Exited(Ok(status)) => match status.code() {
