@@ -29,14 +29,17 @@
 
 mod capture;
 mod process_group;
+mod program;
 
 use async_trait::async_trait;
 use capture::{Batch, LineSplitter, Tail};
 use nix::sys::signal::Signal;
 use process_group::ProcessGroup;
+use program::Programs;
 use runbook_engine::{Outputs, StepContext, StepExecutor, StepFailure, StepOutcome, Stream};
 use runbook_model::{ShellStep, Step, StepKind};
 use serde_json::Value;
+use std::ffi::{OsStr, OsString};
 use std::future::Future;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
@@ -80,14 +83,18 @@ const DRY_RUN_PREVIEW_LINES: usize = 10;
 /// Read size for the output pipes.
 const READ_CHUNK: usize = 64 << 10;
 
-/// Runs `type: shell` steps. Stateless; one instance serves every step.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ShellExecutor;
+/// Runs `type: shell` steps. One instance serves every step of a run; it
+/// remembers where along `PATH` it found each step's program (clones share
+/// that memory).
+#[derive(Clone, Debug, Default)]
+pub struct ShellExecutor {
+    programs: Programs,
+}
 
 impl ShellExecutor {
     /// The executor.
     pub fn new() -> Self {
-        ShellExecutor
+        ShellExecutor::default()
     }
 }
 
@@ -112,7 +119,7 @@ impl StepExecutor for ShellExecutor {
         if ctx.dry_run() && !shell.read_only {
             return StepOutcome::WouldRun(command.preview());
         }
-        command.execute(ctx).await
+        command.execute(&self.programs, ctx).await
     }
 }
 
@@ -209,12 +216,14 @@ impl Prepared {
         text
     }
 
-    async fn execute(self, ctx: &StepContext) -> StepOutcome {
-        if ctx.cancelled().is_cancelled() {
-            return StepOutcome::Failed(StepFailure::new("cancelled before the process started"));
-        }
-        let mut command = Command::new(&self.argv[0]);
+    /// The command to spawn: `program` is the step's program itself or
+    /// where along `PATH` it was found.
+    fn command(&self, program: &OsStr, ctx: &StepContext) -> Command {
+        let mut command = Command::new(program);
         command
+            // The name as written, whatever path is spawned: the script's
+            // `$0`, and what tells `bash` invoked as `sh` to be POSIX.
+            .arg0(&self.argv[0])
             .args(&self.argv[1..])
             .arg(&self.script)
             .envs(ctx.env().iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -229,7 +238,33 @@ impl Prepared {
         if let Some(dir) = &self.workdir {
             command.current_dir(dir);
         }
-        let mut child = match command.spawn() {
+        command
+    }
+
+    /// Spawns the step's program, found along the `PATH` the child gets
+    /// (the step's or runbook's `env`, else ours) as [`Programs`] says.
+    fn spawn(&self, programs: &Programs, ctx: &StepContext) -> std::io::Result<Child> {
+        let name = &self.argv[0];
+        let path: Option<OsString> = match ctx.env().iter().rev().find(|(k, _)| k == "PATH") {
+            Some((_, value)) => Some(value.into()),
+            None => std::env::var_os("PATH"),
+        };
+        if let (Some(path), Some(found)) = (&path, programs.resolve(name, path.as_deref())) {
+            match self.command(found.as_os_str(), ctx).spawn() {
+                Ok(child) => return Ok(child),
+                // Whatever went wrong, the child's own search decides, as
+                // if nothing had been looked up (see `program`).
+                Err(_) => programs.give_up(name, path),
+            }
+        }
+        self.command(OsStr::new(name), ctx).spawn()
+    }
+
+    async fn execute(self, programs: &Programs, ctx: &StepContext) -> StepOutcome {
+        if ctx.cancelled().is_cancelled() {
+            return StepOutcome::Failed(StepFailure::new("cancelled before the process started"));
+        }
+        let mut child = match self.spawn(programs, ctx) {
             Ok(child) => child,
             Err(error) => {
                 return StepOutcome::Failed(StepFailure::new(format!(

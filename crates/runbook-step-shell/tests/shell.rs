@@ -528,3 +528,49 @@ async fn a_line_written_in_two_reads_arrives_whole() {
     );
     assert_eq!(outputs["stdout"], json!("first half second half\nnext"));
 }
+
+/// An executable file `dir/name` holding `text`.
+fn executable(dir: &Path, name: &str, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write program");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+#[tokio::test]
+async fn the_program_is_looked_up_along_the_path_the_child_gets() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    executable(dir.path(), "sh", "#!/bin/sh\necho \"fake sh: $*\"\n");
+    // No `#!`: only the C library's exec fallback runs it (through /bin/sh).
+    executable(dir.path(), "bare", "echo \"bare: $*\"\n");
+    let path = format!("{}:/usr/bin:/bin", dir.path().display());
+    let executor = ShellExecutor::new();
+    let step = self::step("    shell: [sh, -c]\n    run: echo real\n");
+
+    // One executor serves every step of a run: the answer for one PATH
+    // must not leak into a step with another.
+    let (plain, _messages) = context("").build();
+    let (faked, _messages) = context("").env(vec![("PATH".into(), path.clone())]).build();
+    for _ in 0..2 {
+        let outputs = succeeded(executor.run(&step, &faked).await);
+        assert_eq!(outputs["stdout"], json!("fake sh: -c echo real"));
+        let outputs = succeeded(executor.run(&step, &plain).await);
+        assert_eq!(outputs["stdout"], json!("real"));
+    }
+
+    let bare = self::step("    shell: [bare, -c]\n    run: \"true\"\n");
+    for _ in 0..2 {
+        let outputs = succeeded(executor.run(&bare, &faked).await);
+        assert_eq!(outputs["stdout"], json!("bare: -c true"));
+    }
+
+    // Missing, wherever the PATH comes from: the same clear failure.
+    let missing = self::step("    shell: [no-such-shell-here, -c]\n    run: \"true\"\n");
+    for ctx in [&plain, &faked, &plain] {
+        let (message, _) = failed(executor.run(&missing, ctx).await);
+        assert_eq!(
+            message,
+            "cannot start `no-such-shell-here`: No such file or directory (os error 2)"
+        );
+    }
+}
