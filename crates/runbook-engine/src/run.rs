@@ -1713,17 +1713,33 @@ fn millis(d: Duration) -> u64 {
 }
 
 /// `steps.ID` in the template context.
+///
+/// Built entry by entry rather than with `json!`, which passes each value
+/// through `serde_json::to_value`: that re-serialized a step's outputs (its
+/// captured stdout, stderr and lines) twice per step where a clone will do.
 fn step_context(state: &State) -> Value {
-    json!({
-        "status": state.status.as_str(),
-        "succeeded": state.status == StepStatus::Succeeded,
-        "failed": state.status == StepStatus::Failed,
-        "skipped": state.status == StepStatus::Skipped,
-        "outputs": state.outputs,
-        "error": state.error,
-        "attempts": state.attempts,
-        "duration_ms": millis(state.duration),
-    })
+    let mut entry = Map::with_capacity(8);
+    entry.insert("status".into(), Value::from(state.status.as_str()));
+    entry.insert(
+        "succeeded".into(),
+        Value::Bool(state.status == StepStatus::Succeeded),
+    );
+    entry.insert(
+        "failed".into(),
+        Value::Bool(state.status == StepStatus::Failed),
+    );
+    entry.insert(
+        "skipped".into(),
+        Value::Bool(state.status == StepStatus::Skipped),
+    );
+    entry.insert("outputs".into(), Value::Object(state.outputs.clone()));
+    entry.insert(
+        "error".into(),
+        state.error.clone().map_or(Value::Null, Value::String),
+    );
+    entry.insert("attempts".into(), Value::from(state.attempts));
+    entry.insert("duration_ms".into(), Value::from(millis(state.duration)));
+    Value::Object(entry)
 }
 
 fn initial_context(runbook: &Runbook, options: &RunOptions, nodes: &[Node]) -> Value {
@@ -1756,17 +1772,21 @@ fn initial_context(runbook: &Runbook, options: &RunOptions, nodes: &[Node]) -> V
         .iter()
         .map(|n| (n.step.id.value.clone(), pending.clone()))
         .collect();
-    json!({
-        "params": params,
-        "env": env,
-        "steps": steps,
-        "run": {
+    // The maps are moved in: `json!` would serialize them into copies.
+    let mut context = Map::with_capacity(4);
+    context.insert("params".into(), Value::Object(params));
+    context.insert("env".into(), Value::Object(env));
+    context.insert("steps".into(), Value::Object(steps));
+    context.insert(
+        "run".into(),
+        json!({
             "id": options.run_id,
             "name": runbook.name.value,
             "started_at": now_rfc3339(),
             "dry_run": options.dry_run,
-        },
-    })
+        }),
+    );
+    Value::Object(context)
 }
 
 /// Which `steps.X` the templates of `step` read; `None` when one reads
