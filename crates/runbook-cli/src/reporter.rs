@@ -446,6 +446,18 @@ impl RunSink {
         self.journal_failures
     }
 
+    /// Reported once, loudly; the run goes on (stopping half-way through
+    /// an incident because a disk is full would be worse), and the summary
+    /// says the journal is incomplete.
+    fn journal_failed(&mut self, error: &runbook_engine::JournalError) {
+        if self.journal_failures == 0 {
+            self.human.screen.line(&format!(
+                "warning: {error}; the run continues but its journal is incomplete"
+            ));
+        }
+        self.journal_failures += 1;
+    }
+
     fn write_json(&mut self, event: &Event) {
         if !self.json || self.stdout_closed {
             return;
@@ -473,19 +485,18 @@ impl RunSink {
 
 impl EventSink for RunSink {
     fn event(&mut self, event: &Event) {
-        if let Err(error) = self.journal.append(event) {
-            // Reported once, loudly; the run goes on (stopping half-way
-            // through an incident because a disk is full would be worse),
-            // and the summary says the journal is incomplete.
-            if self.journal_failures == 0 {
-                self.human.screen.line(&format!(
-                    "warning: {error}; the run continues but its journal is incomplete"
-                ));
-            }
-            self.journal_failures += 1;
+        // Synced in `flush`, once per turn of the engine's loop.
+        if let Err(error) = self.journal.write(event) {
+            self.journal_failed(&error);
         }
         self.write_json(event);
         self.human.event(event);
+    }
+
+    fn flush(&mut self) {
+        if let Err(error) = self.journal.sync() {
+            self.journal_failed(&error);
+        }
     }
 
     fn output(&mut self, step: &str, _: Stream, line: &str) {

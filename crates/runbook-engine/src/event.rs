@@ -223,6 +223,12 @@ pub trait EventSink: Send {
     fn output_dropped(&mut self, step: &str, count: u64) {
         let _ = (step, count);
     }
+
+    /// The dispatcher is about to wait, or the run is over: make the events
+    /// so far durable (the journal syncs them to disk). Called once per
+    /// turn of the dispatcher's loop, so at every step boundary, and
+    /// after the last event.
+    fn flush(&mut self) {}
 }
 
 /// A sink that keeps every event in memory (tests, embedding).

@@ -242,11 +242,19 @@ pub struct RunLock {
 /// thread, coalescing bursts, and once more when the journal is dropped:
 /// syncing on the dispatcher's thread cost a few milliseconds per event and
 /// dominated short runs.
+///
+/// [`Self::append`] asks for a sync after each event. The engine instead
+/// [`write`](Self::write)s the events of one turn of its loop (a step's
+/// `step_finished` and the next step's `step_started`) and
+/// [`sync`](Self::sync)s once before it waits again: one sync per step
+/// boundary instead of one per event, each costing a disk flush.
 #[derive(Debug)]
 pub struct Journal {
     file: File,
     path: PathBuf,
     syncer: Option<Syncer>,
+    /// Events were written since the last sync was asked for.
+    unsynced: bool,
 }
 
 #[derive(Debug)]
@@ -323,6 +331,8 @@ impl Drop for Journal {
                 let mut guard = lock
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
+                // Written but never synced: the thread syncs it on its way out.
+                guard.dirty |= self.unsynced;
                 guard.closing = true;
                 signal.notify_one();
             }
@@ -357,7 +367,12 @@ impl Journal {
         // Without a second handle there is no background sync; every
         // append then syncs itself, which is slower but just as durable.
         let syncer = file.try_clone().ok().map(Syncer::start);
-        Ok(Journal { file, path, syncer })
+        Ok(Journal {
+            file,
+            path,
+            syncer,
+            unsynced: false,
+        })
     }
 
     /// Opens the journal of an existing run to continue it (`resume`),
@@ -386,7 +401,13 @@ impl Journal {
                 })?;
         }
         let syncer = file.try_clone().ok().map(Syncer::start);
-        Ok((Journal { file, path, syncer }, contents.torn))
+        let journal = Journal {
+            file,
+            path,
+            syncer,
+            unsynced: false,
+        };
+        Ok((journal, contents.torn))
     }
 
     /// The journal's path.
@@ -396,20 +417,41 @@ impl Journal {
 
     /// Appends `event` as one line and schedules a sync to disk.
     pub fn append(&mut self, event: &Event) -> Result<(), JournalError> {
+        self.write(event)?;
+        self.sync()
+    }
+
+    /// Appends `event` as one line, visible to readers at once; it is on
+    /// disk once [`Self::sync`] (or dropping the journal) has synced it.
+    pub fn write(&mut self, event: &Event) -> Result<(), JournalError> {
         let mut line = event.to_json_line().into_bytes();
         line.push(b'\n');
         // One write of the whole line: with O_APPEND the kernel places it
         // atomically at the end, so a kill leaves whole lines only (a short
         // write, which a local file system does not do for these sizes,
         // would still be completed by the loop in write_all).
-        let written = self
-            .file
+        self.file
             .write_all(&line)
-            .and_then(|()| match &self.syncer {
-                Some(syncer) if syncer.thread.is_some() => syncer.request().map_or(Ok(()), Err),
-                _ => self.file.sync_data(),
-            });
-        written.map_err(|source| JournalError::Write {
+            .map_err(|source| JournalError::Write {
+                path: self.path.clone(),
+                source,
+            })?;
+        self.unsynced = true;
+        Ok(())
+    }
+
+    /// Schedules a sync to disk of every event written so far (nothing to
+    /// do when none was written since the last one). An error is that of
+    /// an earlier background sync, reported once.
+    pub fn sync(&mut self) -> Result<(), JournalError> {
+        if !std::mem::take(&mut self.unsynced) {
+            return Ok(());
+        }
+        let synced = match &self.syncer {
+            Some(syncer) if syncer.thread.is_some() => syncer.request().map_or(Ok(()), Err),
+            _ => self.file.sync_data(),
+        };
+        synced.map_err(|source| JournalError::Write {
             path: self.path.clone(),
             source,
         })
@@ -674,5 +716,34 @@ mod tests {
         );
         assert!(error.to_string().contains("line 3"), "{error}");
         std::fs::remove_dir_all(state).expect("cleanup");
+    }
+
+    #[test]
+    fn written_events_are_visible_at_once_and_synced_on_request_or_drop() {
+        let dir = temp_dir("write-sync");
+        let run_dir = RunDir {
+            id: "r".into(),
+            path: dir.clone(),
+        };
+        let mut journal = Journal::create(&run_dir).expect("create");
+        // Nothing written: nothing to sync.
+        journal.sync().expect("sync");
+        assert!(!journal.unsynced);
+        journal
+            .write(&Event::new(EventKind::RunStarted, "r"))
+            .expect("write");
+        assert!(journal.unsynced);
+        let read = read_journal(&run_dir.journal_path()).expect("read");
+        assert_eq!(read.events.len(), 1);
+        journal.sync().expect("sync");
+        assert!(!journal.unsynced);
+        journal
+            .write(&Event::new(EventKind::RunFinished, "r"))
+            .expect("write");
+        drop(journal);
+        let read = read_journal(&run_dir.journal_path()).expect("read");
+        let kinds: Vec<EventKind> = read.events.iter().map(|e| e.event).collect();
+        assert_eq!(kinds, [EventKind::RunStarted, EventKind::RunFinished]);
+        std::fs::remove_dir_all(&dir).expect("clean up");
     }
 }

@@ -1110,6 +1110,9 @@ impl<'a> Dispatcher<'a> {
     // ---- waiting ------------------------------------------------------
 
     async fn next_wake(&mut self, deadline: Option<Instant>, main: bool) -> Wake {
+        // Everything this turn reported (a step's end, the next one's
+        // start) reaches the disk together, before the wait.
+        self.sink.flush();
         let deadline_armed = deadline.is_some() && main && self.stopping.is_none();
         let deadline = deadline.unwrap_or_else(Instant::now);
         let watch_interrupt = !self.interrupted;
@@ -1652,6 +1655,7 @@ impl<'a> Dispatcher<'a> {
         event.duration_ms = Some(millis(duration));
         event.error = reason.clone();
         self.emit(event);
+        self.sink.flush();
         let steps = self
             .nodes
             .iter()

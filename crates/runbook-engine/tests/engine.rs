@@ -1279,3 +1279,72 @@ async fn a_journal_cut_at_any_byte_reads_back_and_resumes_without_repeating_fini
         );
     }
 }
+
+/// Records events and flushes in the order the dispatcher makes them.
+#[derive(Default)]
+struct FlushingSink {
+    calls: Vec<String>,
+}
+
+impl runbook_engine::EventSink for FlushingSink {
+    fn event(&mut self, event: &Event) {
+        let step = event.step.as_deref().unwrap_or("-");
+        self.calls.push(format!("{} {step}", event.event.as_str()));
+    }
+
+    fn flush(&mut self) {
+        self.calls.push("flush".into());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_are_flushed_at_every_step_boundary_and_at_the_end() {
+    let runbook = load(
+        r#"
+version: 1
+name: t
+steps:
+  a: {type: shell, run: "sleep 1s"}
+  b: {type: shell, run: "sleep 1s", needs: [a]}
+finally:
+  c: {type: shell, run: "sleep 1s"}
+"#,
+    );
+    let engine = Engine::new().with_executor(Arc::new(FakeShell {
+        log: Log::default(),
+        origin: Instant::now(),
+    }));
+    let dir = RunDir {
+        id: "20260101-000000-abcdef".into(),
+        path: std::env::temp_dir(),
+    };
+    let mut sink = FlushingSink::default();
+    let summary = engine.run(&runbook, RunOptions::new(&dir), &mut sink).await;
+    assert_eq!(summary.status, RunStatus::Succeeded);
+    let calls = sink.calls;
+    assert_eq!(calls.last().map(String::as_str), Some("flush"), "{calls:?}");
+    // Whatever was reported before a step's 1 s of work is flushed before
+    // the engine waits for it: its start, and the previous step's end.
+    for step in ["a", "b", "c"] {
+        let started = calls
+            .iter()
+            .position(|c| *c == format!("step_started {step}"))
+            .unwrap_or_else(|| panic!("{step} started: {calls:?}"));
+        let finished = calls
+            .iter()
+            .position(|c| *c == format!("step_finished {step}"))
+            .unwrap_or_else(|| panic!("{step} finished: {calls:?}"));
+        assert!(
+            calls[started..finished].iter().any(|c| c == "flush"),
+            "{step}: {calls:?}"
+        );
+    }
+    for (i, call) in calls.iter().enumerate() {
+        if call.starts_with("step_finished") {
+            assert!(
+                calls[i..].iter().any(|c| c == "flush"),
+                "{call} never flushed: {calls:?}"
+            );
+        }
+    }
+}
