@@ -174,7 +174,17 @@ pub(crate) fn launch(launch: Launch<'_>) -> anyhow::Result<ExitCode> {
 
         let human = HumanReporter::new(screen.clone(), hint);
         let mut sink = RunSink::new(human, flags.output == OutputFormat::Json, journal);
-        let summary = engine().run(runbook, options, &mut sink).await;
+        // The dispatcher runs as a task on a worker thread, not on this
+        // one (block_on's): the steps it spawns then start on the same
+        // worker and their completions wake it there, instead of every
+        // start and end of a step waking the other thread.
+        let runbook = runbook.clone();
+        let (summary, sink) = tokio::spawn(async move {
+            let summary = engine().run(&runbook, options, &mut sink).await;
+            (summary, sink)
+        })
+        .await
+        .context("the engine stopped unexpectedly")?;
         sink.human.summary(&summary, &journal_path);
         if sink.journal_failures() > 0 {
             screen.line(&format!(
