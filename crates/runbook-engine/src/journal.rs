@@ -3,9 +3,12 @@
 //!
 //! The journal is what `resume`, `runs` and `report` read after the engine
 //! is gone, possibly killed with SIGKILL half-way. So every event is written
-//! as one whole line in one `write` call on an `O_APPEND` file and synced to
-//! disk before the run moves on: a crash can lose at most the line being
-//! written, never corrupt the lines before it.
+//! as one whole line in one `write` call on an `O_APPEND` file the moment it
+//! happens (a killed engine loses nothing it wrote: the kernel has it), and
+//! an `fdatasync` is started at every step boundary and after the last event
+//! (what a power loss needs). The sync runs on a thread of its own and the
+//! run does not wait for it, except at the end: a power loss can take the
+//! events of the last moments, never corrupt the lines before them.
 
 use crate::event::Event;
 use std::fs::{DirBuilder, File, OpenOptions};
