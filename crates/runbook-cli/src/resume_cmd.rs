@@ -175,7 +175,7 @@ pub fn run(args: &ResumeArgs) -> anyhow::Result<ExitCode> {
     options.runbook_sha256 = Some(sha256);
     options.resume = Some(point);
     let result = launch(Launch {
-        runbook: &runbook,
+        runbook,
         run_dir: &run_dir,
         journal,
         options,

@@ -78,7 +78,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     options.file = Some(file);
     options.runbook_sha256 = Some(sha256);
     launch(Launch {
-        runbook: &runbook,
+        runbook,
         run_dir: &run_dir,
         journal,
         options,
@@ -123,7 +123,9 @@ pub struct EngineFlags {
 
 /// A run ready to go: its journal open and its lock held by the caller.
 pub(crate) struct Launch<'a> {
-    pub runbook: &'a runbook_model::Runbook,
+    /// Owned: it moves into the engine's task (a 10,000-step runbook is
+    /// tens of megabytes, not worth a copy).
+    pub runbook: runbook_model::Runbook,
     pub run_dir: &'a RunDir,
     pub journal: Journal,
     /// Everything but approvals, stop signals, parallelism and rollbacks,
@@ -178,7 +180,6 @@ pub(crate) fn launch(launch: Launch<'_>) -> anyhow::Result<ExitCode> {
         // one (block_on's): the steps it spawns then start on the same
         // worker and their completions wake it there, instead of every
         // start and end of a step waking the other thread.
-        let runbook = runbook.clone();
         let (summary, sink) = tokio::spawn(async move {
             let summary = engine().run(&runbook, options, &mut sink).await;
             (summary, sink)
