@@ -733,7 +733,7 @@ def main():
     out(f"- load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     state_root = args.state_root or args.workdir
     out(f"- work dir: {args.workdir} ({fs_type(args.workdir)})")
-    out(f"- runbook's --state-dir (journal, synced at every event): under {state_root} ({fs_type(os.path.abspath(state_root))})")
+    out(f"- runbook's --state-dir (journal, synced at every step boundary): under {state_root} ({fs_type(os.path.abspath(state_root))})")
     out(f"- repetitions: {reps} per tool and workload, tools interleaved; the table shows medians")
     for t in TOOLS:
         v = versions.get(t)
