@@ -1150,6 +1150,20 @@ impl<'a> Dispatcher<'a> {
         }
     }
 
+    /// A message of live output from `step` with `len` bytes of text
+    /// arrived: it no longer counts against the backlog, and the lines
+    /// left out before it are reported in their place.
+    fn live_output_arrived(&mut self, step: &str, len: usize, not_shown_before: u64) {
+        let cost = crate::step::queued_cost(step, len);
+        self.shared.pending.fetch_sub(
+            cost.min(self.shared.pending.load(Ordering::Relaxed)),
+            Ordering::Relaxed,
+        );
+        if not_shown_before > 0 {
+            self.sink.output_dropped(step, not_shown_before);
+        }
+    }
+
     fn handle(&mut self, wake: Wake) {
         match wake {
             Wake::Message(StepMessage::Output {
@@ -1158,14 +1172,7 @@ impl<'a> Dispatcher<'a> {
                 line,
                 not_shown_before,
             }) => {
-                if not_shown_before > 0 {
-                    self.sink.output_dropped(&step, not_shown_before);
-                }
-                let cost = crate::step::queued_cost(&step, line.len());
-                self.shared.pending.fetch_sub(
-                    cost.min(self.shared.pending.load(Ordering::Relaxed)),
-                    Ordering::Relaxed,
-                );
+                self.live_output_arrived(&step, line.len(), not_shown_before);
                 let line = self.redactor.redact(&line);
                 self.sink.output(&step, stream, &line);
             }
@@ -1175,14 +1182,7 @@ impl<'a> Dispatcher<'a> {
                 text,
                 not_shown_before,
             }) => {
-                if not_shown_before > 0 {
-                    self.sink.output_dropped(&step, not_shown_before);
-                }
-                let cost = crate::step::queued_cost(&step, text.len());
-                self.shared.pending.fetch_sub(
-                    cost.min(self.shared.pending.load(Ordering::Relaxed)),
-                    Ordering::Relaxed,
-                );
+                self.live_output_arrived(&step, text.len(), not_shown_before);
                 // Redacting the batch as a whole masks what per-line
                 // redaction would (each line of a multi-line secret is a
                 // secret of its own), and skips the copy when there is
