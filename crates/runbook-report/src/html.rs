@@ -8,13 +8,10 @@
 //! continued. It needs no JavaScript, so it also renders where scripts are
 //! blocked, and a Content-Security-Policy forbids loading anything at all.
 
-use crate::markdown::{step_note, verdict};
 use crate::outputs::OutputView;
-use crate::report::{
-    AttemptEnd, DecisionKind, Report, RunStatus, SessionEnd, StepStatus, first_line, who,
-};
+use crate::report::{AttemptEnd, DecisionKind, Report, RunStatus, SessionEnd, StepStatus, who};
 use crate::time::{between, format_datetime, format_duration, format_offset, format_time_of_day};
-use serde_json::Value;
+use crate::words;
 use std::fmt::Write;
 
 /// Bar colour of a succeeded step or attempt.
@@ -141,37 +138,12 @@ fn write_page(out: &mut String, r: &Report) -> std::fmt::Result {
         write!(status, " {}", esc(error))?;
     }
     meta(out, "Status", &status)?;
-    if let Some(first) = r.sessions.first() {
-        let by = who(first.user.as_deref(), first.host.as_deref());
-        meta(
-            out,
-            "Started",
-            &format!(
-                "{} by {}",
-                esc(&format_datetime(&first.started_at)),
-                esc(&by)
-            ),
-        )?;
-    }
-    for session in r.sessions.iter().skip(1) {
-        let by = who(session.user.as_deref(), session.host.as_deref());
-        let mut text = format!(
-            "{} by {}",
-            esc(&format_datetime(&session.started_at)),
-            esc(&by)
-        );
-        if let Some(note) = &session.note {
-            write!(text, " ({})", esc(note))?;
-        }
-        meta(out, "Resumed", &text)?;
+    for (i, session) in r.sessions.iter().enumerate() {
+        let label = if i == 0 { "Started" } else { "Resumed" };
+        meta(out, label, &esc(&words::session(session)))?;
     }
     if let Some(end) = &r.ended_at {
-        let label = match r.status {
-            RunStatus::Running => "Last event",
-            RunStatus::Stopped => "Engine stopped",
-            _ => "Ended",
-        };
-        meta(out, label, &esc(&format_datetime(end)))?;
+        meta(out, words::end_label(r.status), &esc(&format_datetime(end)))?;
     }
     if let Some(ms) = r.duration_ms {
         meta(out, "Duration", &format_duration(ms))?;
@@ -182,11 +154,11 @@ fn write_page(out: &mut String, r: &Report) -> std::fmt::Result {
             .params
             .iter()
             .map(|(k, v)| {
-                let text = match v {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                format!("<code>{}</code> = <code>{}</code>", esc(k), esc(&text))
+                format!(
+                    "<code>{}</code> = <code>{}</code>",
+                    esc(k),
+                    esc(&words::param_value(v))
+                )
             })
             .collect();
         meta(out, "Params", &params.join("<br>"))?;
@@ -236,70 +208,41 @@ fn write_page(out: &mut String, r: &Report) -> std::fmt::Result {
             "<tr><th>Step</th><th>Phase</th><th>Status</th><th>Started</th><th>Ended</th><th>Duration</th><th>Attempts</th><th>Notes</th></tr>"
         )?;
         for step in &r.steps {
+            let cells = words::step_row(step, start);
             writeln!(
                 out,
                 "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(&step.id),
-                esc(step.phase.as_deref().unwrap_or("")),
+                esc(&cells.phase),
                 badge(step.status.as_str()),
-                esc(&step
-                    .started_at
-                    .as_deref()
-                    .map(|t| format_time_of_day(t, start))
-                    .unwrap_or_default()),
-                esc(&step
-                    .finished_at
-                    .as_deref()
-                    .map(|t| format_time_of_day(t, start))
-                    .unwrap_or_default()),
-                step.duration_ms.map(format_duration).unwrap_or_default(),
-                step.attempts.map(|n| n.to_string()).unwrap_or_default(),
-                esc(&step_note(step)),
+                esc(&cells.started),
+                esc(&cells.ended),
+                cells.duration,
+                cells.attempts,
+                esc(&cells.note),
             )?;
         }
         writeln!(out, "</table>")?;
     }
 
-    let decisions: Vec<_> = r
-        .steps
-        .iter()
-        .flat_map(|s| s.decisions.iter().map(move |d| (s, d)))
-        .collect();
+    let decisions = words::decision_rows(r, start);
     if !decisions.is_empty() {
         writeln!(out, "<h2>Decisions</h2>\n<table class=\"decisions\">")?;
         writeln!(
             out,
             "<tr><th>Step</th><th>Question</th><th>Asked</th><th>Decided</th><th>Decision</th><th>By</th><th>Waited</th></tr>"
         )?;
-        for (step, d) in decisions {
-            let question = match (d.kind, &d.message) {
-                (_, Some(m)) => esc(m),
-                (DecisionKind::Gate, None) => "gate".into(),
-                (DecisionKind::Confirmation, None) => "did it complete?".into(),
-            };
-            let verdict = verdict(d);
-            let waited = match (&d.waiting_since, &d.decided_at) {
-                (Some(a), Some(b)) => between(a, b).map(format_duration).unwrap_or_default(),
-                _ => String::new(),
-            };
+        for d in decisions {
             writeln!(
                 out,
                 "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&step.id),
-                question,
-                esc(&d
-                    .waiting_since
-                    .as_deref()
-                    .map(|t| format_time_of_day(t, start))
-                    .unwrap_or_default()),
-                esc(&d
-                    .decided_at
-                    .as_deref()
-                    .map(|t| format_time_of_day(t, start))
-                    .unwrap_or_default()),
-                verdict,
-                esc(d.decided_by.as_deref().unwrap_or("")),
-                waited,
+                esc(&d.step.id),
+                esc(&d.question),
+                esc(&d.asked),
+                esc(&d.decided),
+                d.verdict,
+                esc(&d.by),
+                d.waited,
             )?;
         }
         writeln!(out, "</table>")?;
@@ -312,33 +255,16 @@ fn write_page(out: &mut String, r: &Report) -> std::fmt::Result {
             "<tr><th>Rolled back step</th><th>Status</th><th>Started</th><th>Ended</th><th>Duration</th><th>Notes</th></tr>"
         )?;
         for rb in &r.rollbacks {
-            let note = rb
-                .error
-                .as_deref()
-                .map(first_line)
-                .or_else(|| rb.reason.clone())
-                .or_else(|| rb.would_run.as_ref().map(|w| format!("would run: {w}")))
-                .unwrap_or_default();
+            let cells = words::rollback_row(rb, start);
             writeln!(
                 out,
                 "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(&rb.step),
                 badge(&rb.status),
-                esc(&rb
-                    .started_at
-                    .as_deref()
-                    .map(|t| format_time_of_day(t, start))
-                    .unwrap_or_default()),
-                esc(&rb
-                    .finished_at
-                    .as_deref()
-                    .map(|t| format_time_of_day(t, start))
-                    .unwrap_or_default()),
-                rb.duration_ms
-                    .filter(|_| rb.started_at.is_some())
-                    .map(format_duration)
-                    .unwrap_or_default(),
-                esc(&note),
+                esc(&cells.started),
+                esc(&cells.ended),
+                cells.duration,
+                esc(&cells.note),
             )?;
         }
         writeln!(out, "</table>")?;
@@ -380,10 +306,7 @@ fn write_page(out: &mut String, r: &Report) -> std::fmt::Result {
         .collect();
     if !with_outputs.is_empty() || !rollback_outputs.is_empty() {
         writeln!(out, "<h2>Outputs</h2>")?;
-        writeln!(
-            out,
-            "<p class=\"muted\">Trimmed to what is worth reading: the last lines of command output, the first lines of a response body; the journal has them in full.</p>"
-        )?;
+        writeln!(out, "<p class=\"muted\">{}</p>", words::OUTPUTS_NOTE)?;
         for step in with_outputs {
             writeln!(out, "<h3><code>{}</code></h3>", esc(&step.id))?;
             write_outputs(out, &step.outputs)?;
@@ -395,12 +318,8 @@ fn write_page(out: &mut String, r: &Report) -> std::fmt::Result {
     }
     writeln!(
         out,
-        "<p class=\"muted\">Journal: {} events{}. Times are UTC. Secrets were redacted by the engine before they were journaled.</p>",
-        r.journal.events,
-        match &r.journal.torn_line {
-            Some(t) => format!(", then an incomplete line {}", t.line),
-            None => String::new(),
-        }
+        "<p class=\"muted\">{} Times are UTC. Secrets were redacted by the engine before they were journaled.</p>",
+        words::journal_summary(r)
     )?;
     writeln!(out, "</main>\n</body>\n</html>")
 }

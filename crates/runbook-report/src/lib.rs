@@ -14,6 +14,7 @@ mod markdown;
 pub mod outputs;
 mod report;
 pub mod time;
+mod words;
 
 pub use history::{HistoryError, RunEntry, Runner, list_runs, summarize};
 pub use html::render_html;

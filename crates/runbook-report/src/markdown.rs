@@ -3,9 +3,9 @@
 //! to paste into a post-incident review document.
 
 use crate::outputs::OutputView;
-use crate::report::{DecisionKind, Report, StepReport, first_line, who};
+use crate::report::Report;
 use crate::time::{format_datetime, format_duration, format_offset, format_time_of_day};
-use serde_json::Value;
+use crate::words;
 use std::fmt::Write;
 
 /// Renders the report as Markdown (GitHub-flavoured tables). Every text
@@ -42,33 +42,12 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
         None => format!("**{}**", r.status.as_str()),
     };
     row(out, "Status", &status)?;
-    if let Some(first) = r.sessions.first() {
-        let by = who(first.user.as_deref(), first.host.as_deref());
-        row(
-            out,
-            "Started",
-            &format!("{} by {}", format_datetime(&first.started_at), inline(&by)),
-        )?;
-    }
-    for session in r.sessions.iter().skip(1) {
-        let by = who(session.user.as_deref(), session.host.as_deref());
-        let mut text = format!(
-            "{} by {}",
-            format_datetime(&session.started_at),
-            inline(&by)
-        );
-        if let Some(note) = &session.note {
-            write!(text, " ({})", inline(note))?;
-        }
-        row(out, "Resumed", &text)?;
+    for (i, session) in r.sessions.iter().enumerate() {
+        let label = if i == 0 { "Started" } else { "Resumed" };
+        row(out, label, &inline(&words::session(session)))?;
     }
     if let Some(end) = &r.ended_at {
-        let label = match r.status {
-            crate::RunStatus::Running => "Last event",
-            crate::RunStatus::Stopped => "Engine stopped",
-            _ => "Ended",
-        };
-        row(out, label, &format_datetime(end))?;
+        row(out, words::end_label(r.status), &format_datetime(end))?;
     }
     if let Some(ms) = r.duration_ms {
         row(out, "Duration", &format_duration(ms))?;
@@ -94,11 +73,12 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
     if !r.params.is_empty() {
         writeln!(out, "## Params\n\n| Param | Value |\n|---|---|")?;
         for (name, value) in &r.params {
-            let text = match value {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            writeln!(out, "| {} | {} |", code(name), code(&text))?;
+            writeln!(
+                out,
+                "| {} | {} |",
+                code(name),
+                code(&words::param_value(value))
+            )?;
         }
         writeln!(out)?;
     }
@@ -123,67 +103,41 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
             "| Step | Phase | Status | Started | Ended | Duration | Attempts | Notes |\n|---|---|---|---|---|---|---|---|"
         )?;
         for step in &r.steps {
+            let cells = words::step_row(step, start);
             writeln!(
                 out,
                 "| {} | {} | {} | {} | {} | {} | {} | {} |",
                 code(&step.id),
-                step.phase.as_deref().unwrap_or(""),
+                cells.phase,
                 step.status.as_str(),
-                step.started_at
-                    .as_deref()
-                    .map(|t| format_time_of_day(t, start))
-                    .unwrap_or_default(),
-                step.finished_at
-                    .as_deref()
-                    .map(|t| format_time_of_day(t, start))
-                    .unwrap_or_default(),
-                step.duration_ms.map(format_duration).unwrap_or_default(),
-                step.attempts.map(|n| n.to_string()).unwrap_or_default(),
-                inline(&step_note(step)),
+                cells.started,
+                cells.ended,
+                cells.duration,
+                cells.attempts,
+                inline(&cells.note),
             )?;
         }
         writeln!(out)?;
     }
 
-    let decisions: Vec<_> = r
-        .steps
-        .iter()
-        .flat_map(|s| s.decisions.iter().map(move |d| (s, d)))
-        .collect();
+    let decisions = words::decision_rows(r, start);
     if !decisions.is_empty() {
         writeln!(out, "## Decisions\n")?;
         writeln!(
             out,
             "| Step | Question | Asked | Decided | Decision | By | Waited |\n|---|---|---|---|---|---|---|"
         )?;
-        for (step, d) in decisions {
-            let question = match (d.kind, &d.message) {
-                (_, Some(message)) => inline(message),
-                (DecisionKind::Gate, None) => "gate".into(),
-                (DecisionKind::Confirmation, None) => "did it complete?".into(),
-            };
-            let waited = match (&d.waiting_since, &d.decided_at) {
-                (Some(a), Some(b)) => crate::time::between(a, b)
-                    .map(format_duration)
-                    .unwrap_or_default(),
-                _ => String::new(),
-            };
+        for d in decisions {
             writeln!(
                 out,
                 "| {} | {} | {} | {} | {} | {} | {} |",
-                code(&step.id),
-                question,
-                d.waiting_since
-                    .as_deref()
-                    .map(|t| format_time_of_day(t, start))
-                    .unwrap_or_default(),
-                d.decided_at
-                    .as_deref()
-                    .map(|t| format_time_of_day(t, start))
-                    .unwrap_or_default(),
-                verdict(d),
-                inline(d.decided_by.as_deref().unwrap_or("")),
-                waited,
+                code(&d.step.id),
+                inline(&d.question),
+                d.asked,
+                d.decided,
+                d.verdict,
+                inline(&d.by),
+                d.waited,
             )?;
         }
         writeln!(out)?;
@@ -196,31 +150,16 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
             "| Rolled back step | Status | Started | Ended | Duration | Notes |\n|---|---|---|---|---|---|"
         )?;
         for rb in &r.rollbacks {
-            let note = rb
-                .error
-                .as_deref()
-                .map(first_line)
-                .or_else(|| rb.reason.clone())
-                .or_else(|| rb.would_run.as_ref().map(|w| format!("would run: {w}")))
-                .unwrap_or_default();
+            let cells = words::rollback_row(rb, start);
             writeln!(
                 out,
                 "| {} | {} | {} | {} | {} | {} |",
                 code(&rb.step),
                 inline(&rb.status),
-                rb.started_at
-                    .as_deref()
-                    .map(|t| format_time_of_day(t, start))
-                    .unwrap_or_default(),
-                rb.finished_at
-                    .as_deref()
-                    .map(|t| format_time_of_day(t, start))
-                    .unwrap_or_default(),
-                rb.duration_ms
-                    .filter(|_| rb.started_at.is_some())
-                    .map(format_duration)
-                    .unwrap_or_default(),
-                inline(&note),
+                cells.started,
+                cells.ended,
+                cells.duration,
+                inline(&cells.note),
             )?;
         }
         writeln!(out)?;
@@ -253,10 +192,7 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
         .collect();
     if !with_outputs.is_empty() || !rollback_outputs.is_empty() {
         writeln!(out, "## Outputs\n")?;
-        writeln!(
-            out,
-            "Trimmed to what is worth reading: the last lines of command output, the first lines of a response body; the journal has them in full.\n"
-        )?;
+        writeln!(out, "{}\n", words::OUTPUTS_NOTE)?;
         for step in with_outputs {
             writeln!(out, "### {}\n", code(&step.id))?;
             outputs(out, &step.outputs)?;
@@ -266,74 +202,8 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
             outputs(out, &rb.outputs)?;
         }
     }
-    writeln!(
-        out,
-        "---\nJournal: {} events{}. Times are UTC.",
-        r.journal.events,
-        match &r.journal.torn_line {
-            Some(t) => format!(", then an incomplete line {}", t.line),
-            None => String::new(),
-        }
-    )?;
+    writeln!(out, "---\n{} Times are UTC.", words::journal_summary(r))?;
     Ok(())
-}
-
-/// A decision's outcome in words.
-pub(crate) fn verdict(d: &crate::report::Decision) -> &'static str {
-    match (d.kind, d.approved) {
-        (DecisionKind::Gate, Some(true)) => "approved",
-        (DecisionKind::Gate, Some(false)) => "rejected",
-        (DecisionKind::Confirmation, Some(true)) => "completed (not run again)",
-        (DecisionKind::Confirmation, Some(false)) => "not completed (run again)",
-        (_, None) => "undecided",
-    }
-}
-
-/// The notes column of the steps table.
-pub(crate) fn step_note(step: &StepReport) -> String {
-    let mut notes = Vec::new();
-    if let Some(reason) = &step.reason {
-        notes.push(reason.clone());
-    }
-    if let Some(error) = &step.error {
-        notes.push(first_line(error));
-    }
-    if let Some(would) = &step.would_run {
-        notes.push(format!("would run: {}", first_line(would)));
-    }
-    for d in &step.decisions {
-        let text = match (d.kind, d.approved) {
-            (DecisionKind::Gate, Some(a)) => format!(
-                "{} by {}",
-                if a { "approved" } else { "rejected" },
-                d.decided_by.as_deref().unwrap_or("?")
-            ),
-            (DecisionKind::Confirmation, Some(true)) => format!(
-                "confirmed completed by {}",
-                d.decided_by.as_deref().unwrap_or("?")
-            ),
-            (DecisionKind::Confirmation, Some(false)) => format!(
-                "not confirmed by {}; run again",
-                d.decided_by.as_deref().unwrap_or("?")
-            ),
-            (_, None) if step.finished_at.is_some() => {
-                "the question was never answered".to_string()
-            }
-            (_, None) => "waiting for a decision".to_string(),
-        };
-        // A rejected gate's error already says who rejected it.
-        if !notes.iter().any(|n| n.contains(&text)) {
-            notes.push(text);
-        }
-    }
-    if step
-        .attempt_log
-        .iter()
-        .any(|a| a.end == crate::AttemptEnd::EngineStopped)
-    {
-        notes.push("interrupted by the engine stopping".into());
-    }
-    notes.join("; ")
 }
 
 fn outputs(out: &mut String, views: &[OutputView]) -> std::fmt::Result {
