@@ -5,10 +5,12 @@
 //! is gone, possibly killed with SIGKILL half-way. So every event is written
 //! as one whole line in one `write` call on an `O_APPEND` file the moment it
 //! happens (a killed engine loses nothing it wrote: the kernel has it), and
-//! an `fdatasync` is started at every step boundary and after the last event
-//! (what a power loss needs). The sync runs on a thread of its own and the
-//! run does not wait for it, except at the end: a power loss can take the
-//! events of the last moments, never corrupt the lines before them.
+//! an `fdatasync` follows every step boundary and the last event (what a
+//! power loss needs). The sync runs on a thread of its own and the run does
+//! not wait for it, except at the end. When step boundaries come faster
+//! than every 10 ms, the thread syncs them together at most 10 ms apart:
+//! a power loss can take the events of the last moments, never corrupt
+//! the lines before them.
 
 use crate::event::Event;
 use std::fs::{DirBuilder, File, OpenOptions};
@@ -242,7 +244,8 @@ pub struct RunLock {
 /// Every event is written with one `write` call as soon as it happens, so a
 /// reader (or a `resume` after the engine was killed) sees it at once. The
 /// `fdatasync` that makes it survive a power loss runs on a background
-/// thread, coalescing bursts, and once more when the journal is dropped:
+/// thread, which gathers the requests made within [`SYNC_COALESCE_WINDOW`]
+/// of its last sync into one, and once more when the journal is dropped:
 /// syncing on the dispatcher's thread cost a few milliseconds per event and
 /// dominated short runs.
 ///
@@ -269,12 +272,23 @@ struct Syncer {
 #[derive(Debug, Default)]
 struct SyncState {
     dirty: bool,
+    /// The thread waits for work and must be woken; otherwise it is
+    /// syncing or in its coalescing window and will see `dirty` by itself.
+    idle: bool,
     closing: bool,
     error: Option<std::io::Error>,
 }
 
+/// How long after a sync the thread collects further requests before it
+/// syncs again. Waking it at every step boundary of a chain of quick steps
+/// cost about 0.17 ms per step on a 2-CPU VM (most of runbook's lead over
+/// `just` in 200 sequential steps), even where `fdatasync` itself is free;
+/// a request after a quiet spell still wakes it at once.
+const SYNC_COALESCE_WINDOW: std::time::Duration = std::time::Duration::from_millis(10);
+
 impl Syncer {
-    fn start(file: File) -> Syncer {
+    /// Starts the thread; `sync` is the journal's `fdatasync`.
+    fn start(mut sync: impl FnMut() -> std::io::Result<()> + Send + 'static) -> Syncer {
         let state = std::sync::Arc::new((
             std::sync::Mutex::new(SyncState::default()),
             std::sync::Condvar::new(),
@@ -284,27 +298,36 @@ impl Syncer {
             .name("journal-sync".into())
             .spawn(move || {
                 let (lock, signal) = &*shared;
+                let lock = || {
+                    lock.lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                };
                 loop {
-                    let mut guard = lock
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let mut guard = lock();
                     while !guard.dirty && !guard.closing {
+                        guard.idle = true;
                         guard = signal
                             .wait(guard)
                             .unwrap_or_else(std::sync::PoisonError::into_inner);
                     }
+                    guard.idle = false;
                     let closing = guard.closing && !guard.dirty;
                     guard.dirty = false;
                     drop(guard);
                     if closing {
                         return;
                     }
-                    if let Err(error) = file.sync_data() {
-                        let mut guard = lock
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner);
-                        guard.error.get_or_insert(error);
+                    if let Err(error) = sync() {
+                        lock().error.get_or_insert(error);
                     }
+                    // Requests arriving now only mark the journal dirty;
+                    // closing cuts the window short.
+                    let guard = lock();
+                    drop(
+                        signal
+                            .wait_timeout_while(guard, SYNC_COALESCE_WINDOW, |state| !state.closing)
+                            .unwrap_or_else(std::sync::PoisonError::into_inner),
+                    );
                 }
             })
             .ok();
@@ -317,7 +340,9 @@ impl Syncer {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         guard.dirty = true;
-        signal.notify_one();
+        if guard.idle {
+            signal.notify_one();
+        }
         guard.error.take()
     }
 }
@@ -369,7 +394,10 @@ impl Journal {
             })?;
         // Without a second handle there is no background sync; every
         // append then syncs itself, which is slower but just as durable.
-        let syncer = file.try_clone().ok().map(Syncer::start);
+        let syncer = file
+            .try_clone()
+            .ok()
+            .map(|file| Syncer::start(move || file.sync_data()));
         Ok(Journal {
             file,
             path,
@@ -403,7 +431,10 @@ impl Journal {
                     source,
                 })?;
         }
-        let syncer = file.try_clone().ok().map(Syncer::start);
+        let syncer = file
+            .try_clone()
+            .ok()
+            .map(|file| Syncer::start(move || file.sync_data()));
         let journal = Journal {
             file,
             path,
@@ -748,5 +779,98 @@ mod tests {
         let kinds: Vec<EventKind> = read.events.iter().map(|e| e.event).collect();
         assert_eq!(kinds, [EventKind::RunStarted, EventKind::RunFinished]);
         std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    /// A sync thread whose `fdatasync` records how many requests had been
+    /// made when it ran.
+    fn counting_syncer() -> (
+        Syncer,
+        std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        std::sync::Arc<std::sync::Mutex<Vec<usize>>>,
+    ) {
+        let requested = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let synced_at = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let syncer = {
+            let requested = requested.clone();
+            let synced_at = synced_at.clone();
+            Syncer::start(move || {
+                let seen = requested.load(std::sync::atomic::Ordering::SeqCst);
+                synced_at.lock().expect("not poisoned").push(seen);
+                Ok(())
+            })
+        };
+        (syncer, requested, synced_at)
+    }
+
+    fn close(mut syncer: Syncer) {
+        {
+            let (lock, signal) = &*syncer.state;
+            lock.lock().expect("not poisoned").closing = true;
+            signal.notify_one();
+        }
+        syncer
+            .thread
+            .take()
+            .expect("a thread")
+            .join()
+            .expect("joined");
+    }
+
+    #[test]
+    fn sync_requests_in_quick_succession_share_syncs_and_the_last_is_synced_on_close() {
+        let (syncer, requested, synced_at) = counting_syncer();
+        let started = std::time::Instant::now();
+        // Step boundaries of a chain of quick steps: a millisecond apart.
+        for _ in 0..50 {
+            requested.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            assert!(syncer.request().is_none());
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let windows = started.elapsed().as_millis() / SYNC_COALESCE_WINDOW.as_millis();
+        close(syncer);
+        let synced_at = synced_at.lock().expect("not poisoned");
+        // At most one sync per window (plus the first and the last), however
+        // slowly the loop ran; without the window it would be one per request.
+        let most = usize::try_from(windows).unwrap_or(usize::MAX) + 2;
+        assert!(
+            !synced_at.is_empty() && synced_at.len() <= most,
+            "{} syncs for 50 requests in {windows} windows",
+            synced_at.len()
+        );
+        assert_eq!(synced_at.last(), Some(&50), "the last request was synced");
+    }
+
+    #[test]
+    fn a_request_after_a_quiet_spell_is_synced_without_waiting_for_the_end() {
+        let (syncer, requested, synced_at) = counting_syncer();
+        // Let the thread go idle first.
+        std::thread::sleep(SYNC_COALESCE_WINDOW * 3);
+        requested.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        assert!(syncer.request().is_none());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while synced_at.lock().expect("not poisoned").is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the idle sync thread was never woken"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        close(syncer);
+    }
+
+    #[test]
+    fn a_failed_sync_is_reported_by_the_next_request() {
+        let syncer = Syncer::start(|| Err(std::io::Error::other("disk on fire")));
+        assert!(syncer.request().is_none());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let error = loop {
+            if let Some(error) = syncer.request() {
+                break error;
+            }
+            assert!(std::time::Instant::now() < deadline, "no error reported");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        };
+        assert_eq!(error.to_string(), "disk on fire");
+        close(syncer);
     }
 }
