@@ -107,8 +107,9 @@ pub struct EngineFlags {
     #[arg(long)]
     pub no_rollback: bool,
     /// Most lines of one step's live output shown per second (0: no
-    /// limit). The rest are counted as not shown; the step's outputs keep
-    /// the last 1 MiB of each stream either way.
+    /// limit); a line longer than 256 bytes counts as one per 256 bytes.
+    /// The rest are counted as not shown; the step's outputs keep the last
+    /// 1 MiB of each stream either way.
     #[arg(long, value_name = "N",
           default_value_t = runbook_engine::run::DEFAULT_LIVE_LINES_PER_SECOND)]
     pub live_lines: u64,

@@ -117,6 +117,57 @@ fn lines_past_the_live_limit_are_counted_where_they_were_left_out() {
     }
 }
 
+/// A long line counts against `--live-lines` as one line per 256 bytes, so
+/// a step printing long lines cannot push megabytes a second at the
+/// terminal; what is left out is counted in order all the same.
+#[test]
+fn long_lines_count_against_the_live_limit_by_their_length() {
+    // 3,000 lines of about 1 KB: 4 units each, so 100 lines a second fit
+    // a limit of 400.
+    let yaml = "version: 1\nname: long\nsteps:\n  long:\n    type: shell\n    shell: [sh, -c]\n    run: awk 'BEGIN { s = sprintf(\"%1000s\", \"\"); gsub(/ /, \"x\", s); for (i = 1; i <= 3000; i++) print i, s }'\n";
+    let (code, stderr, events) = run(yaml, &["--live-lines", "400"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let mut next = 1u64;
+    let mut shown = 0u64;
+    for line in stderr.lines() {
+        let Some(rest) = line.strip_prefix("[long] ") else {
+            continue;
+        };
+        if let Some(note) = rest.strip_prefix("… ") {
+            let count: u64 = note
+                .split(' ')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("a count in {line:?}"));
+            next += count;
+        } else {
+            let (number, text) = rest.split_once(' ').expect("a number and text");
+            assert_eq!(number, next.to_string(), "shown in order, gaps noted");
+            assert_eq!(text.len(), 1000, "shown whole");
+            next += 1;
+            shown += 1;
+        }
+    }
+    assert_eq!(next, 3001, "every line shown or counted once");
+    let finished = events
+        .iter()
+        .find(|e| e["event"] == "step_finished")
+        .expect("step_finished");
+    let seconds = finished["duration_ms"].as_u64().expect("duration_ms") / 1000;
+    // 100 lines of each one-second window the step ran in (the last line
+    // of a window may overdraw it); counted as one line each, 400 would be.
+    assert!(
+        shown >= 100 && shown <= (seconds + 1) * 101,
+        "{shown} lines shown in {seconds} s"
+    );
+    assert!(
+        finished["outputs"]["stdout"]
+            .as_str()
+            .is_some_and(|s| s.ends_with(&format!("\n3000 {}", "x".repeat(1000)))),
+        "the outputs keep the tail"
+    );
+}
+
 #[test]
 fn a_secret_split_across_two_reads_is_masked_in_live_output_and_outputs() {
     // The script writes the secret's first half, pauses (so the engine

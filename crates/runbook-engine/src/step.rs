@@ -73,7 +73,8 @@ impl From<crate::template::RenderFailure> for StepFailure {
 /// dispatcher has shown them, across all steps; past [`BACKLOG_LIMIT`] they
 /// are dropped, so a step printing 200 MB cannot grow the engine's memory.
 /// Rate: at most [`LiveBudget::per_second`] lines of one step are shown per
-/// second, so a flood costs a count of its lines instead of formatting and
+/// second (a line longer than [`LIVE_LINE_BYTES`] counting as one per that
+/// many bytes), so a flood costs a count of its lines instead of formatting and
 /// writing millions of lines nobody can read. Either way the lines not
 /// shown are counted, and the count is reported where they were left out.
 #[derive(Clone, Debug)]
@@ -125,7 +126,8 @@ impl LiveBudget {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Lines that may still be shown in the current one-second window.
+    /// Lines (of [`live_line_units`]) that may still be shown in the
+    /// current one-second window.
     fn allowance(&self) -> u64 {
         if self.per_second == 0 {
             return u64::MAX;
@@ -142,9 +144,9 @@ impl LiveBudget {
         self.per_second.saturating_sub(state.shown_in_window)
     }
 
-    fn shown(&self, lines: u64) {
+    fn shown(&self, units: u64) {
         if self.per_second != 0 {
-            self.state().shown_in_window += lines;
+            self.state().shown_in_window += units;
         }
     }
 
@@ -168,16 +170,27 @@ impl Backlog {
         self.budget.allowance()
     }
 
-    /// Takes a message costing `cost` bytes and showing `lines` lines;
-    /// returns the count of lines left out before it, for the dispatcher to
-    /// report in their place.
-    fn admit(&self, cost: usize, lines: u64) -> u64 {
+    /// Takes a message costing `cost` bytes and `units` of the rate (see
+    /// [`live_line_units`]); returns the count of lines left out before it,
+    /// for the dispatcher to report in their place.
+    fn admit(&self, cost: usize, units: u64) -> u64 {
         // The byte limit is soft (two steps may pass it at once by a
         // message each), which is fine for a memory bound.
         self.pending.fetch_add(cost, Ordering::Relaxed);
-        self.budget.shown(lines);
+        self.budget.shown(units);
         self.budget.take_not_shown()
     }
+}
+
+/// A line of live output longer than this counts against the live-output
+/// rate as one line per this many bytes (rounded up). A 64 KiB piece of an
+/// endless line is as much for a terminal as hundreds of ordinary lines;
+/// counted as one, a 50 MB line went to the terminal whole.
+pub(crate) const LIVE_LINE_BYTES: usize = 256;
+
+/// What a line of `len` bytes (without its newline) costs of the rate.
+fn live_line_units(len: usize) -> u64 {
+    len.div_ceil(LIVE_LINE_BYTES).max(1) as u64
 }
 
 /// The number of lines in `text`, whose lines all end with `\n`.
@@ -479,7 +492,10 @@ impl StepContext {
                 backlog.budget.not_shown(1);
                 return;
             }
-            not_shown_before = backlog.admit(queued_cost(&self.step_id, line.len()), 1);
+            not_shown_before = backlog.admit(
+                queued_cost(&self.step_id, line.len()),
+                live_line_units(line.len()),
+            );
         }
         let _ = self.messages.send(StepMessage::Output {
             step: self.step_id.clone(),
@@ -505,21 +521,25 @@ impl StepContext {
         let mut not_shown_before = 0;
         if let Some(backlog) = &self.backlog {
             let allowance = backlog.allowance();
-            let lines = count_lines(&text);
-            let shown = lines.min(allowance);
-            if shown == 0 {
-                backlog.budget.not_shown(lines);
+            if allowance == 0 {
+                backlog.budget.not_shown(count_lines(&text));
                 return;
             }
-            if shown < lines {
-                let cut = memchr::memchr_iter(b'\n', text.as_bytes())
-                    .nth(usize::try_from(shown - 1).unwrap_or(usize::MAX))
-                    .map_or(text.len(), |newline| newline + 1);
-                text.truncate(cut);
+            // The lines that start within the allowance are shown, the
+            // last of them possibly overdrawing it (see `live_line_units`).
+            let mut units = 0;
+            let mut cut = 0;
+            for newline in memchr::memchr_iter(b'\n', text.as_bytes()) {
+                if units >= allowance {
+                    break;
+                }
+                units += live_line_units(newline - cut);
+                cut = newline + 1;
             }
             // Lines left out of this very batch come after the ones shown.
-            let excess = lines - shown;
-            not_shown_before = backlog.admit(queued_cost(&self.step_id, text.len()), shown);
+            let excess = count_lines(&text[cut..]);
+            text.truncate(cut);
+            not_shown_before = backlog.admit(queued_cost(&self.step_id, text.len()), units);
             if excess > 0 {
                 backlog.budget.not_shown(excess);
             }
