@@ -874,11 +874,11 @@ impl<'a> Lowerer<'a> {
             rollback: None,
             env: IndexMap::new(),
             idempotent: true,
-            kind: StepKind::Gate(GateStep {
+            kind: StepKind::Gate(Box::new(GateStep {
                 message: template_of(node, String::new()),
                 condition: None,
                 on_timeout: None,
-            }),
+            })),
         };
         for entry in entries {
             let v = &entry.value;
@@ -897,10 +897,16 @@ impl<'a> Lowerer<'a> {
             }
         }
         let kind = match type_node.and_then(Node::as_str) {
-            Some("shell") => self.shell(node, &what).map(StepKind::Shell),
-            Some("http-check") => self.http(node, &what).map(StepKind::HttpCheck),
-            Some("kubectl-action") => self.kubectl(node, &what).map(StepKind::KubectlAction),
-            Some("gate") => self.gate(node, &what).map(StepKind::Gate),
+            Some("shell") => self
+                .shell(node, &what)
+                .map(|s| StepKind::Shell(Box::new(s))),
+            Some("http-check") => self
+                .http(node, &what)
+                .map(|s| StepKind::HttpCheck(Box::new(s))),
+            Some("kubectl-action") => self
+                .kubectl(node, &what)
+                .map(|s| StepKind::KubectlAction(Box::new(s))),
+            Some("gate") => self.gate(node, &what).map(|s| StepKind::Gate(Box::new(s))),
             _ => None,
         }?;
         step.kind = kind;

@@ -32,7 +32,7 @@ use cluster::Cluster;
 use error::KubectlError;
 use fields::Fields;
 use runbook_engine::{Outputs, StepContext, StepExecutor, StepFailure, StepOutcome};
-use runbook_model::{KubectlAction, KubectlStep, Step, StepKind};
+use runbook_model::{KubectlAction, Step, StepKind};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -194,8 +194,8 @@ impl StepExecutor for KubectlExecutor {
 
     async fn run(&self, step: &Step, ctx: &StepContext) -> StepOutcome {
         // exec cannot be dry-run by the server, so it is not run at all.
-        if let StepKind::KubectlAction(KubectlStep { action, .. }) = &step.kind
-            && action.value == KubectlAction::Exec
+        if let StepKind::KubectlAction(kubectl) = &step.kind
+            && kubectl.action.value == KubectlAction::Exec
             && ctx.dry_run()
         {
             return match &step.kind {
