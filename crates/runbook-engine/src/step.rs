@@ -525,8 +525,9 @@ impl StepContext {
                 backlog.budget.not_shown(count_lines(&text));
                 return;
             }
-            // The lines that start within the allowance are shown, the
-            // last of them possibly overdrawing it (see `live_line_units`).
+            // The lines that start within the allowance are shown; the
+            // last may overdraw it, so a line longer than the whole
+            // allowance is still shown once a window.
             let mut units = 0;
             let mut cut = 0;
             for newline in memchr::memchr_iter(b'\n', text.as_bytes()) {
