@@ -50,6 +50,34 @@ fn journal(state: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// A line of a step's live output on stderr: shown, or a note counting the
+/// lines left out at that place.
+enum Live<'a> {
+    Shown(&'a str),
+    NotShown(u64),
+}
+
+/// The live output of `step` in `stderr`, in order.
+fn live_output<'a>(stderr: &'a str, step: &str) -> Vec<Live<'a>> {
+    let prefix = format!("[{step}] ");
+    stderr
+        .lines()
+        .filter_map(|line| line.strip_prefix(prefix.as_str()))
+        .map(|rest| match rest.strip_prefix("… ") {
+            Some(note) => {
+                assert!(note.contains("lines not shown"), "{rest}");
+                Live::NotShown(
+                    note.split(' ')
+                        .next()
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or_else(|| panic!("a count in {rest:?}")),
+                )
+            }
+            None => Live::Shown(rest),
+        })
+        .collect()
+}
+
 #[test]
 fn every_live_line_reaches_stderr_once_and_in_order() {
     let yaml = "version: 1\nname: lines\nsteps:\n  count:\n    type: shell\n    shell: [sh, -c]\n    run: |\n      seq 1 100000\n      echo done >&2\n";
@@ -80,23 +108,17 @@ fn lines_past_the_live_limit_are_counted_where_they_were_left_out() {
         assert_eq!(code, Some(0), "{stderr}");
         let mut next = 1u64;
         let (mut shown, mut notes) = (0u64, 0);
-        for line in stderr.lines() {
-            let Some(rest) = line.strip_prefix("[count] ") else {
-                continue;
-            };
-            if let Some(note) = rest.strip_prefix("… ") {
-                let count: u64 = note
-                    .split(' ')
-                    .next()
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or_else(|| panic!("a count in {line:?}"));
-                assert!(note.contains("lines not shown"), "{line}");
-                next += count;
-                notes += 1;
-            } else {
-                assert_eq!(rest, next.to_string(), "shown in order, gaps noted");
-                next += 1;
-                shown += 1;
+        for live in live_output(&stderr, "count") {
+            match live {
+                Live::NotShown(count) => {
+                    next += count;
+                    notes += 1;
+                }
+                Live::Shown(text) => {
+                    assert_eq!(text, next.to_string(), "shown in order, gaps noted");
+                    next += 1;
+                    shown += 1;
+                }
             }
         }
         assert_eq!(next, 100_001, "every line shown or counted once");
@@ -129,23 +151,16 @@ fn long_lines_count_against_the_live_limit_by_their_length() {
     assert_eq!(code, Some(0), "{stderr}");
     let mut next = 1u64;
     let mut shown = 0u64;
-    for line in stderr.lines() {
-        let Some(rest) = line.strip_prefix("[long] ") else {
-            continue;
-        };
-        if let Some(note) = rest.strip_prefix("… ") {
-            let count: u64 = note
-                .split(' ')
-                .next()
-                .and_then(|n| n.parse().ok())
-                .unwrap_or_else(|| panic!("a count in {line:?}"));
-            next += count;
-        } else {
-            let (number, text) = rest.split_once(' ').expect("a number and text");
-            assert_eq!(number, next.to_string(), "shown in order, gaps noted");
-            assert_eq!(text.len(), 1000, "shown whole");
-            next += 1;
-            shown += 1;
+    for live in live_output(&stderr, "long") {
+        match live {
+            Live::NotShown(count) => next += count,
+            Live::Shown(line) => {
+                let (number, text) = line.split_once(' ').expect("a number and text");
+                assert_eq!(number, next.to_string(), "shown in order, gaps noted");
+                assert_eq!(text.len(), 1000, "shown whole");
+                next += 1;
+                shown += 1;
+            }
         }
     }
     assert_eq!(next, 3001, "every line shown or counted once");
