@@ -1656,12 +1656,19 @@ impl<'a> Dispatcher<'a> {
         event.error = reason.clone();
         self.emit(event);
         self.sink.flush();
+        // The run is over: the template context goes, and the records take
+        // the steps' outputs instead of copies, so a long run's outputs are
+        // not held three times over at its end.
+        self.context = Value::Null;
+        self.snapshot = None;
+        self.base_context = None;
+        let states = std::mem::take(&mut self.states);
         let steps = self
             .nodes
             .iter()
-            .zip(&self.states)
+            .zip(states)
             .map(|(node, state)| {
-                let mut outputs = Value::Object(state.outputs.clone());
+                let mut outputs = Value::Object(state.outputs);
                 self.redactor.redact_json(&mut outputs);
                 StepRecord {
                     id: node.step.id.value.clone(),
