@@ -245,9 +245,9 @@ pub struct RunLock {
 /// reader (or a `resume` after the engine was killed) sees it at once. The
 /// `fdatasync` that makes it survive a power loss runs on a background
 /// thread, which gathers the requests made within [`SYNC_COALESCE_WINDOW`]
-/// of its last sync into one, and once more when the journal is dropped:
-/// syncing on the dispatcher's thread cost a few milliseconds per event and
-/// dominated short runs.
+/// of its last sync into one: syncing on the dispatcher's thread cost a few
+/// milliseconds per event and dominated short runs. Dropping the journal
+/// syncs once more, on the dropping thread.
 ///
 /// [`Self::append`] asks for a sync after each event. The engine instead
 /// [`write`](Self::write)s the events of one turn of its loop (a step's
@@ -340,42 +340,38 @@ impl Syncer {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         guard.dirty = true;
-        if guard.idle {
+        let wake = guard.idle;
+        let error = guard.error.take();
+        // Woken after the lock is released, so the thread does not wake
+        // only to wait for it.
+        drop(guard);
+        if wake {
             signal.notify_one();
         }
-        guard.error.take()
+        error
     }
 }
 
 impl Drop for Journal {
     fn drop(&mut self) {
         // The last events (run_finished) are on disk before the process
-        // exits: the sync thread syncs whatever is dirty before it stops,
-        // so a second sync here is needed only without it, or if it failed.
-        let mut synced = false;
+        // exits. This thread syncs them itself and lets the sync thread go
+        // without waiting for it: handing the last sync over and joining
+        // the thread put two thread wake-ups and its exit on the path from
+        // the last step's end to the engine's exit.
         if let Some(mut syncer) = self.syncer.take() {
-            {
-                let (lock, signal) = &*syncer.state;
-                let mut guard = lock
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                // Written but never synced: the thread syncs it on its way out.
-                guard.dirty |= self.unsynced;
-                guard.closing = true;
-                signal.notify_one();
-            }
-            if let Some(thread) = syncer.thread.take() {
-                synced = thread.join().is_ok();
-                let (lock, _) = &*syncer.state;
-                let guard = lock
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                synced &= guard.error.is_none();
-            }
+            let (lock, signal) = &*syncer.state;
+            let mut guard = lock
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            guard.dirty = false;
+            guard.closing = true;
+            drop(guard);
+            signal.notify_one();
+            // Detached: it stops on its own once it sees `closing`.
+            drop(syncer.thread.take());
         }
-        if !synced {
-            let _ = self.file.sync_data();
-        }
+        let _ = self.file.sync_data();
     }
 }
 
@@ -778,6 +774,43 @@ mod tests {
         let read = read_journal(&run_dir.journal_path()).expect("read");
         let kinds: Vec<EventKind> = read.events.iter().map(|e| e.event).collect();
         assert_eq!(kinds, [EventKind::RunStarted, EventKind::RunFinished]);
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    #[test]
+    fn dropping_the_journal_syncs_without_waiting_for_a_busy_sync_thread() {
+        let dir = temp_dir("drop-busy");
+        let run_dir = RunDir {
+            id: "r".into(),
+            path: dir.clone(),
+        };
+        let mut journal = Journal::create(&run_dir).expect("create");
+        // A sync thread stuck in its `fdatasync` until the test lets it go.
+        let (release, stuck) = std::sync::mpsc::channel::<()>();
+        let (entered, in_sync) = std::sync::mpsc::channel::<()>();
+        let stuck = std::sync::Mutex::new(stuck);
+        journal.syncer = Some(Syncer::start(move || {
+            let _ = entered.send(());
+            let _ = stuck.lock().expect("not poisoned").recv();
+            Ok(())
+        }));
+        journal
+            .write(&Event::new(EventKind::RunFinished, "r"))
+            .expect("write");
+        journal.sync().expect("sync");
+        in_sync
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the sync thread started its sync");
+        let (dropped, done) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(journal);
+            let _ = dropped.send(());
+        });
+        let finished = done.recv_timeout(std::time::Duration::from_secs(10));
+        let _ = release.send(());
+        finished.expect("the drop waited for the stuck sync thread");
+        let read = read_journal(&run_dir.journal_path()).expect("read");
+        assert_eq!(read.events.len(), 1);
         std::fs::remove_dir_all(&dir).expect("clean up");
     }
 
