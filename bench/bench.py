@@ -23,6 +23,7 @@ import asyncio
 import json
 import os
 import platform
+import random
 import shutil
 import signal
 import statistics
@@ -595,6 +596,120 @@ WORKLOADS = [
 
 
 # ---------------------------------------------------------------------------
+# The targets of the benchmark issue (#8)
+# ---------------------------------------------------------------------------
+
+ENGINES = ("task", "just", "ansible")
+FLOOR_WORKLOADS = ("1", "2", "3", "5a", "5b")
+FLOOR_LIMIT = 1.5
+RESAMPLES = 2000
+
+
+def ratio_interval(results, key, a, b, attr="wall"):
+    """Median of `a` over median of `b` on workload `key`, with a 95 %
+    interval from resampling the interleaved rounds (a round's runs of
+    both tools stay together, so a burst of load moves both).
+
+    None when either tool has no runs."""
+    ra, rb = results.get((key, a)), results.get((key, b))
+    if not ra or not rb or isinstance(ra, NA) or isinstance(rb, NA):
+        return None
+    # Run i of every tool belongs to round i: a tool over its budget only
+    # stops getting rounds, it never skips one.
+    n = min(len(ra), len(rb))
+    xs = [getattr(r, attr) for r in ra[:n]]
+    ys = [getattr(r, attr) for r in rb[:n]]
+    point = statistics.median(xs) / statistics.median(ys)
+    # A fixed seed: the same runs always give the same report.
+    rng = random.Random(8)
+    ratios = []
+    for _ in range(RESAMPLES):
+        rounds = [rng.randrange(n) for _ in range(n)]
+        ratios.append(statistics.median(xs[i] for i in rounds) / statistics.median(ys[i] for i in rounds))
+    ratios.sort()
+    return point, ratios[int(0.025 * RESAMPLES)], ratios[int(0.975 * RESAMPLES) - 1], n
+
+
+def judge(interval, limit):
+    """PASS when the whole interval is under `limit`, MISS when it is all
+    over, and "within noise" when it straddles it: with a handful of runs
+    on a shared machine, a few percent either way is not a result."""
+    _, low, high, _ = interval
+    if high < limit:
+        return "PASS"
+    if low > limit:
+        return "**MISS**"
+    return "within noise"
+
+
+def fmt_ratio(interval):
+    point, low, high, n = interval
+    return f"{point:.2f}x [{low:.2f}, {high:.2f}]" + (" (1 round)" if n == 1 else "")
+
+
+def report_targets_of_issue_8(results, only, out):
+    keys = [key for key, _, _ in WORKLOADS if not only or key in only]
+    if not keys:
+        return
+    out("## Targets of the benchmark issue")
+    out()
+    out("runbook's median wall time over each engine's and over the bash floor's "
+        "(below 1.00x, runbook is faster), with a 95 % interval from "
+        f"{RESAMPLES:,} resamples of the interleaved rounds. A target is PASS "
+        "when the whole interval is on its side of the limit, **MISS** when "
+        "it is all on the other side, and within noise otherwise.")
+    out()
+    out("| # | runbook vs each engine | fastest engine? | runbook vs bash floor | within 1.5x of the floor? |")
+    out("|---|---|---|---|---|")
+    for key in keys:
+        versus, verdicts = [], []
+        for engine in ENGINES:
+            interval = ratio_interval(results, key, "runbook", engine)
+            if interval is None:
+                continue
+            versus.append(f"{LABEL[engine]} {fmt_ratio(interval)}")
+            verdicts.append(judge(interval, 1.0))
+        if not verdicts:
+            fastest = "n/a"
+        elif "**MISS**" in verdicts:
+            fastest = "**MISS**"
+        elif "within noise" in verdicts:
+            fastest = "within noise"
+        else:
+            fastest = "PASS"
+        floor_shown, floor_verdict = "", ""
+        if key in FLOOR_WORKLOADS:
+            interval = ratio_interval(results, key, "runbook", "bash")
+            floor_shown = "n/a" if interval is None else fmt_ratio(interval)
+            floor_verdict = "n/a" if interval is None else judge(interval, FLOOR_LIMIT)
+        out(f"| {key} | {'; '.join(versus) or 'n/a'} | {fastest} | {floor_shown} | {floor_verdict} |")
+    out()
+    flood = [k for k in ("5a", "5b") if k in keys]
+    if flood:
+        def peak(key):
+            rs = results.get((key, "runbook"))
+            if not rs or isinstance(rs, NA):
+                return None
+            return statistics.median(r.rss_kb for r in rs)
+
+        base = peak("1")
+        peaks = {k: peak(k) for k in flood}
+        shown = ", ".join(f"{fmt_mb(m)} ({k})" for k, m in peaks.items() if m is not None)
+        if base is None or None in peaks.values():
+            out(f"Memory flat in output size: n/a (needs workloads 1 and 5 of runbook; peaks: {shown or 'none'})")
+        else:
+            # Flat: the 50 MB of output raise the peak by far less than
+            # their size (a quarter); keeping the stream would raise it by
+            # at least the whole 50 MB.
+            growth = max(peaks.values()) - base
+            verdict = "PASS" if growth * 1024 < 50e6 / 4 else "**MISS**"
+            out(f"Memory flat in output size: {verdict}. One no-op step peaks at {fmt_mb(base)}; "
+                f"a step writing 50 MB at {shown}: {fmt_mb(growth)} more, against a limit of a "
+                "quarter of the output (12.5 MB).")
+        out()
+
+
+# ---------------------------------------------------------------------------
 # Driver
 # ---------------------------------------------------------------------------
 
@@ -924,6 +1039,8 @@ def main():
                 f"{'n/a' if m is None else fmt_mb(m)} | {verdict(None if m is None else m * 1024 < 30e6)} |")
     if targets:
         out()
+
+    report_targets_of_issue_8(results, only, out)
 
     if args.markdown:
         with open(args.markdown, "w") as f:
