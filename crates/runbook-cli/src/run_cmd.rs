@@ -183,6 +183,10 @@ pub(crate) fn launch(launch: Launch<'_>) -> anyhow::Result<ExitCode> {
         // start and end of a step waking the other thread.
         let (summary, sink) = tokio::spawn(async move {
             let summary = engine().run(&runbook, options, &mut sink).await;
+            // The process exits right after the run: freeing a large
+            // runbook piece by piece only delays that (a 10,000-step
+            // run's exit took 24 ms longer), and it holds no resource.
+            std::mem::forget(runbook);
             (summary, sink)
         })
         .await
@@ -199,11 +203,14 @@ pub(crate) fn launch(launch: Launch<'_>) -> anyhow::Result<ExitCode> {
     // Steps that were abandoned may still be finishing their cleanup in
     // the background; the run is over, so do not wait for them.
     runtime.shutdown_background();
-    Ok(match summary.status {
+    let code = match summary.status {
         RunStatus::Succeeded => ExitCode::Success,
         RunStatus::Failed => ExitCode::Failure,
         RunStatus::Interrupted => ExitCode::Interrupted,
-    })
+    };
+    // Likewise: the process exits next, and the summary holds no resource.
+    std::mem::forget(summary);
+    Ok(code)
 }
 
 /// Every step kind this build can run.
