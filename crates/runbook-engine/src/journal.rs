@@ -748,14 +748,19 @@ mod tests {
         std::fs::remove_dir_all(state).expect("cleanup");
     }
 
-    #[test]
-    fn written_events_are_visible_at_once_and_synced_on_request_or_drop() {
-        let dir = temp_dir("write-sync");
+    /// A journal in a fresh run directory named after the test.
+    fn temp_journal(name: &str) -> (RunDir, Journal) {
         let run_dir = RunDir {
             id: "r".into(),
-            path: dir.clone(),
+            path: temp_dir(name),
         };
-        let mut journal = Journal::create(&run_dir).expect("create");
+        let journal = Journal::create(&run_dir).expect("create");
+        (run_dir, journal)
+    }
+
+    #[test]
+    fn written_events_are_visible_at_once_and_synced_on_request_or_drop() {
+        let (run_dir, mut journal) = temp_journal("write-sync");
         // Nothing written: nothing to sync.
         journal.sync().expect("sync");
         assert!(!journal.unsynced);
@@ -774,17 +779,12 @@ mod tests {
         let read = read_journal(&run_dir.journal_path()).expect("read");
         let kinds: Vec<EventKind> = read.events.iter().map(|e| e.event).collect();
         assert_eq!(kinds, [EventKind::RunStarted, EventKind::RunFinished]);
-        std::fs::remove_dir_all(&dir).expect("clean up");
+        std::fs::remove_dir_all(&run_dir.path).expect("clean up");
     }
 
     #[test]
     fn dropping_the_journal_syncs_without_waiting_for_a_busy_sync_thread() {
-        let dir = temp_dir("drop-busy");
-        let run_dir = RunDir {
-            id: "r".into(),
-            path: dir.clone(),
-        };
-        let mut journal = Journal::create(&run_dir).expect("create");
+        let (run_dir, mut journal) = temp_journal("drop-busy");
         // A sync thread stuck in its `fdatasync` until the test lets it go.
         let (release, stuck) = std::sync::mpsc::channel::<()>();
         let (entered, in_sync) = std::sync::mpsc::channel::<()>();
@@ -811,7 +811,7 @@ mod tests {
         finished.expect("the drop waited for the stuck sync thread");
         let read = read_journal(&run_dir.journal_path()).expect("read");
         assert_eq!(read.events.len(), 1);
-        std::fs::remove_dir_all(&dir).expect("clean up");
+        std::fs::remove_dir_all(&run_dir.path).expect("clean up");
     }
 
     /// A sync thread whose `fdatasync` records how many requests had been
