@@ -789,11 +789,14 @@ mod tests {
         let (release, stuck) = std::sync::mpsc::channel::<()>();
         let (entered, in_sync) = std::sync::mpsc::channel::<()>();
         let stuck = std::sync::Mutex::new(stuck);
-        journal.syncer = Some(Syncer::start(move || {
+        let stuck_syncer = Syncer::start(move || {
             let _ = entered.send(());
             let _ = stuck.lock().expect("not poisoned").recv();
             Ok(())
-        }));
+        });
+        if let Some(own) = journal.syncer.replace(stuck_syncer) {
+            close(own);
+        }
         journal
             .write(&Event::new(EventKind::RunFinished, "r"))
             .expect("write");
