@@ -103,6 +103,7 @@ class Server:
             stdin=subprocess.DEVNULL,
         )
         self.port = int(self.proc.stdout.readline())
+        KEEP.add(self.proc.pid)
 
     def url(self, path):
         return f"http://127.0.0.1:{self.port}/{path}"
@@ -114,6 +115,7 @@ class Server:
     def stop(self):
         self.proc.kill()
         self.proc.wait()
+        KEEP.discard(self.proc.pid)
 
 
 # ---------------------------------------------------------------------------
@@ -128,6 +130,53 @@ class Result:
         self.cpu = cpu
         self.rc = rc
         self.timed_out = timed_out
+
+
+# Processes a tool left behind outside its process group (a timed-out
+# Ansible's workers did: a curl of theirs reached workload 6's server during
+# the next tool's run) are reparented to this driver, not to init, so that
+# they can be found and killed before the next run is timed.
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper():
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+KEEP = set()  # children that are not strays: the HTTP server
+
+
+def kill_strays():
+    """Kills and reaps every child of this driver but the ones in KEEP.
+    Killing a stray can orphan its own children onto us, hence the rounds."""
+    me = os.getpid()
+    for _ in range(10):
+        strays = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            # The command name is in parentheses and may hold spaces.
+            fields = stat[stat.rfind(")") + 2:].split()
+            if int(fields[1]) == me and int(entry) not in KEEP:
+                strays.append(int(entry))
+        if not strays:
+            return
+        for pid in strays:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
 
 
 def run_once(argv, cwd, env, timeout):
@@ -174,6 +223,7 @@ def run_once(argv, cwd, env, timeout):
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+    kill_strays()
     try:
         with open(rss_file.name) as f:
             # The last line: time writes "Command exited with non-zero
@@ -825,6 +875,7 @@ def main():
     if args.serve:
         serve()
         return
+    become_subreaper()
     if not os.access(TIME, os.X_OK):
         sys.exit(f"{TIME} is needed (Debian package `time`)")
     if not args.runbook:
