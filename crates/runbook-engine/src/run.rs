@@ -1447,9 +1447,18 @@ impl<'a> Dispatcher<'a> {
 
     fn update_context(&mut self, i: usize) {
         self.snapshot = None;
-        let value = step_context(&self.states[i]);
+        let state = &self.states[i];
+        let id = &self.nodes[i].step.id.value;
         if let Some(steps) = self.context.get_mut("steps").and_then(Value::as_object_mut) {
-            steps.insert(self.nodes[i].step.id.value.clone(), value);
+            // Every step has an entry from the start (pending): it is
+            // rewritten in place rather than rebuilt, which spared a map,
+            // its eight keys and the old entry's teardown at every step.
+            match steps.get_mut(id) {
+                Some(Value::Object(entry)) => fill_step_context(entry, state),
+                _ => {
+                    steps.insert(id.clone(), step_context(state));
+                }
+            }
         }
     }
 
@@ -1730,27 +1739,33 @@ fn millis(d: Duration) -> u64 {
 /// captured stdout, stderr and lines) twice per step where a clone will do.
 fn step_context(state: &State) -> Value {
     let mut entry = Map::with_capacity(8);
-    entry.insert("status".into(), Value::from(state.status.as_str()));
-    entry.insert(
-        "succeeded".into(),
+    fill_step_context(&mut entry, state);
+    Value::Object(entry)
+}
+
+/// Writes what templates see of a step (`steps.ID.*`) into its entry,
+/// reusing the keys already there.
+fn fill_step_context(entry: &mut Map<String, Value>, state: &State) {
+    let mut set = |key: &str, value: Value| match entry.get_mut(key) {
+        Some(slot) => *slot = value,
+        None => {
+            entry.insert(key.to_string(), value);
+        }
+    };
+    set("status", Value::from(state.status.as_str()));
+    set(
+        "succeeded",
         Value::Bool(state.status == StepStatus::Succeeded),
     );
-    entry.insert(
-        "failed".into(),
-        Value::Bool(state.status == StepStatus::Failed),
-    );
-    entry.insert(
-        "skipped".into(),
-        Value::Bool(state.status == StepStatus::Skipped),
-    );
-    entry.insert("outputs".into(), Value::Object(state.outputs.clone()));
-    entry.insert(
-        "error".into(),
+    set("failed", Value::Bool(state.status == StepStatus::Failed));
+    set("skipped", Value::Bool(state.status == StepStatus::Skipped));
+    set("outputs", Value::Object(state.outputs.clone()));
+    set(
+        "error",
         state.error.clone().map_or(Value::Null, Value::String),
     );
-    entry.insert("attempts".into(), Value::from(state.attempts));
-    entry.insert("duration_ms".into(), Value::from(millis(state.duration)));
-    Value::Object(entry)
+    set("attempts", Value::from(state.attempts));
+    set("duration_ms", Value::from(millis(state.duration)));
 }
 
 fn initial_context(runbook: &Runbook, options: &RunOptions, nodes: &[Node]) -> Value {
