@@ -2,9 +2,11 @@
 //! helpers, and shell quoting for scripts.
 //!
 //! Shell safety relies on Handlebars' own split between `{{expr}}` (escaped)
-//! and `{{{expr}}}` (raw): the script registry's escape function quotes the
-//! value as exactly one shell word, so a param such as `x'; rm -rf /; '`
-//! stays one inert argument unless the author explicitly wrote `{{{ }}}`.
+//! and `{{{expr}}}` (raw): the script registry's escape function sets each
+//! escaped value aside behind a marker, and [`crate::script_quoting`] writes
+//! it back quoted for the place it landed (a bare word, inside `"…"`, a
+//! comment, a here-document…), so a param such as `x'; rm -rf /; '` or
+//! `$(reboot)` stays inert text unless the author explicitly wrote `{{{ }}}`.
 
 use handlebars::{
     Context, Handlebars, Helper, JsonRender, RenderContext, RenderError, RenderErrorReason,
@@ -37,7 +39,7 @@ impl Templates {
         let mut plain = registry();
         plain.register_escape_fn(handlebars::no_escape);
         let mut script = registry();
-        script.register_escape_fn(shell_quote);
+        script.register_escape_fn(set_aside);
         Templates { plain, script }
     }
 
@@ -51,14 +53,25 @@ impl Templates {
             .map_err(|e| RenderFailure(describe(&e)))
     }
 
-    /// Renders a shell script: `{{x}}` becomes one quoted word.
+    /// Renders a shell script: each `{{x}}` is quoted for where it stands
+    /// (one word when bare, escaped inside double quotes, ...), so no value
+    /// changes the script's structure; see [`crate::script_quoting`].
     pub fn render_script(&self, text: &str, context: &Value) -> Result<String, RenderFailure> {
         if !text.contains("{{") {
             return Ok(text.to_string());
         }
-        self.script
-            .render_template(text, context)
-            .map_err(|e| RenderFailure(describe(&e)))
+        use crate::script_quoting::{MARK_CLOSE, MARK_OPEN};
+        if text.contains([MARK_OPEN, MARK_CLOSE]) {
+            return Err(RenderFailure(
+                "the script contains the reserved characters U+E000/U+E001".to_string(),
+            ));
+        }
+        SET_ASIDE.with(|values| values.borrow_mut().clear());
+        let rendered = self.script.render_template(text, context);
+        // Taken before the error check, so no value outlives its render.
+        let values = SET_ASIDE.with(|values| std::mem::take(&mut *values.borrow_mut()));
+        let rendered = rendered.map_err(|e| RenderFailure(describe(&e)))?;
+        crate::script_quoting::place(&rendered, &values).map_err(RenderFailure)
     }
 
     /// Renders a `when` or gate `condition`: it must produce exactly `true`
@@ -82,6 +95,23 @@ fn truncate(text: &str, max: usize) -> String {
     } else {
         format!("{}…", text.chars().take(max).collect::<String>())
     }
+}
+
+thread_local! {
+    /// The escaped values of the script being rendered on this thread, in
+    /// order: a render is synchronous, so one list per thread suffices.
+    static SET_ASIDE: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The script registry's escape function: the value is kept aside and a
+/// marker holding its index takes its place in the rendered text.
+fn set_aside(value: &str) -> String {
+    use crate::script_quoting::{MARK_CLOSE, MARK_OPEN};
+    SET_ASIDE.with(|values| {
+        let mut values = values.borrow_mut();
+        values.push(value.to_string());
+        format!("{MARK_OPEN}{}{MARK_CLOSE}", values.len() - 1)
+    })
 }
 
 /// Quotes `value` as exactly one POSIX shell word.

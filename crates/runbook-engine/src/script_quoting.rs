@@ -1,0 +1,594 @@
+//! Quoting each `{{expr}}` insertion of a shell script for the place it
+//! lands in.
+//!
+//! A value wrapped in single quotes is one inert word only where the shell
+//! reads quotes as quotes. Inside `"…"` the single quotes are plain
+//! characters and `$(…)` in the value runs; inside a comment a newline in the
+//! value ends the comment and the rest runs; in a here-document a line equal
+//! to the delimiter ends it early. So a script is rendered with every escaped
+//! value replaced by a marker, then read once the way a POSIX shell (and
+//! bash) tokenizes it, and each marker is replaced by the value written for
+//! its context:
+//!
+//! | context | written as |
+//! |---|---|
+//! | unquoted, `${…}` outside double quotes | one single-quoted word |
+//! | `"…"`, unquoted here-document | `\` before `\ $ \` "` |
+//! | `"${…}"` (no `'` in the value) | `\` before `\ $ \` " }` |
+//! | `'…'` | `'` written as `'\''` |
+//! | `$'…'` | `\` before `\` and `'` |
+//! | quoted here-document (`<<'EOF'`) | as is |
+//! | comment | line breaks turned into spaces |
+//! | `$((…))` | only an integer, as is |
+//!
+//! Places with no safe spelling are refused, so the step fails before
+//! anything runs: right after a backslash, inside backticks, inside a
+//! here-document's delimiter, a non-integer in arithmetic, and a value that
+//! would put a here-document's delimiter on a line of its own.
+
+/// Starts a marker; the value's index and [`MARK_CLOSE`] follow. Private-use
+/// code points, which a script has no reason to contain.
+pub(crate) const MARK_OPEN: char = '\u{E000}';
+pub(crate) const MARK_CLOSE: char = '\u{E001}';
+
+#[derive(Debug, Clone, Copy)]
+enum Item<'v> {
+    Char(char),
+    Value(&'v str),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Frame {
+    /// Top level, or inside `$(…)` (`parens` counts open `(`, `cases` open
+    /// `case` words, whose patterns end in an unmatched `)`).
+    Command {
+        parens: u32,
+        cases: u32,
+    },
+    Double,
+    Single,
+    AnsiC,
+    /// `${…}`; `double` when the expansion is inside double quotes.
+    Brace {
+        double: bool,
+    },
+    Arith {
+        parens: u32,
+    },
+    Backtick,
+    Comment,
+}
+
+struct Heredoc {
+    delimiter: String,
+    quoted: bool,
+    strip_tabs: bool,
+}
+
+/// Replaces every marker of `rendered` with its value from `values`, quoted
+/// for where it stands. The error says why a value could not be placed.
+pub(crate) fn place(rendered: &str, values: &[String]) -> Result<String, String> {
+    let items = items(rendered, values)?;
+    let mut lexer = Lexer {
+        items: &items,
+        pos: 0,
+        out: String::with_capacity(rendered.len()),
+        stack: vec![Frame::Command {
+            parens: 0,
+            cases: 0,
+        }],
+        pending: Vec::new(),
+        word_start: true,
+        word: String::new(),
+    };
+    lexer.run()?;
+    Ok(lexer.out)
+}
+
+fn items<'v>(rendered: &str, values: &'v [String]) -> Result<Vec<Item<'v>>, String> {
+    let mut items = Vec::with_capacity(rendered.len());
+    let mut chars = rendered.chars();
+    while let Some(c) = chars.next() {
+        if c == MARK_CLOSE {
+            return Err(reserved());
+        }
+        if c != MARK_OPEN {
+            items.push(Item::Char(c));
+            continue;
+        }
+        let mut index = String::new();
+        loop {
+            match chars.next() {
+                Some(MARK_CLOSE) => break,
+                Some(d) if d.is_ascii_digit() => index.push(d),
+                _ => return Err(reserved()),
+            }
+        }
+        let value = index
+            .parse::<usize>()
+            .ok()
+            .and_then(|i| values.get(i))
+            .ok_or_else(reserved)?;
+        items.push(Item::Value(value));
+    }
+    Ok(items)
+}
+
+fn reserved() -> String {
+    "the script contains the reserved characters U+E000/U+E001".to_string()
+}
+
+struct Lexer<'a, 'v> {
+    items: &'a [Item<'v>],
+    pos: usize,
+    out: String,
+    stack: Vec<Frame>,
+    pending: Vec<Heredoc>,
+    /// At the start of a word (where `#` starts a comment).
+    word_start: bool,
+    /// The current unquoted word, for `case`/`esac`.
+    word: String,
+}
+
+impl Lexer<'_, '_> {
+    fn top(&self) -> Frame {
+        self.stack.last().copied().unwrap_or(Frame::Command {
+            parens: 0,
+            cases: 0,
+        })
+    }
+
+    fn set_top(&mut self, frame: Frame) {
+        if let Some(top) = self.stack.last_mut() {
+            *top = frame;
+        }
+    }
+
+    fn pop(&mut self) {
+        if self.stack.len() > 1 {
+            self.stack.pop();
+        }
+    }
+
+    fn peek(&self, ahead: usize) -> Option<Item<'_>> {
+        self.items.get(self.pos + ahead).copied()
+    }
+
+    fn peek_char(&self, ahead: usize) -> Option<char> {
+        match self.peek(ahead) {
+            Some(Item::Char(c)) => Some(c),
+            _ => None,
+        }
+    }
+
+    fn run(&mut self) -> Result<(), String> {
+        while let Some(item) = self.peek(0) {
+            match item {
+                Item::Value(value) => {
+                    let value = value.to_string();
+                    self.insert(&value)?;
+                    self.pos += 1;
+                    self.word_start = false;
+                    self.word.clear();
+                }
+                Item::Char(c) => self.char(c)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies a backslash and the character it escapes.
+    fn escaped(&mut self) -> Result<(), String> {
+        self.out.push('\\');
+        match self.peek(1) {
+            Some(Item::Char(next)) => {
+                self.out.push(next);
+                self.pos += 2;
+                Ok(())
+            }
+            Some(Item::Value(_)) => Err(
+                "a `{{ }}` insertion right after a backslash has no safe quoting; remove the backslash"
+                    .to_string(),
+            ),
+            None => {
+                self.pos += 1;
+                Ok(())
+            }
+        }
+    }
+
+    /// `$` followed by `(`, `((`, `{` or (outside double quotes) `'`.
+    fn dollar(&mut self, in_double: bool) {
+        match (self.peek_char(1), self.peek_char(2)) {
+            (Some('('), Some('(')) => {
+                self.out.push_str("$((");
+                self.pos += 3;
+                self.stack.push(Frame::Arith { parens: 0 });
+            }
+            (Some('('), _) => {
+                self.out.push_str("$(");
+                self.pos += 2;
+                self.stack.push(Frame::Command {
+                    parens: 0,
+                    cases: 0,
+                });
+                self.word_start = true;
+            }
+            (Some('{'), _) => {
+                self.out.push_str("${");
+                self.pos += 2;
+                self.stack.push(Frame::Brace { double: in_double });
+            }
+            (Some('\''), _) if !in_double => {
+                self.out.push_str("$'");
+                self.pos += 2;
+                self.stack.push(Frame::AnsiC);
+            }
+            _ => {
+                self.out.push('$');
+                self.pos += 1;
+            }
+        }
+    }
+
+    fn char(&mut self, c: char) -> Result<(), String> {
+        match self.top() {
+            Frame::Command { .. } => self.command_char(c)?,
+            Frame::Brace { double } => match c {
+                '}' => {
+                    self.out.push(c);
+                    self.pos += 1;
+                    self.pop();
+                }
+                '\\' => self.escaped()?,
+                '"' => self.open(c, Frame::Double),
+                '\'' if !double => self.open(c, Frame::Single),
+                '`' => self.open(c, Frame::Backtick),
+                '$' => self.dollar(double),
+                _ => self.copy(c),
+            },
+            Frame::Double => match c {
+                '"' => self.close(c),
+                '\\' => self.escaped()?,
+                '`' => self.open(c, Frame::Backtick),
+                '$' => self.dollar(true),
+                _ => self.copy(c),
+            },
+            Frame::Single => match c {
+                '\'' => self.close(c),
+                _ => self.copy(c),
+            },
+            Frame::AnsiC => match c {
+                '\'' => self.close(c),
+                '\\' => self.escaped()?,
+                _ => self.copy(c),
+            },
+            Frame::Backtick => match c {
+                '`' => self.close(c),
+                '\\' => self.escaped()?,
+                _ => self.copy(c),
+            },
+            Frame::Arith { parens } => match c {
+                '(' => {
+                    self.set_top(Frame::Arith { parens: parens + 1 });
+                    self.copy(c);
+                }
+                ')' if parens > 0 => {
+                    self.set_top(Frame::Arith { parens: parens - 1 });
+                    self.copy(c);
+                }
+                ')' => {
+                    self.copy(c);
+                    if self.peek_char(0) == Some(')') {
+                        self.copy(')');
+                    }
+                    self.pop();
+                }
+                '$' => self.dollar(false),
+                _ => self.copy(c),
+            },
+            Frame::Comment => {
+                if c == '\n' {
+                    self.pop();
+                    // The line break belongs to the command level again:
+                    // it may start here-document bodies.
+                    return self.char(c);
+                }
+                self.copy(c);
+            }
+        }
+        Ok(())
+    }
+
+    fn copy(&mut self, c: char) {
+        self.out.push(c);
+        self.pos += 1;
+    }
+
+    fn open(&mut self, c: char, frame: Frame) {
+        self.copy(c);
+        self.stack.push(frame);
+        self.word_start = false;
+    }
+
+    fn close(&mut self, c: char) {
+        self.copy(c);
+        self.pop();
+    }
+
+    fn command_char(&mut self, c: char) -> Result<(), String> {
+        match c {
+            '\\' => {
+                self.escaped()?;
+                self.word_start = false;
+            }
+            '\'' => self.open(c, Frame::Single),
+            '"' => self.open(c, Frame::Double),
+            '`' => self.open(c, Frame::Backtick),
+            '$' => {
+                self.word_start = false;
+                self.dollar(false);
+            }
+            '#' if self.word_start => {
+                self.copy(c);
+                self.stack.push(Frame::Comment);
+            }
+            '<' if self.peek_char(1) == Some('<') && self.peek_char(2) != Some('<') => {
+                self.end_word();
+                self.heredoc_operator()?;
+            }
+            '(' | ')' => {
+                self.end_word();
+                let Frame::Command { parens, cases } = self.top() else {
+                    return Ok(());
+                };
+                self.copy(c);
+                self.word_start = true;
+                match c {
+                    '(' => self.set_top(Frame::Command {
+                        parens: parens + 1,
+                        cases,
+                    }),
+                    _ if parens > 0 => self.set_top(Frame::Command {
+                        parens: parens - 1,
+                        cases,
+                    }),
+                    // A `case` pattern's closing parenthesis.
+                    _ if cases > 0 => {}
+                    // The end of `$( )`.
+                    _ => {
+                        self.pop();
+                        self.word_start = false;
+                    }
+                }
+            }
+            '\n' => {
+                self.copy(c);
+                self.end_word();
+                self.word_start = true;
+                if !self.pending.is_empty() {
+                    self.heredoc_bodies()?;
+                }
+            }
+            ' ' | '\t' | ';' | '&' | '|' | '<' | '>' => {
+                self.copy(c);
+                self.end_word();
+                self.word_start = true;
+            }
+            _ => {
+                self.copy(c);
+                if c.is_alphanumeric() || c == '_' {
+                    self.word.push(c);
+                }
+                self.word_start = false;
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts `case`/`esac` words: a `case` pattern's `)` does not close a
+    /// `$(`.
+    fn end_word(&mut self) {
+        let word = std::mem::take(&mut self.word);
+        if let Frame::Command { parens, cases } = self.top() {
+            let cases = match word.as_str() {
+                "case" => cases + 1,
+                "esac" => cases.saturating_sub(1),
+                _ => cases,
+            };
+            self.set_top(Frame::Command { parens, cases });
+        }
+    }
+
+    /// `<<` or `<<-` and the delimiter word; its body starts after the line.
+    fn heredoc_operator(&mut self) -> Result<(), String> {
+        self.out.push_str("<<");
+        self.pos += 2;
+        let strip_tabs = self.peek_char(0) == Some('-');
+        if strip_tabs {
+            self.copy('-');
+        }
+        while let Some(c @ (' ' | '\t')) = self.peek_char(0) {
+            self.copy(c);
+        }
+        let mut delimiter = String::new();
+        let mut quoted = false;
+        let mut quote: Option<char> = None;
+        while let Some(item) = self.peek(0) {
+            let Item::Char(c) = item else {
+                return Err(
+                    "a `{{ }}` insertion in a here-document's delimiter is not allowed".to_string(),
+                );
+            };
+            match (quote, c) {
+                (None, ' ' | '\t' | '\n' | ';' | '&' | '|' | '<' | '>' | '(' | ')') => break,
+                (None, '\'' | '"') => {
+                    quoted = true;
+                    quote = Some(c);
+                }
+                (None, '\\') => {
+                    quoted = true;
+                    self.copy(c);
+                    if let Some(next) = self.peek_char(0) {
+                        delimiter.push(next);
+                        self.copy(next);
+                    }
+                    continue;
+                }
+                (Some(q), c) if c == q => quote = None,
+                _ => delimiter.push(c),
+            }
+            self.copy(c);
+        }
+        self.pending.push(Heredoc {
+            delimiter,
+            quoted,
+            strip_tabs,
+        });
+        self.word_start = true;
+        Ok(())
+    }
+
+    /// The bodies of the here-documents opened on the line just ended, in
+    /// order; each ends at a line equal to its delimiter.
+    fn heredoc_bodies(&mut self) -> Result<(), String> {
+        for doc in std::mem::take(&mut self.pending) {
+            // Frames of `$(` and backticks inside an unquoted body.
+            let mut nested: Vec<Frame> = Vec::new();
+            loop {
+                let line_start = self.out.len();
+                let mut had_value = false;
+                let mut ended_line = false;
+                while let Some(item) = self.peek(0) {
+                    match item {
+                        Item::Char('\n') => {
+                            self.copy('\n');
+                            ended_line = true;
+                            break;
+                        }
+                        Item::Char(c) if doc.quoted => self.copy(c),
+                        Item::Char(c) => self.heredoc_char(c, &mut nested)?,
+                        Item::Value(value) => {
+                            had_value = true;
+                            let value = value.to_string();
+                            if !nested.is_empty() {
+                                return Err("a `{{ }}` insertion inside a command substitution in a here-document is not supported; assign it to a variable before the here-document".to_string());
+                            }
+                            let written = if doc.quoted {
+                                value
+                            } else {
+                                escape_double(&value, false)
+                            };
+                            self.out.push_str(&written);
+                            self.pos += 1;
+                        }
+                    }
+                }
+                let line = self.out[line_start..].trim_end_matches('\n');
+                let ends = |l: &str| {
+                    let l = if doc.strip_tabs {
+                        l.trim_start_matches('\t')
+                    } else {
+                        l
+                    };
+                    l == doc.delimiter
+                };
+                if had_value {
+                    if line.split('\n').any(ends) {
+                        return Err(format!(
+                            "a `{{{{ }}}}` value puts the here-document delimiter `{}` on a line of its own, which would end the here-document early",
+                            doc.delimiter
+                        ));
+                    }
+                } else if ends(line) {
+                    break;
+                }
+                if !ended_line {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn heredoc_char(&mut self, c: char, nested: &mut Vec<Frame>) -> Result<(), String> {
+        match c {
+            '\\' => self.escaped()?,
+            '`' => {
+                if nested.last() == Some(&Frame::Backtick) {
+                    nested.pop();
+                } else {
+                    nested.push(Frame::Backtick);
+                }
+                self.copy(c);
+            }
+            '$' if self.peek_char(1) == Some('(') => {
+                nested.push(Frame::Command {
+                    parens: 0,
+                    cases: 0,
+                });
+                self.out.push_str("$(");
+                self.pos += 2;
+            }
+            '(' if !nested.is_empty() => {
+                nested.push(Frame::Double);
+                self.copy(c);
+            }
+            ')' if !nested.is_empty() => {
+                nested.pop();
+                self.copy(c);
+            }
+            _ => self.copy(c),
+        }
+        Ok(())
+    }
+
+    fn insert(&mut self, value: &str) -> Result<(), String> {
+        let written = match self.top() {
+            Frame::Command { .. } | Frame::Brace { double: false } => {
+                shell_words::quote(value).into_owned()
+            }
+            // bash pairs single quotes even inside `"${…}"` (dash does not),
+            // so a lone `'` there has no spelling both read the same way.
+            Frame::Brace { double: true } if value.contains('\'') => {
+                return Err("a value containing `'` cannot be quoted inside `\"${…}\"`; use `${…}` without the double quotes, or a variable".to_string());
+            }
+            Frame::Double => escape_double(value, true),
+            Frame::Brace { double: true } => escape_double(value, true).replace('}', r"\}"),
+            Frame::Single => value.replace('\'', r"'\''"),
+            Frame::AnsiC => value.replace('\\', r"\\").replace('\'', r"\'"),
+            Frame::Comment => value.replace(['\n', '\r'], " "),
+            Frame::Arith { .. } => {
+                let digits = value.strip_prefix(['-', '+']).unwrap_or(value);
+                if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(format!(
+                        "a `{{{{ }}}}` insertion inside `$(( ))` must be an integer, got `{}`",
+                        value.chars().take(40).collect::<String>()
+                    ));
+                }
+                value.to_string()
+            }
+            Frame::Backtick => {
+                return Err(
+                    "a `{{ }}` insertion inside backticks has no safe quoting; use `$( )` instead"
+                        .to_string(),
+                );
+            }
+        };
+        self.out.push_str(&written);
+        Ok(())
+    }
+}
+
+/// `value` made literal inside double quotes (`quote_char`) or an unquoted
+/// here-document, where `"` is an ordinary character.
+fn escape_double(value: &str, quote_char: bool) -> String {
+    let mut out = String::with_capacity(value.len() + 8);
+    for c in value.chars() {
+        if matches!(c, '\\' | '$' | '`') || (quote_char && c == '"') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}

@@ -1,0 +1,193 @@
+//! Shell safety, checked with real shells: a param value inserted with
+//! `{{ }}` anywhere in a script comes out of bash and dash as the same text
+//! and never runs anything, whatever quotes surround the insertion.
+
+use runbook_engine::template::Templates;
+use serde_json::json;
+use std::path::Path;
+use std::process::Command;
+
+/// Values that break out of a naive quoting in one context or another.
+const HOSTILE: &[&str] = &[
+    "plain",
+    "",
+    "two words",
+    "it's",
+    "say \"hi\"",
+    "$(touch PWNED)",
+    "`touch PWNED`",
+    "x'; touch PWNED; '",
+    "x\"; touch PWNED; \"",
+    "back\\slash\\",
+    "line one\ntouch PWNED",
+    "$HOME ${HOME} $((1+1))",
+    "* ? [a] ~ !x",
+    "} ) ]] \\\" \\'",
+    "tab\there",
+    "\u{E000}0\u{E001}",
+];
+
+/// A script around `{{params.v}}`, the text it must print (with `{}` for
+/// the value), and whether dash understands it.
+type Context = (&'static str, &'static str, bool);
+
+const CONTEXTS: &[Context] = &[
+    (
+        "printf '%s\\n' \"${NOT_SET_HERE:-{{params.v}}}\"",
+        "{}\n",
+        true,
+    ),
+    ("printf '%s\\n' {{params.v}}", "{}\n", true),
+    ("printf '%s\\n' x{{params.v}}y", "x{}y\n", true),
+    ("printf '%s\\n' \"x={{params.v}}.\"", "x={}.\n", true),
+    ("printf '%s\\n' 'x={{params.v}}.'", "x={}.\n", true),
+    ("printf '%s\\n' $'x={{params.v}}.'", "x={}.\n", false),
+    ("printf '%s\\n' ${NOT_SET_HERE:-{{params.v}}}", "{}\n", true),
+    (
+        "printf '%s\\n' \"$(printf '%s' {{params.v}})\"",
+        "{}\n",
+        true,
+    ),
+    (
+        "printf '%s\\n' \"$(printf '%s' \"<{{params.v}}>\")\"",
+        "<{}>\n",
+        true,
+    ),
+    (
+        "printf '%s\\n' \"$(case a in a) printf '%s' {{params.v}};; esac)\"",
+        "{}\n",
+        true,
+    ),
+    ("cat <<EOF\nx={{params.v}}.\nEOF", "x={}.\n", true),
+    ("cat <<-'EOF'\n\tx={{params.v}}.\n\tEOF", "x={}.\n", true),
+    ("cat <<\"EOF\"\nx={{params.v}}.\nEOF", "x={}.\n", true),
+    ("# note: {{params.v}}\nprintf '%s\\n' done", "done\n", true),
+    ("printf '%s\\n' ok # {{params.v}}", "ok\n", true),
+];
+
+fn run(shell: &str, script: &str, dir: &Path) -> (String, String, bool) {
+    let output = Command::new(shell)
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .env_remove("NOT_SET_HERE")
+        .output()
+        .expect("the shell starts");
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+        output.status.success(),
+    )
+}
+
+#[test]
+fn no_value_escapes_its_insertion_in_bash_or_dash() {
+    let templates = Templates::new();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut checked = 0;
+    for (template, expected, dash_too) in CONTEXTS {
+        for value in HOSTILE {
+            let context = json!({"params": {"v": value}});
+            if template.contains("\"${") && value.contains('\'') {
+                let error = templates
+                    .render_script(template, &context)
+                    .expect_err("a lone quote inside \"${…}\"");
+                assert!(error.0.contains("cannot be quoted"), "{error}");
+                continue;
+            }
+            let script = templates
+                .render_script(template, &context)
+                .unwrap_or_else(|e| panic!("{template:?} with {value:?}: {e}"));
+            let shells: &[&str] = if *dash_too {
+                &["bash", "dash"]
+            } else {
+                &["bash"]
+            };
+            for shell in shells {
+                let (stdout, stderr, ok) = run(shell, &script, dir.path());
+                let want = expected.replace("{}", value);
+                assert!(
+                    !dir.path().join("PWNED").exists(),
+                    "{shell} ran injected code: template {template:?}, value {value:?}, script {script:?}"
+                );
+                assert!(
+                    ok,
+                    "{shell} failed on {script:?} (value {value:?}): {stderr}"
+                );
+                assert_eq!(
+                    stdout, want,
+                    "{shell}: template {template:?}, value {value:?}, script {script:?}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 300, "{checked}");
+}
+
+#[test]
+fn arithmetic_takes_integers_only() {
+    let templates = Templates::new();
+    let script = |v: serde_json::Value| {
+        templates.render_script("echo $(( {{params.v}} + 1 ))", &json!({"params": {"v": v}}))
+    };
+    assert_eq!(script(json!(41)).expect("an integer"), "echo $(( 41 + 1 ))");
+    assert_eq!(
+        script(json!("-3")).expect("an integer"),
+        "echo $(( -3 + 1 ))"
+    );
+    let error = script(json!("a[$(touch PWNED)]")).expect_err("not an integer");
+    assert!(error.0.contains("must be an integer"), "{error}");
+}
+
+#[test]
+fn places_without_a_safe_quoting_are_refused() {
+    let templates = Templates::new();
+    let context = json!({"params": {"v": "x", "doc": "a\nEOF\ntouch PWNED"}});
+    for (template, why) in [
+        ("echo `echo {{params.v}}`", "backticks"),
+        ("echo \"`echo {{params.v}}`\"", "backticks"),
+        // `\{{` is Handlebars' own escape (a literal `{{`); `\\{{` is a
+        // backslash before the value.
+        ("echo \\\\{{params.v}}", "backslash"),
+        ("echo \"\\\\{{params.v}}\"", "backslash"),
+        ("cat <<{{params.v}}\nx\n", "delimiter"),
+        (
+            "cat <<EOF\n{{params.doc}}\nEOF",
+            "end the here-document early",
+        ),
+        (
+            "cat <<'EOF'\n{{params.doc}}\nEOF",
+            "end the here-document early",
+        ),
+    ] {
+        let error = templates
+            .render_script(template, &context)
+            .expect_err(template);
+        assert!(error.0.contains(why), "{template:?}: {error}");
+    }
+}
+
+#[test]
+fn raw_insertions_stay_raw_and_shape_the_context() {
+    let templates = Templates::new();
+    let context = json!({"params": {"q": "\"", "v": "$(touch PWNED)"}});
+    // The author's raw `"` opens a double-quoted string, so the escaped
+    // value after it is written for that context.
+    let script = templates
+        .render_script("echo {{{params.q}}}{{params.v}}{{{params.q}}}", &context)
+        .expect("renders");
+    assert_eq!(script, "echo \"\\$(touch PWNED)\"");
+}
+
+#[test]
+fn the_reserved_marker_characters_in_the_script_itself_are_refused() {
+    let templates = Templates::new();
+    let error = templates
+        .render_script(
+            "echo \u{E000}0\u{E001} {{params.v}}",
+            &json!({"params": {"v": "x"}}),
+        )
+        .expect_err("reserved");
+    assert!(error.0.contains("reserved"), "{error}");
+}
