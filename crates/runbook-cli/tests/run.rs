@@ -531,8 +531,44 @@ fn param_values_cannot_change_a_script() {
     );
     assert_eq!(done.code, Some(0), "{}", done.stderr);
     assert!(!marker.exists(), "the param was executed");
-    let out = std::fs::read_to_string(sandbox.scratch().join("out")).expect("out");
-    assert_eq!(out, value);
+    let read = |name: &str| std::fs::read_to_string(sandbox.scratch().join(name)).expect(name);
+    assert_eq!(read("out"), value);
+    assert_eq!(read("quoted"), format!("<{value}>"));
+    assert_eq!(read("doc"), format!("{value}\n"));
+}
+
+#[test]
+fn param_values_stay_text_inside_double_quotes_comments_and_here_documents() {
+    let marker = std::env::temp_dir().join(format!("pwned-dq-{}", std::process::id()));
+    let value = format!(
+        "$(touch {m})\"; touch {m}; \"\ntouch {m}",
+        m = marker.display()
+    );
+    let sandbox = Sandbox::new();
+    let done = sandbox.run(
+        "inject.yaml",
+        &[
+            "--set",
+            &format!("v={value}"),
+            "--set",
+            &sandbox.dir_param(),
+        ],
+    );
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    assert!(!marker.exists(), "the param was executed");
+    let read = |name: &str| std::fs::read_to_string(sandbox.scratch().join(name)).expect(name);
+    assert_eq!(read("quoted"), format!("<{value}>"));
+    assert_eq!(read("doc"), format!("{value}\n"));
+}
+
+#[test]
+fn durations_too_large_for_the_clock_mean_forever_not_a_panic() {
+    let sandbox = Sandbox::new();
+    let done = sandbox.run("huge-durations.yaml", &[]);
+    assert!(!done.stderr.contains("panicked"), "{}", done.stderr);
+    assert_eq!(done.code, Some(1), "{}", done.stderr);
+    assert_eq!(done.finished_status("quick"), "succeeded");
+    assert_eq!(done.finished_status("stubborn"), "failed");
 }
 
 #[test]

@@ -407,7 +407,11 @@ impl Prepared {
         // Cancelled: signal the whole group, keep draining during the
         // grace, escalate to SIGKILL if anything is still around.
         group.signal(self.stop_signal);
-        let deadline = Instant::now() + self.grace;
+        // A huge `grace` from the file would overflow the clock.
+        let now = Instant::now();
+        let deadline = now
+            .checked_add(self.grace)
+            .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86_400));
         let mut status = None;
         let finished_in_grace = loop {
             if status.is_some() && drained {
