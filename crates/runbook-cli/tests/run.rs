@@ -562,6 +562,14 @@ fn param_values_stay_text_inside_double_quotes_comments_and_here_documents() {
 }
 
 #[test]
+fn a_script_that_exits_in_time_is_not_failed_by_output_held_past_its_timeout() {
+    let sandbox = Sandbox::new();
+    let done = sandbox.run("detached-leftover.yaml", &[]);
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    assert_eq!(done.finished_status("starts-a-daemon"), "succeeded");
+}
+
+#[test]
 fn durations_too_large_for_the_clock_mean_forever_not_a_panic() {
     let sandbox = Sandbox::new();
     let done = sandbox.run("huge-durations.yaml", &[]);

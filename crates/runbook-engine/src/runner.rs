@@ -216,6 +216,7 @@ async fn run_attempt(job: &Job, attempt: u32) -> Attempt {
         }),
         run_dir: shared.run_dir.clone(),
         approvals: shared.approvals.clone(),
+        settled: Default::default(),
     };
     let is_gate =
         matches!(job.step.kind, StepKind::Gate(_)) || matches!(job.mode, JobMode::ConfirmCompleted);
@@ -240,12 +241,27 @@ async fn run_attempt(job: &Job, attempt: u32) -> Attempt {
         };
     // Biased, cancellation first: an executor that returns because it saw
     // the cancellation must be reported as cancelled, not as failed.
-    let stop = tokio::select! {
+    let mut stop = tokio::select! {
         biased;
         () = job.token.cancelled() => Stop::Cancelled,
         outcome = &mut work => return finished(outcome),
         () = tokio::time::sleep(timer) => Stop::TimedOut,
     };
+    if let Stop::TimedOut = stop
+        && ctx.is_settled()
+    {
+        // Decided in time; only its output was still being collected
+        // (which the executor bounds itself).
+        let outcome = tokio::select! {
+            biased;
+            () = job.token.cancelled() => None,
+            outcome = &mut work => Some(outcome),
+        };
+        match outcome {
+            Some(outcome) => return finished(outcome),
+            None => stop = Stop::Cancelled,
+        }
+    }
     attempt_token.cancel();
     // The executor now stops its work (a shell step signals its process
     // group, waits out its grace, then kills it). Waiting for that keeps

@@ -357,6 +357,8 @@ pub struct StepContext {
     pub(crate) backlog: Option<Backlog>,
     pub(crate) run_dir: PathBuf,
     pub(crate) approvals: Arc<dyn Approvals>,
+    /// Set by [`Self::settle`].
+    pub(crate) settled: std::sync::atomic::AtomicBool,
 }
 
 impl StepContext {
@@ -384,6 +386,19 @@ impl StepContext {
     /// [`Self::cancelled`]; steps that wait on a server can also pass it on).
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// Tells the engine the attempt's outcome is decided (a shell step's
+    /// process exited): what is left is collecting output, which the step's
+    /// timeout no longer cuts short. A script that exits in time but leaves
+    /// a detached process holding its output must not fail as "timed out".
+    pub fn settle(&self) {
+        self.settled
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    pub(crate) fn is_settled(&self) -> bool {
+        self.settled.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The run's state directory for this run (`STATE_DIR/runs/RUN_ID`).
@@ -664,6 +679,7 @@ impl StepContextBuilder {
                 backlog: None,
                 run_dir: std::env::temp_dir(),
                 approvals: Arc::new(NoApprovals),
+                settled: Default::default(),
             },
             receiver,
         }

@@ -392,6 +392,7 @@ impl Prepared {
             }
         };
         if let Some(status) = exited {
+            ctx.settle();
             if !drained && timeout(LEFTOVER_WINDOW, pumps.as_mut()).await.is_err() {
                 // Something the script started still holds its stdout or
                 // stderr. Kill it so the pipes close and the step can end.
