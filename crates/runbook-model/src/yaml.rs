@@ -199,7 +199,9 @@ enum Frame {
         /// linear search for duplicates made a 5,000-step file quadratic
         /// (40 % of `validate`'s time went to comparing keys).
         index: Option<HashMap<String, usize>>,
-        pending_key: Option<(String, Span)>,
+        /// The key read, waiting for its value; `None` for the placeholder
+        /// of a complex key (already reported), whose entry is dropped.
+        pending_key: Option<(Option<String>, Span)>,
         span: Span,
         anchor: usize,
     },
@@ -423,7 +425,7 @@ pub fn parse(text: &str) -> Result<Parsed, Vec<Diagnostic>> {
         // Step maps sit at depth 2 under `steps`, `on_failure` or `finally`;
         // a repeated key there is a repeated step id, and says so.
         let in_step_map = stack.len() == 2
-            && matches!(&stack[0], Frame::Map { pending_key: Some((k, _)), .. }
+            && matches!(&stack[0], Frame::Map { pending_key: Some((Some(k), _)), .. }
                 if matches!(k.as_str(), "steps" | "on_failure" | "finally"));
         match stack.last_mut() {
             None => root = Some(node),
@@ -435,7 +437,7 @@ pub fn parse(text: &str) -> Result<Parsed, Vec<Diagnostic>> {
                 ..
             }) => match pending_key.take() {
                 None => match key_text(&node) {
-                    Some(key) => *pending_key = Some((key, node.span)),
+                    Some(key) => *pending_key = Some((Some(key), node.span)),
                     None => {
                         diagnostics.push(
                             Diagnostic::error(
@@ -449,10 +451,11 @@ pub fn parse(text: &str) -> Result<Parsed, Vec<Diagnostic>> {
                             .with_label("complex key"),
                         );
                         // Keep parsing with a placeholder so later problems are still found.
-                        *pending_key = Some((String::new(), node.span));
+                        *pending_key = Some((None, node.span));
                     }
                 },
-                Some((key, key_span)) => {
+                Some((None, _)) => {}
+                Some((Some(key), key_span)) => {
                     if index.is_none() && entries.len() >= INDEXED_MAP_LEN {
                         *index = Some(
                             entries
@@ -466,7 +469,7 @@ pub fn parse(text: &str) -> Result<Parsed, Vec<Diagnostic>> {
                         Some(index) => index.get(&key).map(|&i| &entries[i]),
                         None => entries.iter().find(|e| e.key == key),
                     };
-                    if let Some(first) = earlier.filter(|_| !key.is_empty()) {
+                    if let Some(first) = earlier {
                         let what = if in_step_map { "step id" } else { "key" };
                         diagnostics.push(
                             Diagnostic::error(
@@ -481,7 +484,7 @@ pub fn parse(text: &str) -> Result<Parsed, Vec<Diagnostic>> {
                                 "each key may appear once in a mapping; remove or rename one"
                             }),
                         );
-                    } else if !key.is_empty() {
+                    } else {
                         if let Some(index) = index {
                             index.insert(key.clone(), entries.len());
                         }
@@ -614,6 +617,20 @@ fn parse_float(text: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_key_is_a_key() {
+        // `expect.json` uses `""` for the whole document (RFC 6901); it was
+        // once dropped like the placeholder of a complex key.
+        let parsed = parse("json: {\"\": ok, [a]: 1}\n").expect("valid yaml");
+        let json = parsed.root.get("json").expect("json");
+        assert_eq!(json.get("").and_then(Node::as_str), Some("ok"));
+        let Value::Map(entries) = &json.value else {
+            panic!("json is a mapping")
+        };
+        assert_eq!(entries.len(), 1, "the complex key is dropped");
+        assert_eq!(parsed.diagnostics.len(), 1, "the complex key is reported");
+    }
 
     #[test]
     fn spans_point_at_values() {
