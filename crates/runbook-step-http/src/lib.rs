@@ -74,6 +74,17 @@ impl HttpCheckExecutor {
         let latency = started.elapsed();
         let status = response.status().as_u16();
         let headers = response::headers_json(response.headers());
+        // Credentials the server sends back (a session token, `Set-Cookie`)
+        // are masked like the ones we send: everywhere, from now on.
+        for (name, value) in response.headers() {
+            if request::is_secret_header(name.as_str()) || name == "set-cookie" {
+                request::register_secret(
+                    ctx,
+                    name.as_str(),
+                    &String::from_utf8_lossy(value.as_bytes()),
+                );
+            }
+        }
         let (body, read_error) = response::read_body(&mut response, BODY_LIMIT).await;
         // Dropping the response closes a connection whose body was cut
         // short, instead of downloading the rest.

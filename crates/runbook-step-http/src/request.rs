@@ -92,13 +92,19 @@ pub(crate) fn is_secret_header(name: &str) -> bool {
 /// Registers a credential header's value, and the parts of it that are
 /// secret on their own: the credentials after `Bearer `/`Basic `, and each
 /// cookie's value, which a server may echo separately.
-fn register_secret(ctx: &StepContext, name: &str, value: &str) {
+pub(crate) fn register_secret(ctx: &StepContext, name: &str, value: &str) {
     ctx.add_secret(value);
     let lower = name.to_ascii_lowercase();
     if lower.ends_with("authorization")
         && let Some((_scheme, credentials)) = value.trim().split_once(' ')
     {
         ctx.add_secret(credentials.trim());
+    }
+    if lower == "set-cookie" {
+        // `name=value; Path=/; HttpOnly`: only the first pair is the cookie.
+        if let Some((_name, cookie)) = value.split(';').next().and_then(|p| p.split_once('=')) {
+            ctx.add_secret(cookie.trim());
+        }
     }
     if lower == "cookie" {
         for pair in value.split(';') {

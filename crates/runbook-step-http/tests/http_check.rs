@@ -369,6 +369,23 @@ async fn credential_headers_never_reach_outputs_or_errors() {
 }
 
 #[tokio::test]
+async fn credential_headers_from_the_server_are_masked_too() {
+    let server = start().await;
+    let redactor = Redactor::new();
+    let fields = format!("url: {}\nmethod: POST", server.url("/login"));
+    let (ctx, _messages) = context().redactor(redactor.clone()).build();
+    let outputs = succeeded(HttpCheckExecutor::new().run(&step(&fields), &ctx).await);
+    let headers = &outputs["headers"];
+    assert_eq!(headers["x-session-token"], json!("***"));
+    assert_eq!(headers["x-api-key"], json!("***"));
+    assert_eq!(headers["set-cookie"], json!("***"));
+    assert_eq!(headers["x-request-id"], json!("visible-request-id"));
+    // By value, wherever it turns up: the body too, and later events.
+    assert_eq!(outputs["body"], json!("welcome, your token is ***"));
+    assert_eq!(redactor.redact("cookie c00kie-from-server"), "cookie ***");
+}
+
+#[tokio::test]
 async fn connection_refused_names_the_address() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");

@@ -9,7 +9,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use runbook_engine::{Outputs, StepContextBuilder, StepFailure, StepOutcome};
 use runbook_model::Step;
 use serde_json::{Value, json};
@@ -158,6 +158,7 @@ fn app(state: Arc<ServerState>) -> Router {
         .route("/echo", any(echo))
         .route("/multi", get(multi))
         .route("/huge", get(huge))
+        .route("/login", post(login))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             count_hits,
@@ -212,6 +213,21 @@ async fn redirect(Path(n): Path<u32>) -> Response {
     } else {
         redirect_to(&format!("/redirect/{}", n - 1))
     }
+}
+
+/// Hands out credentials in response headers, and one harmless header.
+async fn login() -> Response {
+    (
+        StatusCode::OK,
+        [
+            ("x-session-token", "t0ken-from-server"),
+            ("x-api-key", "k3y-from-server"),
+            ("set-cookie", "sid=c00kie-from-server; Path=/; HttpOnly"),
+            ("x-request-id", "visible-request-id"),
+        ],
+        "welcome, your token is t0ken-from-server",
+    )
+        .into_response()
 }
 
 /// Echoes the request as JSON, and the `x-api-key` header back as a
