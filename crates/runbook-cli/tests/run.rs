@@ -245,6 +245,10 @@ fn retries_are_counted() {
     assert_eq!(done.code, Some(0), "{}", done.stderr);
     let finished = done.step_event("step_finished", "flaky");
     assert_eq!(finished["attempts"], 3);
+    assert_eq!(
+        finished["attempt"], 3,
+        "the spec's field name, on the last attempt"
+    );
     assert_eq!(finished["outputs"]["stdout"], "attempt 3");
     let starts = done.events("step_started");
     assert_eq!(starts.len(), 3);

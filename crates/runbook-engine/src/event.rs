@@ -70,7 +70,9 @@ pub struct Event {
     /// run's (`succeeded`, `failed`, `interrupted`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    /// The attempt number (1-based) of `step_started`.
+    /// The attempt number (1-based) of `step_started`; on `step_finished` and
+    /// `rollback_finished`, the last attempt's (the spec's field list names
+    /// `attempt`; `attempts` says the same as a count).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
     /// Attempts made, on `step_finished`.

@@ -1437,6 +1437,7 @@ impl<'a> Dispatcher<'a> {
         event.phase = Some(self.nodes[i].phase.key().to_string());
         event.status = Some(state.status.as_str().to_string());
         event.attempts = Some(state.attempts);
+        event.attempt = (state.attempts > 0).then_some(state.attempts);
         event.duration_ms = Some(millis(state.duration));
         event.error = state.error.clone();
         event.reason = state.reason.clone();
@@ -1578,6 +1579,7 @@ impl<'a> Dispatcher<'a> {
         event.phase = Some(Phase::Rollback.key().to_string());
         event.status = Some(status.as_str().to_string());
         event.attempts = Some(result.attempts);
+        event.attempt = (result.attempts > 0).then_some(result.attempts);
         event.duration_ms = Some(millis(duration));
         event.error = result.error;
         event.outputs = Some(result.outputs);
