@@ -53,9 +53,10 @@ enum Scope<'s> {
         phase: Phase,
         id: &'s str,
         steps: &'s IndexMap<String, Step>,
-        /// The map's graph and this step's index; `None` when the map has a
-        /// cycle (reported already), which leaves no ancestry to judge by.
-        graph: Option<(&'s Graph, usize)>,
+        /// The map's graph and this step's index. Ancestry is a plain
+        /// search, so it still holds in a map with a cycle (reported
+        /// separately): a cycle must not hide every other missing need.
+        graph: (&'s Graph, usize),
     },
     /// A rollback: sees `steps.*` as at the moment of failure.
     Rollback { parent: &'s str },
@@ -143,13 +144,12 @@ impl<'a> Validator<'a> {
                 .with_help("remove one of these `needs` so the steps can be ordered"),
             );
         }
-        let acyclic = graph.topological_order().is_some();
         for (index, step) in steps.values().enumerate() {
             let scope = Scope::Step {
                 phase,
                 id: &step.id.value,
                 steps,
-                graph: acyclic.then_some((&graph, index)),
+                graph: (&graph, index),
             };
             self.step(step, scope);
             if let Some(Rollback::Step(rollback)) = &step.rollback {
@@ -332,19 +332,16 @@ impl<'a> Validator<'a> {
             Scope::Rollback { .. } => self.runbook.steps.contains_key(target),
             Scope::Step {
                 phase,
-                id,
                 steps,
                 graph,
+                ..
             } => {
                 let in_main = self.runbook.steps.contains_key(target);
-                let is_ancestor = match (steps.get_index_of(target.as_str()), graph) {
-                    (Some(t), Some((graph, from))) => self.depends_on(graph, from, t),
-                    _ => false,
-                };
-                // A cycle leaves no ancestry to judge by; it is reported already.
-                is_ancestor
-                    || (phase != Phase::Main && in_main)
-                    || (graph.is_none() && target != id)
+                let (graph, from) = graph;
+                let is_ancestor = steps
+                    .get_index_of(target.as_str())
+                    .is_some_and(|t| t != from && self.depends_on(graph, from, t));
+                is_ancestor || (phase != Phase::Main && in_main)
             }
         };
         if !allowed {
