@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use clap::ValueEnum;
 use runbook_engine::journal::state_dir;
 use runbook_engine::{Engine, Journal, RunDir, RunOptions, RunStatus, StopSignals};
+use runbook_model::{Rollback, Runbook, StepKind};
 use runbook_step_gate::{FileApprovals, WarningSink};
 use sha2::{Digest, Sha256};
 use std::io::IsTerminal;
@@ -52,6 +53,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let Some(params) = resolve_params(&runbook, &args.sets, args.params.as_deref())? else {
         return Ok(ExitCode::Usage);
     };
+    if let Err(message) = check_approvals(&runbook, &args.engine.approve) {
+        eprintln!("error: {message}; nothing was run");
+        return Ok(ExitCode::Usage);
+    }
     // The hash of the very text that was validated: `resume` refuses a file
     // that changed since.
     let sha256 = hex(&Sha256::digest(source.as_bytes()));
@@ -220,6 +225,40 @@ fn engine() -> Engine {
         .with_executor(Arc::new(runbook_step_gate::GateExecutor::new()))
         .with_executor(Arc::new(runbook_step_http::HttpCheckExecutor::new()))
         .with_executor(Arc::new(runbook_step_kubectl::KubectlExecutor::new()))
+}
+
+/// `--approve ID` must name a gate of the runbook: a typo at 3 a.m. would
+/// otherwise leave the real gate waiting for its whole timeout.
+fn check_approvals(runbook: &Runbook, approve: &[String]) -> Result<(), String> {
+    let mut gates = Vec::new();
+    for step in runbook
+        .steps
+        .values()
+        .chain(runbook.on_failure.values())
+        .chain(runbook.finally.values())
+    {
+        if matches!(step.kind, StepKind::Gate(_)) {
+            gates.push(step.id.value.clone());
+        }
+        if let Some(Rollback::Step(rollback)) = &step.rollback
+            && matches!(rollback.kind, StepKind::Gate(_))
+        {
+            gates.push(format!("{}.rollback", step.id.value));
+        }
+    }
+    for id in approve {
+        if !gates.contains(id) {
+            let known = if gates.is_empty() {
+                "the runbook has no gates".to_string()
+            } else {
+                format!("its gates are {}", gates.join(", "))
+            };
+            return Err(format!(
+                "--approve {id}: no gate `{id}` in the runbook ({known})"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `runbook approve RUN_ID`, with `--state-dir` when the run uses one that

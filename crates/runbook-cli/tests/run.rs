@@ -366,6 +366,20 @@ fn dry_run_lists_what_would_run() {
 }
 
 #[test]
+fn approving_a_gate_that_does_not_exist_runs_nothing() {
+    let sandbox = Sandbox::new();
+    let done = sandbox.run("gate-manual.yaml", &["--approve", "aks"]);
+    assert_eq!(done.code, Some(2), "{}", done.stderr);
+    assert!(
+        done.stderr
+            .contains("--approve aks: no gate `aks` in the runbook (its gates are ask)"),
+        "{}",
+        done.stderr
+    );
+    assert!(sandbox.run_dir().is_none(), "no run was started");
+}
+
+#[test]
 fn gates_are_approved_by_flag() {
     let sandbox = Sandbox::new();
     let done = sandbox.run("gate-manual.yaml", &["--approve", "ask"]);
