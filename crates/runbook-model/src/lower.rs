@@ -861,6 +861,16 @@ impl<'a> Lowerer<'a> {
                 }
             }
         }
+        if matches!(phase, Phase::OnFailure | Phase::Finally)
+            && let Some(entry) = entries.iter().find(|e| e.key == "rollback")
+        {
+            let d = self.error(
+                Code::FieldNotApplicable,
+                entry.key_span,
+                format!("`rollback` on a step of `{}` would never run", phase.key()),
+            );
+            d.help = Some("rollbacks undo main steps after a failure; move the step into `steps`, or undo it with a later `finally` step".into());
+        }
         let mut step = Step {
             id: id.clone(),
             span: node.span,
