@@ -209,3 +209,19 @@ fn a_secret_split_across_two_reads_is_masked_in_live_output_and_outputs() {
         .join("\n");
     assert!(!journal.contains(secret), "secret in the journal");
 }
+
+#[test]
+fn a_reader_that_stops_early_ends_the_output_quietly() {
+    // `runbook schema | head -1`: the reader is gone before the write.
+    let mut child = Command::new(BIN)
+        .arg("schema")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runbook starts");
+    drop(child.stdout.take());
+    let output = child.wait_with_output().expect("runbook exits");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+}
