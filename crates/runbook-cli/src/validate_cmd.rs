@@ -172,10 +172,27 @@ fn check_one(path: PathBuf) -> Checked {
 /// Expands directories into their runbook files, sorted so output is
 /// deterministic whatever order the filesystem returns.
 fn collect(path: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    collect_under(path, out, &mut std::collections::HashSet::new())
+}
+
+/// `seen` holds the directories already walked, by their real path: a
+/// symlink back up the tree (`loop -> ..`) would otherwise be followed
+/// until the OS gives up, listing every file dozens of times.
+fn collect_under(
+    path: &Path,
+    out: &mut Vec<PathBuf>,
+    seen: &mut std::collections::HashSet<PathBuf>,
+) -> anyhow::Result<()> {
     let meta =
         std::fs::metadata(path).with_context(|| format!("cannot read `{}`", path.display()))?;
     if meta.is_file() {
         out.push(path.to_path_buf());
+        return Ok(());
+    }
+    if !meta.is_dir() {
+        anyhow::bail!("`{}` is neither a file nor a directory", path.display());
+    }
+    if !seen.insert(std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())) {
         return Ok(());
     }
     let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
@@ -193,7 +210,7 @@ fn collect(path: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
             continue;
         }
         if is_dir {
-            collect(&entry, out)?;
+            collect_under(&entry, out, seen)?;
         } else if matches!(
             entry.extension().and_then(|e| e.to_str()),
             Some("yaml" | "yml")

@@ -248,3 +248,20 @@ fn schema_command_matches_the_committed_schema() {
         "schemas/runbook.schema.json is stale: run `cargo run -p runbook-cli -- schema > schemas/runbook.schema.json`"
     );
 }
+
+#[test]
+fn a_directory_symlink_loop_is_walked_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).expect("sub dir");
+    std::fs::copy(
+        repo_root().join("examples/hello.yaml"),
+        sub.join("hello.yaml"),
+    )
+    .expect("copy a runbook");
+    std::os::unix::fs::symlink("..", sub.join("loop")).expect("symlink");
+    let out = runbook(&["validate", &dir.path().display().to_string()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("ok: 1 file checked"), "{stderr}");
+}
