@@ -588,6 +588,39 @@ fn a_script_that_exits_in_time_is_not_failed_by_output_held_past_its_timeout() {
 }
 
 #[test]
+fn stop_signal_grace_and_read_only_accept_templates() {
+    let sandbox = Sandbox::new();
+    let done = sandbox.run("templated-shell-fields.yaml", &[]);
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    let trapped = done.step_event("step_finished", "trapped");
+    assert_eq!(trapped["status"], "failed");
+    assert_eq!(
+        trapped["outputs"]["stdout"], "ready\ngot INT",
+        "SIGINT, rendered, was sent"
+    );
+    assert_eq!(trapped["outputs"]["exit_code"], 3);
+
+    let dry = Sandbox::new();
+    let done = dry.run("templated-shell-fields.yaml", &["--dry-run"]);
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    assert_eq!(
+        done.step_event("step_finished", "look")["outputs"]["stdout"],
+        "looked"
+    );
+    assert!(done.step_event("step_finished", "trapped")["would_run"].is_string());
+
+    let bad = Sandbox::new();
+    let done = bad.run("templated-shell-fields.yaml", &["--set", "signal=SIGFOO"]);
+    let trapped = done.step_event("step_finished", "trapped");
+    assert!(
+        trapped["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("`stop_signal` (line 13) rendered to `SIGFOO`")),
+        "{trapped}"
+    );
+}
+
+#[test]
 fn durations_too_large_for_the_clock_mean_forever_not_a_panic() {
     let sandbox = Sandbox::new();
     let done = sandbox.run("huge-durations.yaml", &[]);

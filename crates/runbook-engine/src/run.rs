@@ -875,7 +875,7 @@ impl<'a> Dispatcher<'a> {
             key: JobKey::Step(i),
             ctx_id: step.id.value.clone(),
             retry: Retry::default(),
-            stop_grace: stop_grace(&step),
+            stop_grace: stop_grace(&step, &self.templates, &self.context),
             mode: JobMode::ConfirmCompleted,
             timeout: self
                 .runbook
@@ -974,7 +974,7 @@ impl<'a> Dispatcher<'a> {
             key,
             ctx_id,
             retry: self.retry_of(&step),
-            stop_grace: stop_grace(&step),
+            stop_grace: stop_grace(&step, &self.templates, &self.context),
             mode,
             step,
             executor,
@@ -1719,10 +1719,21 @@ impl<'a> Dispatcher<'a> {
 
 /// How long the engine waits for an executor to return after telling it to
 /// stop: the step's own grace (shell) plus a margin.
-fn stop_grace(step: &Step) -> Duration {
+/// A templated grace is rendered here too; if it does not render, the step
+/// fails on it before starting, so the default is as good as any.
+fn stop_grace(step: &Step, templates: &Templates, context: &Value) -> Duration {
     match &step.kind {
         StepKind::Shell(shell) => {
-            shell.grace.as_ref().map_or(SHELL_GRACE, |g| g.value) + STOP_MARGIN
+            let grace = match &shell.grace {
+                Some(Typed::Literal(grace)) => grace.value,
+                Some(Typed::Template(t)) => templates
+                    .render(&t.text, context)
+                    .ok()
+                    .and_then(|text| runbook_model::parse_duration(text.trim()).ok())
+                    .unwrap_or(SHELL_GRACE),
+                None => SHELL_GRACE,
+            };
+            grace.saturating_add(STOP_MARGIN)
         }
         StepKind::HttpCheck(_) | StepKind::KubectlAction(_) | StepKind::Gate(_) => {
             SHELL_GRACE + STOP_MARGIN

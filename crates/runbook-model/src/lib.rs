@@ -19,7 +19,7 @@ mod validate;
 pub mod yaml;
 
 pub use diagnostic::{Code, Diagnostic, Severity};
-pub use lower::{did_you_mean, parse_duration};
+pub use lower::{SIGNALS, did_you_mean, parse_duration};
 pub use model::*;
 pub use span::{Span, Spanned};
 pub use template::Template;

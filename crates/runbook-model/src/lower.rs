@@ -1009,7 +1009,7 @@ impl<'a> Lowerer<'a> {
             shell: None,
             workdir: None,
             success_exit_codes: None,
-            read_only: false,
+            read_only: None,
             stop_signal: None,
             grace: None,
         };
@@ -1050,22 +1050,27 @@ impl<'a> Lowerer<'a> {
                     }
                     _ => self.wrong_type(v, "success_exit_codes", "a list of exit codes"),
                 },
-                "read_only" => step.read_only = self.bool(v, "read_only").unwrap_or(false),
+                "read_only" => step.read_only = self.typed_bool(v, "read_only"),
                 "stop_signal" => {
-                    if let Some(s) = self.string(v, "stop_signal") {
+                    if let Value::Str(text) = &v.value
+                        && text.contains("{{")
+                    {
+                        step.stop_signal = Some(Typed::Template(template_of(v, text.clone())));
+                    } else if let Some(s) = self.string(v, "stop_signal") {
                         let normalized = if s.starts_with("SIG") {
                             s.value.clone()
                         } else {
                             format!("SIG{}", s.value)
                         };
                         if SIGNALS.contains(&normalized.as_str()) {
-                            step.stop_signal = Some(Spanned::new(normalized, s.span));
+                            step.stop_signal =
+                                Some(Typed::Literal(Spanned::new(normalized, s.span)));
                         } else {
                             self.invalid_choice(v, "stop_signal", SIGNALS);
                         }
                     }
                 }
-                "grace" => step.grace = self.duration(v, "grace"),
+                "grace" => step.grace = self.typed_duration(v, "grace"),
                 _ => {}
             }
         }

@@ -332,13 +332,14 @@ pub struct ShellStep {
     #[schemars(with = "Option<Vec<i32>>")]
     pub success_exit_codes: Option<Spanned<Vec<i32>>>,
     /// The step only reads, so it also runs under `--dry-run`.
-    pub read_only: bool,
+    #[schemars(with = "Option<crate::schema::BoolOrTemplate>")]
+    pub read_only: Option<Typed<bool>>,
     /// Signal sent to the process group on timeout or cancellation (default `SIGTERM`).
     #[schemars(with = "Option<crate::schema::SignalName>")]
-    pub stop_signal: Option<Spanned<String>>,
+    pub stop_signal: Option<Typed<String>>,
     /// Time between the stop signal and SIGKILL (default `5s`).
     #[schemars(with = "Option<crate::schema::DurationText>")]
-    pub grace: Option<Spanned<Duration>>,
+    pub grace: Option<Typed<Duration>>,
 }
 
 /// `type: http-check` — an HTTP request with expectations on the response.
@@ -652,6 +653,15 @@ impl Step {
                 out.push(("run", &shell.run));
                 out.extend(shell.shell.iter().flatten().map(|t| ("shell", t)));
                 out.extend(shell.workdir.iter().map(|t| ("workdir", t)));
+                if let Some(Typed::Template(t)) = &shell.read_only {
+                    out.push(("read_only", t));
+                }
+                if let Some(Typed::Template(t)) = &shell.stop_signal {
+                    out.push(("stop_signal", t));
+                }
+                if let Some(Typed::Template(t)) = &shell.grace {
+                    out.push(("grace", t));
+                }
             }
             StepKind::HttpCheck(http) => {
                 out.push(("url", &http.url));

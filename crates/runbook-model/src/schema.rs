@@ -272,7 +272,10 @@ impl JsonSchema for SignalName {
             .iter()
             .flat_map(|s| [s.to_string(), s.trim_start_matches("SIG").to_string()])
             .collect();
-        json_schema!({"type": "string", "enum": names})
+        json_schema!({"anyOf": [
+            {"type": "string", "enum": names},
+            {"type": "string", "pattern": "\\{\\{"},
+        ]})
     }
 }
 

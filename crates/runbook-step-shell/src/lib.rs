@@ -37,7 +37,7 @@ use nix::sys::signal::Signal;
 use process_group::ProcessGroup;
 use program::Programs;
 use runbook_engine::{Outputs, StepContext, StepExecutor, StepFailure, StepOutcome, Stream};
-use runbook_model::{ShellStep, Step, StepKind};
+use runbook_model::{ShellStep, Step, StepKind, Typed};
 use serde_json::Value;
 use std::ffi::{OsStr, OsString};
 use std::future::Future;
@@ -116,7 +116,14 @@ impl StepExecutor for ShellExecutor {
             Ok(command) => command,
             Err(failure) => return StepOutcome::Failed(failure),
         };
-        if ctx.dry_run() && !shell.read_only {
+        let read_only = match &shell.read_only {
+            Some(value) => match ctx.render_typed("read_only", value) {
+                Ok(read_only) => read_only,
+                Err(failure) => return StepOutcome::Failed(failure),
+            },
+            None => false,
+        };
+        if ctx.dry_run() && !read_only {
             return StepOutcome::WouldRun(command.preview());
         }
         command.execute(&self.programs, ctx).await
@@ -177,10 +184,33 @@ impl Prepared {
             None => None,
         };
         let stop_signal = match &shell.stop_signal {
-            Some(name) => process_group::parse_signal(&name.value).ok_or_else(|| {
-                StepFailure::new(format!("`stop_signal` `{}` is not a signal", name.value))
-            })?,
+            Some(Typed::Literal(name)) => {
+                process_group::parse_signal(&name.value).ok_or_else(|| {
+                    StepFailure::new(format!("`stop_signal` `{}` is not a signal", name.value))
+                })?
+            }
+            Some(Typed::Template(template)) => {
+                let text = ctx.render("stop_signal", template)?;
+                let name = text.trim();
+                let full = if name.starts_with("SIG") {
+                    name.to_string()
+                } else {
+                    format!("SIG{name}")
+                };
+                process_group::parse_signal(&full).ok_or_else(|| {
+                    StepFailure::new(format!(
+                        "`stop_signal` (line {}) rendered to `{}`, which is not one of {}",
+                        template.span.line,
+                        ctx.redact(name),
+                        runbook_model::SIGNALS.join(", ")
+                    ))
+                })?
+            }
             None => Signal::SIGTERM,
+        };
+        let grace = match &shell.grace {
+            Some(grace) => ctx.render_typed("grace", grace)?,
+            None => DEFAULT_GRACE,
         };
         Ok(Prepared {
             argv,
@@ -191,7 +221,7 @@ impl Prepared {
                 .as_ref()
                 .map_or_else(|| vec![0], |codes| codes.value.clone()),
             stop_signal,
-            grace: shell.grace.as_ref().map_or(DEFAULT_GRACE, |g| g.value),
+            grace,
         })
     }
 
