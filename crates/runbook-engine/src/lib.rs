@@ -15,7 +15,6 @@ pub mod redact;
 pub mod resume;
 pub mod run;
 mod runner;
-mod script_quoting;
 pub mod step;
 pub mod template;
 

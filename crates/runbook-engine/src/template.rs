@@ -3,7 +3,7 @@
 //!
 //! Shell safety relies on Handlebars' own split between `{{expr}}` (escaped)
 //! and `{{{expr}}}` (raw): the script registry's escape function sets each
-//! escaped value aside behind a marker, and [`crate::script_quoting`] writes
+//! escaped value aside behind a marker, and [`runbook_model::script_quoting`] writes
 //! it back quoted for the place it landed (a bare word, inside `"…"`, a
 //! comment, a here-document…), so a param such as `x'; rm -rf /; '` or
 //! `$(reboot)` stays inert text unless the author explicitly wrote `{{{ }}}`.
@@ -55,12 +55,12 @@ impl Templates {
 
     /// Renders a shell script: each `{{x}}` is quoted for where it stands
     /// (one word when bare, escaped inside double quotes, ...), so no value
-    /// changes the script's structure; see [`crate::script_quoting`].
+    /// changes the script's structure; see [`runbook_model::script_quoting`].
     pub fn render_script(&self, text: &str, context: &Value) -> Result<String, RenderFailure> {
         if !text.contains("{{") {
             return Ok(text.to_string());
         }
-        use crate::script_quoting::{MARK_CLOSE, MARK_OPEN};
+        use runbook_model::script_quoting::{MARK_CLOSE, MARK_OPEN};
         if text.contains([MARK_OPEN, MARK_CLOSE]) {
             return Err(RenderFailure(
                 "the script contains the reserved characters U+E000/U+E001".to_string(),
@@ -71,7 +71,8 @@ impl Templates {
         // Taken before the error check, so no value outlives its render.
         let values = SET_ASIDE.with(|values| std::mem::take(&mut *values.borrow_mut()));
         let rendered = rendered.map_err(|e| RenderFailure(describe(&e)))?;
-        crate::script_quoting::place(&rendered, &values).map_err(RenderFailure)
+        runbook_model::script_quoting::place(&rendered, &values)
+            .map_err(|refusal| RenderFailure(refusal.message))
     }
 
     /// Renders a `when` or gate `condition`: it must produce exactly `true`
@@ -106,7 +107,7 @@ thread_local! {
 /// The script registry's escape function: the value is kept aside and a
 /// marker holding its index takes its place in the rendered text.
 fn set_aside(value: &str) -> String {
-    use crate::script_quoting::{MARK_CLOSE, MARK_OPEN};
+    use runbook_model::script_quoting::{MARK_CLOSE, MARK_OPEN};
     SET_ASIDE.with(|values| {
         let mut values = values.borrow_mut();
         values.push(value.to_string());

@@ -60,6 +60,9 @@ pub enum Code {
     RollbackNotInvertible,
     /// Raw `{{{ }}}` insertion in a shell script (warning).
     RawShellInsertion,
+    /// A `{{ }}` insertion where no quoting keeps a value inert (backticks,
+    /// after a backslash, a here-document's delimiter).
+    UnsafeShellInsertion,
     /// A field that does not apply in this context (warning or error).
     FieldNotApplicable,
     /// A param given on the command line or in a params file is wrong.
@@ -93,6 +96,7 @@ impl Code {
             Code::UnknownHelper => "RB305",
             Code::UnknownVariable => "RB306",
             Code::RawShellInsertion => "RB307",
+            Code::UnsafeShellInsertion => "RB308",
             Code::RollbackNotInvertible => "RB401",
             Code::InvalidParam => "RB501",
         }
@@ -124,6 +128,7 @@ impl Code {
             Code::UnknownHelper => "unknown-helper",
             Code::UnknownVariable => "unknown-variable",
             Code::RawShellInsertion => "raw-shell-insertion",
+            Code::UnsafeShellInsertion => "unsafe-shell-insertion",
             Code::RollbackNotInvertible => "rollback-not-invertible",
             Code::InvalidParam => "invalid-param",
         }

@@ -13,6 +13,7 @@ pub mod model;
 pub mod params;
 pub mod plan;
 pub mod schema;
+pub mod script_quoting;
 pub mod span;
 pub mod template;
 mod validate;

@@ -236,6 +236,24 @@ impl<'a> Validator<'a> {
                 );
             }
         }
+        if shell_run
+            && let Err((expression, why)) = crate::script_quoting::check_template(&template.text)
+        {
+            let span = if expression.is_empty() {
+                template.span
+            } else {
+                self.locate(template, &expression)
+            };
+            self.diagnostics.push(
+                Diagnostic::error(
+                    Code::UnsafeShellInsertion,
+                    span,
+                    format!("`{expression}` in `run`: {why}"),
+                )
+                .with_label("no quoting keeps a value inert here")
+                .with_help("the step would fail before its script starts; see \"Shell safety\" in docs/format.md"),
+            );
+        }
         for var in &analysis.variables {
             self.variable(template, field, &var.path, &var.raw, scope);
         }

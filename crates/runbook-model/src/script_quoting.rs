@@ -28,13 +28,80 @@
 
 /// Starts a marker; the value's index and [`MARK_CLOSE`] follow. Private-use
 /// code points, which a script has no reason to contain.
-pub(crate) const MARK_OPEN: char = '\u{E000}';
-pub(crate) const MARK_CLOSE: char = '\u{E001}';
+pub const MARK_OPEN: char = '\u{E000}';
+/// Ends a marker.
+pub const MARK_CLOSE: char = '\u{E001}';
+
+/// Checks a shell `run` template before any value exists: each `{{expr}}`
+/// gets a neutral value (`0`), raw `{{{ }}}` insertions and block tags are
+/// left out (both branches of an `{{#if}}` are read one after the other),
+/// and the script is read as at run time. This finds the places that
+/// refuse every value (backticks, right after a backslash, a
+/// here-document's delimiter); the error gives the expression as written.
+pub fn check_template(source: &str) -> Result<(), (String, String)> {
+    if !source.contains("{{") {
+        return Ok(());
+    }
+    let mut probe = String::with_capacity(source.len());
+    let mut expressions: Vec<&str> = Vec::new();
+    let mut rest = source;
+    while let Some(at) = rest.find("{{") {
+        let before = &rest[..at];
+        let backslashes = before.len() - before.trim_end_matches('\\').len();
+        if backslashes % 2 == 1 {
+            // `\{{` is Handlebars' escape for a literal `{{`.
+            probe.push_str(&before[..before.len() - 1]);
+            probe.push_str("{{");
+            rest = &rest[at + 2..];
+            continue;
+        }
+        probe.push_str(&before[..before.len() - backslashes / 2]);
+        let tail = &rest[at..];
+        let (close, raw) = if tail.starts_with("{{{") {
+            ("}}}", true)
+        } else {
+            ("}}", false)
+        };
+        let Some(end) = tail.find(close) else {
+            // Unclosed: a syntax error, reported on its own.
+            return Ok(());
+        };
+        let expression = &tail[..end + close.len()];
+        rest = &tail[end + close.len()..];
+        let inner = expression
+            .trim_matches(|c| c == '{' || c == '}')
+            .trim_matches('~')
+            .trim();
+        let tag = inner.starts_with(['#', '/', '^', '!', '>'])
+            || inner == "else"
+            || inner.starts_with("else ");
+        if raw || tag {
+            continue;
+        }
+        probe.push(MARK_OPEN);
+        probe.push_str(&expressions.len().to_string());
+        probe.push(MARK_CLOSE);
+        expressions.push(expression);
+    }
+    probe.push_str(rest);
+    let values = vec!["0".to_string(); expressions.len()];
+    match place(&probe, &values) {
+        Ok(_) => Ok(()),
+        Err(refusal) => Err((
+            refusal
+                .value
+                .and_then(|i| expressions.get(i))
+                .map_or_else(String::new, |e| (*e).to_string()),
+            refusal.message,
+        )),
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 enum Item<'v> {
     Char(char),
-    Value(&'v str),
+    /// A value and its index.
+    Value(&'v str, usize),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -65,10 +132,28 @@ struct Heredoc {
     strip_tabs: bool,
 }
 
-/// Replaces every marker of `rendered` with its value from `values`, quoted
-/// for where it stands. The error says why a value could not be placed.
-pub(crate) fn place(rendered: &str, values: &[String]) -> Result<String, String> {
-    let items = items(rendered, values)?;
+/// Why a value could not be placed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The index (in `values`) of the value refused, when one was.
+    pub value: Option<usize>,
+    /// What is wrong and what to write instead.
+    pub message: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Replaces every marker of `rendered` (`MARK_OPEN`, the index of a value
+/// of `values`, `MARK_CLOSE`) with that value, quoted for where it stands.
+pub fn place(rendered: &str, values: &[String]) -> Result<String, Refusal> {
+    let items = items(rendered, values).map_err(|message| Refusal {
+        value: None,
+        message,
+    })?;
     let mut lexer = Lexer {
         items: &items,
         pos: 0,
@@ -80,9 +165,15 @@ pub(crate) fn place(rendered: &str, values: &[String]) -> Result<String, String>
         pending: Vec::new(),
         word_start: true,
         word: String::new(),
+        current: None,
     };
-    lexer.run()?;
-    Ok(lexer.out)
+    match lexer.run() {
+        Ok(()) => Ok(lexer.out),
+        Err(message) => Err(Refusal {
+            value: lexer.current,
+            message,
+        }),
+    }
 }
 
 fn items<'v>(rendered: &str, values: &'v [String]) -> Result<Vec<Item<'v>>, String> {
@@ -104,12 +195,9 @@ fn items<'v>(rendered: &str, values: &'v [String]) -> Result<Vec<Item<'v>>, Stri
                 _ => return Err(reserved()),
             }
         }
-        let value = index
-            .parse::<usize>()
-            .ok()
-            .and_then(|i| values.get(i))
-            .ok_or_else(reserved)?;
-        items.push(Item::Value(value));
+        let index = index.parse::<usize>().map_err(|_| reserved())?;
+        let value = values.get(index).ok_or_else(reserved)?;
+        items.push(Item::Value(value, index));
     }
     Ok(items)
 }
@@ -128,9 +216,11 @@ struct Lexer<'a, 'v> {
     word_start: bool,
     /// The current unquoted word, for `case`/`esac`.
     word: String,
+    /// The index of the value being placed (or just before the failure).
+    current: Option<usize>,
 }
 
-impl Lexer<'_, '_> {
+impl<'v> Lexer<'_, 'v> {
     fn top(&self) -> Frame {
         self.stack.last().copied().unwrap_or(Frame::Command {
             parens: 0,
@@ -150,7 +240,7 @@ impl Lexer<'_, '_> {
         }
     }
 
-    fn peek(&self, ahead: usize) -> Option<Item<'_>> {
+    fn peek(&self, ahead: usize) -> Option<Item<'v>> {
         self.items.get(self.pos + ahead).copied()
     }
 
@@ -164,7 +254,8 @@ impl Lexer<'_, '_> {
     fn run(&mut self) -> Result<(), String> {
         while let Some(item) = self.peek(0) {
             match item {
-                Item::Value(value) => {
+                Item::Value(value, index) => {
+                    self.current = Some(index);
                     let value = value.to_string();
                     self.insert(&value)?;
                     self.pos += 1;
@@ -186,10 +277,13 @@ impl Lexer<'_, '_> {
                 self.pos += 2;
                 Ok(())
             }
-            Some(Item::Value(_)) => Err(
-                "a `{{ }}` insertion right after a backslash has no safe quoting; remove the backslash"
-                    .to_string(),
-            ),
+            Some(Item::Value(_, index)) => {
+                self.current = Some(index);
+                Err(
+                    "a `{{ }}` insertion right after a backslash has no safe quoting; remove the backslash"
+                        .to_string(),
+                )
+            }
             None => {
                 self.pos += 1;
                 Ok(())
@@ -416,6 +510,9 @@ impl Lexer<'_, '_> {
         let mut quote: Option<char> = None;
         while let Some(item) = self.peek(0) {
             let Item::Char(c) = item else {
+                if let Item::Value(_, index) = item {
+                    self.current = Some(index);
+                }
                 return Err(
                     "a `{{ }}` insertion in a here-document's delimiter is not allowed".to_string(),
                 );
@@ -468,7 +565,8 @@ impl Lexer<'_, '_> {
                         }
                         Item::Char(c) if doc.quoted => self.copy(c),
                         Item::Char(c) => self.heredoc_char(c, &mut nested)?,
-                        Item::Value(value) => {
+                        Item::Value(value, index) => {
+                            self.current = Some(index);
                             had_value = true;
                             let value = value.to_string();
                             if !nested.is_empty() {
@@ -591,4 +689,36 @@ fn escape_double(value: &str, quote_char: bool) -> String {
         out.push(c);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_template;
+
+    #[test]
+    fn templates_are_checked_before_any_value_exists() {
+        let refused = |source: &str| check_template(source).err().map(|(expr, _)| expr);
+        assert_eq!(refused("echo {{params.a}} \"{{params.b}}\""), None);
+        assert_eq!(
+            refused("echo `x {{params.a}}`").as_deref(),
+            Some("{{params.a}}")
+        );
+        assert_eq!(
+            refused("echo \\\\{{params.a}}").as_deref(),
+            Some("{{params.a}}")
+        );
+        assert_eq!(
+            refused("cat <<{{params.a}}\nx\n").as_deref(),
+            Some("{{params.a}}")
+        );
+        // Handlebars' own escape, raw insertions and block tags are not
+        // insertions of escaped values.
+        assert_eq!(refused("echo `\\{{params.a}}`"), None);
+        assert_eq!(refused("echo `{{{params.a}}}`"), None);
+        assert_eq!(
+            refused("{{#if params.a}}echo {{params.b}}{{else}}true{{/if}}"),
+            None
+        );
+        assert_eq!(refused("echo $(( {{params.n}} + 1 ))"), None);
+    }
 }
