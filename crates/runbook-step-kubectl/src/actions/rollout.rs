@@ -111,10 +111,12 @@ pub async fn status(call: &Call<'_>) -> ActionResult {
     let mut latest = current;
     loop {
         let event = tokio::select! {
+            // The step's timeout or the run's interruption: the engine
+            // puts which one in front of this message.
             _ = call.ctx.cancelled().cancelled() => {
                 return Err(Failure {
                     error: KubectlError::Refused(format!(
-                        "timed out waiting for deployment \"{name}\" to roll out; last status: {last}"
+                        "stopped waiting for deployment \"{name}\" to roll out; last status: {last}"
                     )),
                     outputs: status_outputs(&latest),
                 });
