@@ -105,6 +105,13 @@ pub async fn load(source: &Source, context: Option<&str>) -> Result<Loaded, Kube
         Source::Files(paths) => {
             let mut merged: Option<Kubeconfig> = None;
             for path in paths {
+                if !path.exists() {
+                    // kube's own message quotes the path twice.
+                    return Err(KubectlError::Config(format!(
+                        "kubeconfig {} does not exist",
+                        path.display()
+                    )));
+                }
                 let one = Kubeconfig::read_from(path).map_err(|e| {
                     KubectlError::Config(format!(
                         "cannot load kubeconfig {}: {}",
@@ -191,6 +198,18 @@ mod tests {
     fn fs(existing: &[&str]) -> impl Fn(&Path) -> bool {
         let set: HashSet<PathBuf> = existing.iter().map(PathBuf::from).collect();
         move |p: &Path| set.contains(p)
+    }
+
+    #[tokio::test]
+    async fn a_missing_kubeconfig_is_named_once() {
+        let missing = PathBuf::from("/nonexistent/kubeconfig");
+        let Err(error) = load(&Source::Files(vec![missing]), None).await else {
+            panic!("a missing file cannot load");
+        };
+        assert_eq!(
+            error.to_string(),
+            "kubeconfig /nonexistent/kubeconfig does not exist"
+        );
     }
 
     #[test]
