@@ -2,11 +2,48 @@
 //! secret) is replaced by `***` wherever it turns up — terminal, events,
 //! journal, reports — whichever step printed or echoed it.
 
+use percent_encoding::{AsciiSet, CONTROLS, NON_ALPHANUMERIC, utf8_percent_encode};
 use std::sync::{Arc, RwLock};
 
 /// Shortest secret text we mask. Masking one- or two-character values would
 /// shred ordinary output ("1" or "ok") while protecting nothing.
 const MIN_SECRET_LEN: usize = 3;
+
+/// The bytes a URL parser escapes in a query (the WHATWG URL standard's
+/// set, which `url`, and so reqwest, follows), in a path, and the ones an
+/// encoder of a single component escapes (all but letters, digits and
+/// `-._~`).
+const QUERY: &AsciiSet = &CONTROLS.add(b' ').add(b'"').add(b'#').add(b'<').add(b'>');
+const SPECIAL_QUERY: &AsciiSet = &QUERY.add(b'\'');
+const PATH: &AsciiSet = &QUERY.add(b'?').add(b'`').add(b'{').add(b'}');
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `secret` and the ways it is commonly re-encoded on its way to a log: in
+/// a URL (`my%20pass`, `my+pass`) or inside a JSON string (`my \"pass\"`),
+/// as a request line or an echoing server would print it.
+fn encoded_forms(secret: &str) -> Vec<String> {
+    let mut forms = vec![secret.to_string()];
+    let mut add = |form: String| {
+        if !forms.contains(&form) {
+            forms.push(form);
+        }
+    };
+    for set in [QUERY, SPECIAL_QUERY, PATH, COMPONENT] {
+        add(utf8_percent_encode(secret, set).to_string());
+    }
+    // `application/x-www-form-urlencoded`: a space is `+`.
+    add(utf8_percent_encode(secret, COMPONENT)
+        .to_string()
+        .replace("%20", "+"));
+    if let Ok(json) = serde_json::to_string(secret) {
+        add(json[1..json.len() - 1].to_string());
+    }
+    forms
+}
 
 /// A shared, growing set of secret strings. Cloning shares the set, so a step
 /// that learns a secret at run time (an `Authorization` header it rendered)
@@ -31,8 +68,13 @@ impl Redactor {
         };
         let candidates = std::iter::once(secret).chain(secret.lines().map(str::trim));
         for candidate in candidates {
-            if candidate.len() >= MIN_SECRET_LEN && !secrets.iter().any(|s| s == candidate) {
-                secrets.push(candidate.to_string());
+            if candidate.len() < MIN_SECRET_LEN {
+                continue;
+            }
+            for form in encoded_forms(candidate) {
+                if !secrets.contains(&form) {
+                    secrets.push(form);
+                }
             }
         }
         // Longest first, so a secret that contains another is masked whole.
@@ -93,6 +135,19 @@ impl Redactor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn masks_a_secret_re_encoded_for_a_url_or_json() {
+        let r = Redactor::new();
+        r.add("my secret\"pass/1");
+        assert_eq!(
+            r.redact("GET http://h/x?s=my%20secret%22pass/1 -> 200"),
+            "GET http://h/x?s=*** -> 200"
+        );
+        assert_eq!(r.redact("s=my+secret%22pass%2F1&x=1"), "s=***&x=1");
+        assert_eq!(r.redact(r#"{"pw":"my secret\"pass/1"}"#), r#"{"pw":"***"}"#);
+        assert_eq!(r.redact("unrelated my secret"), "unrelated my secret");
+    }
 
     #[test]
     fn masks_whole_and_per_line() {
