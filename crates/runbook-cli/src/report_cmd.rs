@@ -51,6 +51,15 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::Failure);
         }
     };
+    if report.sessions.is_empty() {
+        // Without `run_started` there is no runbook, param or start to
+        // report; `runs` lists such a run as unreadable too.
+        eprintln!(
+            "error: the journal of run {} has no run_started event, so there is no run to report",
+            args.run_id
+        );
+        return Ok(ExitCode::Failure);
+    }
     if let Some(torn) = &report.journal.torn_line {
         eprintln!(
             "note: the journal ends with an incomplete line (line {}); the report covers everything before it",

@@ -3,7 +3,7 @@
 //! Each journal is read on its own, so one that cannot be read is listed
 //! with the reason and never hides the others.
 
-use crate::report::{Report, RunStatus, build_report};
+use crate::report::{Report, build_report};
 use runbook_engine::RunDir;
 use runbook_engine::journal::{ReadJournalError, read_journal, runs_dir};
 use serde::Serialize;
@@ -78,13 +78,12 @@ pub fn list_runs(state_dir: &Path) -> Result<Vec<RunEntry>, HistoryError> {
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(source) => return Err(HistoryError::ReadDir { path: runs, source }),
     };
-    let mut ids: Vec<String> = entries
+    let ids: Vec<String> = entries
         .filter_map(Result::ok)
         .filter(|entry| entry.file_type().is_ok_and(|t| t.is_dir()))
         .filter_map(|entry| entry.file_name().into_string().ok())
         .collect();
-    ids.sort_unstable_by(|a, b| b.cmp(a));
-    Ok(ids
+    let mut runs: Vec<RunEntry> = ids
         .into_iter()
         .filter_map(|id| {
             let run_dir = RunDir::open(state_dir, &id)?;
@@ -93,7 +92,33 @@ pub fn list_runs(state_dir: &Path) -> Result<Vec<RunEntry>, HistoryError> {
                 Err(error) => unreadable(&id, &error),
             })
         })
-        .collect())
+        .collect();
+    // The id holds the start to the second only (then a random suffix), so
+    // runs of the same second are ordered by their recorded start.
+    runs.sort_by(|a, b| started(b).cmp(&started(a)).then_with(|| b.id.cmp(&a.id)));
+    Ok(runs)
+}
+
+/// When a run started, comparable across runs: `started_at` (RFC 3339 in
+/// UTC, milliseconds), else the second its id was made in.
+fn started(run: &RunEntry) -> String {
+    if let Some(at) = &run.started_at {
+        return at.clone();
+    }
+    let id = run.id.as_bytes();
+    if id.len() >= 15 && id[8] == b'-' {
+        let (date, time) = (&run.id[..8], &run.id[9..15]);
+        return format!(
+            "{}-{}-{}T{}:{}:{}",
+            &date[..4],
+            &date[4..6],
+            &date[6..],
+            &time[..2],
+            &time[2..4],
+            &time[4..]
+        );
+    }
+    String::new()
 }
 
 /// The history line of a run, from its report.
@@ -107,10 +132,12 @@ pub fn summarize(report: &Report) -> RunEntry {
         id: report.run_id.clone(),
         runbook: report.runbook.clone(),
         file: report.file.clone(),
-        status: match (report.status, report.sessions.is_empty()) {
-            // A journal without even its first event: the engine died at once.
-            (RunStatus::Stopped | RunStatus::Unknown, true) => "unreadable".into(),
-            (status, _) => status.as_str().into(),
+        // A journal without its first event (the engine died at once, or
+        // the line was lost) names no runbook and no start.
+        status: if report.sessions.is_empty() {
+            "unreadable".into()
+        } else {
+            report.status.as_str().into()
         },
         started_at: report.started_at.clone(),
         ended_at: report.ended_at.clone(),

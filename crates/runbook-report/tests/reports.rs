@@ -349,3 +349,47 @@ fn history_lists_newest_first_and_keeps_going_past_a_bad_journal() {
     let resumers: Vec<_> = resumed.resumed_by.iter().map(|r| r.who()).collect();
     assert_eq!(resumers, ["frank@bastion-1"]);
 }
+
+#[test]
+fn runs_of_the_same_second_are_ordered_by_their_start_and_a_headless_journal_is_unreadable() {
+    let state = tempfile::tempdir().expect("state dir");
+    let write = |id: &str, lines: &[String]| {
+        let dir = state.path().join("runs").join(id);
+        std::fs::create_dir_all(&dir).expect("run dir");
+        std::fs::write(dir.join("events.jsonl"), lines.join("\n") + "\n").expect("journal");
+    };
+    let run = |id: &str, ms: u32| {
+        vec![
+            format!(
+                r#"{{"ts":"2026-11-26T12:00:00.{ms:03}Z","event":"run_started","run_id":"{id}","runbook":"r"}}"#
+            ),
+            format!(
+                r#"{{"ts":"2026-11-26T12:00:01.000Z","event":"run_finished","run_id":"{id}","status":"succeeded"}}"#
+            ),
+        ]
+    };
+    // The random suffixes sort the other way round from the starts.
+    write(
+        "20261126-120000-aaaaaa",
+        &run("20261126-120000-aaaaaa", 900),
+    );
+    write(
+        "20261126-120000-ffffff",
+        &run("20261126-120000-ffffff", 100),
+    );
+    let headless = run("20261126-130000-000000", 0);
+    write("20261126-130000-000000", &headless[1..]);
+    let runs = runbook_report::list_runs(state.path()).expect("list");
+    let rows: Vec<_> = runs
+        .iter()
+        .map(|r| (r.id.as_str(), r.status.as_str()))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("20261126-130000-000000", "unreadable"),
+            ("20261126-120000-aaaaaa", "succeeded"),
+            ("20261126-120000-ffffff", "succeeded"),
+        ]
+    );
+}
