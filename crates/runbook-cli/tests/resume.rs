@@ -475,3 +475,81 @@ fn params_keep_their_values_and_secrets_must_be_given_again() {
     let journal = std::fs::read_to_string(sandbox.journal_path(&id)).expect("journal");
     assert!(!journal.contains("t0ps3cret"));
 }
+
+/// Waits for `name` (a pid file the fixture writes) and returns its
+/// process group.
+fn group_in(sandbox: &Sandbox, name: &str) -> String {
+    let path = sandbox.dir().join(name);
+    wait_until(name, || {
+        std::fs::read_to_string(&path).is_ok_and(|t| t.ends_with('\n'))
+    });
+    std::fs::read_to_string(&path)
+        .expect("pid file")
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn a_step_skipped_by_the_interrupt_is_not_skipped_again_by_the_resume() {
+    let sandbox = Sandbox::new();
+    let mut child = sandbox.spawn_run(&fixture("interrupted-cleanup.yaml"), &[]);
+    group_in(&sandbox, "slow.pid");
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(status.success());
+    let undo = group_in(&sandbox, "undo.pid");
+    kill(&child.id().to_string());
+    kill(&format!("-{undo}"));
+    child.wait().expect("wait for the killed engine");
+    let id = sandbox.run_id();
+    std::fs::remove_file(sandbox.dir().join("undo.pid")).expect("remove pid file");
+
+    sandbox.let_slow_finish();
+    let out = sandbox.resume(&id, &[]);
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    let events = sandbox.events(&id);
+    let skips = events
+        .iter()
+        .filter(|e| e["event"] == "step_skipped" && e["step"] == "after")
+        .count();
+    assert_eq!(skips, 1, "{events:#?}");
+    assert_eq!(
+        sandbox.effects(),
+        ["prepare", "undo-start", "undo-start", "undo-done"]
+    );
+}
+
+#[test]
+fn a_step_still_stopping_when_the_engine_died_ends_cancelled_not_skipped() {
+    let sandbox = Sandbox::new();
+    let mut child = sandbox.spawn_run(&fixture("stopping-step.yaml"), &[]);
+    let stubborn = group_in(&sandbox, "stubborn.pid");
+    let journal = || {
+        std::fs::read_dir(sandbox.state.path().join("runs"))
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(Result::ok)
+            .map(|e| e.path().join("events.jsonl"))
+    };
+    wait_until("`fails` to fail", || {
+        journal()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .is_some_and(|t| t.contains(r#""step":"fails","phase":"steps","status":"failed""#))
+    });
+    kill(&child.id().to_string());
+    kill(&format!("-{stubborn}"));
+    child.wait().expect("wait for the killed engine");
+    let id = sandbox.run_id();
+
+    sandbox.let_slow_finish();
+    let out = sandbox.resume(&id, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let events = sandbox.events(&id);
+    let stubborn = step_finished(&events, "stubborn");
+    assert_eq!(stubborn.len(), 1, "{events:#?}");
+    assert_eq!(stubborn[0]["status"], "cancelled");
+    assert_eq!(stubborn[0]["attempts"], 1);
+    assert_eq!(sandbox.effects(), ["stubborn-start"], "not started again");
+}

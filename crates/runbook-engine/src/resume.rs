@@ -39,9 +39,12 @@ pub struct ResumePoint {
     /// (`reason`); set by the caller.
     pub note: Option<String>,
     pub(crate) finished: HashMap<String, Recorded>,
-    /// Steps whose last record is `cancelled`: run again, unless cleanup
-    /// had begun (then they stay cancelled).
+    /// Steps whose last record is `cancelled`, or `skipped` because of the
+    /// interrupt: run again, unless cleanup had begun (then they stay as
+    /// recorded, and are not reported twice).
     pub(crate) cancelled: HashMap<String, Recorded>,
+    /// The last attempt number each step started.
+    pub(crate) attempts_started: HashMap<String, u32>,
     pub(crate) interrupted: BTreeSet<String>,
     pub(crate) rollbacks: HashMap<String, RollbackRecord>,
     pub(crate) cleanup_began: bool,
@@ -101,6 +104,9 @@ impl ResumePoint {
                     point.finished.remove(step);
                     point.cancelled.remove(step);
                     point.interrupted.insert(step.clone());
+                    point
+                        .attempts_started
+                        .insert(step.clone(), event.attempt.unwrap_or(1));
                 }
                 EventKind::StepFinished | EventKind::StepSkipped => {
                     let Some(step) = &event.step else { continue };
@@ -134,8 +140,8 @@ impl ResumePoint {
                         point.was_interrupted |= event.phase.as_deref() == Some("steps");
                         if status == StepStatus::Cancelled {
                             point.interrupted.insert(step.clone());
-                            point.cancelled.insert(step.clone(), record);
                         }
+                        point.cancelled.insert(step.clone(), record);
                         continue;
                     }
                     point.interrupted.remove(step);

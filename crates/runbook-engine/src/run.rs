@@ -759,6 +759,34 @@ impl<'a> Dispatcher<'a> {
                 });
             }
         }
+        // A step that was still running while the run was already stopping
+        // (its stop signal sent, its grace not over) when the engine died:
+        // no new step starts in a stopping run, so it is not run again. It
+        // did run, so it ends cancelled, not skipped as if it never started.
+        if let Some(why) = self.stopping.clone() {
+            for i in self.phase_range(Phase::Main) {
+                let id = &self.nodes[i].step.id.value;
+                if self.states[i].status != StepStatus::Pending || !point.interrupted.contains(id) {
+                    continue;
+                }
+                let attempts = point.attempts_started.get(id).copied().unwrap_or(1);
+                self.completions += 1;
+                let state = &mut self.states[i];
+                state.status = StepStatus::Cancelled;
+                state.confirm = false;
+                state.attempts = attempts;
+                state.error = Some(format!(
+                    "cancelled: {why}; its engine stopped before the step did, and a stopping run starts nothing again"
+                ));
+                state.finished_seq = self.completions;
+                self.update_context(i);
+                self.emit_step_finished(i);
+                for d in self.nodes[i].dependents.clone() {
+                    let state = &mut self.states[d];
+                    state.waiting = state.waiting.saturating_sub(1);
+                }
+            }
+        }
         self.restored_rollbacks = point.rollbacks;
     }
 
