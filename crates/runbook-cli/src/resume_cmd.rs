@@ -171,6 +171,7 @@ pub fn run(args: &ResumeArgs) -> anyhow::Result<ExitCode> {
     let mut options = RunOptions::new(&run_dir);
     options.params = params;
     options.dry_run = first.dry_run.unwrap_or(false);
+    options.no_rollback = first.no_rollback.unwrap_or(false);
     options.file = Some(file);
     options.runbook_sha256 = Some(sha256);
     options.resume = Some(point);

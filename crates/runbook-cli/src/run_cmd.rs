@@ -175,7 +175,8 @@ pub(crate) fn launch(launch: Launch<'_>) -> anyhow::Result<ExitCode> {
             approvals = approvals.prompt(Arc::new(TerminalPrompt::new(screen.clone())));
         }
         options.max_parallel = flags.max_parallel as usize;
-        options.no_rollback = flags.no_rollback;
+        // A resume keeps the run's own `--no-rollback`; the flag adds to it.
+        options.no_rollback |= flags.no_rollback;
         options.live_lines_per_second = flags.live_lines;
         options.approvals = Arc::new(approvals);
         options.stop = stop;

@@ -553,3 +553,21 @@ fn a_step_still_stopping_when_the_engine_died_ends_cancelled_not_skipped() {
     assert_eq!(stubborn[0]["attempts"], 1);
     assert_eq!(sandbox.effects(), ["stubborn-start"], "not started again");
 }
+
+#[test]
+fn a_run_started_with_no_rollback_resumes_without_rollbacks() {
+    let sandbox = Sandbox::new();
+    let id = sandbox.killed_run(&fixture("no-rollback.yaml"), &["--no-rollback"]);
+    let events = sandbox.events(&id);
+    assert_eq!(events[0]["no_rollback"], true);
+    sandbox.let_slow_finish();
+    let out = sandbox.resume(&id, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(sandbox.effects(), ["prepare"], "the rollback did not run");
+    let events = sandbox.events(&id);
+    let rollback = events
+        .iter()
+        .find(|e| e["event"] == "rollback_finished")
+        .expect("the skipped rollback is reported");
+    assert_eq!(rollback["status"], "skipped");
+}

@@ -127,6 +127,10 @@ pub struct Event {
     /// `run_started`: whether this is a `--dry-run`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dry_run: Option<bool>,
+    /// `run_started`: `true` when the run was started with `--no-rollback`
+    /// (absent otherwise), so a resume keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_rollback: Option<bool>,
     /// `run_started` written by `runbook resume`: the same run continues
     /// after its engine stopped (`user` and `host` are the resumer's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -161,6 +165,7 @@ impl Event {
             host: None,
             params: None,
             dry_run: None,
+            no_rollback: None,
             resumed: None,
         }
     }

@@ -1655,6 +1655,7 @@ impl<'a> Dispatcher<'a> {
         event.user = self.options.user.clone();
         event.host = self.options.host.clone();
         event.dry_run = Some(self.options.dry_run);
+        event.no_rollback = self.options.no_rollback.then_some(true);
         event.params = Some(
             self.options
                 .params
