@@ -34,10 +34,20 @@ pub fn run(args: &ApproveArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::Usage);
     };
     if !run_dir.is_live() {
-        eprintln!(
-            "error: run {} has no engine running (it finished, or its engine stopped), so nothing is waiting for a decision; `runbook resume {}` continues a run whose engine died and asks again",
-            run_dir.id, run_dir.id
-        );
+        // A finished run has nothing to resume; only a dead engine's run does.
+        let finished = std::fs::read_to_string(run_dir.journal_path())
+            .is_ok_and(|journal| journal.contains("\"event\":\"run_finished\""));
+        if finished {
+            eprintln!(
+                "error: run {} has finished, so nothing is waiting for a decision",
+                run_dir.id
+            );
+        } else {
+            eprintln!(
+                "error: run {} has no engine running (its engine stopped), so nothing is waiting for a decision; `runbook resume {}` continues it and asks again",
+                run_dir.id, run_dir.id
+            );
+        }
         return Ok(ExitCode::Usage);
     }
     let approved = !args.reject;

@@ -750,8 +750,10 @@ fn approve_reports_unknown_runs_and_gates_that_are_not_waiting() {
     assert_eq!(done.code, Some(0));
     let out = approve(&sandbox.run_id(), "ask");
     assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("has finished"), "{stderr}");
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("no engine running"),
-        "{out:?}"
+        !stderr.contains("resume"),
+        "a finished run has nothing to resume"
     );
 }
