@@ -92,11 +92,19 @@ impl Tail {
         let mut dropped = self.total - bytes.len() as u64;
         if dropped > 0 {
             // The first kept line is a fragment; a reader is better served
-            // by whole lines, so drop the fragment too.
-            if let Some(newline) = memchr::memchr(b'\n', &bytes) {
-                bytes.drain(..=newline);
-                dropped += newline as u64 + 1;
-            }
+            // by whole lines, so drop the fragment too, unless it is most of
+            // what was kept (a single huge line would leave nothing). Then
+            // only a split character at its start goes.
+            let cut = match memchr::memchr(b'\n', &bytes) {
+                Some(newline) if newline <= bytes.len() / 2 => newline + 1,
+                _ => bytes
+                    .iter()
+                    .take(3)
+                    .take_while(|&&b| b & 0xC0 == 0x80)
+                    .count(),
+            };
+            bytes.drain(..cut);
+            dropped += cut as u64;
         }
         let kept = bytes.iter().rposition(|&b| b != b'\n' && b != b'\r');
         bytes.truncate(kept.map_or(0, |last| last + 1));
@@ -315,6 +323,22 @@ mod tests {
             captured.into_text_with_note(),
             "[runbook: output truncated, first 101 bytes dropped]\n0123"
         );
+    }
+
+    #[test]
+    fn a_huge_last_line_keeps_its_end_instead_of_vanishing() {
+        let mut tail = Tail::new(10);
+        tail.push("abcdefghijklmnop".as_bytes());
+        tail.push(b"\nxy");
+        // Last 10 bytes: "jklmnop\nxy"; the fragment is most of them.
+        let captured = tail.finish();
+        assert_eq!(captured.text, "jklmnop\nxy");
+        assert_eq!(captured.dropped, 9);
+        // A character split by the cut is dropped, not shown as U+FFFD.
+        let mut tail = Tail::new(11);
+        tail.push("aaaaaéééééé\nz".as_bytes());
+        let captured = tail.finish();
+        assert_eq!(captured.text, "éééé\nz");
     }
 
     #[test]
