@@ -239,6 +239,18 @@ fn skips_propagate_and_when_runs_after_a_failure() {
 }
 
 #[test]
+fn a_literal_when_switches_a_step_off_or_on() {
+    let sandbox = Sandbox::new();
+    let done = sandbox.run("when-literal.yaml", &[]);
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    assert_eq!(
+        done.step_event("step_skipped", "switched-off")["step"],
+        "switched-off"
+    );
+    assert_eq!(done.finished_status("always"), "succeeded");
+}
+
+#[test]
 fn retries_are_counted() {
     let sandbox = Sandbox::new();
     let done = sandbox.run("retries.yaml", &["--set", &sandbox.dir_param()]);

@@ -896,7 +896,13 @@ impl<'a> Lowerer<'a> {
             match field {
                 "description" => step.description = self.string(v, field).map(|s| s.value),
                 "needs" if phase != Phase::Rollback => step.needs = self.needs(v),
-                "when" if phase != Phase::Rollback => step.when = self.template(v, field),
+                // `when: false` is how a step is switched off for now.
+                "when" if phase != Phase::Rollback => {
+                    step.when = match v.value {
+                        Value::Bool(b) => Some(template_of(v, b.to_string())),
+                        _ => self.template(v, field),
+                    }
+                }
                 "timeout" => step.timeout = self.typed_duration(v, field),
                 "retry" => step.retry = self.retry(v),
                 "continue_on_failure" => step.continue_on_failure = self.bool(v, field),

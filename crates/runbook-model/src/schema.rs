@@ -145,7 +145,7 @@ fn common_properties(generator: &mut SchemaGenerator, rollback: bool) -> Vec<(St
                 {"type": "array", "items": {"type": "string", "pattern": "^[a-z][a-z0-9_-]*$"}, "uniqueItems": true}
             ]
         })));
-        out.push(("when", json!({"type": "string", "description": "Template that must render to `true` or `false`; it alone decides whether the step runs, even after a failure or skip."})));
+        out.push(("when", json!({"type": ["string", "boolean"], "description": "Template that must render to `true` or `false` (or the boolean itself: `when: false` switches a step off); it alone decides whether the step runs, even after a failure or skip."})));
         out.push(("rollback", json!({
             "description": "What undoes this step if the run fails: `auto` (kubectl scale, patch, rollout-restart) or a step without `needs`, `when` or `rollback`.",
             "oneOf": [
