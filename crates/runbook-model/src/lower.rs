@@ -267,6 +267,10 @@ impl<'a> Lowerer<'a> {
     fn typed_bool(&mut self, node: &Node, field: &str) -> Option<Typed<bool>> {
         match &node.value {
             Value::Bool(b) => Some(Typed::Literal(Spanned::new(*b, node.span))),
+            // Quoted, as a template's result would be: `"true"`.
+            Value::Str(s) if matches!(s.trim(), "true" | "false") => {
+                Some(Typed::Literal(Spanned::new(s.trim() == "true", node.span)))
+            }
             Value::Str(s) if s.contains("{{") => {
                 Some(Typed::Template(template_of(node, s.clone())))
             }
@@ -291,6 +295,15 @@ impl<'a> Lowerer<'a> {
             }
             Value::Str(s) if s.contains("{{") => {
                 Some(Typed::Template(template_of(node, s.clone())))
+            }
+            // Quoted, as a template's result would be: `"3"`.
+            Value::Str(s) if s.trim().parse::<i64>().is_ok() => {
+                let value = Node {
+                    value: Value::Int(s.trim().parse().unwrap_or_default()),
+                    span: node.span,
+                    style: node.style,
+                };
+                self.typed_int(&value, field, min)
             }
             _ => {
                 self.wrong_type(node, field, "an integer or a template");
@@ -1563,6 +1576,22 @@ mod tests {
         assert_eq!(parse_status_class("2xx"), Some(StatusPattern::Class(2)));
         assert_eq!(parse_status_class("404"), Some(StatusPattern::Code(404)));
         assert_eq!(parse_status_class("7xx"), None);
+    }
+
+    #[test]
+    fn quoted_literals_of_typed_fields_are_literals() {
+        let text = "version: 1\nname: q\nsteps:\n  s: {type: kubectl-action, action: scale, resource: deployment/x, replicas: \"3\"}\n  h: {type: http-check, url: \"http://h/\", insecure: \"true\"}\n";
+        let loaded = crate::load(std::path::Path::new("q.yaml"), text);
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        let runbook = loaded.runbook.expect("a runbook");
+        let StepKind::KubectlAction(scale) = &runbook.steps["s"].kind else {
+            panic!("s is a kubectl action")
+        };
+        assert_eq!(scale.replicas.as_ref().and_then(Typed::literal), Some(&3));
+        let StepKind::HttpCheck(http) = &runbook.steps["h"].kind else {
+            panic!("h is an http check")
+        };
+        assert_eq!(http.insecure.as_ref().and_then(Typed::literal), Some(&true));
     }
 
     #[test]
