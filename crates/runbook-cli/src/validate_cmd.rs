@@ -22,6 +22,21 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     for path in &args.paths {
         collect(path, &mut files)?;
     }
+    // Directories of a repository also hold other YAML; Kubernetes
+    // manifests are the common case next to runbooks. Files named on the
+    // command line are always checked.
+    let (manifests, files): (Vec<PathBuf>, Vec<PathBuf>) = files
+        .into_iter()
+        .partition(|f| !args.paths.contains(f) && is_kubernetes_manifest(f));
+    if !manifests.is_empty() && args.format == ValidateFormat::Human {
+        let names: Vec<String> = manifests.iter().map(|m| m.display().to_string()).collect();
+        eprintln!(
+            "note: skipped {} Kubernetes manifest{} (apiVersion and kind, no steps): {}",
+            manifests.len(),
+            if manifests.len() == 1 { "" } else { "s" },
+            names.join(", ")
+        );
+    }
     if files.is_empty() {
         anyhow::bail!("no runbook files (*.yaml, *.yml) found in the given paths");
     }
@@ -158,6 +173,16 @@ fn check_all(files: Vec<PathBuf>) -> Vec<Checked> {
     });
     results.sort_by_key(|(i, _)| *i);
     results.into_iter().map(|(_, c)| c).collect()
+}
+
+/// A YAML file with top-level `apiVersion:` and `kind:` and neither
+/// `version:` nor `steps:`: a Kubernetes manifest, not a runbook.
+fn is_kubernetes_manifest(path: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return false;
+    };
+    let top = |key: &str| text.lines().any(|line| line.starts_with(key));
+    top("apiVersion:") && top("kind:") && !top("version:") && !top("steps:")
 }
 
 fn check_one(path: PathBuf) -> Checked {

@@ -265,3 +265,17 @@ fn a_directory_symlink_loop_is_walked_once() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("ok: 1 file checked"), "{stderr}");
 }
+
+#[test]
+fn kubernetes_manifests_in_a_directory_are_skipped_with_a_note() {
+    let out = runbook(&["validate", "examples"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("note: skipped 2 Kubernetes manifests"),
+        "{stderr}"
+    );
+    // Named on the command line, a manifest is checked (and is no runbook).
+    let out = runbook(&["validate", "examples/k8s/job.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+}
