@@ -168,6 +168,15 @@ pub fn run(args: &ResumeArgs) -> anyhow::Result<ExitCode> {
         }
     ));
 
+    // Before anything runs again: what the dead engine's steps left running
+    // must not overlap with their second run, nor be asked about while it
+    // still works.
+    for stopped in
+        runbook_step_shell::stop_leftover_groups(&run_dir.path, runbook_step_shell::DEFAULT_GRACE)
+    {
+        screen.line(&stopped);
+    }
+
     let mut options = RunOptions::new(&run_dir);
     options.params = params;
     options.dry_run = first.dry_run.unwrap_or(false);

@@ -571,3 +571,52 @@ fn a_run_started_with_no_rollback_resumes_without_rollbacks() {
         .expect("the skipped rollback is reported");
     assert_eq!(rollback["status"], "skipped");
 }
+
+#[test]
+fn what_a_killed_engine_left_running_is_stopped_before_the_step_runs_again() {
+    let sandbox = Sandbox::new();
+    let mut child = sandbox.spawn_run(&fixture("leftover.yaml"), &[]);
+    let first = group_in(&sandbox, "slow.pid");
+    // Only the engine dies; its step's process group lives on.
+    kill(&child.id().to_string());
+    child.wait().expect("wait for the killed engine");
+    let alive = |group: &str| {
+        Command::new("kill")
+            .args(["-0", "--", &format!("-{group}")])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    assert!(alive(&first), "the first copy outlived the engine");
+    std::fs::remove_file(sandbox.dir().join("slow.pid")).expect("remove pid file");
+    let id = sandbox.run_id();
+
+    let resume = sandbox
+        .runbook(&["resume", &id])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn resume");
+    let second = group_in(&sandbox, "slow.pid");
+    assert_ne!(first, second);
+    assert!(
+        !alive(&first),
+        "the first copy was stopped before the second ran"
+    );
+    sandbox.let_slow_finish();
+    let out = resume.wait_with_output().expect("resume finishes");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("stopped what step `slow` of the dead engine left running"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        sandbox.effects(),
+        [
+            format!("start {first}"),
+            format!("start {second}"),
+            format!("done {second}")
+        ]
+    );
+}

@@ -28,6 +28,7 @@
 //! Unix only.
 
 mod capture;
+mod leftovers;
 mod process_group;
 mod program;
 
@@ -89,7 +90,10 @@ const READ_CHUNK: usize = 64 << 10;
 #[derive(Clone, Debug, Default)]
 pub struct ShellExecutor {
     programs: Programs,
+    groups: std::sync::Arc<leftovers::GroupLog>,
 }
+
+pub use leftovers::stop_leftover_groups;
 
 impl ShellExecutor {
     /// The executor.
@@ -126,7 +130,7 @@ impl StepExecutor for ShellExecutor {
         if ctx.dry_run() && !read_only {
             return StepOutcome::WouldRun(command.preview());
         }
-        command.execute(&self.programs, ctx).await
+        command.execute(&self.programs, &self.groups, ctx).await
     }
 }
 
@@ -290,7 +294,12 @@ impl Prepared {
         self.command(OsStr::new(name), ctx).spawn()
     }
 
-    async fn execute(self, programs: &Programs, ctx: &StepContext) -> StepOutcome {
+    async fn execute(
+        self,
+        programs: &Programs,
+        groups: &leftovers::GroupLog,
+        ctx: &StepContext,
+    ) -> StepOutcome {
         if ctx.cancelled().is_cancelled() {
             return StepOutcome::Failed(StepFailure::new("cancelled before the process started"));
         }
@@ -303,6 +312,9 @@ impl Prepared {
                 )));
             }
         };
+        if let Some(pid) = child.id() {
+            groups.record(ctx.run_dir(), ctx.step_id(), pid);
+        }
         let group = child.id().and_then(ProcessGroup::new);
         let (Some(mut group), Some(stdout), Some(stderr)) =
             (group, child.stdout.take(), child.stderr.take())
