@@ -591,6 +591,27 @@ async fn patch_three_types_record_previous_and_roll_back() {
 }
 
 #[tokio::test]
+async fn a_json_patch_rollback_restores_what_it_can_when_a_path_is_gone() {
+    let env = env("healthy").await;
+    let before = env.deployment();
+    let step = env.step(
+        "action: patch\nresource: deployment/prod-omendb\nrollback: auto\npatch_type: json\npatch: '[{\"op\": \"replace\", \"path\": \"/spec/replicas\", \"value\": 4}, {\"op\": \"add\", \"path\": \"/metadata/labels/incident\", \"value\": \"sev1\"}]'",
+    );
+    let (ctx, _rx) = ctx(false);
+    let out = expect_ok(env.exec.run(&step, &ctx).await);
+    // Something else removes the label before the rollback: the inverse's
+    // `remove` of it can no longer apply, and as one JSON patch it would
+    // take the replicas' restore down with it.
+    env.ok("action: patch\nresource: deployment/prod-omendb\npatch_type: merge\npatch: {metadata: {labels: {incident: null}}}")
+        .await;
+    let back = expect_ok(env.exec.rollback_auto(&step, &out, &ctx).await);
+    assert_eq!(back["already_gone"], json!(["/metadata/labels/incident"]));
+    let after = env.deployment();
+    assert_eq!(after["spec"]["replicas"], before["spec"]["replicas"]);
+    assert_eq!(after["metadata"]["labels"], before["metadata"]["labels"]);
+}
+
+#[tokio::test]
 async fn patch_of_a_pvc_and_bad_patches() {
     let env = env("disk-full").await;
     let out = env

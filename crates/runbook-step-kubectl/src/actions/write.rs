@@ -136,7 +136,54 @@ pub async fn restore_previous(call: &Call<'_>, previous: &Value) -> ActionResult
             "nothing to restore: the patch step recorded no `previous` values".to_string(),
         )));
     }
-    apply_patch(call, call.fields.patch_type, previous.clone(), false).await
+    let whole = apply_patch(call, call.fields.patch_type, previous.clone(), false).await;
+    match (&whole, call.fields.patch_type, previous.as_array()) {
+        // A JSON patch applies all or nothing: one operation whose path
+        // something else removed meanwhile (an undone rollout replaces the
+        // annotations) would keep every other field from being restored.
+        // Then each operation is applied on its own, and a `remove` of
+        // what is already gone counts as done.
+        (
+            Err(Failure {
+                error: KubectlError::Api { code: 422, .. },
+                ..
+            }),
+            PatchType::Json,
+            Some(ops),
+        ) if ops.len() > 1 => restore_op_by_op(call, ops).await,
+        _ => whole,
+    }
+}
+
+async fn restore_op_by_op(call: &Call<'_>, ops: &[Value]) -> ActionResult {
+    let mut last = None;
+    let mut gone = Vec::new();
+    let mut failed = Vec::new();
+    for op in ops {
+        let path = op.get("path").and_then(Value::as_str).unwrap_or_default();
+        match apply_patch(call, PatchType::Json, Value::Array(vec![op.clone()]), false).await {
+            Ok(out) => last = Some(out),
+            Err(Failure {
+                error: KubectlError::Api { code: 422, .. },
+                ..
+            }) if op.get("op").and_then(Value::as_str) == Some("remove") => {
+                gone.push(path.to_string());
+            }
+            Err(failure) => failed.push(format!("{path}: {}", failure.error)),
+        }
+    }
+    if !failed.is_empty() {
+        return Err(KubectlError::Refused(format!(
+            "restored the patched fields one by one; these could not be restored: {}",
+            failed.join("; ")
+        ))
+        .into());
+    }
+    let mut out = last.unwrap_or_default();
+    if !gone.is_empty() {
+        out.insert("already_gone".into(), Value::from(gone));
+    }
+    Ok(out)
 }
 
 /// `delete`: deletes the named object (background propagation). A missing
