@@ -1062,6 +1062,17 @@ impl<'a> Lowerer<'a> {
                                 }
                             }
                         }
+                        if items.is_empty() {
+                            let d = self.error(
+                                Code::InvalidValue,
+                                v.span,
+                                "`success_exit_codes` is an empty list, so the step could never succeed".into(),
+                            );
+                            d.help = Some(
+                                "list the exit codes that count as success, such as `[0, 1]`"
+                                    .into(),
+                            );
+                        }
                         step.success_exit_codes = Some(Spanned::new(codes, v.span));
                     }
                     Value::Int(c) if (0..=255).contains(c) => {
@@ -1114,6 +1125,26 @@ impl<'a> Lowerer<'a> {
                 None
             }
         };
+        if let (Some(url), Some(v)) = (&url, node.get("url"))
+            && !url.is_templated()
+        {
+            let text = url.text.trim().to_ascii_lowercase();
+            let rest = text
+                .strip_prefix("http://")
+                .or_else(|| text.strip_prefix("https://"));
+            if rest.is_none_or(|host| host.is_empty() || host.starts_with('/')) {
+                let d = self.error(
+                    Code::InvalidValue,
+                    v.span,
+                    format!(
+                        "`url` must be an http:// or https:// URL, got `{}`",
+                        url.text.trim()
+                    ),
+                );
+                d.label = Some("not an HTTP URL".into());
+                d.help = Some("write the whole URL, such as `http://127.0.0.1:8080/health`".into());
+            }
+        }
         let mut step = HttpCheckStep {
             url: url
                 .clone()
@@ -1260,6 +1291,17 @@ impl<'a> Lowerer<'a> {
                     d.label = Some("not a status".into());
                 }
             }
+        }
+        if matches!(&node.value, Value::Seq(items) if items.is_empty()) {
+            // An empty list would quietly mean the default, `2xx`.
+            let d = self.error(
+                Code::InvalidValue,
+                node.span,
+                "`expect.status` is an empty list".into(),
+            );
+            d.help = Some(
+                "list the accepted statuses, or leave `status` out for the default `2xx`".into(),
+            );
         }
         Some(Spanned::new(out, node.span))
     }
