@@ -305,6 +305,13 @@ fn unknown_runs_and_bad_journals_are_errors() {
     assert!(error.to_string().contains("line 2"), "{error}");
 }
 
+/// `(id, status)` of each history line, in order.
+fn ids_and_statuses(runs: &[runbook_report::RunEntry]) -> Vec<(&str, &str)> {
+    runs.iter()
+        .map(|r| (r.id.as_str(), r.status.as_str()))
+        .collect()
+}
+
 #[test]
 fn history_lists_newest_first_and_keeps_going_past_a_bad_journal() {
     let state = tempfile::tempdir().expect("state dir");
@@ -323,10 +330,7 @@ fn history_lists_newest_first_and_keeps_going_past_a_bad_journal() {
     std::fs::create_dir_all(&bad).expect("bad dir");
     std::fs::write(bad.join("events.jsonl"), "{\"ts\":1}\n").expect("bad journal");
     let runs = runbook_report::list_runs(state.path()).expect("list");
-    let rows: Vec<_> = runs
-        .iter()
-        .map(|r| (r.id.as_str(), r.status.as_str()))
-        .collect();
+    let rows = ids_and_statuses(&runs);
     assert_eq!(
         rows,
         [
@@ -380,10 +384,7 @@ fn runs_of_the_same_second_are_ordered_by_their_start_and_a_headless_journal_is_
     let headless = run("20261126-130000-000000", 0);
     write("20261126-130000-000000", &headless[1..]);
     let runs = runbook_report::list_runs(state.path()).expect("list");
-    let rows: Vec<_> = runs
-        .iter()
-        .map(|r| (r.id.as_str(), r.status.as_str()))
-        .collect();
+    let rows = ids_and_statuses(&runs);
     assert_eq!(
         rows,
         [
