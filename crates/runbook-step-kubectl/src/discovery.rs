@@ -114,14 +114,42 @@ pub fn split_kind(query: &str) -> (String, Option<String>) {
 }
 
 /// The first type in `types` that `query` names.
+///
+/// Like kubectl it takes `NAME`, `NAME.GROUP` and `NAME.VERSION.GROUP`
+/// (`deployments.v1.apps`; `pods.v1` for the core group).
 pub fn find<'a>(types: &'a [ResourceType], query: &str) -> Option<&'a ResourceType> {
     let (name, group) = split_kind(query);
+    let (version, group) = match group
+        .as_deref()
+        .map(|g| g.split_once('.').unwrap_or((g, "")))
+    {
+        Some((first, rest)) if is_version(first) => {
+            (Some(first.to_string()), Some(rest.to_string()))
+        }
+        _ => (None, group),
+    };
     types.iter().find(|t| {
         t.matches(&name)
-            && group
-                .as_deref()
-                .is_none_or(|g| t.group == g || (g == "core" && t.group.is_empty()))
+            && group.as_deref().is_none_or(|g| {
+                t.group == g || ((g == "core" || g.is_empty()) && t.group.is_empty())
+            })
+            && version.as_deref().is_none_or(|v| t.version == v)
     })
+}
+
+/// `v1`, `v2beta1`, `v1alpha3`: an API version, not a group's first label.
+fn is_version(label: &str) -> bool {
+    let Some(rest) = label.strip_prefix('v') else {
+        return false;
+    };
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let tail = &rest[digits..];
+    digits > 0
+        && (tail.is_empty()
+            || ["alpha", "beta"].iter().any(|stage| {
+                tail.strip_prefix(stage)
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            }))
 }
 
 /// The `resource` field: `kind/name` (one object) or `kind` (a list).
@@ -257,6 +285,16 @@ mod tests {
             find(&types, "events.events.k8s.io").map(|t| t.group.as_str()),
             Some("events.k8s.io")
         );
+        // kubectl's NAME.VERSION.GROUP form.
+        assert_eq!(
+            find(&types, "deployments.v1.apps").map(|t| t.group.as_str()),
+            Some("apps")
+        );
+        assert_eq!(
+            find(&types, "pods.v1").map(|t| t.plural.as_str()),
+            Some("pods")
+        );
+        assert!(find(&types, "deployments.v2.apps").is_none());
         assert!(find(&types, "widgets").is_none());
         assert!(find(&types, "deployments.batch").is_none());
     }
