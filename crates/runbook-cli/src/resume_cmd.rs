@@ -153,7 +153,15 @@ pub fn run(args: &ResumeArgs) -> anyhow::Result<ExitCode> {
         screen.line(&format!("note: {note}"));
         point.note = Some(note);
     }
-    let interrupted: Vec<&str> = point.interrupted_steps().collect();
+    let interrupted: Vec<String> = point
+        .interrupted_steps()
+        .map(str::to_string)
+        .chain(
+            point
+                .interrupted_rollbacks()
+                .map(|s| format!("the rollback of {s}")),
+        )
+        .collect();
     screen.line(&format!(
         "resuming run {}: {} finished before the engine stopped; {}; journal: {journal_path}",
         run_dir.id,

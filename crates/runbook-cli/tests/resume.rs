@@ -509,6 +509,11 @@ fn a_step_skipped_by_the_interrupt_is_not_skipped_again_by_the_resume() {
     sandbox.let_slow_finish();
     let out = sandbox.resume(&id, &[]);
     assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the rollback of prepare"),
+        "the banner names the interrupted rollback: {}",
+        stderr(&out)
+    );
     let events = sandbox.events(&id);
     let skips = events
         .iter()

@@ -45,6 +45,8 @@ pub struct ResumePoint {
     pub(crate) cancelled: HashMap<String, Recorded>,
     /// The last attempt number each step started.
     pub(crate) attempts_started: HashMap<String, u32>,
+    /// Steps whose rollback had started and not finished.
+    pub(crate) rollbacks_running: BTreeSet<String>,
     pub(crate) interrupted: BTreeSet<String>,
     pub(crate) rollbacks: HashMap<String, RollbackRecord>,
     pub(crate) cleanup_began: bool,
@@ -147,10 +149,16 @@ impl ResumePoint {
                     point.interrupted.remove(step);
                     point.finished.insert(step.clone(), record);
                 }
-                EventKind::RollbackStarted => point.cleanup_began = true,
+                EventKind::RollbackStarted => {
+                    point.cleanup_began = true;
+                    if let Some(step) = &event.step {
+                        point.rollbacks_running.insert(step.clone());
+                    }
+                }
                 EventKind::RollbackFinished => {
                     point.cleanup_began = true;
                     let Some(step) = &event.step else { continue };
+                    point.rollbacks_running.remove(step);
                     let status = match event.status.as_deref() {
                         Some("succeeded") => RollbackStatus::Succeeded,
                         Some("failed") => RollbackStatus::Failed,
@@ -192,6 +200,11 @@ impl ResumePoint {
     /// Steps that were running when the engine stopped, by id.
     pub fn interrupted_steps(&self) -> impl Iterator<Item = &str> {
         self.interrupted.iter().map(String::as_str)
+    }
+
+    /// Steps whose rollback was running when the engine stopped.
+    pub fn interrupted_rollbacks(&self) -> impl Iterator<Item = &str> {
+        self.rollbacks_running.iter().map(String::as_str)
     }
 
     /// How many steps the journal records as finished.
