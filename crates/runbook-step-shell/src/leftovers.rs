@@ -20,6 +20,7 @@ use nix::time::{ClockId, clock_gettime};
 use nix::unistd::Pid;
 use std::fs::File;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -58,9 +59,11 @@ fn open_log(run_dir: &Path) -> Option<File> {
     }
     let path = run_dir.join(LOG_NAME);
     let fresh = !path.exists();
+    // Owner-only, like the journal next to it.
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(path)
         .ok()?;
     if fresh {
