@@ -63,6 +63,8 @@ const CONTEXTS: &[Context] = &[
     ("cat <<\"EOF\"\nx={{params.v}}.\nEOF", "x={}.\n", true),
     ("# note: {{params.v}}\nprintf '%s\\n' done", "done\n", true),
     ("printf '%s\\n' ok # {{params.v}}", "ok\n", true),
+    ("cat <<< \"x={{params.v}}.\"", "x={}.\n", false),
+    ("cat <<< {{params.v}}", "{}\n", false),
 ];
 
 fn run(shell: &str, script: &str, dir: &Path) -> (String, String, bool) {

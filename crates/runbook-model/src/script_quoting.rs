@@ -427,7 +427,14 @@ impl<'v> Lexer<'_, 'v> {
                 self.copy(c);
                 self.stack.push(Frame::Comment);
             }
-            '<' if self.peek_char(1) == Some('<') && self.peek_char(2) != Some('<') => {
+            // A here-string (`<<<`): its word is an ordinary word.
+            '<' if self.peek_char(1) == Some('<') && self.peek_char(2) == Some('<') => {
+                self.end_word();
+                self.out.push_str("<<<");
+                self.pos += 3;
+                self.word_start = true;
+            }
+            '<' if self.peek_char(1) == Some('<') => {
                 self.end_word();
                 self.heredoc_operator()?;
             }
