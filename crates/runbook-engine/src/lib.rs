@@ -30,4 +30,5 @@ pub use runner::format_duration;
 pub use step::{
     Approvals, Decision, GateRequest, Outputs, ParseRendered, Question, StepContext,
     StepContextBuilder, StepExecutor, StepFailure, StepMessage, StepOutcome, Stream,
+    deadline_after,
 };

@@ -649,7 +649,7 @@ impl<'a> Dispatcher<'a> {
             self.runbook
                 .timeout
                 .as_ref()
-                .map(|t| deadline_after(t.value))
+                .map(|t| crate::step::deadline_after(t.value))
         } else {
             None
         };
@@ -1787,14 +1787,6 @@ fn step_context(state: &State) -> Value {
 
 /// Writes what templates see of a step (`steps.ID.*`) into its entry,
 /// reusing the keys already there.
-/// `now + wait`, or about thirty years from now when a huge duration from
-/// the file (`timeout: 9223372036854775807s`) would overflow the clock.
-fn deadline_after(wait: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(wait)
-        .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86_400))
-}
-
 fn fill_step_context(entry: &mut Map<String, Value>, state: &State) {
     let mut set = |key: &str, value: Value| match entry.get_mut(key) {
         Some(slot) => *slot = value,

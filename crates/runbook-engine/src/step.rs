@@ -341,6 +341,15 @@ pub struct Decision {
     pub decided_by: String,
 }
 
+/// `now + wait`, or about thirty years from now when a huge duration from
+/// the file (`timeout: 9223372036854775807s`) would overflow the clock:
+/// for deadlines the engine and the step kinds compute themselves.
+pub fn deadline_after(wait: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(wait)
+        .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86_400))
+}
+
 /// What an attempt may use from the run.
 pub struct StepContext {
     pub(crate) step_id: String,

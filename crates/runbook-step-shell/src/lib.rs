@@ -49,7 +49,7 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
-use tokio::time::{Instant, sleep_until, timeout};
+use tokio::time::{sleep_until, timeout};
 
 /// The interpreter used when a step sets no `shell`; the script is appended
 /// as its last argument.
@@ -450,11 +450,7 @@ impl Prepared {
         // Cancelled: signal the whole group, keep draining during the
         // grace, escalate to SIGKILL if anything is still around.
         group.signal(self.stop_signal);
-        // A huge `grace` from the file would overflow the clock.
-        let now = Instant::now();
-        let deadline = now
-            .checked_add(self.grace)
-            .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86_400));
+        let deadline = runbook_engine::deadline_after(self.grace);
         let mut status = None;
         let finished_in_grace = loop {
             if status.is_some() && drained {
