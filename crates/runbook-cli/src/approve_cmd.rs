@@ -4,6 +4,7 @@
 use crate::exit::ExitCode;
 use runbook_engine::RunDir;
 use runbook_engine::journal::{runs_dir, state_dir};
+use runbook_report::RunStatus;
 use runbook_step_gate::{ApprovalError, approver_name, write_decision};
 use std::path::PathBuf;
 
@@ -35,8 +36,8 @@ pub fn run(args: &ApproveArgs) -> anyhow::Result<ExitCode> {
     };
     if !run_dir.is_live() {
         // A finished run has nothing to resume; only a dead engine's run does.
-        let finished = std::fs::read_to_string(run_dir.journal_path())
-            .is_ok_and(|journal| journal.contains("\"event\":\"run_finished\""));
+        let finished = runbook_report::load_report(&state, &run_dir.id)
+            .is_ok_and(|report| !matches!(report.status, RunStatus::Stopped | RunStatus::Running));
         if finished {
             eprintln!(
                 "error: run {} has finished, so nothing is waiting for a decision",
