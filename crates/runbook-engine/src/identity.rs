@@ -14,13 +14,7 @@ pub fn current_user() -> Option<String> {
 }
 
 fn user_from_passwd() -> Option<String> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let uid = status
-        .lines()
-        .find_map(|line| line.strip_prefix("Uid:"))?
-        .split_whitespace()
-        .next()?
-        .to_string();
+    let uid = nix::unistd::getuid().to_string();
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
     name_of_uid(&passwd, &uid)
 }
