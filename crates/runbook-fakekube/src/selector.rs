@@ -2,6 +2,7 @@
 //! `fieldSelector=` query parameters, and the conversion of a workload's
 //! structured `spec.selector` into the same form.
 
+use crate::resources::Kind;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -217,6 +218,15 @@ impl FieldSelector {
         Ok(Self { requirements })
     }
 
+    /// The first field the real API server would not select `kind` by
+    /// (it answers 400 "field label not supported"), if any.
+    pub(crate) fn unsupported_field(&self, kind: Kind) -> Option<&str> {
+        self.requirements
+            .iter()
+            .map(|(field, _, _)| field.as_str())
+            .find(|field| !field_label_supported(kind, field))
+    }
+
     /// Whether the object satisfies every term; a missing field reads as the
     /// empty string, the way the apiserver's field sets treat unset values.
     pub(crate) fn matches(&self, object: &Value) -> bool {
@@ -224,6 +234,47 @@ impl FieldSelector {
             let actual = field_value(object, path);
             (actual == *expected) == *equal
         })
+    }
+}
+
+/// The fields each resource can be selected by, as the API server's
+/// registry declares them (`ToSelectableFields` of pods, events, replica
+/// sets, nodes and namespaces); every resource has the two metadata ones.
+fn field_label_supported(kind: Kind, field: &str) -> bool {
+    if matches!(field, "metadata.name" | "metadata.namespace") {
+        return true;
+    }
+    match kind {
+        Kind::Pod => matches!(
+            field,
+            "spec.nodeName"
+                | "spec.restartPolicy"
+                | "spec.schedulerName"
+                | "spec.serviceAccountName"
+                | "spec.hostNetwork"
+                | "status.phase"
+                | "status.podIP"
+                | "status.podIPs"
+                | "status.nominatedNodeName"
+        ),
+        Kind::Event => matches!(
+            field,
+            "involvedObject.kind"
+                | "involvedObject.namespace"
+                | "involvedObject.name"
+                | "involvedObject.uid"
+                | "involvedObject.apiVersion"
+                | "involvedObject.resourceVersion"
+                | "involvedObject.fieldPath"
+                | "reason"
+                | "reportingComponent"
+                | "source"
+                | "type"
+        ),
+        Kind::ReplicaSet => field == "status.replicas",
+        Kind::Node => field == "spec.unschedulable",
+        Kind::Namespace => field == "status.phase",
+        Kind::ConfigMap | Kind::PersistentVolumeClaim | Kind::Deployment => false,
     }
 }
 

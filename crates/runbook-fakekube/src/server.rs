@@ -513,11 +513,16 @@ struct Filter {
 }
 
 impl Filter {
-    fn from_params(ns: &str, params: &Params) -> Result<Self, ApiError> {
+    fn from_params(rt: &ResourceType, ns: &str, params: &Params) -> Result<Self, ApiError> {
         let labels = LabelSelector::parse(params.get("labelSelector").unwrap_or_default())
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         let fields = FieldSelector::parse(params.get("fieldSelector").unwrap_or_default())
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        if let Some(field) = fields.unsupported_field(rt.kind) {
+            return Err(ApiError::bad_request(format!(
+                "field label not supported: {field}"
+            )));
+        }
         Ok(Self {
             namespace: (!ns.is_empty()).then(|| ns.to_owned()),
             labels,
@@ -559,7 +564,7 @@ fn list(
     params: &Params,
     accept: &str,
 ) -> Response {
-    let filter = match Filter::from_params(ns, params) {
+    let filter = match Filter::from_params(rt, ns, params) {
         Ok(f) => f,
         Err(e) => return error_response(&e),
     };
@@ -615,7 +620,7 @@ fn watch_response(
     ns: &str,
     params: &Params,
 ) -> Response {
-    let filter = match Filter::from_params(ns, params) {
+    let filter = match Filter::from_params(rt, ns, params) {
         Ok(f) => f,
         Err(e) => return error_response(&e),
     };

@@ -178,6 +178,27 @@ async fn errors_are_statuses_with_apiserver_wording() {
     );
     assert_eq!(status["message"], "deployments.apps \"nope\" not found");
 
+    // A field the API server cannot select by is refused, not matched as
+    // empty; metadata fields and each resource's own are accepted.
+    let unsupported = request(
+        &fake,
+        "GET",
+        "/apis/apps/v1/namespaces/omendb-prod/deployments?fieldSelector=spec.replicas%3D3",
+        None,
+        "",
+    )
+    .await;
+    assert_eq!(unsupported.status, 400);
+    assert_eq!(
+        unsupported.json()["message"],
+        "field label not supported: spec.replicas"
+    );
+    let watch = request(&fake, "GET", "/api/v1/namespaces/omendb-prod/pods?watch=true&fieldSelector=status.phase%3DRunning,spec.nodeName%3Dx,reason%3DBackOff", None, "").await;
+    assert_eq!(watch.status, 400);
+    assert_eq!(watch.json()["message"], "field label not supported: reason");
+    let pods = request(&fake, "GET", "/api/v1/namespaces/omendb-prod/pods?fieldSelector=status.phase%3DRunning,metadata.namespace%3Domendb-prod", None, "").await;
+    assert_eq!(pods.status, 200);
+
     let current = request(&fake, "GET", DEPLOY, None, "").await.json();
     let mut stale = current.clone();
     stale["metadata"]["resourceVersion"] = json!("1");
