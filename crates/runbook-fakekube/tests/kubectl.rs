@@ -498,6 +498,33 @@ async fn logs_events_and_top() {
         bad.stderr
     );
 
+    // Field selectors: one the API server has for events, one it has not.
+    let backoff = h
+        .ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "reason=BackOff",
+            "-o",
+            "name",
+        ])
+        .await;
+    assert!(!backoff.trim().is_empty(), "{backoff}");
+    let unsupported = h
+        .run(&["get", "deployments", "--field-selector", "spec.replicas=3"])
+        .await;
+    assert_eq!(unsupported.code, 1);
+    assert!(
+        unsupported
+            .stderr
+            .contains("Error from server (BadRequest)")
+            && unsupported
+                .stderr
+                .contains("field label not supported: spec.replicas"),
+        "{}",
+        unsupported.stderr
+    );
+
     let events = h.ok(&["get", "events"]).await;
     assert!(
         events.contains("BackOff")
