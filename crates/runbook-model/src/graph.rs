@@ -101,14 +101,6 @@ impl Graph {
         (order.len() == n).then_some(order)
     }
 
-    /// Whether the steps can run in one order only, each needing the one
-    /// before it, so that no two are ever running at once. An empty map is
-    /// a chain; a map with a cycle is not.
-    pub fn is_chain(&self) -> bool {
-        self.waves()
-            .is_some_and(|waves| waves.iter().all(|wave| wave.len() == 1))
-    }
-
     /// Waves: wave 0 holds steps without needs, wave k the steps whose
     /// deepest dependency is in wave k-1. `None` when there is a cycle.
     pub fn waves(&self) -> Option<Vec<Vec<usize>>> {
@@ -138,20 +130,6 @@ mod tests {
         Graph {
             needs: needs.iter().map(|n| n.to_vec()).collect(),
         }
-    }
-
-    #[test]
-    fn a_chain_is_steps_that_each_need_the_one_before() {
-        assert!(graph(&[]).is_chain());
-        assert!(graph(&[&[]]).is_chain());
-        assert!(graph(&[&[], &[0], &[1]]).is_chain());
-        // Listed out of order, and with a need that the chain implies.
-        assert!(graph(&[&[1], &[2], &[]]).is_chain());
-        assert!(graph(&[&[], &[0], &[0, 1]]).is_chain());
-        // Two first steps, two steps after one, a cycle.
-        assert!(!graph(&[&[], &[]]).is_chain());
-        assert!(!graph(&[&[], &[0], &[0]]).is_chain());
-        assert!(!graph(&[&[1], &[0]]).is_chain());
     }
 
     #[test]
