@@ -141,12 +141,13 @@ fn plural(n: usize) -> &'static str {
 fn check_all(files: Vec<PathBuf>) -> Vec<Checked> {
     // Asking for the core count reads cgroup files, which costs more than
     // checking one small runbook.
-    if files.len() < 2 {
-        return files.into_iter().map(check_one).collect();
-    }
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(files.len());
+    let workers = if files.len() < 2 {
+        1
+    } else {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(files.len())
+    };
     if workers == 1 {
         return files.into_iter().map(check_one).collect();
     }
