@@ -719,11 +719,35 @@ fn invalid_runbooks_and_params_exit_2_without_running() {
     let done = sandbox.run("retries.yaml", &[]);
     assert_eq!(done.code, Some(2));
     assert!(
-        done.stderr.contains("missing required param `dir`"),
+        done.stderr.contains("missing required param `dir`")
+            && done.stderr.contains("pass it with --set dir=VALUE"),
         "{}",
         done.stderr
     );
     assert!(sandbox.run_dir().is_none(), "no run was recorded");
+    // A param that may come from the environment says so.
+    let hooked = sandbox.scratch().join("hooked.yaml");
+    std::fs::write(
+        &hooked,
+        "version: 1\nname: x\nparams:\n  hook: {secret: true, env: RB_TEST_HOOK}\n\
+         steps: {a: {type: shell, run: 'true'}}\n",
+    )
+    .expect("write");
+    let out = Command::new(BIN)
+        .arg("run")
+        .arg(&hooked)
+        .arg("--state-dir")
+        .arg(sandbox.state.path())
+        .env_remove("RB_TEST_HOOK")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr
+            .contains("missing required param `hook`; set $RB_TEST_HOOK or pass --set hook=VALUE"),
+        "{stderr}"
+    );
     let broken = sandbox.scratch().join("broken.yaml");
     std::fs::write(&broken, "version: 1\nname: x\nsteps: {a: {type: shell}}\n").expect("write");
     let out = Command::new(BIN)

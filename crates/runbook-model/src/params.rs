@@ -46,12 +46,14 @@ pub struct ResolvedParam {
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum ParamError {
     /// A required param has no value.
-    #[error("missing required param `{name}`{}", describe(.description))]
+    #[error("missing required param `{name}`{}", describe(.name, .description, .env))]
     Missing {
         /// The param.
         name: String,
         /// Its description, if any.
         description: Option<String>,
+        /// The environment variable it may also come from, if any.
+        env: Option<String>,
     },
     /// A value was given for a param the runbook does not declare.
     #[error("unknown param `{name}` (from {origin}){}", suggest(.suggestion))]
@@ -95,11 +97,19 @@ pub enum ParamError {
     BadFile(String),
 }
 
-fn describe(description: &Option<String>) -> String {
-    match description {
-        Some(d) => format!(" ({d}); pass it with --set NAME=VALUE"),
-        None => "; pass it with --set NAME=VALUE".to_string(),
-    }
+/// Says how to give the missing param a value, by its own name, and
+/// through its environment variable when it has one: a secret is better
+/// kept out of the shell history.
+fn describe(name: &str, description: &Option<String>, env: &Option<String>) -> String {
+    let about = description
+        .as_ref()
+        .map(|d| format!(" ({d})"))
+        .unwrap_or_default();
+    let how = match env {
+        Some(var) => format!("set ${var} or pass --set {name}=VALUE"),
+        None => format!("pass it with --set {name}=VALUE"),
+    };
+    format!("{about}; {how}")
 }
 
 fn suggest(suggestion: &Option<String>) -> String {
@@ -197,6 +207,7 @@ pub fn resolve(
                 errors.push(ParamError::Missing {
                     name: name.clone(),
                     description: param.description.clone(),
+                    env: param.env.clone(),
                 });
             }
             continue;
