@@ -2,6 +2,7 @@
 //! run waiting in another process, through the gate crate's approval files.
 
 use crate::exit::ExitCode;
+use crate::run_cmd::command_hint;
 use runbook_engine::RunDir;
 use runbook_engine::journal::{runs_dir, state_dir};
 use runbook_report::RunStatus;
@@ -45,8 +46,9 @@ pub fn run(args: &ApproveArgs) -> anyhow::Result<ExitCode> {
             );
         } else {
             eprintln!(
-                "error: run {} has no engine running (its engine stopped), so nothing is waiting for a decision; `runbook resume {}` continues it and asks again",
-                run_dir.id, run_dir.id
+                "error: run {} has no engine running (its engine stopped), so nothing is waiting for a decision; `{}` continues it and asks again",
+                run_dir.id,
+                command_hint("resume", &run_dir.id, args.state_dir.as_deref())
             );
         }
         return Ok(ExitCode::Usage);

@@ -298,16 +298,21 @@ fn check_approvals(runbook: &Runbook, approve: &[String]) -> Result<(), String> 
 /// `runbook approve RUN_ID`, with `--state-dir` when the run uses one that
 /// the approver's environment would not find by itself.
 pub(crate) fn approve_hint(run_dir: &RunDir, state_dir: Option<&std::path::Path>) -> String {
+    command_hint("approve", &run_dir.id, state_dir)
+}
+
+/// `runbook VERB RUN`, with `--state-dir` when the command that prints the
+/// hint was given one: pasted without it, the hint would find no run.
+pub(crate) fn command_hint(verb: &str, run: &str, state_dir: Option<&std::path::Path>) -> String {
     match state_dir {
         Some(dir) => {
             let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
             format!(
-                "runbook approve --state-dir {} {}",
+                "runbook {verb} --state-dir {} {run}",
                 shell_words::quote(&dir.display().to_string()),
-                run_dir.id
             )
         }
-        None => format!("runbook approve {}", run_dir.id),
+        None => format!("runbook {verb} {run}"),
     }
 }
 

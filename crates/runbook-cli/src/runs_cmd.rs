@@ -1,6 +1,7 @@
 //! `runbook runs`: the run history of a state directory, newest first.
 
 use crate::exit::ExitCode;
+use crate::run_cmd::command_hint;
 use anyhow::Context;
 use runbook_engine::journal::{runs_dir, state_dir};
 use runbook_report::time::format_duration;
@@ -52,7 +53,8 @@ pub fn run(args: &RunsArgs) -> anyhow::Result<ExitCode> {
             write!(stdout, "{}", table(&runs))?;
             if runs.iter().any(|r| r.status == "stopped") {
                 eprintln!(
-                    "a stopped run's engine died before it finished; `runbook resume RUN_ID` continues it"
+                    "a stopped run's engine died before it finished; `{}` continues it",
+                    command_hint("resume", "RUN_ID", args.state_dir.as_deref())
                 );
             }
         }

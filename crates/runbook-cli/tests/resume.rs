@@ -164,6 +164,24 @@ fn a_killed_run_resumes_with_every_side_effect_once_and_the_interrupted_step_aga
     let sandbox = Sandbox::new();
     let id = sandbox.killed_run(&fixture("append.yaml"), &[]);
     assert_eq!(sandbox.effects(), ["prepare", "slow-start"]);
+    // The hints to resume name the state directory they were given, so
+    // that pasting them finds the run.
+    let state = sandbox.state.path().display();
+    let approve = sandbox
+        .runbook(&["approve", &id, "slow"])
+        .output()
+        .expect("approve");
+    assert!(
+        stderr(&approve).contains(&format!("`runbook resume --state-dir {state} {id}`")),
+        "{}",
+        stderr(&approve)
+    );
+    let runs = sandbox.runbook(&["runs"]).output().expect("runs");
+    assert!(
+        stderr(&runs).contains(&format!("`runbook resume --state-dir {state} RUN_ID`")),
+        "{}",
+        stderr(&runs)
+    );
 
     sandbox.let_slow_finish();
     let out = sandbox.resume(&id, &[]);
