@@ -399,9 +399,30 @@ fn gates_are_approved_by_flag() {
     assert!(done.stderr.contains("[after] decided by --approve"));
     let decided = done.step_event("gate_decided", "ask");
     assert_eq!(decided["approved"], true);
+    // Decided in advance, the gate never waited: no `gate_waiting`, and no
+    // "waiting for approval" with commands that would find nothing.
+    let never_waited = |done: &Finished| {
+        assert!(
+            done.events("gate_waiting").is_empty(),
+            "{}",
+            done.journal_text
+        );
+        assert!(
+            !done.stderr.contains("waiting for approval"),
+            "{}",
+            done.stderr
+        );
+    };
+    never_waited(&done);
     let all = Sandbox::new();
     let done = all.run("gate-manual.yaml", &["--approve-all"]);
     assert_eq!(done.code, Some(0), "{}", done.stderr);
+    never_waited(&done);
+    assert!(
+        done.stderr.contains("approved by --approve-all"),
+        "{}",
+        done.stderr
+    );
 }
 
 #[test]
