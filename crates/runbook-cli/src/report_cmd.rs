@@ -14,9 +14,10 @@ use std::path::PathBuf;
 pub struct ReportArgs {
     /// The run (`runbook runs` lists them).
     pub run_id: String,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = ReportFormat::Md)]
-    pub format: ReportFormat,
+    /// Output format [default: from the extension of --output's FILE
+    /// (.md, .json, .html), else md].
+    #[arg(long, value_enum)]
+    pub format: Option<ReportFormat>,
     /// Write the report to FILE (created or replaced, mode 0600) instead of
     /// stdout.
     #[arg(short, long, value_name = "FILE")]
@@ -25,6 +26,35 @@ pub struct ReportArgs {
     /// $XDG_STATE_HOME/runbook, ~/.local/state/runbook).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+}
+
+/// `--format` when given, else the format the output file's extension
+/// names, else Markdown. `-o json` is refused: everywhere else `--output`
+/// names a format, and writing Markdown to a file called `json` would
+/// look like success.
+fn chosen_format(args: &ReportArgs) -> Result<ReportFormat, String> {
+    let Some(path) = &args.output else {
+        return Ok(args.format.unwrap_or(ReportFormat::Md));
+    };
+    let as_format = |text: &str| match text.to_ascii_lowercase().as_str() {
+        "md" | "markdown" => Some(ReportFormat::Md),
+        "json" => Some(ReportFormat::Json),
+        "html" | "htm" => Some(ReportFormat::Html),
+        _ => None,
+    };
+    let bare_name = path.parent().is_none_or(|dir| dir.as_os_str().is_empty());
+    if bare_name && let Some(named) = path.to_str().and_then(as_format) {
+        return Err(format!(
+            "`--output {}` names the file to write; for the format, use `--format {}`",
+            path.display(),
+            named.name()
+        ));
+    }
+    let by_extension = path
+        .extension()
+        .and_then(|ext| ext.to_str())
+        .and_then(as_format);
+    Ok(args.format.or(by_extension).unwrap_or(ReportFormat::Md))
 }
 
 /// Formats of `runbook report`.
@@ -38,7 +68,25 @@ pub enum ReportFormat {
     Html,
 }
 
+impl ReportFormat {
+    /// The value `--format` takes for it.
+    fn name(self) -> &'static str {
+        match self {
+            ReportFormat::Md => "md",
+            ReportFormat::Json => "json",
+            ReportFormat::Html => "html",
+        }
+    }
+}
+
 pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
+    let format = match chosen_format(args) {
+        Ok(format) => format,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return Ok(ExitCode::Usage);
+        }
+    };
     let state = state_dir(args.state_dir.as_deref(), &|name| std::env::var(name).ok())?;
     let report = match load_report(&state, &args.run_id) {
         Ok(report) => report,
@@ -66,7 +114,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
             torn.line
         );
     }
-    let text = match args.format {
+    let text = match format {
         ReportFormat::Md => render_markdown(&report),
         ReportFormat::Json => render_json(&report),
         ReportFormat::Html => render_html(&report),

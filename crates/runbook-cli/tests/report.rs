@@ -212,6 +212,45 @@ fn report_errors_name_the_problem() {
     let path = journal(state, &id);
     let good = std::fs::read_to_string(&path).expect("journal");
 
+    // The output file's extension picks the format unless --format is
+    // given; a bare format name is taken for the format the user meant.
+    let dir = tempfile::tempdir().expect("out dir");
+    let html = dir.path().join("timeline.html");
+    let out = output(state, &["report", &id, "-o", html.to_str().expect("path")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&html).expect("html written");
+    assert!(
+        text.starts_with("<!DOCTYPE html>"),
+        "{}",
+        &text[..text.len().min(80)]
+    );
+    let forced = dir.path().join("forced.html");
+    let out = output(
+        state,
+        &[
+            "report",
+            &id,
+            "--format",
+            "json",
+            "-o",
+            forced.to_str().expect("path"),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&forced).expect("json written");
+    assert!(serde_json::from_str::<Value>(&text).is_ok(), "{text}");
+    let bare = runbook(state, &["report", &id, "--output", "json"])
+        .current_dir(dir.path())
+        .output()
+        .expect("report");
+    assert_eq!(bare.status.code(), Some(2));
+    assert!(
+        stderr(&bare).contains("for the format, use `--format json`"),
+        "{}",
+        stderr(&bare)
+    );
+    assert!(!dir.path().join("json").exists(), "no file named json");
+
     // A torn last line: reported, not fatal.
     std::fs::write(&path, format!("{good}{{\"ts\":\"2026-11-")).expect("tear");
     let torn = output(state, &["report", &id]);
