@@ -35,9 +35,15 @@ pub struct DemoArgs {
     /// Where the run is recorded (default: the usual state directory).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Run this runbook instead of the built-in SEV1 runbook.
+    /// Run this runbook instead of the built-in SEV1 runbook. It gets the
+    /// environment's values for the params it declares (base_url,
+    /// metrics_url, the webhooks, backup_dir, rollout_timeout); --set gives
+    /// the others.
     #[arg(long, value_name = "FILE")]
     pub runbook: Option<PathBuf>,
+    /// Set a param (repeatable); wins over the environment's value.
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub sets: Vec<String>,
 }
 
 pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
@@ -93,8 +99,17 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let exe = std::env::current_exe().context("cannot find the runbook executable")?;
     let mut command = tokio::process::Command::new(exe);
     command.arg("run").arg(&runbook);
+    // The environment's values are for the SEV1 runbook's params; another
+    // runbook gets those it declares, since `run` refuses unknown ones.
+    let declared = declared_params(&runbook);
     for (name, value) in env.params() {
-        command.arg("--set").arg(format!("{name}={value}"));
+        if declared.as_ref().is_none_or(|names| names.contains(&name)) {
+            command.arg("--set").arg(format!("{name}={value}"));
+        }
+    }
+    // After the environment's: a later --set wins.
+    for set in &args.sets {
+        command.arg("--set").arg(set);
     }
     if args.approve_all {
         command.arg("--approve-all");
@@ -156,4 +171,13 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         Some(130) | None => ExitCode::Interrupted,
         Some(_) => ExitCode::Failure,
     })
+}
+
+/// The params `path` declares, or `None` when it does not load (then `run`
+/// reports why, with every `--set` in view).
+fn declared_params(path: &std::path::Path) -> Option<Vec<String>> {
+    let (_, loaded) = runbook_model::load_file(path);
+    loaded
+        .runbook
+        .map(|runbook| runbook.params.keys().cloned().collect())
 }

@@ -117,3 +117,35 @@ fn disk_full_is_fixed_by_cleaning_after_approval() {
 fn unrecoverable_reaches_the_restore_gate_and_escalates() {
     check("unrecoverable", 1);
 }
+
+#[test]
+fn another_runbook_gets_the_params_it_declares_and_set_gives_the_rest() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let runbook = dir.path().join("mine.yaml");
+    // Declares one of the environment's params and one of its own; the
+    // environment's other values would be unknown params to `run`.
+    std::fs::write(
+        &runbook,
+        "version: 1\nname: mine\nparams:\n  base_url: {}\n  who: {}\nsteps:\n  \
+         health: {type: http-check, url: '{{params.base_url}}/health'}\n  \
+         hello: {type: shell, run: 'echo hello {{params.who}}', needs: [health]}\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(["demo", "healthy", "--runbook"])
+        .arg(&runbook)
+        .args(["--set", "who=sre", "--output", "json", "--state-dir"])
+        .arg(dir.path().join("state"))
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("runbook demo runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let hello = stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|e| e["event"] == "step_finished" && e["step"] == "hello")
+        .unwrap_or_else(|| panic!("no step_finished for hello:\n{stdout}\n{stderr}"));
+    assert_eq!(hello["outputs"]["stdout"], "hello sre");
+}
