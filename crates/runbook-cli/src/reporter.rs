@@ -181,11 +181,15 @@ impl HumanReporter {
                 let line = match (e.status.as_deref(), &e.would_run) {
                     (Some("succeeded"), Some(would)) => {
                         let mut lines = would.lines();
-                        let mut text = format!(
-                            "{} {id} {}",
-                            self.screen.paint("36", "○"),
-                            lines.next().unwrap_or("would run")
-                        );
+                        let first = lines.next().unwrap_or_default();
+                        // A shell step's text is its command: say that it
+                        // was not run, as the summary's "would run" does.
+                        let first = if first.starts_with("would ") {
+                            first.to_string()
+                        } else {
+                            format!("would run: {first}")
+                        };
+                        let mut text = format!("{} {id} {first}", self.screen.paint("36", "○"));
                         for more in lines {
                             text.push_str("\n    ");
                             text.push_str(more);

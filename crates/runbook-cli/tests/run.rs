@@ -373,7 +373,18 @@ fn dry_run_lists_what_would_run() {
     let done = sandbox.run("rollbacks.yaml", &["--dry-run"]);
     assert_eq!(done.code, Some(0), "{}", done.stderr);
     assert!(!done.stderr.contains("[one] one"), "{}", done.stderr);
-    assert!(done.step_event("step_finished", "boom")["would_run"].is_string());
+    let would = done.step_event("step_finished", "boom")["would_run"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(!would.is_empty());
+    // The progress line says the command was not run.
+    let first = would.lines().next().unwrap_or_default();
+    assert!(
+        done.stderr.contains(&format!("boom would run: {first}")),
+        "{}",
+        done.stderr
+    );
     assert_eq!(done.events("run_started")[0]["dry_run"], true);
 }
 
