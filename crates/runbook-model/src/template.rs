@@ -110,11 +110,23 @@ pub struct SyntaxError {
     pub position: Option<(usize, usize)>,
 }
 
+/// How deep blocks and subexpressions may nest. Handlebars parses and
+/// renders them by recursion: a few thousand levels overflowed the stack,
+/// and the process died by a signal with no diagnostic. Templates people
+/// write nest a handful of levels.
+pub const MAX_NESTING: usize = 32;
+
 /// Parses `text` and lists what it uses.
 pub fn analyze(text: &str) -> Result<Analysis, SyntaxError> {
     let mut analysis = Analysis::default();
     if !text.contains("{{") {
         return Ok(analysis);
+    }
+    if let Some(position) = nests_too_deep(text) {
+        return Err(SyntaxError {
+            message: format!("blocks and subexpressions nest more than {MAX_NESTING} levels deep"),
+            position: Some(position),
+        });
     }
     let template = handlebars::template::Template::compile(text).map_err(|error| SyntaxError {
         message: error.reason().to_string(),
@@ -122,6 +134,81 @@ pub fn analyze(text: &str) -> Result<Analysis, SyntaxError> {
     })?;
     walk(&template.elements, true, &mut analysis);
     Ok(analysis)
+}
+
+/// The 1-based line and column of the first `{{#block` or `(` that nests
+/// deeper than [`MAX_NESTING`], found by a scan that does not recurse.
+/// Quoted literals and comments are skipped.
+fn nests_too_deep(text: &str) -> Option<(usize, usize)> {
+    let bytes = text.as_bytes();
+    let (mut line, mut col) = (1usize, 1usize);
+    let mut blocks = 0usize;
+    // Inside a mustache: its subexpression depth, and an open quote.
+    let mut inside: Option<usize> = None;
+    let mut quote: Option<u8> = None;
+    let mut i = 0;
+    while i < bytes.len() {
+        let here = (line, col);
+        let rest = &bytes[i..];
+        let mut step = 1;
+        match inside {
+            None if rest.starts_with(b"{{") => {
+                step = rest.iter().take_while(|&&b| b == b'{').count();
+                let body = &rest[step..];
+                let body = body.strip_prefix(b"~").unwrap_or(body);
+                if body.starts_with(b"!") {
+                    // A comment: skip to its end, counting nothing in it.
+                    let end: &[u8] = if body.starts_with(b"!--") {
+                        b"--}}"
+                    } else {
+                        b"}}"
+                    };
+                    step = rest
+                        .windows(end.len())
+                        .position(|w| w == end)
+                        .map_or(rest.len(), |at| at + end.len());
+                } else {
+                    if body.starts_with(b"#") {
+                        blocks += 1;
+                        if blocks > MAX_NESTING {
+                            return Some(here);
+                        }
+                    } else if body.starts_with(b"/") {
+                        blocks = blocks.saturating_sub(1);
+                    }
+                    inside = Some(0);
+                }
+            }
+            None => {}
+            Some(depth) => match (quote, rest[0]) {
+                (Some(q), b) if b == q => quote = None,
+                (Some(_), _) => {}
+                (None, b'"' | b'\'') => quote = Some(rest[0]),
+                (None, b'(') => {
+                    if depth + 1 > MAX_NESTING {
+                        return Some(here);
+                    }
+                    inside = Some(depth + 1);
+                }
+                (None, b')') => inside = Some(depth.saturating_sub(1)),
+                (None, b'}') if rest.starts_with(b"}}") => {
+                    step = rest.iter().take_while(|&&b| b == b'}').count();
+                    inside = None;
+                }
+                _ => {}
+            },
+        }
+        for &b in &bytes[i..(i + step).min(bytes.len())] {
+            if b == b'\n' {
+                line += 1;
+                col = 1;
+            } else if b & 0xC0 != 0x80 {
+                col += 1;
+            }
+        }
+        i += step;
+    }
+    None
 }
 
 fn walk(elements: &[TemplateElement], at_root: bool, analysis: &mut Analysis) {
@@ -229,6 +316,28 @@ mod tests {
         let paths: Vec<String> = a.variables.iter().map(|v| v.path.join(".")).collect();
         assert_eq!(paths, ["params.env", "steps.check-x.outputs.body"]);
         assert_eq!(a.helpers, ["eq", "upper"]);
+    }
+
+    #[test]
+    fn nesting_is_limited_before_handlebars_recurses() {
+        let deep = |n: usize| format!("{{{{eq {}x{}}}}}", "(eq ".repeat(n), ")".repeat(n));
+        assert!(analyze(&deep(MAX_NESTING)).is_ok());
+        let error = analyze(&deep(5000)).expect_err("too deep");
+        assert!(
+            error.message.contains("nest more than 32"),
+            "{}",
+            error.message
+        );
+        assert_eq!(error.position, Some((1, 6 + 4 * MAX_NESTING)));
+        let blocks = |n: usize| format!("{}x{}", "{{#if 1}}".repeat(n), "{{/if}}".repeat(n));
+        assert!(analyze(&blocks(MAX_NESTING)).is_ok());
+        assert!(analyze(&blocks(5000)).is_err());
+        // Siblings are not nesting; quotes and comments are not counted.
+        assert!(analyze(&"{{#if 1}}a{{/if}}".repeat(100)).is_ok());
+        let quoted = format!("{{{{eq \"{}\" x}}}}", "(".repeat(100));
+        assert!(analyze(&quoted).is_ok());
+        let comment = format!("{{{{!-- {} --}}}}{{{{x}}}}", "{{#if 1}}(".repeat(100));
+        assert!(analyze(&comment).is_ok());
     }
 
     #[test]
