@@ -279,3 +279,53 @@ fn kubernetes_manifests_in_a_directory_are_skipped_with_a_note() {
     let out = runbook(&["validate", "examples/k8s/job.yaml"]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+/// The `-->` header of the human form names the same line and column as
+/// the JSON form, including where a renderer would count differently: a
+/// byte order mark, lines ended by a lone CR, a position at the end of a
+/// line or of the file, a character wider than one byte.
+#[test]
+fn the_human_header_and_json_agree_on_every_position() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cases: [(&str, &[u8]); 7] = [
+        ("eof", b"a: 1\nb\n"),
+        ("unclosed", b"a: {b: 1\n"),
+        ("bare-document", b"---\n"),
+        (
+            "bom",
+            b"\xEF\xBB\xBFversion: 2\nname: x\nsteps: {a: {type: shell, run: 'true'}}\n",
+        ),
+        (
+            "lone-cr",
+            b"version: 1\rname: x\rsteps:\r  a: {type: shell, run: 'true', timeout: 5}\r",
+        ),
+        (
+            "wide",
+            "version: 1\nname: x\nsteps: {a: {type: shell, run: 'échec', timeout: 5}}\n".as_bytes(),
+        ),
+        (
+            "deep-template",
+            format!(
+                "version: 1\nname: x\nsteps: {{a: {{type: shell, run: '{}x{}'}}}}\n",
+                "{{#if 1}}".repeat(40),
+                "{{/if}}".repeat(40)
+            )
+            .leak()
+            .as_bytes(),
+        ),
+    ];
+    for (name, bytes) in cases {
+        let path = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&path, bytes).expect("write");
+        let path = path.to_str().expect("utf-8 path");
+        let human = runbook(&["validate", path]);
+        assert_eq!(human.status.code(), Some(1), "{name}");
+        let json = runbook(&["validate", "--format", "json", path]);
+        let report: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON report");
+        let first = &report["diagnostics"][0];
+        let header = format!("--> {path}:{}:{}", first["line"], first["col"]);
+        let text = String::from_utf8_lossy(&human.stderr).into_owned()
+            + &String::from_utf8_lossy(&human.stdout);
+        assert!(text.contains(&header), "{name}: no `{header}` in\n{text}");
+    }
+}

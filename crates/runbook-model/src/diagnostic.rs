@@ -232,18 +232,13 @@ pub fn render_human(file: &FileDiagnostics<'_>, color: bool) -> String {
             .id(diagnostic.code.as_str());
         let mut group = Group::with_title(title);
         if !file.source.is_empty() {
-            let start = diagnostic.span.start.min(file.source.len());
-            let end = diagnostic.span.end.clamp(start, file.source.len());
-            // A multi-line node (a whole mapping) would print dozens of lines;
-            // the first line is enough to locate it.
-            let end = file.source[start..end]
-                .find('\n')
-                .map_or(end, |newline| start + newline);
+            let (line, range) = line_of(file.source, diagnostic);
             let annotation = AnnotationKind::Primary
-                .span(start..end)
+                .span(range)
                 .label(diagnostic.label.as_deref());
             group = group.element(
-                Snippet::source(file.source)
+                Snippet::source(line)
+                    .line_start(diagnostic.span.line as usize)
                     .path(path.as_str())
                     .fold(true)
                     .annotation(annotation),
@@ -262,6 +257,43 @@ pub fn render_human(file: &FileDiagnostics<'_>, color: bool) -> String {
         out.push_str("\n\n");
     }
     out
+}
+
+/// The source line a diagnostic points into, and its span within that line
+/// (the first line of a multi-line node is enough to locate it).
+///
+/// Only the line is handed to the renderer: given the whole file, it
+/// indexed the file again for every diagnostic (20,000 errors in a 140 KB
+/// file took 17 s), and it counted lines and columns its own way, so the
+/// `-->` header could disagree with the diagnostic's position (a byte
+/// order mark, lines ended by a lone CR, a span at the end of the file).
+/// The line starts `col - 1` characters before the span, so the header
+/// shows the diagnostic's own line and column.
+fn line_of<'s>(source: &'s str, diagnostic: &Diagnostic) -> (&'s str, std::ops::Range<usize>) {
+    let mut at = diagnostic.span.start.min(source.len());
+    while !source.is_char_boundary(at) {
+        at -= 1;
+    }
+    let back = (diagnostic.span.col as usize).saturating_sub(1);
+    let line_start = source[..at]
+        .char_indices()
+        .rev()
+        .take(back)
+        .take_while(|(_, c)| *c != '\n' && *c != '\r')
+        .last()
+        .map_or(at, |(offset, _)| offset);
+    let line_end = source[at..]
+        .find(['\n', '\r'])
+        .map_or(source.len(), |offset| at + offset);
+    let end = diagnostic.span.end.clamp(at, line_end);
+    let end = (at..=end)
+        .rev()
+        .find(|&offset| source.is_char_boundary(offset))
+        .unwrap_or(at);
+    (
+        &source[line_start..line_end],
+        at - line_start..end - line_start,
+    )
 }
 
 /// The JSON form of one diagnostic (`validate --format json`).
