@@ -23,6 +23,15 @@ fn is_identifier(text: &str, first: fn(char) -> bool, rest: fn(char) -> bool) ->
     chars.next().is_some_and(first) && chars.all(rest)
 }
 
+/// A key for a message: in backticks, or said to be empty.
+fn shown_key(key: &str) -> String {
+    if key.is_empty() {
+        "(empty)".to_string()
+    } else {
+        format!("`{key}`")
+    }
+}
+
 /// A runbook name: `^[a-z0-9][a-z0-9_-]*$`.
 fn is_runbook_name(text: &str) -> bool {
     is_identifier(
@@ -621,7 +630,7 @@ impl<'a> Lowerer<'a> {
                 let d = self.error(
                     Code::InvalidIdentifier,
                     entry.key_span,
-                    format!("param name `{}` is not valid", entry.key),
+                    format!("param name {} is not valid", shown_key(&entry.key)),
                 );
                 d.label = Some("invalid param name".into());
                 d.help = Some("use lower-case letters, digits and `_`, starting with a letter or `_` (templates read it as `params.NAME`)".into());
@@ -796,7 +805,7 @@ impl<'a> Lowerer<'a> {
                 let d = self.error(
                     Code::InvalidIdentifier,
                     entry.key_span,
-                    format!("step id `{}` is not valid", entry.key),
+                    format!("step id {} is not valid", shown_key(&entry.key)),
                 );
                 d.label = Some("invalid step id".into());
                 d.help = Some(

@@ -439,7 +439,7 @@ pub fn parse(text: &str) -> Result<Parsed, Vec<Diagnostic>> {
                 pending_key,
                 ..
             }) => match pending_key.take() {
-                None => match key_text(&node) {
+                None => match key_text(&node, text) {
                     Some(key) => *pending_key = Some((Some(key), node.span)),
                     None => {
                         diagnostics.push(
@@ -522,14 +522,25 @@ fn count_nodes(node: &Node) -> usize {
     }
 }
 
-fn key_text(node: &Node) -> Option<String> {
+/// A key's text. A plain key that does not resolve to a string keeps what
+/// was written: `~` or an empty key is not the id `null`, and `.inf` is not
+/// `inf`, so the name rules judge the key the author sees.
+fn key_text(node: &Node, source: &str) -> Option<String> {
     match &node.value {
         Value::Str(s) => Some(s.clone()),
-        Value::Int(i) => Some(i.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        Value::Float(f) => Some(f.to_string()),
-        Value::Null => Some("null".to_string()),
         Value::Seq(_) | Value::Map(_) => None,
+        resolved => {
+            let written = (node.style == Some(ScalarKind::Plain))
+                .then(|| source.get(node.span.start..node.span.end))
+                .flatten();
+            Some(match (written, resolved) {
+                (Some(written), _) => written.trim_end().to_string(),
+                (None, Value::Int(i)) => i.to_string(),
+                (None, Value::Bool(b)) => b.to_string(),
+                (None, Value::Float(f)) => f.to_string(),
+                (None, _) => "null".to_string(),
+            })
+        }
     }
 }
 
