@@ -67,10 +67,39 @@ pub fn load(path: &Path, text: &str) -> Loaded {
     }
 }
 
+/// The largest runbook file read: far above any runbook a person writes,
+/// far below what reading `/dev/zero` would take.
+pub const MAX_RUNBOOK_BYTES: u64 = 64 << 20;
+
+/// Reads a file a runbook names or is, refusing what is not a regular file
+/// (a FIFO would block, `/dev/zero` never ends) and anything over `limit`
+/// bytes, instead of reading until memory runs out.
+pub fn read_regular_file(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let metadata = std::fs::metadata(path)?;
+    if !metadata.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {} MiB", limit >> 20),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Reads and loads a runbook file; a file that cannot be read or is not
 /// UTF-8 yields a single diagnostic.
 pub fn load_file(path: &Path) -> (String, Loaded) {
-    match std::fs::read(path) {
+    match read_regular_file(path, MAX_RUNBOOK_BYTES) {
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(text) => {
                 let loaded = load(path, &text);

@@ -195,3 +195,31 @@ fn arbitrary_input_ends_in_diagnostics_or_success() {
         assert!(kib < 1_500_000, "peak memory {kib} KiB");
     }
 }
+
+/// Special files and oversized files end in a diagnostic instead of a read
+/// that blocks (a FIFO) or never ends (`/dev/zero`).
+#[test]
+fn files_that_are_not_regular_or_too_large_are_refused() {
+    for special in ["/dev/zero", "/dev/null", "/"] {
+        let (_, loaded) = runbook_model::load_file(Path::new(special));
+        assert!(loaded.runbook.is_none(), "{special}");
+        assert!(
+            loaded.diagnostics[0].message.contains("not a regular file"),
+            "{special}: {}",
+            loaded.diagnostics[0].message
+        );
+    }
+    let dir = std::env::temp_dir().join(format!("runbook-robustness-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("big.yaml");
+    std::fs::write(&file, vec![b'#'; 2 << 20]).expect("write");
+    let error = runbook_model::read_regular_file(&file, 1 << 20).expect_err("over the limit");
+    assert!(error.to_string().contains("larger than 1 MiB"), "{error}");
+    assert_eq!(
+        runbook_model::read_regular_file(&file, 2 << 20)
+            .expect("at the limit")
+            .len(),
+        2 << 20
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -90,6 +90,9 @@ impl Clients {
     }
 }
 
+/// A CA bundle is kilobytes; the system's whole store is under 1 MiB.
+const CA_CERT_LIMIT: u64 = 16 << 20;
+
 /// Reads the `ca_cert` file into settings (read per attempt: it is small,
 /// and an operator who fixes the file between retries expects it to count).
 pub(crate) fn settings_for(
@@ -104,9 +107,11 @@ pub(crate) fn settings_for(
     match ca_cert {
         None => Ok(TlsSettings::Platform),
         Some(path) => {
-            let pem = std::fs::read(path).map_err(|source| ClientError::ReadCaCert {
-                path: path.to_path_buf(),
-                source,
+            let pem = runbook_model::read_regular_file(path, CA_CERT_LIMIT).map_err(|source| {
+                ClientError::ReadCaCert {
+                    path: path.to_path_buf(),
+                    source,
+                }
             })?;
             Ok(TlsSettings::ExtraRoots {
                 path: path.to_path_buf(),

@@ -112,6 +112,14 @@ pub async fn load(source: &Source, context: Option<&str>) -> Result<Loaded, Kube
                         path.display()
                     )));
                 }
+                // kube reads the file whole: a FIFO or `/dev/zero` would
+                // block it or fill memory.
+                if !path.is_file() {
+                    return Err(KubectlError::Config(format!(
+                        "kubeconfig {} is not a regular file",
+                        path.display()
+                    )));
+                }
                 let one = Kubeconfig::read_from(path).map_err(|e| {
                     KubectlError::Config(format!(
                         "cannot load kubeconfig {}: {}",
