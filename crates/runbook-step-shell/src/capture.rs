@@ -83,6 +83,11 @@ impl Tail {
         }
     }
 
+    /// Every byte pushed so far, kept or not.
+    pub(crate) fn total(&self) -> u64 {
+        self.total
+    }
+
     /// The kept bytes in order, and how many bytes were dropped.
     pub(crate) fn finish(self) -> Captured {
         // Put in order where they are: a megabyte of output is copied once

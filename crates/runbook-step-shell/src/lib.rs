@@ -28,12 +28,14 @@
 //! Unix only.
 
 mod capture;
+mod flood;
 mod leftovers;
 mod process_group;
 mod program;
 
 use async_trait::async_trait;
 use capture::{Batch, LineSplitter, Tail};
+use flood::FloodPipes;
 use nix::sys::signal::Signal;
 use process_group::ProcessGroup;
 use program::Programs;
@@ -42,6 +44,7 @@ use runbook_model::{ShellStep, Step, StepKind, Typed};
 use serde_json::Value;
 use std::ffi::{OsStr, OsString};
 use std::future::Future;
+use std::os::fd::AsFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -85,12 +88,13 @@ const DRY_RUN_PREVIEW_LINES: usize = 10;
 const READ_CHUNK: usize = 64 << 10;
 
 /// Runs `type: shell` steps. One instance serves every step of a run; it
-/// remembers where along `PATH` it found each step's program (clones share
-/// that memory).
+/// remembers where along `PATH` it found each step's program and how many
+/// flooded pipes it has grown (clones share both).
 #[derive(Clone, Debug, Default)]
 pub struct ShellExecutor {
     programs: Programs,
     groups: std::sync::Arc<leftovers::GroupLog>,
+    pipes: std::sync::Arc<FloodPipes>,
 }
 
 pub use leftovers::stop_leftover_groups;
@@ -130,7 +134,7 @@ impl StepExecutor for ShellExecutor {
         if ctx.dry_run() && !read_only {
             return StepOutcome::WouldRun(command.preview());
         }
-        command.execute(&self.programs, &self.groups, ctx).await
+        command.execute(self, ctx).await
     }
 }
 
@@ -294,12 +298,12 @@ impl Prepared {
         self.command(OsStr::new(name), ctx).spawn()
     }
 
-    async fn execute(
-        self,
-        programs: &Programs,
-        groups: &leftovers::GroupLog,
-        ctx: &StepContext,
-    ) -> StepOutcome {
+    async fn execute(self, executor: &ShellExecutor, ctx: &StepContext) -> StepOutcome {
+        let ShellExecutor {
+            programs,
+            groups,
+            pipes,
+        } = executor;
         if ctx.cancelled().is_cancelled() {
             return StepOutcome::Failed(StepFailure::new("cancelled before the process started"));
         }
@@ -331,8 +335,8 @@ impl Prepared {
         let ending = {
             let pumps = async {
                 tokio::join!(
-                    pump(stdout, Stream::Stdout, &mut out_tail, ctx),
-                    pump(stderr, Stream::Stderr, &mut err_tail, ctx),
+                    pump(stdout, Stream::Stdout, &mut out_tail, pipes, ctx),
+                    pump(stderr, Stream::Stderr, &mut err_tail, pipes, ctx),
                 );
             };
             tokio::pin!(pumps);
@@ -482,11 +486,12 @@ impl Prepared {
 /// output) and, split into lines, to the live output: the complete lines of
 /// each read as one message, so the engine's cost follows the number of
 /// reads, not the number of lines. Past the live output's allowance, a
-/// chunk's lines are only counted.
+/// chunk's lines are only counted. A flooded pipe is grown (see [`flood`]).
 async fn pump(
-    mut reader: impl AsyncRead + Unpin,
+    mut reader: impl AsyncRead + AsFd + Unpin,
     stream: Stream,
     tail: &mut Tail,
+    pipes: &FloodPipes,
     ctx: &StepContext,
 ) {
     // Not zero-filled: `read_buf` reads into the spare capacity. Zeroing
@@ -496,12 +501,17 @@ async fn pump(
     let mut lines = LineSplitter::new(MAX_LINE_BYTES);
     let mut batch = Batch::default();
     let send = |batch: &mut Batch| ctx.output_lines(stream, batch.take());
+    let mut grown = None;
     loop {
         buffer.clear();
         match reader.read_buf(&mut buffer).await {
             Ok(0) => break,
             Ok(_) => {
                 tail.push(&buffer);
+                if grown.is_none() && tail.total() >= flood::FLOOD_BYTES {
+                    // Tried once: a refusal stands for the rest of the step.
+                    grown = Some(pipes.grow(&reader));
+                }
                 if ctx.live_line_allowance() == 0 {
                     ctx.output_not_shown(lines.skip(&buffer));
                 } else {

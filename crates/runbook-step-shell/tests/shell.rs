@@ -408,6 +408,42 @@ async fn a_flood_of_output_keeps_only_the_tail() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooded_pipe_is_grown_and_a_quiet_one_is_not() {
+    // perl (perl-base is essential on Debian) asks for the size of the
+    // script's stdout pipe (F_GETPIPE_SZ is 1032) and says it on stderr,
+    // whose own pipe never floods.
+    let size = r#"perl -e 'printf STDERR "%s %d\n", $ARGV[0], fcntl(STDOUT, 1032, 0)'"#;
+    let step = step(&format!(
+        "    run: |\n      head -c 100000 /dev/zero | tr '\\0' x\n      {size} quiet\n      head -c 2000000 /dev/zero | tr '\\0' y\n      {size} flooded\n"
+    ));
+    let (ctx, _messages) = context("").build();
+    let outputs = succeeded(run(&step, &ctx).await);
+    let stderr = outputs["stderr"].as_str().expect("string");
+    let size_of = |name: &str| -> usize {
+        stderr
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{name} ")))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no size for {name} in {stderr:?}"))
+    };
+    // The most an unprivileged process may ask for; root may ask for more,
+    // but the engine asks for 1 MiB.
+    let max: usize = std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(1 << 20);
+    assert_eq!(size_of("flooded"), max.min(1 << 20), "{stderr}");
+    assert!(size_of("quiet") < 1 << 20, "{stderr}");
+    assert_eq!(
+        outputs["stdout"]
+            .as_str()
+            .map(str::len)
+            .map(|n| n > 1_000_000),
+        Some(true)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lines_arrive_while_the_process_runs() {
     let flag = unique("flag");
     let step = step(
