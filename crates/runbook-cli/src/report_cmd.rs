@@ -2,6 +2,7 @@
 //! one self-contained HTML file, read from its journal.
 
 use crate::exit::ExitCode;
+use crate::run_cmd::command_hint;
 use anyhow::Context;
 use runbook_engine::journal::state_dir;
 use runbook_report::{ReportError, load_report, render_html, render_json, render_markdown};
@@ -88,7 +89,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let state = state_dir(args.state_dir.as_deref(), &|name| std::env::var(name).ok())?;
-    let report = match load_report(&state, &args.run_id) {
+    let mut report = match load_report(&state, &args.run_id) {
         Ok(report) => report,
         Err(error @ ReportError::UnknownRun { .. }) => {
             eprintln!("error: {error}");
@@ -114,6 +115,10 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
             torn.line
         );
     }
+    // Pasted without the `--state-dir` this report was read from, the
+    // resume command would find no run.
+    let resume = command_hint("resume", &report.run_id, args.state_dir.as_deref());
+    report.set_resume_command(&resume);
     let text = match format {
         ReportFormat::Md => render_markdown(&report),
         ReportFormat::Json => render_json(&report),

@@ -352,8 +352,27 @@ fn a_killed_run_is_running_then_stopped_with_its_step_interrupted() {
         .expect("slow step");
     assert_eq!(slow["status"], "interrupted");
     assert_eq!(slow["attempt_log"][0]["end"], "engine_stopped");
+    // The run lives in a state directory given with --state-dir: the
+    // resume command the report gives must name it, or it finds no run.
+    let resume = format!("runbook resume --state-dir {} {id}", state.display());
+    assert_eq!(doc["resume_command"], resume.as_str());
+    let stopped = doc["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .rfind(|entry| entry["kind"] == "engine_stopped")
+        .cloned()
+        .expect("engine_stopped entry");
+    assert!(
+        stopped["text"]
+            .as_str()
+            .is_some_and(|t| t.ends_with(&format!("`{resume}`"))),
+        "{stopped}"
+    );
     let md = stdout(&output(state, &["report", &id]));
-    assert!(md.contains(&format!("runbook resume {id}")), "{md}");
+    assert!(md.contains(&format!("`{resume}` continues it")), "{md}");
+    let html = stdout(&output(state, &["report", &id, "--format", "html"]));
+    assert!(html.contains(&format!("<code>{resume}</code>")), "{html}");
 }
 
 /// Kills `pid`'s whole process group, as a power loss would.

@@ -172,11 +172,11 @@ fn write_page(out: &mut String, r: &Report) -> std::fmt::Result {
             torn.line, torn.bytes
         )?;
     }
-    if r.status == RunStatus::Stopped {
+    if let Some(command) = &r.resume_command {
         writeln!(
             out,
-            "<p class=\"note\">The engine stopped before the run finished. <code>runbook resume {}</code> continues it.</p>",
-            esc(&r.run_id)
+            "<p class=\"note\">The engine stopped before the run finished. <code>{}</code> continues it.</p>",
+            esc(command)
         )?;
     }
 

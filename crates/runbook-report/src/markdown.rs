@@ -62,11 +62,10 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
             torn.line, torn.bytes
         )?;
     }
-    if r.status == crate::RunStatus::Stopped {
+    if let Some(command) = &r.resume_command {
         writeln!(
             out,
-            "> **Note:** the engine stopped before the run finished. `runbook resume {}` continues it.\n",
-            r.run_id
+            "> **Note:** the engine stopped before the run finished. `{command}` continues it.\n",
         )?;
     }
 

@@ -53,6 +53,31 @@ pub struct Report {
     pub timeline: Vec<TimelineEntry>,
     /// About the journal itself.
     pub journal: JournalInfo,
+    /// For a stopped run, the command that continues it (`runbook resume
+    /// RUN_ID`, or what [`Report::set_resume_command`] says).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resume_command: Option<String>,
+}
+
+impl Report {
+    /// Says how the reader continues a stopped run when the plain
+    /// `runbook resume RUN_ID` would not find it (the run lives in a state
+    /// directory given with `--state-dir`), in the report's notes and its
+    /// timeline alike. Nothing changes for a run that is not stopped.
+    pub fn set_resume_command(&mut self, command: &str) {
+        let Some(old) = self.resume_command.replace(command.to_string()) else {
+            self.resume_command = None;
+            return;
+        };
+        let (old, new) = (format!("`{old}`"), format!("`{command}`"));
+        for entry in &mut self.timeline {
+            if entry.kind == TimelineKind::EngineStopped && entry.text.ends_with(&old) {
+                let kept = entry.text.len() - old.len();
+                entry.text.truncate(kept);
+                entry.text.push_str(&new);
+            }
+        }
+    }
 }
 
 /// The status of a run.
@@ -406,6 +431,7 @@ impl Builder {
                     events: 0,
                     torn_line: None,
                 },
+                resume_command: None,
             },
             last_ts: None,
             awaiting_confirmation: Vec::new(),
@@ -864,9 +890,13 @@ impl Builder {
             } else {
                 RunStatus::Stopped
             };
-            if !live && let Some(at) = self.last_ts.clone() {
-                let text = stopped_text(&running, Some(&self.report.run_id));
-                self.note(&at, TimelineKind::EngineStopped, None, text);
+            if !live {
+                let command = format!("runbook resume {}", self.report.run_id);
+                if let Some(at) = self.last_ts.clone() {
+                    let text = stopped_text(&running, Some(&command));
+                    self.note(&at, TimelineKind::EngineStopped, None, text);
+                }
+                self.report.resume_command = Some(command);
             }
         }
         if self.report.sessions.is_empty() && live {
@@ -888,13 +918,13 @@ impl Builder {
     }
 }
 
-fn stopped_text(running: &[String], resume_id: Option<&str>) -> String {
+fn stopped_text(running: &[String], resume_command: Option<&str>) -> String {
     let mut text = "engine stopped without finishing the run (last journaled event)".to_string();
     if !running.is_empty() {
         text.push_str(&format!("; running then: {}", running.join(", ")));
     }
-    if let Some(id) = resume_id {
-        text.push_str(&format!("; continue it with `runbook resume {id}`"));
+    if let Some(command) = resume_command {
+        text.push_str(&format!("; continue it with `{command}`"));
     }
     text
 }
