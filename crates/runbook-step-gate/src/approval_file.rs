@@ -7,8 +7,9 @@
 //!   (RFC 3339), `timeout` (such as `30m`)) and removes it when the gate is
 //!   decided or stops waiting;
 //! - the approver writes `GATE_ID.decision` (JSON: `approved`, `decided_by`,
-//!   `decided_at`), atomically: to a temporary file first, then renamed, so
-//!   the run never reads half a decision;
+//!   `decided_at`), atomically: to a temporary file first, then linked to
+//!   its name, so the run never reads half a decision and, of two approvers
+//!   racing, exactly one succeeds;
 //! - the run polls for the decision file every [`POLL_INTERVAL`], consumes
 //!   it and removes both files.
 //!
@@ -149,23 +150,43 @@ pub fn approver_name() -> String {
 /// Writes `contents` to `path` atomically: a temporary file in the same
 /// folder, flushed, then renamed over `path`.
 fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), ApprovalError> {
+    write_through_temp(path, contents, |temp, path| std::fs::rename(temp, path))
+}
+
+/// Writes `contents` to `path` unless `path` exists, atomically: the
+/// temporary file is linked to `path`, which fails (`AlreadyExists`) if
+/// another writer got there first, where a rename would replace its file
+/// and a check before the rename would leave a gap.
+fn publish_once(path: &Path, contents: &[u8]) -> Result<(), ApprovalError> {
+    write_through_temp(path, contents, |temp, path| std::fs::hard_link(temp, path))
+}
+
+/// Writes `contents` to a temporary file next to `path`, flushed, then
+/// gives it `path` with `publish`; the temporary name never outlives this.
+fn write_through_temp(
+    path: &Path,
+    contents: &[u8],
+    publish: impl FnOnce(&Path, &Path) -> std::io::Result<()>,
+) -> Result<(), ApprovalError> {
     use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    // A name ending in `.tmp` is never mistaken for a protocol file.
-    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    // A name ending in `.tmp` is never mistaken for a protocol file; the
+    // counter keeps two writers of one process (threads) apart.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let temp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
     let result = (|| {
         let mut file = std::fs::File::create(&temp).map_err(io_error("write", &temp))?;
         file.write_all(contents).map_err(io_error("write", &temp))?;
         file.sync_all().map_err(io_error("write", &temp))?;
-        std::fs::rename(&temp, path).map_err(io_error("write", path))
+        publish(&temp, path).map_err(io_error("write", path))
     })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
+    // Renamed away already, or still there after a link or a failure.
+    let _ = std::fs::remove_file(&temp);
     result
 }
 
@@ -272,11 +293,6 @@ pub fn write_decision(
         });
     }
     let path = decision_path(run_dir, gate);
-    if path.exists() {
-        return Err(ApprovalError::AlreadyDecided {
-            gate: gate.to_string(),
-        });
-    }
     let record = DecisionRecord {
         approved,
         decided_by: decided_by.to_string(),
@@ -286,7 +302,14 @@ pub fn write_decision(
         path: path.clone(),
         source,
     })?;
-    write_atomically(&path, &json)?;
+    publish_once(&path, &json).map_err(|error| match error {
+        ApprovalError::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists => {
+            ApprovalError::AlreadyDecided {
+                gate: gate.to_string(),
+            }
+        }
+        other => other,
+    })?;
     Ok(record)
 }
 

@@ -184,6 +184,19 @@ impl Approvals for FileApprovals {
             decision = prompt => decision,
             () = cancel.cancelled() => None,
         };
+        // Stopped waiting (the timeout, or the run stopping): a decision
+        // written since the last poll was accepted by `runbook approve` and
+        // is honoured rather than lost with the files.
+        let decision = match decision {
+            None if guard.is_some() => approval_file::read_decision(&self.run_dir, &gate.gate)
+                .ok()
+                .flatten()
+                .map(|record| Decision {
+                    approved: record.approved,
+                    decided_by: record.decided_by,
+                }),
+            decision => decision,
+        };
         drop(guard);
         decision
     }

@@ -236,6 +236,84 @@ async fn a_gate_is_announced_only_once_runbook_approve_can_reach_it() {
     assert_eq!(decision.decided_by, "script (runbook approve)");
 }
 
+/// Approvers racing for one gate: exactly one decision is accepted, and
+/// every other approver is told so, never told its decision went through.
+#[test]
+fn of_racing_approvers_exactly_one_wins() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let waiting = runbook_step_gate::WaitingGate {
+        message: "Restart prod?".into(),
+        since: "2026-11-27T00:00:00.000Z".into(),
+        timeout: "10m".into(),
+    };
+    let _guard = runbook_step_gate::mark_waiting(dir.path(), "g", &waiting).expect("waiting");
+    let barrier = std::sync::Barrier::new(12);
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..12)
+            .map(|i| {
+                let (barrier, dir) = (&barrier, dir.path());
+                scope.spawn(move || {
+                    barrier.wait();
+                    write_decision(dir, "g", i % 2 == 0, &format!("approver-{i}"))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    let winners: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    for result in &results {
+        if let Err(error) = result {
+            assert!(
+                matches!(error, ApprovalError::AlreadyDecided { .. }),
+                "{error}"
+            );
+        }
+    }
+    let kept = runbook_step_gate::read_decision(dir.path(), "g")
+        .expect("read")
+        .expect("a decision");
+    assert_eq!(&&kept, winners.first().expect("winner"));
+    // No temporary file is left behind.
+    let names: Vec<_> = std::fs::read_dir(runbook_step_gate::gates_dir(dir.path()))
+        .expect("gates dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+}
+
+/// `runbook approve` accepted a decision just before the gate stopped
+/// waiting (its timeout), between two of the gate's polls: the decision is
+/// honoured, not dropped with the gate's files.
+#[tokio::test]
+async fn a_decision_written_just_before_the_wait_ends_is_honoured() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let approvals = FileApprovals::new(dir.path());
+    let request = GateRequest {
+        run_id: "run-1".into(),
+        gate: "g".into(),
+        message: "Restart prod?".into(),
+        timeout: Duration::from_secs(30),
+        question: runbook_engine::Question::Approval,
+    };
+    let cancel = CancellationToken::new();
+    let decide = runbook_engine::Approvals::decide(&approvals, &request, &cancel);
+    let decider = async {
+        // After the gate's first poll, well before its second.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        write_decision(dir.path(), "g", true, "alice (runbook approve)").expect("decision");
+        cancel.cancel();
+    };
+    let (decision, ()) = tokio::join!(decide, decider);
+    let decision = decision.expect("the decision accepted before the wait ended");
+    assert!(decision.approved);
+    assert_eq!(decision.decided_by, "alice (runbook approve)");
+    assert!(waiting_gates(dir.path()).expect("list").is_empty());
+}
+
 #[tokio::test]
 async fn no_decision_before_the_timeout_rejects_by_default() {
     let dir = tempfile::tempdir().expect("temp dir");
