@@ -454,6 +454,8 @@ fn gates_are_approved_or_rejected_from_another_process() {
         }
         let out = approve.output().expect("approve");
         assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains("the run has taken the decision"), "{said}");
         let done = sandbox.wait(child);
         assert_eq!(done.code, Some(expected), "{}", done.stderr);
         let decided = done.step_event("gate_decided", "ask");
