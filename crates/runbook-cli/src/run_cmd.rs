@@ -319,16 +319,21 @@ pub(crate) fn command_hint(verb: &str, run: &str, state_dir: Option<&std::path::
 /// SIGINT and SIGTERM: the first cancels the running steps and lets the
 /// cleanup run, the second abandons the cleanup, the third exits at once.
 /// Steps run in their own process groups, so a terminal's Ctrl-C reaches
-/// only the engine, which decides what the steps get.
+/// only the engine, which decides what the steps get. SIGHUP (the terminal
+/// or the SSH session closed) counts as SIGTERM: by default it would kill
+/// the engine on the spot, leaving its steps running, the journal without
+/// an end and no rollback run.
 fn listen_for_signals(stop: StopSignals, screen: Arc<Screen>) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
     tokio::spawn(async move {
         loop {
             let name = tokio::select! {
                 _ = interrupt.recv() => "SIGINT",
                 _ = terminate.recv() => "SIGTERM",
+                _ = hangup.recv() => "SIGHUP",
             };
             match stop.interrupt() {
                 1 => screen.line(&format!(

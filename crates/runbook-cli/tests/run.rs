@@ -524,6 +524,32 @@ fn an_interrupt_cancels_then_runs_rollbacks_on_failure_and_finally() {
     assert_eq!(done.run_finished()["status"], "interrupted");
 }
 
+/// A closed terminal or SSH session (SIGHUP) stops the run as SIGTERM
+/// does, instead of killing the engine with its steps left running.
+#[test]
+fn a_hangup_stops_the_run_like_sigterm() {
+    let sandbox = Sandbox::new();
+    let child = sandbox.spawn("interrupt.yaml", &[]);
+    sandbox.wait_for_event("long to start", |e| {
+        e["event"] == "step_started" && e["step"] == "long"
+    });
+    signal(&child, "HUP");
+    let done = sandbox.wait(child);
+    assert_eq!(done.code, Some(130), "{}", done.stderr);
+    assert!(
+        done.stderr.contains("SIGHUP: cancelling"),
+        "{}",
+        done.stderr
+    );
+    assert_eq!(done.finished_status("long"), "cancelled");
+    assert_eq!(
+        done.step_event("rollback_finished", "first")["status"],
+        "succeeded"
+    );
+    assert_eq!(done.finished_status("tidy"), "succeeded");
+    assert_eq!(done.run_finished()["status"], "interrupted");
+}
+
 #[test]
 fn a_second_interrupt_abandons_the_rollbacks() {
     let sandbox = Sandbox::new();
