@@ -582,6 +582,43 @@ fn a_second_interrupt_abandons_the_rollbacks() {
     );
 }
 
+/// A second interrupt while a step is in its grace (it traps SIGTERM):
+/// the step is killed and journaled `cancelled`, never left `running` in a
+/// finished run.
+#[test]
+fn a_second_interrupt_during_a_grace_records_the_step_as_cancelled() {
+    let sandbox = Sandbox::new();
+    let child = sandbox.spawn("abandon-in-grace.yaml", &[]);
+    sandbox.wait_for_event("stubborn to start", |e| {
+        e["event"] == "step_started" && e["step"] == "stubborn"
+    });
+    // Its trap is set once it has printed; the journal does not show that.
+    std::thread::sleep(Duration::from_millis(500));
+    signal(&child, "INT");
+    std::thread::sleep(Duration::from_millis(500));
+    let start = Instant::now();
+    signal(&child, "INT");
+    let done = sandbox.wait(child);
+    assert!(start.elapsed() < Duration::from_secs(15));
+    assert_eq!(done.code, Some(130), "{}", done.stderr);
+    let stubborn = done.step_event("step_finished", "stubborn");
+    assert_eq!(stubborn["status"], "cancelled", "{stubborn}");
+    assert_eq!(stubborn["error"], "abandoned by a second interrupt");
+    assert_eq!(
+        done.step_event("step_skipped", "tidy")["reason"],
+        "abandoned by a second interrupt"
+    );
+    assert_eq!(done.run_finished()["status"], "interrupted");
+    // The summary table lists it as cancelled too.
+    assert!(
+        done.stderr
+            .lines()
+            .any(|l| l.trim_start().starts_with("stubborn") && l.contains("cancelled")),
+        "{}",
+        done.stderr
+    );
+}
+
 #[test]
 fn secret_params_never_appear_anywhere() {
     let secret = "s3cr3t-VALUE-81f2a";

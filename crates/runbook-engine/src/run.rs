@@ -655,6 +655,7 @@ impl<'a> Dispatcher<'a> {
         };
         loop {
             if self.abandoned {
+                self.settle_abandoned().await;
                 break;
             }
             if self.stopping.is_none() || !main {
@@ -681,6 +682,17 @@ impl<'a> Dispatcher<'a> {
         // phase and are terminal now, and leaving them there would make the
         // next phase's scheduler stop at them instead of starting its own.
         self.ready.clear();
+    }
+
+    /// After the second interrupt: the aborted tasks end at once (their
+    /// futures dropped, the executors' guards killing what they started);
+    /// each is recorded as it ended, so that no step is left `running` in
+    /// the journal of a finished run.
+    async fn settle_abandoned(&mut self) {
+        while !self.tasks.is_empty() {
+            let wake = self.next_wake(None, false).await;
+            self.handle(wake);
+        }
     }
 
     fn skip_range(&mut self, range: std::ops::Range<usize>, reason: &str) {
