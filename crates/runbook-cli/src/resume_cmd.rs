@@ -78,6 +78,7 @@ pub fn run(args: &ResumeArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::Usage);
         }
     };
+    point.read_stopping(&run_dir.path);
     let Some(first) = point.first_start.clone() else {
         return Ok(ExitCode::Usage);
     };

@@ -127,6 +127,14 @@ impl Sandbox {
     }
 }
 
+fn kill_with(signal: &str, target: &str) {
+    let status = Command::new("kill")
+        .args([signal, target])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill {signal} {target}");
+}
+
 fn kill(target: &str) {
     let status = Command::new("kill")
         .args(["-KILL", "--", target])
@@ -575,6 +583,41 @@ fn a_step_still_stopping_when_the_engine_died_ends_cancelled_not_skipped() {
     assert_eq!(stubborn[0]["status"], "cancelled");
     assert_eq!(stubborn[0]["attempts"], 1);
     assert_eq!(sandbox.effects(), ["stubborn-start"], "not started again");
+}
+
+#[test]
+fn an_interrupted_run_whose_engine_died_in_a_grace_finishes_its_stop() {
+    let sandbox = Sandbox::new();
+    let mut child = sandbox.spawn_run(&fixture("interrupted-in-grace.yaml"), &[]);
+    let stubborn = group_in(&sandbox, "stubborn.pid");
+    kill_with("-INT", &child.id().to_string());
+    let id = sandbox.run_id();
+    let marker = sandbox.state.path().join("runs").join(&id).join("stopping");
+    wait_until("the engine to begin stopping", || marker.exists());
+    kill(&child.id().to_string());
+    kill(&format!("-{stubborn}"));
+    child.wait().expect("wait for the killed engine");
+    let events = sandbox.events(&id);
+    assert!(
+        step_finished(&events, "stubborn").is_empty(),
+        "the journal shows nothing of the interrupt: {events:#?}"
+    );
+
+    sandbox.let_slow_finish();
+    let out = sandbox.resume(&id, &[]);
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    let events = sandbox.events(&id);
+    let stubborn = step_finished(&events, "stubborn");
+    assert_eq!(stubborn.len(), 1, "{events:#?}");
+    assert_eq!(stubborn[0]["status"], "cancelled");
+    assert_eq!(
+        sandbox.effects(),
+        ["stubborn-start", "tidy"],
+        "not started again; `after` skipped; the cleanup ran"
+    );
+    let finished = events.last().expect("events");
+    assert_eq!(finished["event"], "run_finished");
+    assert_eq!(finished["status"], "interrupted");
 }
 
 #[test]

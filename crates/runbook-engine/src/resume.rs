@@ -16,6 +16,11 @@
 //!   `finally` step), the main steps are over: the resumed run finishes the
 //!   cleanup and starts no main step. A rollback that finished is not run
 //!   again; one that started and never finished is.
+//! - A run that was stopping (interrupted, or past its `timeout`) when its
+//!   engine died is still stopping: its main steps are over, the resumed
+//!   run finishes its cleanup. The journal shows a stop only once a step
+//!   ends because of it, so the engine also leaves [`STOPPING_FILE`] in the
+//!   run directory the moment it starts stopping.
 //! - A journal that ends with `run_finished` cannot be resumed.
 
 use crate::event::{Event, EventKind};
@@ -29,6 +34,12 @@ use std::time::Duration;
 pub(crate) const SKIPPED_BY_INTERRUPT: &str = "run stopped: interrupted";
 /// The skip reason after a second interrupt.
 pub(crate) const SKIPPED_BY_ABANDON: &str = "abandoned by a second interrupt";
+
+/// The file in a run's directory saying why its engine began to stop the
+/// main steps (`interrupted`, `deadline exceeded`, `step \`x\` failed`),
+/// written when it begins: an engine killed in the grace of its last
+/// running step journals nothing of an interrupt.
+pub const STOPPING_FILE: &str = "stopping";
 
 /// What a run's journal says happened before its engine stopped.
 #[derive(Clone, Debug, Default)]
@@ -51,6 +62,8 @@ pub struct ResumePoint {
     pub(crate) rollbacks: HashMap<String, RollbackRecord>,
     pub(crate) cleanup_began: bool,
     pub(crate) was_interrupted: bool,
+    /// Why the run was stopping, from [`STOPPING_FILE`].
+    pub(crate) stopping: Option<String>,
 }
 
 /// A finished step as the journal recorded it.
@@ -195,6 +208,15 @@ impl ResumePoint {
             });
         }
         Ok(point)
+    }
+
+    /// Reads [`STOPPING_FILE`] of the run in `run_dir`, if its engine
+    /// began to stop: the resumed run then continues the stop.
+    pub fn read_stopping(&mut self, run_dir: &std::path::Path) {
+        self.stopping = std::fs::read_to_string(run_dir.join(STOPPING_FILE))
+            .ok()
+            .map(|text| text.trim().to_string())
+            .filter(|why| !why.is_empty());
     }
 
     /// Steps that were running when the engine stopped, by id.

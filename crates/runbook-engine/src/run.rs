@@ -719,7 +719,8 @@ impl<'a> Dispatcher<'a> {
         }
         for i in 0..self.nodes.len() {
             let id = self.nodes[i].step.id.value.clone();
-            let cancelled_for_good = point.cleanup_began && self.nodes[i].phase == Phase::Main;
+            let cancelled_for_good = (point.cleanup_began || point.stopping.is_some())
+                && self.nodes[i].phase == Phase::Main;
             let record = point.finished.get(&id).or_else(|| {
                 cancelled_for_good
                     .then(|| point.cancelled.get(&id))
@@ -758,6 +759,20 @@ impl<'a> Dispatcher<'a> {
             if self.states[i].status == StepStatus::Failed {
                 self.failed(i);
             }
+        }
+        if self.stopping.is_none()
+            && let Some(why) = &point.stopping
+        {
+            // The dead engine had begun to stop: an interrupt or a deadline
+            // stands (a failure is in the journal, and restored above).
+            match why.as_str() {
+                "interrupted" => self.interrupted = true,
+                "deadline exceeded" => {
+                    self.failure.get_or_insert_with(|| why.clone());
+                }
+                _ => {}
+            }
+            self.stopping = Some(why.clone());
         }
         if point.cleanup_began {
             if point.was_interrupted && self.failure.is_none() {
@@ -1328,6 +1343,13 @@ impl<'a> Dispatcher<'a> {
         if self.stopping.is_some() {
             return;
         }
+        // The journal shows the stop only when a step ends because of it;
+        // an engine killed before that leaves this for `resume`.
+        let marker = self.options.run_dir.join(crate::resume::STOPPING_FILE);
+        let _ = std::fs::File::create(&marker).and_then(|mut file| {
+            std::io::Write::write_all(&mut file, format!("{why}\n").as_bytes())?;
+            file.sync_data()
+        });
         self.stopping = Some(why);
         for (key, token) in &self.running {
             if let JobKey::Step(i) = key
