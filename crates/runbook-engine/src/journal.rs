@@ -12,7 +12,7 @@
 //! a power loss can take the events of the last moments, never corrupt
 //! the lines before them.
 
-use crate::event::Event;
+use crate::event::{Event, EventKind};
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -534,18 +534,29 @@ pub fn read_journal(path: &Path) -> Result<JournalContents, ReadJournalError> {
         .rposition(|&b| b == b'\n')
         .map_or(0, |end| end + 1);
     let (complete, tail) = bytes.split_at(complete_len);
-    let mut events = Vec::new();
+    let mut events: Vec<Event> = Vec::new();
     let mut line_count = 0;
     for (n, line) in complete.split_inclusive(|&b| b == b'\n').enumerate() {
         line_count = n + 1;
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let event = serde_json::from_slice(line).map_err(|source| ReadJournalError::Parse {
-            path: path.to_path_buf(),
-            line: n + 1,
-            source,
-        })?;
+        let event: Event =
+            serde_json::from_slice(line).map_err(|source| ReadJournalError::Parse {
+                path: path.to_path_buf(),
+                line: n + 1,
+                source,
+            })?;
+        let run_id = events
+            .first()
+            .map_or(event.run_id.as_str(), |e| e.run_id.as_str());
+        if let Err(problem) = check_event(&event, run_id) {
+            return Err(ReadJournalError::Invalid {
+                path: path.to_path_buf(),
+                line: n + 1,
+                problem,
+            });
+        }
         events.push(event);
     }
     let torn = (!tail.is_empty()).then(|| TornLine {
@@ -554,6 +565,49 @@ pub fn read_journal(path: &Path) -> Result<JournalContents, ReadJournalError> {
         offset: complete_len as u64,
     });
     Ok(JournalContents { events, torn })
+}
+
+/// What parsing alone does not check: a line that is JSON of the right
+/// shape but says something the engine never writes (a status that does
+/// not exist, a step event without its step, another run's id) would make
+/// `resume` misjudge what already happened, so it is damage like any other.
+fn check_event(event: &Event, run_id: &str) -> Result<(), String> {
+    if event.run_id.is_empty() || event.run_id != run_id {
+        return Err(format!(
+            "its run_id `{}` is not the journal's (`{run_id}`)",
+            event.run_id
+        ));
+    }
+    if chrono::DateTime::parse_from_rfc3339(&event.ts).is_err() {
+        return Err(format!("its ts `{}` is not an RFC 3339 time", event.ts));
+    }
+    let statuses: &[&str] = match event.event {
+        EventKind::StepFinished => &["succeeded", "failed", "cancelled"],
+        EventKind::RollbackFinished => &["succeeded", "failed", "cancelled", "skipped"],
+        EventKind::RunFinished => &["succeeded", "failed", "interrupted"],
+        _ => &[],
+    };
+    let name = serde_json::to_value(event.event)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    if !statuses.is_empty() {
+        match event.status.as_deref() {
+            Some(status) if statuses.contains(&status) => {}
+            Some(status) => {
+                return Err(format!(
+                    "`{status}` is not a status of {name} (one of {})",
+                    statuses.join(", ")
+                ));
+            }
+            None => return Err(format!("{name} has no status")),
+        }
+    }
+    let needs_step = !matches!(event.event, EventKind::RunStarted | EventKind::RunFinished);
+    if needs_step && event.step.as_deref().is_none_or(str::is_empty) {
+        return Err(format!("{name} has no step"));
+    }
+    Ok(())
 }
 
 /// A problem reading a journal back.
@@ -577,13 +631,31 @@ pub enum ReadJournalError {
         /// Why.
         source: serde_json::Error,
     },
+    /// A complete line is an event of the right shape that the engine
+    /// cannot have written.
+    #[error("journal `{path}` line {line} is not a valid event: {problem}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        problem: String,
+    },
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::EventKind;
+
     use std::os::unix::fs::PermissionsExt;
+
+    /// A `run_finished` as the engine writes it (with its status).
+    fn run_finished(run_id: &str) -> Event {
+        let mut event = Event::new(EventKind::RunFinished, run_id);
+        event.status = Some("succeeded".into());
+        event
+    }
 
     fn temp_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!(
@@ -657,6 +729,56 @@ mod tests {
         std::fs::remove_dir_all(state).expect("cleanup");
     }
 
+    /// Lines that parse but say what the engine never writes are damage,
+    /// refused with their line number: `resume` would misjudge the run.
+    #[test]
+    fn events_the_engine_cannot_have_written_are_refused() {
+        let dir = temp_dir("invalid");
+        let path = dir.join("events.jsonl");
+        let started = Event::new(EventKind::RunStarted, "r1").to_json_line();
+        let mut finished = Event::new(EventKind::StepFinished, "r1");
+        finished.step = Some("a".into());
+        finished.status = Some("succeeded".into());
+        let good = finished.to_json_line();
+        std::fs::write(&path, format!("{started}\n{good}\n")).expect("write");
+        assert_eq!(read_journal(&path).expect("valid").events.len(), 2);
+
+        let cases = [
+            (
+                good.replace("\"succeeded\"", "\"bogus\""),
+                "`bogus` is not a status of step_finished",
+            ),
+            (
+                good.replace("\"status\"", "\"sta{tus\""),
+                "step_finished has no status",
+            ),
+            (
+                good.replace("\"r1\"", "\"r2\""),
+                "run_id `r2` is not the journal's (`r1`)",
+            ),
+            (
+                good.replace("\"step\":\"a\",", ""),
+                "step_finished has no step",
+            ),
+            (
+                good.replacen("\"ts\":\"", "\"ts\":\"yesterday ", 1),
+                "is not an RFC 3339 time",
+            ),
+        ];
+        for (line, expected) in cases {
+            std::fs::write(&path, format!("{started}\n{line}\n")).expect("write");
+            match read_journal(&path) {
+                Err(ReadJournalError::Invalid {
+                    line: 2, problem, ..
+                }) => {
+                    assert!(problem.contains(expected), "{problem} for {line}");
+                }
+                other => panic!("{line} was not refused at line 2: {other:?}"),
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn journal_round_trips_and_ignores_a_torn_last_line() {
         let state = temp_dir("journal");
@@ -666,9 +788,7 @@ mod tests {
         event.step = Some("a".into());
         event.status = Some("succeeded".into());
         journal.append(&event).expect("append");
-        journal
-            .append(&Event::new(EventKind::RunFinished, &dir.id))
-            .expect("append");
+        journal.append(&run_finished(&dir.id)).expect("append");
         let mut file = OpenOptions::new()
             .append(true)
             .open(journal.path())
@@ -723,9 +843,7 @@ mod tests {
         file.write_all(b"{\"ts\":\"20").expect("torn write");
         let (mut journal, torn) = Journal::reopen(&dir, &lock).expect("reopen");
         assert_eq!(torn.map(|t| (t.line, t.bytes)), Some((2, 9)));
-        journal
-            .append(&Event::new(EventKind::RunFinished, &dir.id))
-            .expect("append");
+        journal.append(&run_finished(&dir.id)).expect("append");
         let contents = read_journal(&dir.journal_path()).expect("read");
         assert_eq!(contents.torn, None);
         let kinds: Vec<_> = contents.events.iter().map(|e| e.event).collect();
@@ -772,9 +890,7 @@ mod tests {
         assert_eq!(read.events.len(), 1);
         journal.sync().expect("sync");
         assert!(!journal.unsynced);
-        journal
-            .write(&Event::new(EventKind::RunFinished, "r"))
-            .expect("write");
+        journal.write(&run_finished("r")).expect("write");
         drop(journal);
         let read = read_journal(&run_dir.journal_path()).expect("read");
         let kinds: Vec<EventKind> = read.events.iter().map(|e| e.event).collect();
@@ -797,9 +913,7 @@ mod tests {
         if let Some(own) = journal.syncer.replace(stuck_syncer) {
             close(own);
         }
-        journal
-            .write(&Event::new(EventKind::RunFinished, "r"))
-            .expect("write");
+        journal.write(&run_finished("r")).expect("write");
         journal.sync().expect("sync");
         in_sync
             .recv_timeout(std::time::Duration::from_secs(10))

@@ -155,7 +155,9 @@ pub fn summarize(report: &Report) -> RunEntry {
 
 fn unreadable(id: &str, error: &ReadJournalError) -> RunEntry {
     let reason = match error {
-        ReadJournalError::Parse { line, .. } => format!("journal line {line} is not a valid event"),
+        ReadJournalError::Parse { line, .. } | ReadJournalError::Invalid { line, .. } => {
+            format!("journal line {line} is not a valid event")
+        }
         ReadJournalError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
             "no journal (events.jsonl is missing)".to_string()
         }
