@@ -460,6 +460,8 @@ fn gates_are_approved_or_rejected_from_another_process() {
         assert_eq!(done.code, Some(expected), "{}", done.stderr);
         let decided = done.step_event("gate_decided", "ask");
         assert_eq!(decided["approved"], !reject);
+        assert_eq!(decided["phase"], "steps", "{decided}");
+        assert_eq!(done.step_event("gate_waiting", "ask")["phase"], "steps");
         assert!(
             decided["decided_by"]
                 .as_str()

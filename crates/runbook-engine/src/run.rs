@@ -1288,6 +1288,7 @@ impl<'a> Dispatcher<'a> {
             }
             Wake::Internal(Internal::GateWaiting(request)) => {
                 let mut event = Event::new(EventKind::GateWaiting, &self.options.run_id);
+                event.phase = self.phase_of(&request.gate);
                 event.step = Some(request.gate.clone());
                 event.message = Some(request.message.clone());
                 event.timeout_ms = Some(millis(request.timeout));
@@ -1335,6 +1336,17 @@ impl<'a> Dispatcher<'a> {
                 }
             }
         }
+    }
+
+    /// The phase of the step a job runs as `id` (`X`, or `X.rollback`).
+    fn phase_of(&self, id: &str) -> Option<String> {
+        if id.ends_with(".rollback") {
+            return Some(Phase::Rollback.key().to_string());
+        }
+        self.nodes
+            .iter()
+            .find(|node| node.step.id.value == id)
+            .map(|node| node.phase.key().to_string())
     }
 
     /// Stops the main phase: nothing new starts, running steps are told to
@@ -1408,6 +1420,7 @@ impl<'a> Dispatcher<'a> {
         {
             let mut event = Event::new(EventKind::GateDecided, &self.options.run_id);
             event.step = Some(self.nodes[i].step.id.value.clone());
+            event.phase = Some(self.nodes[i].phase.key().to_string());
             event.approved = Some(*approved);
             event.decided_by = self.states[i]
                 .outputs
