@@ -106,8 +106,22 @@ fn row(run: &RunEntry) -> [String; 6] {
                 .to_string()
         })
         .unwrap_or_else(|| "-".into());
+    // The journal knows a run until its last event: a live run has been
+    // going since it started, and a stopped one ran for an unknown while
+    // after its last event (a step that had started, the engine's death).
+    let since_start = run
+        .started_at
+        .as_deref()
+        .and_then(|ts| chrono::DateTime::parse_from_rfc3339(ts).ok())
+        .and_then(|t| u64::try_from((chrono::Utc::now() - t.to_utc()).num_milliseconds()).ok());
     let duration = match (run.duration_ms, run.status.as_str()) {
-        (Some(ms), "running") => format!("{} so far", format_duration(ms)),
+        (Some(ms), "running") => {
+            format!(
+                "{} so far",
+                format_duration(since_start.unwrap_or(ms).max(ms))
+            )
+        }
+        (Some(ms), "stopped") => format!("at least {}", format_duration(ms)),
         (Some(ms), _) => format_duration(ms),
         (None, _) => "-".into(),
     };

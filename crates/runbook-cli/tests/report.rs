@@ -331,6 +331,12 @@ fn a_killed_run_is_running_then_stopped_with_its_step_interrupted() {
     };
     let live = runs_json(state);
     assert_eq!(live[0]["status"], "running", "the engine holds the lock");
+    // The journal's last event is the slow step's start; a live run's
+    // duration counts to now.
+    std::thread::sleep(Duration::from_millis(1100));
+    let human = stdout(&output(state, &["runs"]));
+    let line = human.lines().find(|l| l.contains(&id)).expect("the run's line");
+    assert!(line.contains("s so far") && !line.contains("ms so far"), "{line}");
 
     child.kill().expect("SIGKILL the engine");
     child.wait().expect("reap");
@@ -338,6 +344,8 @@ fn a_killed_run_is_running_then_stopped_with_its_step_interrupted() {
     assert_eq!(runs[0]["status"], "stopped");
     let human = stdout(&output(state, &["runs"]));
     assert!(human.contains(" stopped "), "{human}");
+    // It ran past its last event for as long as nobody knows.
+    assert!(human.contains("at least "), "{human}");
 
     let report = output(state, &["report", &id, "--format", "json"]);
     assert!(report.status.success(), "{}", stderr(&report));
