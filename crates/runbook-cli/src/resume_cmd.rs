@@ -17,7 +17,7 @@ use crate::plan_cmd::{checked_runbook, resolve_params};
 use crate::reporter::Screen;
 use crate::run_cmd::{EngineFlags, Launch, approve_hint, hex, launch};
 use anyhow::Context as _;
-use runbook_engine::journal::{read_journal, runs_dir, state_dir};
+use runbook_engine::journal::{ReadJournalError, read_journal, runs_dir, state_dir};
 use runbook_engine::{Journal, JournalError, ResumePoint, RunDir, RunOptions};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
@@ -64,6 +64,10 @@ pub fn run(args: &ResumeArgs) -> anyhow::Result<ExitCode> {
     };
     let contents = match read_journal(&run_dir.journal_path()) {
         Ok(contents) => contents,
+        Err(error @ ReadJournalError::Io { .. }) => {
+            eprintln!("error: {error}; nothing was resumed");
+            return Ok(ExitCode::Usage);
+        }
         Err(error) => {
             eprintln!(
                 "error: {error}\n  a journal that is damaged anywhere but its last line cannot be trusted to say what already happened; nothing was resumed"

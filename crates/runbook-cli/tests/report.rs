@@ -335,8 +335,14 @@ fn a_killed_run_is_running_then_stopped_with_its_step_interrupted() {
     // duration counts to now.
     std::thread::sleep(Duration::from_millis(1100));
     let human = stdout(&output(state, &["runs"]));
-    let line = human.lines().find(|l| l.contains(&id)).expect("the run's line");
-    assert!(line.contains("s so far") && !line.contains("ms so far"), "{line}");
+    let line = human
+        .lines()
+        .find(|l| l.contains(&id))
+        .expect("the run's line");
+    assert!(
+        line.contains("s so far") && !line.contains("ms so far"),
+        "{line}"
+    );
 
     child.kill().expect("SIGKILL the engine");
     child.wait().expect("reap");

@@ -541,6 +541,10 @@ pub fn read_journal(path: &Path) -> Result<JournalContents, ReadJournalError> {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
+        // Without its newline, so that the parser's position is a column
+        // of this line (an event cut short ends at its last byte, not at
+        // "line 2, column 0").
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
         let event: Event =
             serde_json::from_slice(line).map_err(|source| ReadJournalError::Parse {
                 path: path.to_path_buf(),
@@ -610,6 +614,16 @@ fn check_event(event: &Event, run_id: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// What the JSON parser found wrong, without its position (the caller
+/// gives the journal's line and the column).
+fn json_problem(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    match text.rfind(" at line ") {
+        Some(at) => text[..at].to_string(),
+        None => text,
+    }
+}
+
 /// A problem reading a journal back.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadJournalError {
@@ -622,7 +636,11 @@ pub enum ReadJournalError {
         source: std::io::Error,
     },
     /// A complete line is not an event.
-    #[error("journal `{path}` line {line} is not a valid event: {source}")]
+    #[error(
+        "journal `{path}` line {line}, column {}: not a valid event: {}",
+        source.column(),
+        json_problem(source)
+    )]
     Parse {
         /// The file.
         path: PathBuf,
