@@ -180,6 +180,11 @@ pub fn run(args: &ResumeArgs) -> anyhow::Result<ExitCode> {
             format!("interrupted: {}", interrupted.join(", "))
         }
     ));
+    if let Some(why) = point.stopping() {
+        screen.line(&format!(
+            "the run was stopping ({why}) when its engine died: no main step starts again; the cleanup runs"
+        ));
+    }
 
     // Before anything runs again: what the dead engine's steps left running
     // must not overlap with their second run, nor be asked about while it

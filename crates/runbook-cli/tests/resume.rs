@@ -606,6 +606,11 @@ fn an_interrupted_run_whose_engine_died_in_a_grace_finishes_its_stop() {
     sandbox.let_slow_finish();
     let out = sandbox.resume(&id, &[]);
     assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the run was stopping (interrupted) when its engine died"),
+        "{}",
+        stderr(&out)
+    );
     let events = sandbox.events(&id);
     let stubborn = step_finished(&events, "stubborn");
     assert_eq!(stubborn.len(), 1, "{events:#?}");

@@ -224,6 +224,11 @@ impl ResumePoint {
         self.interrupted.iter().map(String::as_str)
     }
 
+    /// Why the run was stopping when its engine died, if it was.
+    pub fn stopping(&self) -> Option<&str> {
+        self.stopping.as_deref()
+    }
+
     /// Steps whose rollback was running when the engine stopped.
     pub fn interrupted_rollbacks(&self) -> impl Iterator<Item = &str> {
         self.rollbacks_running.iter().map(String::as_str)
