@@ -665,7 +665,6 @@ pub enum ReadJournalError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
     use std::os::unix::fs::PermissionsExt;
 
     /// A `run_finished` as the engine writes it (with its status).
