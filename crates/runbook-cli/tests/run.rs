@@ -494,6 +494,15 @@ fn gate_timeouts_follow_on_timeout() {
 }
 
 #[test]
+fn the_largest_durations_do_not_overflow_a_timer() {
+    let sandbox = Sandbox::new();
+    let done = sandbox.run("huge-timeouts.yaml", &[]);
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    assert!(!done.stderr.contains("panicked"), "{}", done.stderr);
+    assert_eq!(done.finished_status("after"), "succeeded");
+}
+
+#[test]
 fn gate_conditions_decide_alone() {
     let sandbox = Sandbox::new();
     let done = sandbox.run("gate-condition.yaml", &[]);

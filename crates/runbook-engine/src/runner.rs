@@ -233,12 +233,12 @@ async fn run_attempt(job: &Job, attempt: u32) -> Attempt {
     // A gate applies its own `on_timeout` when its time is up; the engine's
     // timer runs a moment longer so that the gate's decision, not a bare
     // timeout, is what gets reported.
-    let timer = job.timeout
-        + if is_gate {
-            Duration::from_secs(1)
-        } else {
-            Duration::ZERO
-        };
+    // Saturating: `timeout: 18446744073709551615s` is a valid duration.
+    let timer = job.timeout.saturating_add(if is_gate {
+        Duration::from_secs(1)
+    } else {
+        Duration::ZERO
+    });
     // Biased, cancellation first: an executor that returns because it saw
     // the cancellation must be reported as cancelled, not as failed.
     let mut stop = tokio::select! {
