@@ -21,6 +21,8 @@ const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'_')
     .remove(b'~');
+/// Python's `urllib.parse.quote`, which keeps `/` by default.
+const COMPONENT_KEEPING_SLASH: &AsciiSet = &COMPONENT.remove(b'/');
 
 /// `secret` and the ways it is commonly re-encoded on its way to a log: in
 /// a URL (`my%20pass`, `my+pass`) or inside a JSON string (`my \"pass\"`),
@@ -32,7 +34,13 @@ fn encoded_forms(secret: &str) -> Vec<String> {
             forms.push(form);
         }
     };
-    for set in [QUERY, SPECIAL_QUERY, PATH, COMPONENT] {
+    for set in [
+        QUERY,
+        SPECIAL_QUERY,
+        PATH,
+        COMPONENT,
+        COMPONENT_KEEPING_SLASH,
+    ] {
         add(utf8_percent_encode(secret, set).to_string());
     }
     // `application/x-www-form-urlencoded`: a space is `+`.
@@ -40,8 +48,32 @@ fn encoded_forms(secret: &str) -> Vec<String> {
         .to_string()
         .replace("%20", "+"));
     if let Ok(json) = serde_json::to_string(secret) {
-        add(json[1..json.len() - 1].to_string());
+        let inner = &json[1..json.len() - 1];
+        add(inner.to_string());
+        // JSON inside a JSON string, as an echoing API returns a body it
+        // was sent.
+        if let Ok(twice) = serde_json::to_string(inner) {
+            add(twice[1..twice.len() - 1].to_string());
+        }
+        // Non-ASCII as `\u00e9`, as Python's `json.dumps` writes it.
+        let ascii: String = inner
+            .chars()
+            .map(|c| {
+                if c.is_ascii() {
+                    c.to_string()
+                } else {
+                    let mut units = [0u16; 2];
+                    c.encode_utf16(&mut units)
+                        .iter()
+                        .map(|unit| format!("\\u{unit:04x}"))
+                        .collect()
+                }
+            })
+            .collect();
+        add(ascii);
     }
+    // Host names and case-insensitive systems fold case.
+    add(secret.to_lowercase());
     forms
 }
 
@@ -105,6 +137,47 @@ impl Redactor {
         out
     }
 
+    /// `text`, redacted, when it was cut at its end (a size limit): a secret
+    /// cut in two leaves only its beginning, which the search for whole
+    /// secrets cannot find. An end of [`MIN_SECRET_LEN`] or more bytes that
+    /// begins a secret is masked too.
+    pub fn redact_cut_end(&self, text: &str) -> String {
+        let mut out = self.redact(text);
+        let longest = self
+            .read()
+            .iter()
+            .filter_map(|secret| {
+                (MIN_SECRET_LEN..secret.len())
+                    .rev()
+                    .find(|&n| secret.is_char_boundary(n) && out.ends_with(&secret[..n]))
+            })
+            .max();
+        if let Some(n) = longest {
+            out.truncate(out.len() - n);
+            out.push_str("***");
+        }
+        out
+    }
+
+    /// `text`, redacted, when it was cut at its start (only the last bytes
+    /// were kept): a secret's end at the start of `text` is masked too.
+    pub fn redact_cut_start(&self, text: &str) -> String {
+        let out = self.redact(text);
+        let longest = self
+            .read()
+            .iter()
+            .filter_map(|secret| {
+                (1..=secret.len().saturating_sub(MIN_SECRET_LEN))
+                    .find(|&from| secret.is_char_boundary(from) && out.starts_with(&secret[from..]))
+                    .map(|from| secret.len() - from)
+            })
+            .max();
+        match longest {
+            Some(n) => format!("***{}", &out[n..]),
+            None => out,
+        }
+    }
+
     /// Redacts every string inside a JSON value, keys included.
     pub fn redact_json(&self, value: &mut serde_json::Value) {
         if self.is_empty() {
@@ -159,6 +232,44 @@ mod tests {
         let mut json = serde_json::json!({"a": ["x s3cr3t-token"], "line-one": 1});
         r.redact_json(&mut json);
         assert_eq!(json, serde_json::json!({"a": ["x ***"], "***": 1}));
+    }
+
+    #[test]
+    fn masks_the_re_encodings_echoing_tools_produce() {
+        let r = Redactor::new();
+        r.add("hé llo");
+        r.add("zz\"q");
+        r.add("ab/cd&e");
+        r.add("SeCrEt-Value-99");
+        // Python's json.dumps escapes non-ASCII by default.
+        assert_eq!(r.redact(r#"{"pw": "h\u00e9 llo"}"#), r#"{"pw": "***"}"#);
+        // A JSON body echoed inside another JSON string.
+        assert_eq!(
+            r.redact(r#"{"data": "{\"pw\": \"zz\\\"q\"}"}"#),
+            r#"{"data": "{\"pw\": \"***\"}"}"#
+        );
+        // urllib.parse.quote keeps `/`.
+        assert_eq!(r.redact("GET /x?pw=ab/cd%26e"), "GET /x?pw=***");
+        // A host name is lower-cased.
+        assert_eq!(
+            r.redact("DNS lookup failed for host secret-value-99.invalid"),
+            "DNS lookup failed for host ***.invalid"
+        );
+    }
+
+    #[test]
+    fn a_secret_cut_in_two_by_a_limit_is_masked_too() {
+        let r = Redactor::new();
+        r.add("TOPSECRETPASSWORD1234");
+        assert_eq!(r.redact_cut_end("body: AAAATOPSECRETP"), "body: AAAA***");
+        assert_eq!(r.redact_cut_start("D1234 and then"), "*** and then");
+        // Whole secrets as usual; fewer than three bytes are left alone.
+        assert_eq!(
+            r.redact_cut_end("x TOPSECRETPASSWORD1234 y TO"),
+            "x *** y TO"
+        );
+        assert_eq!(r.redact_cut_start("34 and then"), "34 and then");
+        assert_eq!(r.redact_cut_end("nothing here"), "nothing here");
     }
 
     #[test]

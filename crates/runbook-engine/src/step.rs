@@ -610,6 +610,18 @@ impl StepContext {
     pub fn redact(&self, text: &str) -> String {
         self.redactor.redact(text)
     }
+
+    /// Masks registered secrets in `text`, whose end was cut at a limit,
+    /// and the beginning of a secret the cut left at its end.
+    pub fn redact_cut_end(&self, text: &str) -> String {
+        self.redactor.redact_cut_end(text)
+    }
+
+    /// Masks registered secrets in `text`, whose start was cut (only its
+    /// last bytes were kept), and the end of a secret the cut left there.
+    pub fn redact_cut_start(&self, text: &str) -> String {
+        self.redactor.redact_cut_start(text)
+    }
 }
 
 fn field_error(field: &str, template: &Template, message: &str) -> StepFailure {

@@ -30,8 +30,14 @@ pub(crate) struct Seen<'a> {
     pub(crate) latency: Duration,
 }
 
-/// Every failed expectation, as one clause each.
-pub(crate) fn check(expect: &Expectations, seen: &Seen<'_>) -> Vec<String> {
+/// Every failed expectation, as one clause each. `redact` masks secrets in
+/// the body before an excerpt of it is cut: after the cut, a secret's
+/// beginning at the excerpt's end would no longer match.
+pub(crate) fn check(
+    expect: &Expectations,
+    seen: &Seen<'_>,
+    redact: &dyn Fn(&str) -> String,
+) -> Vec<String> {
     let mut failures = Vec::new();
     if !expect.status.iter().any(|p| p.matches(seen.status)) {
         let wanted: Vec<String> = expect.status.iter().map(ToString::to_string).collect();
@@ -39,7 +45,7 @@ pub(crate) fn check(expect: &Expectations, seen: &Seen<'_>) -> Vec<String> {
             "expected status {}, got {} ({})",
             wanted.join(" or "),
             seen.status,
-            excerpt(seen.body, seen.truncated)
+            excerpt(&redact(seen.body), seen.truncated)
         ));
     }
     let partial = if seen.truncated {
@@ -200,7 +206,11 @@ mod tests {
         expect.body_matches = Some(Regex::new("^ok$").expect("regex"));
         expect.max_latency = Some(Duration::from_millis(1));
         let null = Value::Null;
-        let failures = check(&expect, &seen(503, "upstream\n  down", &null));
+        let failures = check(
+            &expect,
+            &seen(503, "upstream\n  down", &null),
+            &str::to_string,
+        );
         assert_eq!(
             failures,
             vec![
@@ -218,10 +228,10 @@ mod tests {
         expect.status = vec![StatusPattern::Code(200), StatusPattern::Code(204)];
         let null = Value::Null;
         assert_eq!(
-            check(&expect, &seen(404, "", &null)),
+            check(&expect, &seen(404, "", &null), &str::to_string),
             vec!["expected status 200 or 204, got 404 (empty body)"]
         );
-        assert!(check(&expect, &seen(204, "", &null)).is_empty());
+        assert!(check(&expect, &seen(204, "", &null), &str::to_string).is_empty());
     }
 
     #[test]
@@ -251,7 +261,7 @@ mod tests {
         ];
         let doc = json!({"status": "degraded", "count": 3, "replicas": 3});
         assert_eq!(
-            check(&expect, &seen(200, "{}", &doc)),
+            check(&expect, &seen(200, "{}", &doc), &str::to_string),
             vec![
                 r#"/status: expected "ok", got "degraded""#,
                 "/missing: not present in the response JSON (expected 1)",
@@ -295,7 +305,7 @@ mod tests {
         ];
         let null = Value::Null;
         assert_eq!(
-            check(&expect, &seen(200, "<html>", &null)),
+            check(&expect, &seen(200, "<html>", &null), &str::to_string),
             vec!["body is not JSON, so `expect.json` (/a, /b) cannot be checked"]
         );
     }

@@ -90,7 +90,13 @@ impl HttpCheckExecutor {
         // short, instead of downloading the rest.
         drop(response);
 
-        let text = body.text();
+        let raw = body.text();
+        // A limit cuts the body anywhere, a secret's beginning included.
+        let text = if body.truncated {
+            ctx.redact_cut_end(&raw)
+        } else {
+            raw.clone()
+        };
         let json = response::body_json(&body);
         if body.truncated {
             ctx.progress("the response body is larger than 1 MiB; only the first 1 MiB was read");
@@ -126,11 +132,12 @@ impl HttpCheckExecutor {
             &request.expect,
             &expect::Seen {
                 status,
-                body: &text,
+                body: &raw,
                 truncated: body.truncated,
                 json: &json,
                 latency,
             },
+            &|text| ctx.redact(text),
         );
         if failures.is_empty() {
             StepOutcome::Succeeded(outputs)

@@ -115,6 +115,32 @@ pub(crate) fn register_secret(ctx: &StepContext, name: &str, value: &str) {
     }
 }
 
+/// Registers the credentials of a URL's `user:password@` as secrets, in
+/// every form they travel in: as written, decoded, and as the
+/// `Authorization: Basic` header the client derives from them, which an
+/// echoing server shows back.
+fn register_url_credentials(ctx: &StepContext, url: &Url) {
+    use base64::Engine as _;
+    let Some(password) = url.password() else {
+        return;
+    };
+    let decode = |text: &str| {
+        percent_encoding::percent_decode_str(text)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let user = url.username();
+    for (user, password) in [
+        (user.to_string(), password.to_string()),
+        (decode(user), decode(password)),
+    ] {
+        ctx.add_secret(&password);
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        ctx.add_secret(&basic);
+        ctx.add_secret(&format!("Basic {basic}"));
+    }
+}
+
 /// Renders every template of the step.
 pub(crate) fn render(http: &HttpCheckStep, ctx: &StepContext) -> Result<Request, StepFailure> {
     // Headers first: their secrets must be registered before any later
@@ -147,6 +173,7 @@ pub(crate) fn render(http: &HttpCheckStep, ctx: &StepContext) -> Result<Request,
             url_text.trim()
         ))
     })?;
+    register_url_credentials(ctx, &url);
     if url.scheme() != "http" && url.scheme() != "https" {
         return Err(StepFailure::new(format!(
             "`url` must be an http:// or https:// URL, got `{url}`"

@@ -385,6 +385,65 @@ async fn credential_headers_from_the_server_are_masked_too() {
     assert_eq!(redactor.redact("cookie c00kie-from-server"), "cookie ***");
 }
 
+/// Secrets cut in two by a limit (the excerpt of a body in an error, the
+/// 1 MiB the `body` output keeps) leave no beginning of themselves behind.
+#[tokio::test]
+async fn a_secret_cut_by_a_limit_leaves_no_part_of_itself() {
+    let server = start().await;
+    let secret = "TOPSECRETPASSWORD1234";
+    let redactor = Redactor::new();
+    redactor.add(secret);
+    let padding = "B".repeat(190);
+    let fields = format!(
+        "url: '{}?status=500&text={padding}{secret}'",
+        server.url("/say")
+    );
+    let (ctx, _messages) = context().redactor(redactor.clone()).build();
+    let failure = failed(HttpCheckExecutor::new().run(&step(&fields), &ctx).await);
+    assert!(
+        !failure.message.contains(&secret[..4]),
+        "{}",
+        failure.message
+    );
+
+    let fields = format!(
+        "url: '{}?off=10&s={secret}'\nexpect:\n  status: 200",
+        server.url("/edge")
+    );
+    let outputs = succeeded(HttpCheckExecutor::new().run(&step(&fields), &ctx).await);
+    let body = outputs["body"].as_str().expect("body");
+    assert!(body.ends_with("A***"), "{}", &body[body.len() - 20..]);
+}
+
+/// A password in the URL travels as an `Authorization: Basic` header; the
+/// password and that header's value are masked wherever they come back.
+#[tokio::test]
+async fn credentials_in_the_url_are_masked_like_an_authorization_header() {
+    use base64::Engine as _;
+    let server = start().await;
+    let redactor = Redactor::new();
+    let url = server
+        .url("/echo")
+        .replacen("http://", "http://admin:LiteralPw55@", 1);
+    let (ctx, mut messages) = context().redactor(redactor.clone()).build();
+    let outputs = succeeded(
+        HttpCheckExecutor::new()
+            .run(&step(&format!("url: '{url}'")), &ctx)
+            .await,
+    );
+    let basic = base64::engine::general_purpose::STANDARD.encode("admin:LiteralPw55");
+    let everything = serde_json::to_string(&outputs).expect("outputs");
+    assert!(!everything.contains(&basic), "{everything}");
+    assert!(!everything.contains("LiteralPw55"), "{everything}");
+    assert_eq!(outputs["json"]["headers"]["authorization"], json!("***"));
+    drop(ctx);
+    while let Ok(message) = messages.try_recv() {
+        let shown = format!("{message:?}");
+        assert!(!shown.contains("LiteralPw55"), "{shown}");
+    }
+    assert_eq!(redactor.redact(&format!("Basic {basic}")), "***");
+}
+
 #[tokio::test]
 async fn connection_refused_names_the_address() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

@@ -345,8 +345,14 @@ impl Prepared {
         // Also covers a normal exit: leftovers of the script die with it.
         group.kill_remaining();
 
-        let stdout = out_tail.finish();
-        let stderr = err_tail.finish();
+        let mut stdout = out_tail.finish();
+        let mut stderr = err_tail.finish();
+        // Output cut at its start may begin with the end of a secret.
+        for captured in [&mut stdout, &mut stderr] {
+            if captured.dropped > 0 {
+                captured.text = ctx.redact_cut_start(&captured.text);
+            }
+        }
         let mut outputs = Outputs::new();
         let status = match &ending {
             Ending::Exited(Ok(status)) => Some(*status),

@@ -407,6 +407,26 @@ async fn a_flood_of_output_keeps_only_the_tail() {
     assert_eq!(lines[0].as_str().map(str::len), Some(1000));
 }
 
+/// Only the last MiB of output is kept; a secret cut by that limit leaves
+/// no end of itself at the start of what was kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_cut_by_the_kept_tail_leaves_no_part_of_itself() {
+    let secret = "TOPSECRETPASSWORD1234";
+    let kept_of_secret = 10;
+    let step = step(&format!(
+        "    run: |\n      head -c 100 /dev/zero | tr '\\0' A\n      printf '{secret}'\n      head -c {} /dev/zero | tr '\\0' B\n",
+        MAX_CAPTURED_BYTES - kept_of_secret
+    ));
+    let redactor = runbook_engine::Redactor::new();
+    redactor.add(secret);
+    let (ctx, _messages) = context("").redactor(redactor).build();
+    let outputs = succeeded(run(&step, &ctx).await);
+    let stdout = outputs["stdout"].as_str().expect("stdout");
+    let kept = stdout.split_once('\n').map_or(stdout, |(_, kept)| kept);
+    assert!(kept.starts_with("***BBB"), "{}", &kept[..40]);
+    assert!(!stdout.contains(&secret[secret.len() - kept_of_secret..]));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flooded_pipe_is_grown_and_a_quiet_one_is_not() {
     // perl (perl-base is essential on Debian) asks for the size of the

@@ -159,6 +159,8 @@ fn app(state: Arc<ServerState>) -> Router {
         .route("/multi", get(multi))
         .route("/huge", get(huge))
         .route("/login", post(login))
+        .route("/say", get(say))
+        .route("/edge", get(edge))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             count_hits,
@@ -173,6 +175,27 @@ async fn count_hits(
 ) -> Response {
     state.hits.fetch_add(1, Ordering::SeqCst);
     next.run(request).await
+}
+
+/// `text` as the body, with status `status` (200 by default).
+async fn say(Query(query): Query<HashMap<String, String>>) -> Response {
+    let code = query
+        .get("status")
+        .and_then(|s| s.parse().ok())
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .unwrap_or(StatusCode::OK);
+    (code, query.get("text").cloned().unwrap_or_default()).into_response()
+}
+
+/// A body whose text `s` starts `off` bytes before the 1 MiB the executor
+/// keeps, so that the limit cuts it.
+async fn edge(Query(query): Query<HashMap<String, String>>) -> Response {
+    let off: usize = query.get("off").and_then(|s| s.parse().ok()).unwrap_or(0);
+    let secret = query.get("s").cloned().unwrap_or_default();
+    let mut body = "A".repeat(runbook_step_http::BODY_LIMIT - off);
+    body.push_str(&secret);
+    body.push_str(&"B".repeat(100));
+    body.into_response()
 }
 
 async fn status(Path(code): Path<u16>) -> Response {
