@@ -486,6 +486,61 @@ impl StepContext {
         })
     }
 
+    /// Renders a tree of YAML values that becomes a document to send (an
+    /// HTTP `json` body, a Kubernetes `patch`): as [`Self::render_tree`],
+    /// except that a string which is only a reference, such as
+    /// `"{{params.replicas}}"`, keeps the type of the value it names (a
+    /// number, boolean, list or map is sent as one). A template renders to
+    /// text, and a patch setting `replicas: "3"` is refused by the API
+    /// server.
+    pub fn render_document(&self, field: &str, node: &Node) -> Result<Value, StepFailure> {
+        Ok(match &node.value {
+            YamlValue::Str(s) => match self.referenced_value(s) {
+                Some(value) => value,
+                None => self.render_tree(field, node)?,
+            },
+            YamlValue::Seq(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|i| self.render_document(field, i))
+                    .collect::<Result<_, _>>()?,
+            ),
+            YamlValue::Map(entries) => {
+                let mut map = serde_json::Map::new();
+                for e in entries {
+                    map.insert(e.key.clone(), self.render_document(field, &e.value)?);
+                }
+                Value::Object(map)
+            }
+            _ => node.to_json(),
+        })
+    }
+
+    /// The value `text` names when it is exactly `{{a.b.c}}` (a path, no
+    /// helper) and that value is not text: text and null render as usual.
+    fn referenced_value(&self, text: &str) -> Option<Value> {
+        let inner = text.trim().strip_prefix("{{")?.strip_suffix("}}")?.trim();
+        let is_path = !inner.is_empty()
+            && inner.split('.').all(|segment| {
+                !segment.is_empty()
+                    && segment
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            });
+        if !is_path {
+            return None;
+        }
+        let mut value = self.context.as_ref();
+        for segment in inner.split('.') {
+            value = match value {
+                Value::Object(map) => map.get(segment)?,
+                Value::Array(items) => items.get(segment.parse::<usize>().ok()?)?,
+                _ => return None,
+            };
+        }
+        (!value.is_string() && !value.is_null()).then(|| value.clone())
+    }
+
     /// Renders a typed field, then parses it into its type.
     pub fn render_typed<T>(&self, field: &str, value: &Typed<T>) -> Result<T, StepFailure>
     where

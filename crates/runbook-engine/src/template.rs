@@ -296,12 +296,26 @@ value_fn!(ends_with_impl, |h| Ok(Value::Bool(
 value_fn!(to_int_impl, |h| {
     let v = param(h, 0, "to_int")?;
     let s = text(v);
-    let parsed = s
-        .trim()
-        .parse::<i64>()
-        .ok()
-        .or_else(|| s.trim().parse::<f64>().ok().map(|f| f as i64))
-        .ok_or_else(|| RenderErrorReason::Other(format!("to_int: `{s}` is not a number")))?;
+    let t = s.trim();
+    // A float is truncated toward zero; one outside the integers (or an
+    // integer too long for 64 bits) is an error, not silently clamped.
+    let in_range = |f: f64| f.is_finite() && f >= i64::MIN as f64 && f < i64::MAX as f64;
+    let parsed = match t.parse::<i64>() {
+        Ok(n) => Some(n),
+        Err(_) => t
+            .parse::<f64>()
+            .ok()
+            .filter(|f| in_range(*f))
+            .map(|f| f as i64),
+    };
+    let parsed = parsed.ok_or_else(|| {
+        let why = if t.parse::<f64>().is_ok() {
+            "is out of the range of a 64-bit integer"
+        } else {
+            "is not a number"
+        };
+        RenderErrorReason::Other(format!("to_int: `{s}` {why}"))
+    })?;
     Ok(Value::from(parsed))
 });
 value_fn!(concat_impl, |h| Ok(Value::String(
@@ -406,6 +420,20 @@ mod tests {
         let t = Templates::new();
         let error = t.render("{{params.nope}}", &ctx()).expect_err("strict");
         assert!(error.0.contains("params.nope"), "{error}");
+    }
+
+    #[test]
+    fn to_int_truncates_but_never_clamps() {
+        let t = Templates::new();
+        let render = |text: &str| t.render(text, &ctx());
+        assert_eq!(render("{{to_int \"42\"}}").expect("int"), "42");
+        assert_eq!(render("{{to_int \"-3.9\"}}").expect("float"), "-3");
+        for huge in ["99999999999999999999999", "1e300"] {
+            let error = render(&format!("{{{{to_int \"{huge}\"}}}}")).expect_err(huge);
+            assert!(error.0.contains("out of the range"), "{error}");
+        }
+        let error = render("{{to_int \"abc\"}}").expect_err("text");
+        assert!(error.0.contains("is not a number"), "{error}");
     }
 
     #[test]

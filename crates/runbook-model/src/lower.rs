@@ -1293,6 +1293,22 @@ impl<'a> Lowerer<'a> {
                                 ));
                                 continue;
                             }
+                            // RFC 6901: `~` only as `~0` (a `~`) or `~1` (a `/`).
+                            let bad_escape = e.key.match_indices('~').any(|(at, _)| {
+                                !matches!(e.key.as_bytes().get(at + 1), Some(b'0' | b'1'))
+                            });
+                            if bad_escape {
+                                let d = self.error(
+                                    Code::InvalidValue,
+                                    e.key_span,
+                                    format!("`{}` is not a JSON Pointer", e.key),
+                                );
+                                d.help = Some(
+                                    "in a JSON Pointer `~` must be written `~0`, and a `/` inside a key `~1`"
+                                        .to_string(),
+                                );
+                                continue;
+                            }
                             out.json.insert(e.key.clone(), e.value.clone());
                         }
                     } else {

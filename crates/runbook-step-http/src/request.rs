@@ -197,7 +197,7 @@ pub(crate) fn render(http: &HttpCheckStep, ctx: &StepContext) -> Result<Request,
     };
 
     let body = if let Some(node) = &http.json {
-        let value = ctx.render_tree("json", node)?;
+        let value = ctx.render_document("json", node)?;
         if !headers.contains_key(CONTENT_TYPE) {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }

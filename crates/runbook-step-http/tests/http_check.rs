@@ -294,7 +294,7 @@ async fn redirect_loops_say_too_many_redirects() {
 async fn post_json_is_templated_from_params_and_step_outputs() {
     let server = start().await;
     let fields = format!(
-        "url: {}\nmethod: post\njson:\n  service: '{{{{params.service}}}}'\n  token: '{{{{steps.login.outputs.json.token}}}}'\n  replicas: 3\n  tags: [prod, '{{{{upper params.service}}}}']\nexpect:\n  json:\n    /json/service: omendb\n    /method: POST",
+        "url: {}\nmethod: post\njson:\n  service: '{{{{params.service}}}}'\n  token: '{{{{steps.login.outputs.json.token}}}}'\n  replicas: 3\n  wanted: '{{{{params.replicas}}}}'\n  said: 'x{{{{params.replicas}}}}'\n  login: '{{{{ steps.login.outputs.json }}}}'\n  tags: [prod, '{{{{upper params.service}}}}']\nexpect:\n  json:\n    /json/service: omendb\n    /method: POST",
         server.url("/echo")
     );
     let outputs = succeeded(run(&fields).await);
@@ -303,7 +303,16 @@ async fn post_json_is_templated_from_params_and_step_outputs() {
     assert_eq!(echoed["headers"]["content-type"], json!("application/json"));
     assert_eq!(
         echoed["json"],
-        json!({"service": "omendb", "token": "t0ken-from-login", "replicas": 3, "tags": ["prod", "OMENDB"]})
+        json!({
+            "service": "omendb",
+            "token": "t0ken-from-login",
+            "replicas": 3,
+            // A reference alone keeps its type; text around it makes text.
+            "wanted": 3,
+            "said": "x3",
+            "login": {"token": "t0ken-from-login"},
+            "tags": ["prod", "OMENDB"]
+        })
     );
 }
 
@@ -535,7 +544,8 @@ async fn dry_run_reads_but_does_not_write() {
     ));
     match executor.run(&post, &ctx).await {
         StepOutcome::WouldRun(text) => {
-            assert_eq!(text, format!("POST {} (16-byte body)", server.url("/echo")))
+            // `{"replicas":3}`: the reference keeps the param's type.
+            assert_eq!(text, format!("POST {} (14-byte body)", server.url("/echo")))
         }
         other => panic!("expected WouldRun, got {other:?}"),
     }

@@ -62,7 +62,7 @@ impl Fields {
     pub fn render(step: &KubectlStep, ctx: &StepContext) -> Result<Fields, StepFailure> {
         let patch = match &step.patch {
             None => None,
-            Some(node) => Some(match ctx.render_tree("patch", node)? {
+            Some(node) => Some(match ctx.render_document("patch", node)? {
                 Value::String(s) => serde_json::from_str(&s).map_err(|e| {
                     StepFailure::new(format!("`patch` is a string but not valid JSON: {e}"))
                 })?,
