@@ -1249,7 +1249,14 @@ impl<'a> Lowerer<'a> {
         for entry in entries {
             let v = &entry.value;
             match entry.key.as_str() {
-                "status" => out.status = self.status(v),
+                "status" => {
+                    out.status = match &v.value {
+                        Value::Str(s) if s.contains("{{") => {
+                            Some(Typed::Template(template_of(v, s.clone())))
+                        }
+                        _ => self.status(v).map(Typed::Literal),
+                    }
+                }
                 "body_contains" => match &v.value {
                     Value::Seq(items) => {
                         out.body_contains = items
@@ -1319,7 +1326,7 @@ impl<'a> Lowerer<'a> {
                         );
                     }
                 }
-                "max_latency" => out.max_latency = self.duration(v, "expect.max_latency"),
+                "max_latency" => out.max_latency = self.typed_duration(v, "expect.max_latency"),
                 _ => {}
             }
         }
@@ -1633,6 +1640,16 @@ fn template_of(node: &Node, text: String) -> Template {
 
 fn first_line(text: &str) -> String {
     text.lines().last().unwrap_or(text).trim().to_string()
+}
+
+/// What a templated `expect.status` renders to: a code, a class, or
+/// several separated by commas (`200, 204`); `None` when any is neither.
+pub fn parse_status_list(text: &str) -> Option<Vec<StatusPattern>> {
+    let patterns: Option<Vec<StatusPattern>> = text
+        .split(',')
+        .map(|item| parse_status_class(item.trim()))
+        .collect();
+    patterns.filter(|p| !p.is_empty())
 }
 
 fn parse_status_class(text: &str) -> Option<StatusPattern> {

@@ -372,8 +372,9 @@ pub struct HttpCheckStep {
 #[schemars(deny_unknown_fields)]
 pub struct Expect {
     /// Acceptable status: a code (`200`), a list (`[200, 204]`) or a class (`2xx`). Default `2xx`.
+    /// A template renders to one of them, or to several separated by commas.
     #[schemars(with = "Option<crate::schema::StatusSchema>")]
-    pub status: Option<Spanned<Vec<StatusPattern>>>,
+    pub status: Option<Typed<Vec<StatusPattern>>>,
     /// Text (or list of texts, all required) that must appear in the body.
     #[schemars(with = "Option<crate::schema::OneOrMany>")]
     pub body_contains: Vec<Template>,
@@ -384,7 +385,7 @@ pub struct Expect {
     pub json: IndexMap<String, Node>,
     /// Slowest acceptable response, such as `500ms`.
     #[schemars(with = "Option<crate::schema::DurationText>")]
-    pub max_latency: Option<Spanned<Duration>>,
+    pub max_latency: Option<Typed<Duration>>,
 }
 
 /// One acceptable HTTP status.
@@ -684,6 +685,12 @@ impl Step {
                         .iter()
                         .map(|t| ("expect.body_matches", t)),
                 );
+                if let Some(Typed::Template(t)) = &http.expect.status {
+                    out.push(("expect.status", t));
+                }
+                if let Some(Typed::Template(t)) = &http.expect.max_latency {
+                    out.push(("expect.max_latency", t));
+                }
             }
             StepKind::KubectlAction(k) => {
                 for (name, field) in [

@@ -352,9 +352,10 @@ impl JsonSchema for StatusSchema {
             {"type": "integer", "minimum": 100, "maximum": 599},
             {"type": "string", "pattern": "^([1-5][0-9][0-9]|[1-5][xX][xX])$"}
         ]});
+        let template = json!({"type": "string", "pattern": "\\{\\{"});
         json_schema!({
-            "description": "A status code (`200`), a class (`2xx`), or a list of them.",
-            "anyOf": [one, {"type": "array", "items": one, "minItems": 1}]
+            "description": "A status code (`200`), a class (`2xx`), or a list of them; or a template rendering to one of them, or to several separated by commas.",
+            "anyOf": [one, {"type": "array", "items": one, "minItems": 1}, template]
         })
     }
 }

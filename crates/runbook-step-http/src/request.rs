@@ -8,7 +8,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, Url};
 use runbook_engine::{StepContext, StepFailure};
 use runbook_model::yaml::Value as YamlValue;
-use runbook_model::{HttpCheckStep, StatusPattern};
+use runbook_model::{HttpCheckStep, StatusPattern, Typed};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -234,7 +234,17 @@ pub(crate) fn render(http: &HttpCheckStep, ctx: &StepContext) -> Result<Request,
 fn render_expect(http: &HttpCheckStep, ctx: &StepContext) -> Result<Expectations, StepFailure> {
     let expect = &http.expect;
     let status = match &expect.status {
-        Some(patterns) if !patterns.value.is_empty() => patterns.value.clone(),
+        Some(Typed::Literal(patterns)) if !patterns.value.is_empty() => patterns.value.clone(),
+        Some(Typed::Template(template)) => {
+            let text = ctx.render("expect.status", template)?;
+            runbook_model::parse_status_list(&text).ok_or_else(|| {
+                StepFailure::new(format!(
+                    "`expect.status` (line {}) rendered to `{}`, which is not a status code (such as `200`), a class (such as `2xx`) or a list of them separated by commas",
+                    template.span.line,
+                    ctx.redact(text.trim())
+                ))
+            })?
+        }
         _ => vec![StatusPattern::Class(2)],
     };
     let body_contains = expect
@@ -268,7 +278,10 @@ fn render_expect(http: &HttpCheckStep, ctx: &StepContext) -> Result<Expectations
         body_contains,
         body_matches,
         json,
-        max_latency: expect.max_latency.as_ref().map(|d| d.value),
+        max_latency: match &expect.max_latency {
+            Some(latency) => Some(ctx.render_typed("expect.max_latency", latency)?),
+            None => None,
+        },
     })
 }
 

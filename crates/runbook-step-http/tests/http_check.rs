@@ -202,6 +202,45 @@ async fn all_failed_expectations_are_listed_together() {
 }
 
 #[tokio::test]
+async fn status_and_max_latency_can_be_templated() {
+    let server = start().await;
+    let outputs = succeeded(
+        run(&format!(
+            "url: {}\nexpect:\n  status: '{{{{#if run.dry_run}}}}500{{{{else}}}}200, 204{{{{/if}}}}'\n  max_latency: '{{{{params.replicas}}}}s'",
+            server.url("/ok")
+        ))
+        .await,
+    );
+    assert_eq!(outputs["status"], json!(200));
+    let failure = failed(
+        run(&format!(
+            "url: {}\nexpect:\n  status: '{{{{params.replicas}}}}xx'",
+            server.url("/ok")
+        ))
+        .await,
+    );
+    assert!(
+        failure.message.starts_with("expected status 3xx, got 200"),
+        "{}",
+        failure.message
+    );
+    let failure = failed(
+        run(&format!(
+            "url: {}\nexpect:\n  status: '{{{{params.service}}}}'",
+            server.url("/ok")
+        ))
+        .await,
+    );
+    assert!(
+        failure
+            .message
+            .contains("rendered to `omendb`, which is not a status code"),
+        "{}",
+        failure.message
+    );
+}
+
+#[tokio::test]
 async fn max_latency_passes_and_fails() {
     let server = start().await;
     succeeded(
