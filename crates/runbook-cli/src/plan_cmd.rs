@@ -111,7 +111,7 @@ pub fn resolve_params(
     match runbook_model::params::resolve(runbook, &inputs, &|name| std::env::var(name).ok()) {
         Ok(params) => Ok(Some(params)),
         Err(errors) => {
-            report_param_errors(&errors);
+            report_param_errors(&errors, params_file);
             Ok(None)
         }
     }
@@ -121,12 +121,16 @@ fn stderr_color() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
-fn report_param_errors(errors: &[ParamError]) {
+fn report_param_errors(errors: &[ParamError], params_file: Option<&Path>) {
+    let code = runbook_model::Code::InvalidParam.as_str();
     for error in errors {
-        eprintln!(
-            "error[{}]: {error}",
-            runbook_model::Code::InvalidParam.as_str()
-        );
+        match (error, params_file) {
+            // The model knows the file's contents, not its name.
+            (ParamError::BadFile(problem), Some(path)) => {
+                eprintln!("error[{code}]: params file `{}`: {problem}", path.display());
+            }
+            _ => eprintln!("error[{code}]: {error}"),
+        }
     }
     eprintln!(
         "{} param error{}; nothing was run",

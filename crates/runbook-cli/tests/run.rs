@@ -856,6 +856,27 @@ fn invalid_runbooks_and_params_exit_2_without_running() {
             .contains("missing required param `hook`; set $RB_TEST_HOOK or pass --set hook=VALUE"),
         "{stderr}"
     );
+    // A params file's problem names the file.
+    let params = sandbox.scratch().join("prod.params.yaml");
+    std::fs::write(&params, "hook: [1, 2]\n").expect("write");
+    let out = Command::new(BIN)
+        .arg("run")
+        .arg(&hooked)
+        .arg("--params")
+        .arg(&params)
+        .arg("--state-dir")
+        .arg(sandbox.state.path())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "params file `{}`: line 1: the value of `hook` must be a single value",
+            params.display()
+        )),
+        "{stderr}"
+    );
     let broken = sandbox.scratch().join("broken.yaml");
     std::fs::write(&broken, "version: 1\nname: x\nsteps: {a: {type: shell}}\n").expect("write");
     let out = Command::new(BIN)

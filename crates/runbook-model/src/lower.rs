@@ -1675,6 +1675,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if trimmed.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         return Err(format!("`{trimmed}` has no unit"));
     }
+    if trimmed.starts_with(['-', '+']) {
+        return Err(format!(
+            "`{trimmed}` has a sign; a duration is a length of time, such as `5s`"
+        ));
+    }
     humantime::parse_duration(trimmed).map_err(|e| format!("`{trimmed}`: {e}"))
 }
 
@@ -1704,6 +1709,10 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert!(parse_duration("30").is_err());
         assert!(parse_duration("soon").is_err());
+        for signed in ["-1s", "+5s"] {
+            let error = parse_duration(signed).expect_err(signed);
+            assert!(error.contains("has a sign"), "{error}");
+        }
     }
 
     #[test]
