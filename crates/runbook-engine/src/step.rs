@@ -457,10 +457,31 @@ impl StepContext {
             .map_err(|e| field_error(field, template, &e.0))
     }
 
-    /// Renders every string inside a free-form value (JSON body, patch) and
-    /// converts it to JSON.
+    /// Renders every string inside a free-form value (an expected value of
+    /// `expect.json`) and converts it to JSON; every template is text.
     pub fn render_tree(&self, field: &str, node: &Node) -> Result<Value, StepFailure> {
+        self.render_node(field, node, false)
+    }
+
+    /// Renders a tree of YAML values that becomes a document to send (an
+    /// HTTP `json` body, a Kubernetes `patch`): as [`Self::render_tree`],
+    /// except that a string which is only a reference, such as
+    /// `"{{params.replicas}}"`, keeps the type of the value it names (a
+    /// number, boolean, list or map is sent as one). A template renders to
+    /// text, and a patch setting `replicas: "3"` is refused by the API
+    /// server.
+    pub fn render_document(&self, field: &str, node: &Node) -> Result<Value, StepFailure> {
+        self.render_node(field, node, true)
+    }
+
+    fn render_node(
+        &self,
+        field: &str,
+        node: &Node,
+        keep_types: bool,
+    ) -> Result<Value, StepFailure> {
         Ok(match &node.value {
+            YamlValue::Str(s) if keep_types && let Some(value) = self.referenced_value(s) => value,
             YamlValue::Str(s) if s.contains("{{") => {
                 let t = Template {
                     text: s.clone(),
@@ -472,43 +493,16 @@ impl StepContext {
             YamlValue::Seq(items) => Value::Array(
                 items
                     .iter()
-                    .map(|i| self.render_tree(field, i))
+                    .map(|i| self.render_node(field, i, keep_types))
                     .collect::<Result<_, _>>()?,
             ),
             YamlValue::Map(entries) => {
                 let mut map = serde_json::Map::new();
                 for e in entries {
-                    map.insert(e.key.clone(), self.render_tree(field, &e.value)?);
-                }
-                Value::Object(map)
-            }
-            _ => node.to_json(),
-        })
-    }
-
-    /// Renders a tree of YAML values that becomes a document to send (an
-    /// HTTP `json` body, a Kubernetes `patch`): as [`Self::render_tree`],
-    /// except that a string which is only a reference, such as
-    /// `"{{params.replicas}}"`, keeps the type of the value it names (a
-    /// number, boolean, list or map is sent as one). A template renders to
-    /// text, and a patch setting `replicas: "3"` is refused by the API
-    /// server.
-    pub fn render_document(&self, field: &str, node: &Node) -> Result<Value, StepFailure> {
-        Ok(match &node.value {
-            YamlValue::Str(s) => match self.referenced_value(s) {
-                Some(value) => value,
-                None => self.render_tree(field, node)?,
-            },
-            YamlValue::Seq(items) => Value::Array(
-                items
-                    .iter()
-                    .map(|i| self.render_document(field, i))
-                    .collect::<Result<_, _>>()?,
-            ),
-            YamlValue::Map(entries) => {
-                let mut map = serde_json::Map::new();
-                for e in entries {
-                    map.insert(e.key.clone(), self.render_document(field, &e.value)?);
+                    map.insert(
+                        e.key.clone(),
+                        self.render_node(field, &e.value, keep_types)?,
+                    );
                 }
                 Value::Object(map)
             }

@@ -200,6 +200,17 @@ async fn runbook_approve_reject_from_another_process_rejects() {
     assert_eq!(outputs["approved"], json!(false));
 }
 
+/// The request of gate `g` of `run-1`, waiting for a person for 30 s.
+fn waiting_request() -> GateRequest {
+    GateRequest {
+        run_id: "run-1".into(),
+        gate: "g".into(),
+        message: "Restart prod?".into(),
+        timeout: Duration::from_secs(30),
+        question: runbook_engine::Question::Approval,
+    }
+}
+
 /// The engine journals `gate_waiting` when a gate announces itself; a
 /// script that answers that event with `runbook approve` must find the gate
 /// waiting, not race the waiting file.
@@ -207,13 +218,7 @@ async fn runbook_approve_reject_from_another_process_rejects() {
 async fn a_gate_is_announced_only_once_runbook_approve_can_reach_it() {
     let dir = tempfile::tempdir().expect("temp dir");
     let approvals = FileApprovals::new(dir.path());
-    let request = GateRequest {
-        run_id: "run-1".into(),
-        gate: "g".into(),
-        message: "Restart prod?".into(),
-        timeout: Duration::from_secs(30),
-        question: runbook_engine::Question::Approval,
-    };
+    let request = waiting_request();
     let answered_at_announcement = std::sync::Mutex::new(None);
     let announce = || {
         let answer = write_decision(dir.path(), "g", false, "script (runbook approve)");
@@ -292,13 +297,7 @@ fn of_racing_approvers_exactly_one_wins() {
 async fn a_decision_written_just_before_the_wait_ends_is_honoured() {
     let dir = tempfile::tempdir().expect("temp dir");
     let approvals = FileApprovals::new(dir.path());
-    let request = GateRequest {
-        run_id: "run-1".into(),
-        gate: "g".into(),
-        message: "Restart prod?".into(),
-        timeout: Duration::from_secs(30),
-        question: runbook_engine::Question::Approval,
-    };
+    let request = waiting_request();
     let cancel = CancellationToken::new();
     let decide = runbook_engine::Approvals::decide(&approvals, &request, &cancel);
     let decider = async {
