@@ -591,10 +591,7 @@ fn check_event(event: &Event, run_id: &str) -> Result<(), String> {
         EventKind::RunFinished => &["succeeded", "failed", "interrupted"],
         _ => &[],
     };
-    let name = serde_json::to_value(event.event)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default();
+    let name = event.event.as_str();
     if !statuses.is_empty() {
         match event.status.as_deref() {
             Some(status) if statuses.contains(&status) => {}
