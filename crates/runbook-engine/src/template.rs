@@ -127,7 +127,11 @@ fn describe(error: &RenderError) -> String {
                 "`{path}` is not defined (use `{{{{default {path} \"...\"}}}}` if it may be missing)"
             )
         }
-        RenderErrorReason::MissingVariable(None) => "a variable is not defined".to_string(),
+        // Strict mode names no path when the missing value came from a
+        // helper, which in practice is `lookup` of a key that is not there.
+        RenderErrorReason::MissingVariable(None) => {
+            "a value it reads is not defined (such as a `lookup` of a key that is not there; `{{#if (contains MAP KEY)}}{{lookup MAP KEY}}{{else}}...{{/if}}` reads one that may be missing)".to_string()
+        }
         other => other.to_string(),
     }
 }
@@ -434,6 +438,21 @@ mod tests {
         }
         let error = render("{{to_int \"abc\"}}").expect_err("text");
         assert!(error.0.contains("is not a number"), "{error}");
+    }
+
+    #[test]
+    fn a_missing_lookup_says_what_to_do() {
+        let t = Templates::new();
+        let error = t
+            .render("{{lookup params \"nope\"}}", &ctx())
+            .expect_err("strict");
+        assert!(
+            error.0.contains("`lookup` of a key that is not there"),
+            "{error}"
+        );
+        let guarded =
+            "{{#if (contains params \"nope\")}}{{lookup params \"nope\"}}{{else}}fallback{{/if}}";
+        assert_eq!(t.render(guarded, &ctx()).expect("guarded"), "fallback");
     }
 
     #[test]
