@@ -146,22 +146,56 @@ impl Batch {
     }
 }
 
+/// Masks what a cut leaves of a secret: the pieces of an over-long line are
+/// shown, and redacted, one by one, so a secret cut in two would otherwise
+/// show as two halves that each look harmless.
+pub(crate) struct CutMasks<'a> {
+    /// For a piece whose end was cut.
+    pub(crate) end: &'a (dyn Fn(&str) -> String + Sync),
+    /// For a piece whose start was cut.
+    pub(crate) start: &'a (dyn Fn(&str) -> String + Sync),
+}
+
 /// Splits a byte stream into lines for live display. A line longer than
 /// `max` bytes is emitted in pieces of at most `max` bytes, cut at a UTF-8
 /// character boundary where possible, so one endless line cannot grow
 /// memory without bound.
-pub(crate) struct LineSplitter {
+pub(crate) struct LineSplitter<'a> {
     pending: Vec<u8>,
     max: usize,
+    /// Whether the start of the line in `pending` was cut off (a piece of
+    /// it was emitted or skipped).
+    continued: bool,
+    masks: Option<CutMasks<'a>>,
 }
 
-impl LineSplitter {
+impl<'a> LineSplitter<'a> {
     /// A splitter emitting lines of at most `max` bytes (`max` >= 4).
     pub(crate) fn new(max: usize) -> Self {
         LineSplitter {
             pending: Vec::new(),
             max: max.max(4),
+            continued: false,
+            masks: None,
         }
+    }
+
+    /// Passes each piece of an over-long line through `masks`.
+    pub(crate) fn with_cut_masks(mut self, masks: CutMasks<'a>) -> Self {
+        self.masks = Some(masks);
+        self
+    }
+
+    /// Emits `pending` as the end of its line, and starts a new line.
+    fn emit_pending(&mut self, out: &mut Batch) {
+        let line = self.pending.strip_suffix(b"\r").unwrap_or(&self.pending);
+        let text = lossy(line);
+        match (&self.masks, self.continued) {
+            (Some(masks), true) => out.push_line(&(masks.start)(&text)),
+            _ => out.push_line(&text),
+        }
+        self.pending.clear();
+        self.continued = false;
     }
 
     /// Feeds a chunk; `out` receives every complete line (without its line
@@ -176,8 +210,7 @@ impl LineSplitter {
             };
             self.pending.extend_from_slice(&data[..newline]);
             self.emit_long_pieces(out);
-            emit_line(&self.pending, out);
-            self.pending.clear();
+            self.emit_pending(out);
             data = &data[newline + 1..];
         }
         // memchr's vectorized search: a plain byte loop cost 3 instructions
@@ -199,8 +232,7 @@ impl LineSplitter {
                         } else {
                             self.pending.extend_from_slice(segment);
                             self.emit_long_pieces(out);
-                            emit_line(&self.pending, out);
-                            self.pending.clear();
+                            self.emit_pending(out);
                         }
                     }
                 }
@@ -221,6 +253,7 @@ impl LineSplitter {
             Some(last) => {
                 self.pending.clear();
                 self.pending.extend_from_slice(&data[last + 1..]);
+                self.continued = false;
             }
             None => self.pending.extend_from_slice(data),
         }
@@ -229,6 +262,7 @@ impl LineSplitter {
             let pieces = (self.pending.len() - 1) / self.max;
             skipped += pieces as u64;
             self.pending.drain(..pieces * self.max);
+            self.continued = true;
         }
         skipped
     }
@@ -236,8 +270,7 @@ impl LineSplitter {
     /// Emits what is left after the stream ended without a final newline.
     pub(crate) fn finish(&mut self, out: &mut Batch) {
         if !self.pending.is_empty() {
-            emit_line(&self.pending, out);
-            self.pending.clear();
+            self.emit_pending(out);
         }
     }
 
@@ -258,8 +291,20 @@ impl LineSplitter {
                 // Not UTF-8 anyway: cut at the limit.
                 cut = self.max;
             }
-            out.push_line(&lossy(&self.pending[..cut]));
+            let piece = lossy(&self.pending[..cut]);
+            match &self.masks {
+                Some(masks) => {
+                    let piece = if self.continued {
+                        (masks.start)(&piece)
+                    } else {
+                        piece.into_owned()
+                    };
+                    out.push_line(&(masks.end)(&piece));
+                }
+                None => out.push_line(&piece),
+            }
             self.pending.drain(..cut);
+            self.continued = true;
         }
     }
 }
@@ -374,6 +419,37 @@ mod tests {
             lines(4, &[b"abc", b"defgh", b"ij"]),
             vec!["abcd", "efgh", "ij"]
         );
+    }
+
+    #[test]
+    fn a_secret_cut_between_two_pieces_is_masked_in_both() {
+        let redactor = runbook_engine::Redactor::new();
+        redactor.add("TOPSECRETPASSWORD1234");
+        let end = |t: &str| redactor.redact_cut_end(t);
+        let start = |t: &str| redactor.redact_cut_start(t);
+        let line = format!(
+            "{}TOPSECRETPASSWORD1234{}\n",
+            "x".repeat(25),
+            "y".repeat(10)
+        );
+        // Every way of cutting the stream into chunks gives the same pieces.
+        for size in [1, 7, 32, line.len()] {
+            let mut splitter = LineSplitter::new(32).with_cut_masks(CutMasks {
+                end: &end,
+                start: &start,
+            });
+            let mut batch = Batch::default();
+            for chunk in line.as_bytes().chunks(size) {
+                splitter.feed(chunk, &mut batch);
+            }
+            splitter.finish(&mut batch);
+            let shown = batch.take();
+            assert_eq!(
+                shown,
+                format!("{}***\n***{}\n", "x".repeat(25), "y".repeat(10)),
+                "chunks of {size}"
+            );
+        }
     }
 
     #[test]

@@ -34,7 +34,7 @@ mod process_group;
 mod program;
 
 use async_trait::async_trait;
-use capture::{Batch, LineSplitter, Tail};
+use capture::{Batch, CutMasks, LineSplitter, Tail};
 use flood::FloodPipes;
 use nix::sys::signal::Signal;
 use process_group::ProcessGroup;
@@ -504,7 +504,14 @@ async fn pump(
     // 64 KiB twice per step (`vec![0; n]`) was a third of the engine's
     // instructions in a run of 200 no-op steps.
     let mut buffer = Vec::with_capacity(READ_CHUNK);
-    let mut lines = LineSplitter::new(MAX_LINE_BYTES);
+    let (end, start) = (
+        |text: &str| ctx.redact_cut_end(text),
+        |text: &str| ctx.redact_cut_start(text),
+    );
+    let mut lines = LineSplitter::new(MAX_LINE_BYTES).with_cut_masks(CutMasks {
+        end: &end,
+        start: &start,
+    });
     let mut batch = Batch::default();
     let send = |batch: &mut Batch| ctx.output_lines(stream, batch.take());
     let mut grown = None;
