@@ -590,6 +590,39 @@ async fn patch_three_types_record_previous_and_roll_back() {
     }
 }
 
+/// A patch value that is only a reference keeps the referenced value's
+/// type: `replicas: "{{params.replicas}}"` sends the number, which the API
+/// server accepts, not the string "7", which it refuses.
+#[tokio::test]
+async fn a_templated_patch_value_keeps_its_type() {
+    let env = env("healthy").await;
+    let text = format!(
+        "version: 1\nname: t\nparams:\n  replicas: {{type: integer, default: 7}}\nsteps:\n  s:\n    type: kubectl-action\n    kubeconfig: {}\n    namespace: {NS}\n    action: patch\n    resource: deployment/{DEPLOY}\n    patch_type: merge\n    patch: {{spec: {{replicas: \"{{{{params.replicas}}}}\"}}}}\n",
+        env.kubeconfig.display()
+    );
+    let loaded = runbook_model::load(std::path::Path::new("t.yaml"), &text);
+    let step = loaded
+        .runbook
+        .unwrap_or_else(|| panic!("{:?}", loaded.diagnostics))
+        .steps
+        .get("s")
+        .cloned()
+        .expect("step s");
+    let (ctx, _rx) = StepContextBuilder::new("s")
+        .context(json!({
+            "params": {"replicas": 7},
+            "env": {},
+            "steps": {},
+            "run": {"id": "r1", "name": "t", "started_at": "", "dry_run": false},
+        }))
+        .build();
+    expect_ok(env.exec.run(&step, &ctx).await);
+    let patches = env.requests("PATCH");
+    let sent: Value = serde_json::from_str(&patches[0].body).expect("json");
+    assert_eq!(sent, json!({"spec": {"replicas": 7}}));
+    assert_eq!(env.deployment()["spec"]["replicas"], json!(7));
+}
+
 #[tokio::test]
 async fn a_json_patch_rollback_restores_what_it_can_when_a_path_is_gone() {
     let env = env("healthy").await;
