@@ -1282,7 +1282,7 @@ impl<'a> Lowerer<'a> {
                             v.span,
                             "`expect.body_matches` is not a valid regular expression".into(),
                         );
-                        d.help = Some(first_line(&e.to_string()));
+                        d.help = Some(regex_error_summary(&e));
                     }
                 }
                 "json" => {
@@ -1638,8 +1638,13 @@ fn template_of(node: &Node, text: String) -> Template {
     }
 }
 
-fn first_line(text: &str) -> String {
-    text.lines().last().unwrap_or(text).trim().to_string()
+/// The line of a regex error that says what is wrong (`error: unclosed
+/// character class`); the lines above it draw the pattern with a caret,
+/// which would repeat the source line the diagnostic already shows.
+pub(crate) fn regex_error_summary(error: &regex::Error) -> String {
+    let text = error.to_string();
+    let last = text.lines().last().unwrap_or(&text).trim();
+    last.strip_prefix("error: ").unwrap_or(last).to_string()
 }
 
 /// What a templated `expect.status` renders to: a code, a class, or

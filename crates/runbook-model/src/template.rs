@@ -99,6 +99,9 @@ pub struct Analysis {
     pub helpers: Vec<String>,
     /// Raw `{{{ }}}` insertions, as written.
     pub raw_insertions: Vec<String>,
+    /// Patterns given to `matches` as string literals, which can be
+    /// checked before the run instead of failing the step that renders them.
+    pub literal_patterns: Vec<String>,
 }
 
 /// A template that does not parse.
@@ -225,6 +228,12 @@ fn walk(elements: &[TemplateElement], at_root: bool, analysis: &mut Analysis) {
                     }
                     name => parameter(name, at_root, analysis),
                 }
+                if matches!(&helper.name, Parameter::Name(name) if name == "matches")
+                    && let Some(Parameter::Literal(serde_json::Value::String(pattern))) =
+                        helper.params.get(1)
+                {
+                    analysis.literal_patterns.push(pattern.clone());
+                }
                 for p in helper.params.iter().chain(helper.hash.values()) {
                     parameter(p, at_root, analysis);
                 }
@@ -316,6 +325,16 @@ mod tests {
         let paths: Vec<String> = a.variables.iter().map(|v| v.path.join(".")).collect();
         assert_eq!(paths, ["params.env", "steps.check-x.outputs.body"]);
         assert_eq!(a.helpers, ["eq", "upper"]);
+    }
+
+    #[test]
+    fn only_literal_patterns_of_matches_are_collected() {
+        let a = analyze(
+            "{{#if (matches params.v \"^1\\\\.4\")}}{{matches params.v params.re}}{{/if}}{{replace params.v \"(\" \"x\"}}",
+        )
+        .expect("parses");
+        // Handlebars has already undone the literal's `\\` escape.
+        assert_eq!(a.literal_patterns, ["^1\\.4"]);
     }
 
     #[test]

@@ -222,6 +222,28 @@ impl<'a> Validator<'a> {
             };
             self.diagnostics.push(d);
         }
+        for pattern in &analysis.literal_patterns {
+            if let Err(error) = regex::Regex::new(pattern) {
+                // The literal as written, quotes and escapes included, so a
+                // short pattern such as `[` is not found earlier in the
+                // template and `\\d` is found at all.
+                let written = serde_json::to_string(pattern).unwrap_or_default();
+                let quoted = [written, format!("\"{pattern}\""), format!("'{pattern}'")];
+                let span = quoted
+                    .iter()
+                    .map(|needle| self.locate(template, needle))
+                    .find(|span| *span != template.span)
+                    .unwrap_or_else(|| self.locate(template, pattern));
+                let d = Diagnostic::error(
+                    Code::InvalidValue,
+                    span,
+                    format!("the pattern given to `matches` in `{field}` is not a valid regular expression"),
+                )
+                .with_label("invalid regular expression")
+                .with_help(crate::lower::regex_error_summary(&error));
+                self.diagnostics.push(d);
+            }
+        }
         for raw in &analysis.raw_insertions {
             if shell_run {
                 let span = self.locate(template, &format!("{{{{{{{raw}"));
