@@ -4,7 +4,7 @@
 //! pointer in its read-only data (31,000 of them here), and the dynamic
 //! loader writes each one at every start, copying about 130 pages first.
 //! Linked at a fixed address the pointers are final in the file, and a
-//! one-step run starts 0.7 ms sooner (docs/performance.md, ninth round).
+//! one-step run starts 0.4 ms sooner (docs/performance.md, ninth round).
 //! The cost is that the executable's own code and data are not placed at a
 //! random address; libraries, the heap and the stacks still are. Set
 //! `RUNBOOK_BUILD_PIE=1` to build a position-independent executable instead.

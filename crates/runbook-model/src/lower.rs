@@ -1638,9 +1638,9 @@ fn template_of(node: &Node, text: String) -> Template {
     }
 }
 
-/// The line of a regex error that says what is wrong (`error: unclosed
-/// character class`); the lines above it draw the pattern with a caret,
-/// which would repeat the source line the diagnostic already shows.
+/// What a regex error says is wrong (`unclosed character class`), from its
+/// last line; the lines above it draw the pattern with a caret, which would
+/// repeat the source line the diagnostic already shows.
 pub(crate) fn regex_error_summary(error: &regex::Error) -> String {
     let text = error.to_string();
     let last = text.lines().last().unwrap_or(&text).trim();
