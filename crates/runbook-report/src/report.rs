@@ -923,8 +923,10 @@ fn stopped_text(running: &[String], resume_command: Option<&str>) -> String {
     if !running.is_empty() {
         text.push_str(&format!("; running then: {}", running.join(", ")));
     }
+    // No backticks around the command: this text reaches the Markdown
+    // timeline escaped, like all journal text, where they would show.
     if let Some(command) = resume_command {
-        text.push_str(&format!("; continue it with `{command}`"));
+        text.push_str(&format!("; to continue it: {command}"));
     }
     text
 }
