@@ -32,9 +32,11 @@ pub struct Plan {
 pub struct PlannedParam {
     /// Name.
     pub name: String,
-    /// Value as text (`***` for secrets).
-    pub value: String,
-    /// Where it came from (`--set`, `default`, `$VAR`, `--params file`).
+    /// Value with its type (a number stays a number), `"***"` for a
+    /// secret, `null` when the param has no value.
+    pub value: serde_json::Value,
+    /// Where it came from (`--set`, `default`, `$VAR`, `--params file`),
+    /// or `unset`.
     pub source: String,
     /// Whether it is secret.
     pub secret: bool,
@@ -79,9 +81,9 @@ pub fn plan(runbook: &Runbook, params: &IndexMap<String, ResolvedParam>) -> Plan
             PlannedParam {
                 name: name.clone(),
                 value: match resolved {
-                    Some(_) if decl.secret => "***".to_string(),
-                    Some(r) => r.value.to_text(),
-                    None => "(unset)".to_string(),
+                    Some(_) if decl.secret => serde_json::Value::from("***"),
+                    Some(r) => r.value.to_json(),
+                    None => serde_json::Value::Null,
                 },
                 source: resolved.map_or("unset".to_string(), |r| r.source.to_string()),
                 secret: decl.secret,
@@ -206,7 +208,21 @@ impl Plan {
             writeln!(out, "\nparams:").ok();
             let width = self.params.iter().map(|p| p.name.len()).max().unwrap_or(0);
             for p in &self.params {
-                writeln!(out, "  {:width$} = {}  ({})", p.name, p.value, p.source).ok();
+                match &p.value {
+                    serde_json::Value::Null => writeln!(out, "  {:width$}   (unset)", p.name),
+                    serde_json::Value::String(text) => {
+                        writeln!(out, "  {:width$} = {text}  ({})", p.name, p.source)
+                    }
+                    value => writeln!(out, "  {:width$} = {value}  ({})", p.name, p.source),
+                }
+                .ok();
+                if let Some(description) = &p.description {
+                    // Under the value, so a long description does not push
+                    // the values of other params out of their column.
+                    for line in description.lines() {
+                        writeln!(out, "  {:width$}   {line}", "").ok();
+                    }
+                }
             }
         }
         for (title, waves) in [
@@ -252,29 +268,40 @@ impl Plan {
 
     /// A Mermaid flowchart (renders on GitHub and in most wikis).
     pub fn render_mermaid(&self) -> String {
-        let mut out = String::from("flowchart TD\n");
-        for (prefix, waves) in [
+        let phases = [
             ("", &self.steps),
             ("on_failure: ", &self.on_failure),
             ("finally: ", &self.finally),
-        ] {
+        ];
+        // Node ids are numbered rather than derived from step ids: Mermaid
+        // ids cannot hold every character a step id can, a mapping such as
+        // `-` to `_` merges `a-b` with `a_b`, and a step named `end` would
+        // end the flowchart. The step id is in the label.
+        let node_ids: std::collections::HashMap<&str, String> = phases
+            .iter()
+            .flat_map(|(_, waves)| waves.iter().flatten())
+            .enumerate()
+            .map(|(i, step)| (step.id.as_str(), format!("s{i}")))
+            .collect();
+        let node = |id: &str| {
+            node_ids
+                .get(id)
+                .cloned()
+                .unwrap_or_else(|| format!("missing_{}", id.replace('-', "_")))
+        };
+        let mut out = String::from("flowchart TD\n");
+        for (prefix, waves) in phases {
             for step in waves.iter().flatten() {
-                let label = format!("{prefix}{}<br/>{}", step.id, step.kind).replace('"', "'");
+                let label = format!("{prefix}{}<br/>{}", step.id, step.kind).replace('"', "#quot;");
                 let shape = if step.kind == "gate" {
                     format!("{{\"{label}\"}}")
                 } else {
                     format!("[\"{label}\"]")
                 };
-                writeln!(out, "  {}{shape}", mermaid_id(&step.id)).ok();
+                writeln!(out, "  {}{shape}", node(&step.id)).ok();
                 for need in &step.needs {
                     let arrow = if step.when.is_some() { "-.->" } else { "-->" };
-                    writeln!(
-                        out,
-                        "  {} {arrow} {}",
-                        mermaid_id(need),
-                        mermaid_id(&step.id)
-                    )
-                    .ok();
+                    writeln!(out, "  {} {arrow} {}", node(need), node(&step.id)).ok();
                 }
             }
         }
@@ -283,10 +310,9 @@ impl Plan {
 
     /// A Graphviz digraph.
     pub fn render_dot(&self) -> String {
-        let mut out = format!(
-            "digraph \"{}\" {{\n  rankdir=TB;\n  node [shape=box];\n",
-            self.name
-        );
+        // The name is free text; step ids are `[a-z0-9_-]` and need no escape.
+        let name = self.name.replace('\\', "\\\\").replace('"', "\\\"");
+        let mut out = format!("digraph \"{name}\" {{\n  rankdir=TB;\n  node [shape=box];\n");
         for (cluster, waves) in [
             ("steps", &self.steps),
             ("on_failure", &self.on_failure),
@@ -328,8 +354,4 @@ impl Plan {
         out.push_str("}\n");
         out
     }
-}
-
-fn mermaid_id(id: &str) -> String {
-    id.replace('-', "_")
 }

@@ -1,0 +1,88 @@
+//! `runbook plan` end to end: a reviewed snapshot of every format for one
+//! runbook that touches each rendering rule (tests/fixtures/plan).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("crates/runbook-cli sits two levels below the repository root")
+        .to_path_buf()
+}
+
+fn plan(format: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args([
+            "plan",
+            "tests/fixtures/plan/failover.yaml",
+            "--format",
+            format,
+        ])
+        .current_dir(repo_root())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("the runbook binary runs");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "plan --format {format}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("plan output is UTF-8")
+}
+
+#[test]
+fn every_format_matches_its_snapshot() {
+    for format in ["human", "json", "mermaid", "dot"] {
+        insta::with_settings!({
+            snapshot_path => repo_root().join("tests/snapshots/plan"),
+            prepend_module_to_snapshot => false,
+            omit_expression => true,
+        }, {
+            insta::assert_snapshot!(format, plan(format));
+        });
+    }
+}
+
+#[test]
+fn json_params_keep_their_types_and_unset_is_null() {
+    let plan: serde_json::Value = serde_json::from_str(&plan("json")).expect("JSON plan");
+    let value = |name: &str| {
+        plan["params"]
+            .as_array()
+            .expect("params")
+            .iter()
+            .find(|p| p["name"] == name)
+            .map(|p| p["value"].clone())
+            .expect("param listed")
+    };
+    assert_eq!(value("replicas"), serde_json::json!(3));
+    assert_eq!(value("dry"), serde_json::json!(false));
+    assert_eq!(value("token"), serde_json::json!("***"));
+    assert_eq!(value("ticket"), serde_json::Value::Null);
+}
+
+#[test]
+fn mermaid_gives_each_step_its_own_node() {
+    let chart = plan("mermaid");
+    let nodes: Vec<&str> = chart
+        .lines()
+        .filter(|line| line.contains("[\"") || line.contains("{\""))
+        .map(|line| line.trim().split(['[', '{']).next().unwrap_or(""))
+        .collect();
+    let mut unique = nodes.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(nodes.len(), 7, "{chart}");
+    assert_eq!(
+        unique.len(),
+        nodes.len(),
+        "two steps share a node:\n{chart}"
+    );
+    assert!(
+        !nodes.contains(&"end"),
+        "`end` is a Mermaid keyword:\n{chart}"
+    );
+}
