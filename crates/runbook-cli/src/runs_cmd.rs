@@ -115,12 +115,10 @@ fn row(run: &RunEntry) -> [String; 6] {
         .and_then(|ts| chrono::DateTime::parse_from_rfc3339(ts).ok())
         .and_then(|t| u64::try_from((chrono::Utc::now() - t.to_utc()).num_milliseconds()).ok());
     let duration = match (run.duration_ms, run.status.as_str()) {
-        (Some(ms), "running") => {
-            format!(
-                "{} so far",
-                format_duration(since_start.unwrap_or(ms).max(ms))
-            )
-        }
+        (_, "running") => match since_start {
+            Some(ms) => format!("{} so far", format_duration(ms)),
+            None => "-".into(),
+        },
         (Some(ms), "stopped") => format!("at least {}", format_duration(ms)),
         (Some(ms), _) => format_duration(ms),
         (None, _) => "-".into(),

@@ -126,7 +126,7 @@ fn runs_and_reports_of_real_runs() {
     let json = output(state, &["report", &failed_id, "--format", "json"]);
     assert!(json.status.success(), "{}", stderr(&json));
     let doc: Value = serde_json::from_slice(&json.stdout).expect("report JSON");
-    assert_eq!(doc["report_version"], 1);
+    assert_eq!(doc["report_version"], 2);
     assert_eq!(doc["status"], "failed");
     let steps: Vec<_> = doc["steps"]
         .as_array()
@@ -331,6 +331,14 @@ fn a_killed_run_is_running_then_stopped_with_its_step_interrupted() {
     };
     let live = runs_json(state);
     assert_eq!(live[0]["status"], "running", "the engine holds the lock");
+    // A live run has not ended: no end time or duration to report yet.
+    assert!(live[0]["ended_at"].is_null(), "{}", live[0]);
+    assert!(live[0]["duration_ms"].is_null(), "{}", live[0]);
+    let live_report = output(state, &["report", &id, "--format", "json"]);
+    let live_doc: Value = serde_json::from_slice(&live_report.stdout).expect("json");
+    assert_eq!(live_doc["status"], "running");
+    assert!(live_doc["ended_at"].is_null(), "{live_doc}");
+    assert!(live_doc["last_event_at"].is_string(), "{live_doc}");
     // The journal's last event is the slow step's start; a live run's
     // duration counts to now.
     std::thread::sleep(Duration::from_millis(1100));
@@ -380,7 +388,7 @@ fn a_killed_run_is_running_then_stopped_with_its_step_interrupted() {
     assert!(
         stopped["text"]
             .as_str()
-            .is_some_and(|t| t.ends_with(&format!("`{resume}`"))),
+            .is_some_and(|t| t.ends_with(&format!("to continue it: {resume}"))),
         "{stopped}"
     );
     let md = stdout(&output(state, &["report", &id]));

@@ -24,9 +24,10 @@ pub struct RunEntry {
     pub status: String,
     /// When it started (RFC 3339, UTC).
     pub started_at: Option<String>,
-    /// When it finished, or its last event if it has not.
+    /// When it finished; for a stopped run its last event; `None` while it
+    /// runs.
     pub ended_at: Option<String>,
-    /// From start to `ended_at`.
+    /// From start to `ended_at`; `None` while it runs.
     pub duration_ms: Option<u64>,
     /// Whether it is a `--dry-run`.
     pub dry_run: bool,

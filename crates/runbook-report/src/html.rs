@@ -142,7 +142,7 @@ fn write_page(out: &mut String, r: &Report) -> std::fmt::Result {
         let label = if i == 0 { "Started" } else { "Resumed" };
         meta(out, label, &esc(&words::session(session)))?;
     }
-    if let Some(end) = &r.ended_at {
+    if let Some(end) = r.ended_at.as_ref().or(r.last_event_at.as_ref()) {
         meta(out, words::end_label(r.status), &esc(&format_datetime(end)))?;
     }
     if let Some(ms) = r.duration_ms {

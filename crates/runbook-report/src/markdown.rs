@@ -46,7 +46,7 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
         let label = if i == 0 { "Started" } else { "Resumed" };
         row(out, label, &inline(&words::session(session)))?;
     }
-    if let Some(end) = &r.ended_at {
+    if let Some(end) = r.ended_at.as_ref().or(r.last_event_at.as_ref()) {
         row(out, words::end_label(r.status), &format_datetime(end))?;
     }
     if let Some(ms) = r.duration_ms {

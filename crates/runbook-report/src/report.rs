@@ -12,8 +12,10 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 /// The version of the JSON structure. It grows only by new fields; a
-/// change to an existing field's meaning bumps it.
-pub const REPORT_VERSION: u32 = 1;
+/// change to an existing field's meaning bumps it. Version 2: a running
+/// run's `ended_at` and `duration_ms` are `null` (they were its last
+/// event), and `last_event_at` is new.
+pub const REPORT_VERSION: u32 = 2;
 
 /// Everything a report shows about one run.
 #[derive(Clone, Debug, Serialize)]
@@ -34,11 +36,14 @@ pub struct Report {
     pub error: Option<String>,
     /// The first `run_started`.
     pub started_at: Option<String>,
-    /// The `run_finished`; for a run that has not finished, its last event.
+    /// The `run_finished`; for a stopped run, its last event (the engine
+    /// died some time after it); `None` while the run is running.
     pub ended_at: Option<String>,
     /// Wall-clock time from `started_at` to `ended_at`, including any time
     /// the engine was stopped before a resume.
     pub duration_ms: Option<u64>,
+    /// The journal's last event, whatever the run's state.
+    pub last_event_at: Option<String>,
     /// Whether this was a `--dry-run`.
     pub dry_run: bool,
     /// The resolved params (secrets already `***` in the journal).
@@ -69,12 +74,11 @@ impl Report {
             self.resume_command = None;
             return;
         };
-        let (old, new) = (format!("`{old}`"), format!("`{command}`"));
         for entry in &mut self.timeline {
             if entry.kind == TimelineKind::EngineStopped && entry.text.ends_with(&old) {
                 let kept = entry.text.len() - old.len();
                 entry.text.truncate(kept);
-                entry.text.push_str(&new);
+                entry.text.push_str(command);
             }
         }
     }
@@ -421,6 +425,7 @@ impl Builder {
                 started_at: None,
                 ended_at: None,
                 duration_ms: None,
+                last_event_at: None,
                 dry_run: false,
                 params: Map::new(),
                 sessions: Vec::new(),
@@ -884,7 +889,8 @@ impl Builder {
                 SessionEnd::EngineStopped
             };
             let running = self.stop_engine(end);
-            self.report.ended_at = self.last_ts.clone();
+            // A live run has not ended: when it will is unknown.
+            self.report.ended_at = if live { None } else { self.last_ts.clone() };
             self.report.status = if live {
                 RunStatus::Running
             } else {
@@ -907,6 +913,7 @@ impl Builder {
             (Some(start), Some(end)) => between(start, end),
             _ => None,
         };
+        self.report.last_event_at = self.last_ts.clone();
         self.report.journal = JournalInfo {
             events: contents.events.len(),
             torn_line: contents.torn.as_ref().map(|t| TornInfo {
