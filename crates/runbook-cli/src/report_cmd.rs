@@ -7,7 +7,7 @@ use anyhow::Context;
 use runbook_engine::journal::state_dir;
 use runbook_report::{ReportError, load_report, render_html, render_json, render_markdown};
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::PathBuf;
 
 /// Arguments of `runbook report`.
@@ -127,14 +127,27 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     match &args.output {
         Some(path) => {
             // Reports can hold command output; keep them as private as the
-            // journal they come from.
+            // journal they come from. `mode` only applies to a file this
+            // creates, so an existing one is made owner-only before it is
+            // emptied and written; a FIFO or a terminal is written as is.
             let mut file = std::fs::OpenOptions::new()
                 .write(true)
                 .create(true)
-                .truncate(true)
+                .truncate(false)
                 .mode(0o600)
                 .open(path)
                 .with_context(|| format!("cannot create `{}`", path.display()))?;
+            let is_regular = file.metadata().is_ok_and(|m| m.is_file());
+            if is_regular {
+                file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                    .and_then(|()| file.set_len(0))
+                    .with_context(|| {
+                        format!(
+                            "cannot make `{}` owner-only (mode 0600) before writing the report to it",
+                            path.display()
+                        )
+                    })?;
+            }
             file.write_all(text.as_bytes())
                 .with_context(|| format!("cannot write `{}`", path.display()))?;
             eprintln!(

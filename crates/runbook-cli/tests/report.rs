@@ -185,6 +185,31 @@ fn runs_and_reports_of_real_runs() {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&file).expect("meta").permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
+
+    // Over an existing, longer, world-readable file: made private, and
+    // nothing of the old content is left after the report.
+    let existing = dir.path().join("existing.md");
+    std::fs::write(&existing, "x".repeat(1_000_000)).expect("old file");
+    std::fs::set_permissions(&existing, std::fs::Permissions::from_mode(0o644)).expect("chmod 644");
+    let over = output(
+        state,
+        &["report", &failed_id, "-o", existing.to_str().expect("path")],
+    );
+    assert!(over.status.success(), "{}", stderr(&over));
+    let mode = std::fs::metadata(&existing)
+        .expect("meta")
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "an existing report file is made private"
+    );
+    let text = std::fs::read_to_string(&existing).expect("markdown written");
+    assert!(
+        text.starts_with("# Run ") && !text.contains("xxxx"),
+        "{text}"
+    );
 }
 
 #[test]
