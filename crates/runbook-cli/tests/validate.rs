@@ -229,6 +229,27 @@ fn sarif_lists_rules_and_results() {
 }
 
 #[test]
+fn sarif_file_uris_are_percent_encoded() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("my runbook #1, 100%.yaml");
+    std::fs::copy(
+        repo_root().join("tests/fixtures/invalid/48-bad-regex.yaml"),
+        &file,
+    )
+    .expect("copy the fixture");
+    let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(["validate", "--format", "sarif", "my runbook #1, 100%.yaml"])
+        .current_dir(dir.path())
+        .output()
+        .expect("the runbook binary runs");
+    let sarif: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid SARIF JSON");
+    assert_eq!(
+        sarif["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+        "my%20runbook%20%231%2C%20100%25.yaml"
+    );
+}
+
+#[test]
 fn usage_errors_exit_2() {
     let out = runbook(&["validate", "does/not/exist.yaml"]);
     assert_eq!(out.status.code(), Some(2));

@@ -367,6 +367,20 @@ fn escape_github_property(text: &str) -> String {
         .replace(',', "%2C")
 }
 
+/// A file path as the URI reference SARIF requires: every byte but the
+/// unreserved characters and `/` percent-encoded, so a space, `#` or `%`
+/// in a file name does not turn into a fragment or a broken escape.
+fn sarif_uri(path: &Path) -> String {
+    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_encode};
+    const KEPT: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~')
+        .remove(b'/');
+    percent_encode(path.as_os_str().as_encoded_bytes(), KEPT).to_string()
+}
+
 /// Renders all diagnostics as one SARIF 2.1.0 log (for code-scanning UIs).
 pub fn render_sarif(files: &[FileDiagnostics<'_>]) -> serde_json::Value {
     let mut rules: Vec<Code> = files
@@ -388,7 +402,7 @@ pub fn render_sarif(files: &[FileDiagnostics<'_>]) -> serde_json::Value {
                     }},
                     "locations": [{
                         "physicalLocation": {
-                            "artifactLocation": { "uri": file.path.display().to_string() },
+                            "artifactLocation": { "uri": sarif_uri(file.path) },
                             "region": { "startLine": d.span.line, "startColumn": d.span.col }
                         }
                     }]
