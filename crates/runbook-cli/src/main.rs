@@ -123,8 +123,23 @@ fn main() -> std::process::ExitCode {
             if exit::is_broken_pipe(&error) {
                 return ExitCode::Success.into();
             }
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", error_chain(&error));
             ExitCode::Usage.into()
         }
     }
+}
+
+/// The error and its causes joined by `: `, as `{:#}` would, except that a
+/// cause the message before it already ends with is not repeated (library
+/// errors often say their source in their own message too).
+fn error_chain(error: &anyhow::Error) -> String {
+    let mut message = error.to_string();
+    for cause in error.chain().skip(1) {
+        let text = cause.to_string();
+        if !message.ends_with(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+    }
+    message
 }

@@ -39,18 +39,20 @@ pub fn load_with_params(
     params_file: Option<&Path>,
 ) -> anyhow::Result<Option<(Runbook, IndexMap<String, ResolvedParam>)>> {
     let (source, loaded) = runbook_model::load_file(file);
-    let Some(runbook) = checked_runbook(file, &source, loaded) else {
+    let Some(runbook) = checked_runbook(file, &source, loaded, "") else {
         return Ok(None);
     };
-    Ok(resolve_params(&runbook, sets, params_file)?.map(|params| (runbook, params)))
+    Ok(resolve_params(&runbook, sets, params_file, "")?.map(|params| (runbook, params)))
 }
 
 /// The runbook of a load, after printing its diagnostics to stderr; `None`
-/// (the caller exits with status 2) when it has errors.
+/// (the caller exits with status 2) when it has errors. `consequence`,
+/// such as "; nothing was run", ends the closing line.
 pub fn checked_runbook(
     file: &Path,
     source: &str,
     loaded: runbook_model::Loaded,
+    consequence: &str,
 ) -> Option<Runbook> {
     if !loaded.diagnostics.is_empty() {
         let rendered = render_human(
@@ -63,22 +65,30 @@ pub fn checked_runbook(
         );
         eprint!("{rendered}");
     }
+    let unreadable = loaded
+        .diagnostics
+        .iter()
+        .any(|d| d.code == runbook_model::Code::Unreadable);
     if loaded.runbook.is_none() {
-        eprintln!(
-            "error: `{}` is not a valid runbook; nothing was run",
-            file.display()
-        );
+        let problem = if unreadable {
+            "cannot be read"
+        } else {
+            "is not a valid runbook"
+        };
+        eprintln!("error: `{}` {problem}{consequence}", file.display());
     }
     loaded.runbook
 }
 
 /// Resolves the params of `runbook` from `--set`, `--params FILE`, the
 /// environment and defaults, printing every problem to stderr; `None` (the
-/// caller exits with status 2) when there is one.
+/// caller exits with status 2) when there is one; `consequence` as for
+/// [`checked_runbook`].
 pub fn resolve_params(
     runbook: &Runbook,
     sets: &[String],
     params_file: Option<&Path>,
+    consequence: &str,
 ) -> anyhow::Result<Option<IndexMap<String, ResolvedParam>>> {
     let mut inputs = ParamInputs {
         sets: sets.to_vec(),
@@ -111,7 +121,7 @@ pub fn resolve_params(
     match runbook_model::params::resolve(runbook, &inputs, &|name| std::env::var(name).ok()) {
         Ok(params) => Ok(Some(params)),
         Err(errors) => {
-            report_param_errors(&errors, params_file);
+            report_param_errors(&errors, params_file, consequence);
             Ok(None)
         }
     }
@@ -121,7 +131,7 @@ fn stderr_color() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
-fn report_param_errors(errors: &[ParamError], params_file: Option<&Path>) {
+fn report_param_errors(errors: &[ParamError], params_file: Option<&Path>, consequence: &str) {
     let code = runbook_model::Code::InvalidParam.as_str();
     for error in errors {
         match (error, params_file) {
@@ -133,7 +143,7 @@ fn report_param_errors(errors: &[ParamError], params_file: Option<&Path>) {
         }
     }
     eprintln!(
-        "{} param error{}; nothing was run",
+        "{} param error{}{consequence}",
         errors.len(),
         if errors.len() == 1 { "" } else { "s" }
     );

@@ -127,7 +127,7 @@ pub fn run(args: &ResumeArgs) -> anyhow::Result<ExitCode> {
     };
     // Loaded from the very text that was hashed.
     let loaded = runbook_model::load(&file, &source);
-    let Some(runbook) = checked_runbook(&file, &source, loaded) else {
+    let Some(runbook) = checked_runbook(&file, &source, loaded, "; nothing was run") else {
         return Ok(ExitCode::Usage);
     };
     // With --force the file may no longer declare every recorded param.
@@ -135,7 +135,9 @@ pub fn run(args: &ResumeArgs) -> anyhow::Result<ExitCode> {
     let Some(sets) = param_sets(&first, &args.sets, &declared) else {
         return Ok(ExitCode::Usage);
     };
-    let Some(params) = resolve_params(&runbook, &sets, args.params.as_deref())? else {
+    let Some(params) =
+        resolve_params(&runbook, &sets, args.params.as_deref(), "; nothing was run")?
+    else {
         if first.params.iter().flatten().any(|(_, v)| v == "***") {
             eprintln!(
                 "note: secret params are never kept in the journal; give them again with --set NAME=VALUE, --params FILE or their environment variable"

@@ -48,10 +48,16 @@ pub enum OutputFormat {
 
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let (source, loaded) = runbook_model::load_file(&args.file);
-    let Some(runbook) = checked_runbook(&args.file, &source, loaded) else {
+    let Some(runbook) = checked_runbook(&args.file, &source, loaded, "; nothing was run") else {
         return Ok(ExitCode::Usage);
     };
-    let Some(params) = resolve_params(&runbook, &args.sets, args.params.as_deref())? else {
+    let Some(params) = resolve_params(
+        &runbook,
+        &args.sets,
+        args.params.as_deref(),
+        "; nothing was run",
+    )?
+    else {
         return Ok(ExitCode::Usage);
     };
     if let Err(message) = check_approvals(&runbook, &args.engine.approve) {

@@ -86,3 +86,19 @@ fn mermaid_gives_each_step_its_own_node() {
         "`end` is a Mermaid keyword:\n{chart}"
     );
 }
+
+#[test]
+fn plan_errors_do_not_claim_a_run() {
+    let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(["plan", "tests/fixtures/plan/missing.yaml"])
+        .current_dir(repo_root())
+        .output()
+        .expect("the runbook binary runs");
+    assert_eq!(out.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        message.contains("`tests/fixtures/plan/missing.yaml` cannot be read"),
+        "{message}"
+    );
+    assert!(!message.contains("nothing was run"), "{message}");
+}

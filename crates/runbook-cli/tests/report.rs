@@ -216,6 +216,13 @@ fn runs_and_reports_of_real_runs() {
 fn report_errors_name_the_problem() {
     let state = tempfile::tempdir().expect("state dir");
     let state = state.path();
+    // A state directory that is a file: the reason is said once.
+    let file = state.join("not-a-dir");
+    std::fs::write(&file, "").expect("a file");
+    let runs = output(&file, &["runs"]);
+    assert_eq!(runs.status.code(), Some(2));
+    let message = stderr(&runs);
+    assert_eq!(message.matches("Not a directory").count(), 1, "{message}");
     let unknown = output(state, &["report", "20990101-000000-abcdef"]);
     assert_eq!(unknown.status.code(), Some(2));
     let message = stderr(&unknown);
