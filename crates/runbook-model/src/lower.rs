@@ -1556,10 +1556,12 @@ impl<'a> Lowerer<'a> {
                         .next()
                         .unwrap_or_default()
                         .to_ascii_lowercase();
-                    if !matches!(
-                        kind.as_str(),
-                        "deployment" | "deployments" | "deploy" | "deployment.apps"
-                    ) {
+                    // `deployment`, `deploy`, `deployments`, each with an
+                    // optional `.apps` or `.v1.apps`, as kubectl takes them.
+                    let (name, group) = kind.split_once('.').unwrap_or((kind.as_str(), ""));
+                    if !(matches!(name, "deployment" | "deployments" | "deploy")
+                        && matches!(group, "" | "apps" | "v1.apps"))
+                    {
                         let d = self.error(
                             Code::InvalidValue,
                             resource.span,
@@ -1573,6 +1575,32 @@ impl<'a> Lowerer<'a> {
                 }
             }
             _ => {}
+        }
+        if let Some(resource) = step
+            .resource
+            .as_ref()
+            .filter(|r| !r.is_templated() && r.text.contains('/'))
+        {
+            for (field, selector) in [
+                ("selector", &step.selector),
+                ("field_selector", &step.field_selector),
+            ] {
+                if let Some(selector) = selector {
+                    let d = self.error(
+                        Code::FieldNotApplicable,
+                        selector.span,
+                        format!("`{field}` cannot be used with the named object `{}`: it would not filter it", resource.text),
+                    );
+                    let kind = resource.text.split('/').next().unwrap_or_default();
+                    d.help = Some(if needs_object {
+                        format!("`{}` acts on one object; drop `{field}`", action.as_str())
+                    } else {
+                        format!(
+                            "to select, give only the kind (`resource: {kind}`); to act on that one object, drop `{field}`"
+                        )
+                    });
+                }
+            }
         }
         if let (Some(patch_type), Some(patch)) = (&step.patch_type, &step.patch)
             && patch_type.value == PatchType::Json

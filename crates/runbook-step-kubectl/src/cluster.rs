@@ -113,8 +113,11 @@ impl Cluster {
     /// groups before it did not match, and caching what was loaded.
     pub async fn resolve(&self, query: &str) -> Result<ResourceType, KubectlError> {
         let mut cache = self.discovery.lock().await;
-        let (_, wanted_group) = discovery::split_kind(query);
-        if wanted_group.as_deref().is_none_or(|g| g == "core") {
+        let wanted_group = discovery::wanted_group(query);
+        if wanted_group
+            .as_deref()
+            .is_none_or(|g| g == "core" || g.is_empty())
+        {
             if cache.core.is_none() {
                 let list = self
                     .client

@@ -16,12 +16,17 @@ pub enum Source {
     Files(Vec<PathBuf>),
     /// The pod's service account (`KUBERNETES_SERVICE_HOST` and the token).
     InCluster,
+    /// `$KUBECONFIG` is set but names no file that exists. kubectl then
+    /// reads no kubeconfig at all (not `~/.kube/config`); a step refuses
+    /// to guess, since the fallback could be another cluster.
+    EnvNamesNoFile(Vec<PathBuf>),
 }
 
 /// Chooses the source like kubectl's loading rules. `field` is the step's
 /// `kubeconfig` (used alone, even if missing, so a typo is an error rather
 /// than a silent fallback); files of `$KUBECONFIG` that do not exist are
-/// skipped, as client-go does.
+/// skipped, as client-go does, and a `$KUBECONFIG` that names files means
+/// `~/.kube/config` is not read, even when none of them exists.
 pub fn choose_source(
     field: Option<&str>,
     kubeconfig_env: Option<&OsStr>,
@@ -32,11 +37,14 @@ pub fn choose_source(
         return Source::Files(vec![expand_home(path, home)]);
     }
     if let Some(value) = kubeconfig_env {
-        let paths: Vec<PathBuf> = std::env::split_paths(value)
-            .filter(|p| !p.as_os_str().is_empty() && exists(p))
+        let named: Vec<PathBuf> = std::env::split_paths(value)
+            .filter(|p| !p.as_os_str().is_empty())
             .collect();
-        if !paths.is_empty() {
-            return Source::Files(paths);
+        let existing: Vec<PathBuf> = named.iter().filter(|p| exists(p)).cloned().collect();
+        match (existing.is_empty(), named.is_empty()) {
+            (false, _) => return Source::Files(existing),
+            (true, false) => return Source::EnvNamesNoFile(named),
+            (true, true) => {}
         }
     }
     if let Some(home) = home {
@@ -81,6 +89,11 @@ fn describe(paths: &[PathBuf]) -> String {
 /// Loads the configuration from `source`, with `context` or the current one.
 pub async fn load(source: &Source, context: Option<&str>) -> Result<Loaded, KubectlError> {
     match source {
+        Source::EnvNamesNoFile(paths) => Err(KubectlError::Config(format!(
+            "$KUBECONFIG is {}, and no such file exists; kubectl would not fall back to \
+             ~/.kube/config either: set $KUBECONFIG to an existing file, or unset it",
+            describe(paths)
+        ))),
         Source::InCluster => {
             if context.is_some() {
                 return Err(KubectlError::Config(
@@ -140,12 +153,17 @@ pub async fn load(source: &Source, context: Option<&str>) -> Result<Loaded, Kube
             let kubeconfig = merged.unwrap_or_default();
             let name = match context {
                 Some(c) => c.to_string(),
-                None => kubeconfig.current_context.clone().ok_or_else(|| {
-                    KubectlError::Config(format!(
-                        "kubeconfig {} has no current-context; set `context` on the step",
-                        describe(paths)
-                    ))
-                })?,
+                // kubectl treats `current-context: ""` as not set.
+                None => kubeconfig
+                    .current_context
+                    .clone()
+                    .filter(|c| !c.is_empty())
+                    .ok_or_else(|| {
+                        KubectlError::Config(format!(
+                            "kubeconfig {} has no current-context; set `context` on the step",
+                            describe(paths)
+                        ))
+                    })?,
             };
             let Some(named) = kubeconfig.contexts.iter().find(|c| c.name == name) else {
                 let known: Vec<&str> = kubeconfig
@@ -246,10 +264,37 @@ mod tests {
     }
 
     #[test]
-    fn then_home_then_in_cluster() {
+    fn a_kubeconfig_env_naming_no_file_does_not_fall_back_to_home() {
         let s = choose_source(
             None,
             Some(OsStr::new("/missing")),
+            Some(Path::new("/home/u")),
+            fs(&["/home/u/.kube/config"]),
+        );
+        assert_eq!(s, Source::EnvNamesNoFile(vec![PathBuf::from("/missing")]));
+    }
+
+    #[tokio::test]
+    async fn a_kubeconfig_env_naming_no_file_is_an_error_naming_it() {
+        let Err(error) = load(
+            &Source::EnvNamesNoFile(vec![PathBuf::from("/missing")]),
+            None,
+        )
+        .await
+        else {
+            panic!("nothing to load");
+        };
+        assert!(
+            error.to_string().contains("$KUBECONFIG is /missing"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn then_home_then_in_cluster() {
+        let s = choose_source(
+            None,
+            Some(OsStr::new("")),
             Some(Path::new("/home/u")),
             fs(&["/home/u/.kube/config"]),
         );

@@ -113,6 +113,18 @@ pub fn split_kind(query: &str) -> (String, Option<String>) {
     }
 }
 
+/// The API group a kind query asks for, without the version of the
+/// `NAME.VERSION.GROUP` form: `deployments.v1.apps` → `apps`, `pods.v1` →
+/// `` (the core group), `deploy` → none (any group).
+pub fn wanted_group(query: &str) -> Option<String> {
+    let (_, group) = split_kind(query);
+    group.map(|g| match g.split_once('.') {
+        Some((first, rest)) if is_version(first) => rest.to_string(),
+        _ if is_version(&g) => String::new(),
+        _ => g,
+    })
+}
+
 /// The first type in `types` that `query` names.
 ///
 /// Like kubectl it takes `NAME`, `NAME.GROUP` and `NAME.VERSION.GROUP`
@@ -295,6 +307,11 @@ mod tests {
             Some("pods")
         );
         assert!(find(&types, "deployments.v2.apps").is_none());
+        // The group that discovery must load for each form.
+        assert_eq!(wanted_group("deployments.v1.apps").as_deref(), Some("apps"));
+        assert_eq!(wanted_group("pods.v1").as_deref(), Some(""));
+        assert_eq!(wanted_group("deployments.apps").as_deref(), Some("apps"));
+        assert_eq!(wanted_group("deploy"), None);
         assert!(find(&types, "widgets").is_none());
         assert!(find(&types, "deployments.batch").is_none());
     }

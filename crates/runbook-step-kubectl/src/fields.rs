@@ -76,7 +76,7 @@ impl Fields {
                 .collect::<Result<Vec<_>, _>>()?,
             None => Vec::new(),
         };
-        Ok(Fields {
+        let fields = Fields {
             action: step.action.value,
             namespace: text(ctx, "namespace", &step.namespace)?,
             context: text(ctx, "context", &step.context)?,
@@ -116,6 +116,25 @@ impl Fields {
                 .as_ref()
                 .map_or(PatchType::Strategic, |p| p.value),
             command,
-        })
+        };
+        fields.refuse_selector_on_named_object()?;
+        Ok(fields)
+    }
+
+    /// A selector next to `kind/name` would be silently dropped, and a
+    /// `delete` would remove the named object whatever its labels; kubectl
+    /// refuses the combination, and so does this step.
+    fn refuse_selector_on_named_object(&self) -> Result<(), StepFailure> {
+        let Some(resource) = self.resource.as_deref().filter(|r| r.contains('/')) else {
+            return Ok(());
+        };
+        let field = match (&self.selector, &self.field_selector) {
+            (Some(_), _) => "selector",
+            (None, Some(_)) => "field_selector",
+            (None, None) => return Ok(()),
+        };
+        Err(StepFailure::new(format!(
+            "`{field}` cannot be used with the named object `{resource}`: it would not filter it; name a kind such as `pods` to select, or drop `{field}`"
+        )))
     }
 }

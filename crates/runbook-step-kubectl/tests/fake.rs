@@ -692,6 +692,46 @@ async fn delete_a_pod_and_a_missing_one() {
 }
 
 #[tokio::test]
+async fn a_selector_next_to_a_rendered_object_name_is_refused_before_any_request() {
+    let env = env("healthy").await;
+    let pod = env.fake.list(Kind::Pod, Some(NS))[0]["metadata"]["name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+    // A literal `pod/NAME` with a selector is RB109 at validation; a
+    // rendered one is caught when the step runs.
+    let (msg, _) = env
+        .fails(&format!(
+            "action: delete\nresource: '{{{{concat \"pod/\" \"{pod}\"}}}}'\nselector: app=nothing"
+        ))
+        .await;
+    assert!(
+        msg.starts_with(&format!(
+            "`selector` cannot be used with the named object `pod/{pod}`"
+        )),
+        "{msg}"
+    );
+    assert!(env.requests("DELETE").is_empty(), "nothing was deleted");
+    assert!(
+        env.fake.get(Kind::Pod, NS, &pod).is_some(),
+        "the pod is still there"
+    );
+}
+
+#[tokio::test]
+async fn plural_version_group_names_resolve_like_kubectl() {
+    let env = env("healthy").await;
+    for kind in ["deployments.v1.apps", "deployment.apps", "deploy"] {
+        let out = env
+            .ok(&format!("action: get\nresource: {kind}/{DEPLOY}"))
+            .await;
+        assert_eq!(out["object"]["metadata"]["name"], DEPLOY, "{kind}");
+    }
+    let out = env.ok("action: get\nresource: pods.v1").await;
+    assert!(out["count"].as_u64().is_some_and(|n| n > 0), "{out:?}");
+}
+
+#[tokio::test]
 async fn exec_picks_a_ready_pod_and_reports_exit_codes() {
     let env = env("healthy").await;
     let out = env
