@@ -124,6 +124,9 @@ pub struct HumanReporter {
     /// plus `--state-dir` when one was given).
     approve_hint: String,
     spinners: HashMap<String, ProgressBar>,
+    /// A `--dry-run`: the summary says so, so that a glance at the end of
+    /// the output cannot read as a change made to production.
+    dry_run: bool,
 }
 
 impl HumanReporter {
@@ -134,7 +137,14 @@ impl HumanReporter {
             screen,
             approve_hint,
             spinners: HashMap::new(),
+            dry_run: false,
         }
+    }
+
+    /// Marks the run as a `--dry-run` in the summary.
+    pub fn dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
     }
 
     fn ok(&self) -> String {
@@ -275,8 +285,9 @@ impl HumanReporter {
             RunStatus::Interrupted => self.screen.paint("33", "interrupted"),
         };
         out.push_str(&format!(
-            "\nrun {} {status}{} in {}\n",
+            "\nrun {} {status}{}{} in {}\n",
             summary.run_id,
+            if self.dry_run { " (dry run)" } else { "" },
             summary
                 .reason
                 .as_ref()

@@ -80,8 +80,13 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let journal_path = journal.path().display().to_string();
 
     let screen = Screen::detect();
+    let dry = if args.dry_run {
+        " as a dry run: nothing is changed"
+    } else {
+        ""
+    };
     screen.line(&format!(
-        "run {} started; journal: {journal_path}",
+        "run {} started{dry}; journal: {journal_path}",
         run_dir.id
     ));
     let mut options = RunOptions::new(&run_dir);
@@ -185,7 +190,7 @@ pub(crate) fn launch(launch: Launch<'_>) -> anyhow::Result<ExitCode> {
         options.approvals = Arc::new(approvals);
         options.stop = stop;
 
-        let human = HumanReporter::new(screen.clone(), hint);
+        let human = HumanReporter::new(screen.clone(), hint).dry_run(options.dry_run);
         let mut sink = RunSink::new(human, flags.output == OutputFormat::Json, journal);
         // With worker threads, the dispatcher runs as a task on one of
         // them, not on this thread (block_on's): the steps it spawns then

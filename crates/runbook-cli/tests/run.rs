@@ -386,6 +386,19 @@ fn dry_run_lists_what_would_run() {
         done.stderr
     );
     assert_eq!(done.events("run_started")[0]["dry_run"], true);
+    // The first and the last lines say it was a dry run: a glance at
+    // either must not read as a change made.
+    assert!(
+        done.stderr
+            .contains("started as a dry run: nothing is changed;"),
+        "{}",
+        done.stderr
+    );
+    assert!(
+        done.stderr.contains(" succeeded (dry run) in "),
+        "{}",
+        done.stderr
+    );
 }
 
 #[test]
