@@ -13,6 +13,8 @@ use chrono::Duration;
 use serde_json::{Map, Value, json};
 
 pub(crate) const REVISION: &str = "deployment.kubernetes.io/revision";
+/// The revisions a reused ReplicaSet had before, comma-separated.
+pub(crate) const REVISION_HISTORY: &str = "deployment.kubernetes.io/revision-history";
 const DESIRED: &str = "deployment.kubernetes.io/desired-replicas";
 const MAX: &str = "deployment.kubernetes.io/max-replicas";
 const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
@@ -467,8 +469,16 @@ impl Cluster {
                 }
                 Some(i) if revision_of(&rses[i]) < max_revision => {
                     // Reusing an older ReplicaSet is how a rollback works: it
-                    // takes the next revision number and the old one vanishes.
+                    // takes the next revision number, and the old one moves
+                    // to its revision history, as the deployment controller
+                    // keeps it (`SetNewReplicaSetAnnotations`).
                     let rs = &mut rses[i];
+                    let old = revision_of(rs).to_string();
+                    let history = match rs["metadata"]["annotations"][REVISION_HISTORY].as_str() {
+                        Some(h) if !h.is_empty() => format!("{h},{old}"),
+                        _ => old,
+                    };
+                    rs["metadata"]["annotations"][REVISION_HISTORY] = json!(history);
                     rs["metadata"]["annotations"][REVISION] = json!((max_revision + 1).to_string());
                     if let Some(cause) =
                         deployment["metadata"]["annotations"][CHANGE_CAUSE].as_str()

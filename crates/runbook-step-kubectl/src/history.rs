@@ -21,7 +21,7 @@ pub const POD_TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
 pub const ANNOTATIONS_TO_SKIP: [&str; 6] = [
     "kubectl.kubernetes.io/last-applied-configuration",
     REVISION_ANNOTATION,
-    "deployment.kubernetes.io/revision-history",
+    REVISION_HISTORY_ANNOTATION,
     "deployment.kubernetes.io/desired-replicas",
     "deployment.kubernetes.io/max-replicas",
     "deprecated.deployment.rollback.to",
@@ -92,6 +92,29 @@ fn annotation(object: &Value, pointer: &str) -> Option<String> {
         .and_then(Value::as_str)
         .filter(|c| !c.is_empty())
         .map(str::to_string)
+}
+
+/// Annotation on a ReplicaSet that a rollback reused: the revision numbers
+/// it had before, comma-separated (the deployment controller keeps them).
+pub const REVISION_HISTORY_ANNOTATION: &str = "deployment.kubernetes.io/revision-history";
+
+/// The revision that the ReplicaSet which was revision `old` has now. A
+/// rollback to an old revision renumbers its ReplicaSet (revision 9 comes
+/// back as 11, with `9` in its revision history), so a revision number
+/// recorded before a rollback names nothing after it.
+pub fn revision_now(replica_sets: &[&Value], old: i64) -> Option<i64> {
+    replica_sets.iter().find_map(|rs| {
+        let now = revision_of(rs)?;
+        let was = get_path(rs, "/metadata/annotations")
+            .and_then(|a| a.get(REVISION_HISTORY_ANNOTATION))
+            .and_then(Value::as_str)
+            .is_some_and(|history| {
+                history
+                    .split(',')
+                    .any(|r| r.trim().parse::<i64>() == Ok(old))
+            });
+        (now == old || was).then_some(now)
+    })
 }
 
 /// Why no revision could be chosen for an undo.

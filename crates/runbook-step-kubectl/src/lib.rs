@@ -251,7 +251,8 @@ impl StepExecutor for KubectlExecutor {
                 else {
                     return missing("previous_revision");
                 };
-                until_cancelled(ctx, actions::rollout::undo_to(&call, Some(revision))).await
+                let to = actions::rollout::UndoTo::TemplateOf(revision);
+                until_cancelled(ctx, actions::rollout::undo_to(&call, to)).await
             }
             other => StepOutcome::Failed(StepFailure::new(format!(
                 "step `{}`: `{}` has no automatic rollback",

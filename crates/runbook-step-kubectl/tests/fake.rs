@@ -376,6 +376,34 @@ async fn rollout_restart_sends_kubectls_patch_and_rolls_back_to_the_previous_rev
 }
 
 #[tokio::test]
+async fn a_restarts_rollback_after_an_undo_finds_the_renumbered_revision() {
+    // The remedy ladder of the spec: restart (rollback: auto), then undo,
+    // then something fails and the restart's rollback runs.
+    let env = env("healthy").await;
+    let before = env.deployment();
+    let restart =
+        env.step("action: rollout-restart\nresource: deployment/prod-omendb\nrollback: auto");
+    let (ctx, _rx) = ctx(false);
+    let out = expect_ok(env.exec.run(&restart, &ctx).await);
+    assert_eq!(out["previous_revision"], 2);
+    env.fake.advance(Duration::from_secs(60));
+    let undo = env
+        .ok("action: rollout-undo\nresource: deployment/prod-omendb")
+        .await;
+    assert_eq!(undo["to_revision"], 2);
+    env.fake.advance(Duration::from_secs(60));
+    // Revision 2 came back as 4; the pre-restart template is current.
+    let history = env
+        .ok("action: rollout-history\nresource: deployment/prod-omendb")
+        .await;
+    assert_eq!(history["current_revision"], 4);
+    let back = expect_ok(env.exec.rollback_auto(&restart, &out, &ctx).await);
+    assert_eq!(back["skipped"], true, "{back:?}");
+    assert_eq!(back["to_revision"], 4);
+    assert_eq!(template(&env.deployment()), template(&before));
+}
+
+#[tokio::test]
 async fn rollout_restart_refuses_a_paused_deployment() {
     let env = env("healthy").await;
     env.ok("action: patch\nresource: deployment/prod-omendb\npatch: {spec: {paused: true}}")

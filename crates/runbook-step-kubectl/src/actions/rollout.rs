@@ -276,20 +276,36 @@ pub async fn history(call: &Call<'_>) -> ActionResult {
 
 /// `rollout-undo`: restores `to_revision` (default: the previous one).
 pub async fn undo(call: &Call<'_>) -> ActionResult {
-    undo_to(call, call.fields.to_revision).await
+    undo_to(call, UndoTo::Revision(call.fields.to_revision)).await
 }
 
-/// Rolls the named deployment back to `to_revision` (or the previous one),
+/// What an undo goes back to.
+#[derive(Clone, Copy, Debug)]
+pub enum UndoTo {
+    /// `rollout-undo`'s `to_revision` as kubectl takes it: a revision the
+    /// deployment has now, or (`None`) the previous one.
+    Revision(Option<i64>),
+    /// The template that was revision N when it was recorded, whatever
+    /// number a rollback since has given it (a `rollout-restart`'s
+    /// automatic rollback, recorded before a later `rollout-undo`).
+    TemplateOf(i64),
+}
+
+/// Rolls the named deployment back to `to` (or the previous one),
 /// as kubectl's `DeploymentRollbacker`: find the revision, refuse a paused
 /// deployment, skip when the template already matches, else JSON-patch the
 /// template and annotations.
-pub async fn undo_to(call: &Call<'_>, to_revision: Option<i64>) -> ActionResult {
+pub async fn undo_to(call: &Call<'_>, to: UndoTo) -> ActionResult {
     let (rt, name) = call.deployment().await?;
     let mut out = Outputs::new();
     retry_on_conflict!(
         async {
             let (deployment, sets) = deployment_and_sets(call, &rt, &name).await?;
             let refs: Vec<&Value> = sets.iter().collect();
+            let to_revision = match to {
+                UndoTo::Revision(revision) => revision,
+                UndoTo::TemplateOf(old) => Some(history::revision_now(&refs, old).unwrap_or(old)),
+            };
             let target = history::undo_target(&name, &refs, to_revision)
                 .map_err(|e| KubectlError::Refused(e.to_string()))?;
             let target_revision = revision_of(target);
