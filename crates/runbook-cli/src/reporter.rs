@@ -216,7 +216,12 @@ impl HumanReporter {
                                 .map(|e| e.strip_prefix("cancelled: ").unwrap_or(e).to_string())
                         )
                     ),
-                    _ => format!("{} {id}{}{attempts}{took}", self.bad(), detail(&e.error)),
+                    _ => format!(
+                        "{} {id}{}{attempts}{took}{}",
+                        self.bad(),
+                        detail(&e.error),
+                        rest_of_error(&e.error)
+                    ),
                 };
                 self.screen.line(&line);
             }
@@ -260,10 +265,11 @@ impl HumanReporter {
                         e.reason.as_deref().unwrap_or("")
                     ),
                     _ => format!(
-                        "↺ {} rollback of {id} {}{}{took}",
+                        "↺ {} rollback of {id} {}{}{took}{}",
                         self.bad(),
                         e.status.as_deref().unwrap_or("failed"),
-                        detail(&e.error)
+                        detail(&e.error),
+                        rest_of_error(&e.error)
                     ),
                 };
                 self.screen.line(&line);
@@ -404,12 +410,45 @@ fn line_end(text: &[u8]) -> usize {
     }
 }
 
-/// `(first line of the error)`, or nothing.
+/// `(first line of the error)`, or nothing. Long enough for what a
+/// failure says (a Kubernetes refusal names the user and the missing Role
+/// rule); the terminal wraps it.
 fn detail(error: &Option<String>) -> String {
     error
         .as_ref()
-        .map(|e| format!(" ({})", first_line(e, 200)))
+        .map(|e| {
+            format!(
+                " ({})",
+                first_line(e, FAILURE_LINE_CHARS).trim_end_matches(" …")
+            )
+        })
         .unwrap_or_default()
+}
+
+/// How much of a failure's first line the progress line shows.
+const FAILURE_LINE_CHARS: usize = 2_000;
+/// How many more lines of a failure show under it.
+const FAILURE_MORE_LINES: usize = 5;
+
+/// The error's lines after the first, indented under the failure line: a
+/// few, then how many more the journal and the report hold.
+fn rest_of_error(error: &Option<String>) -> String {
+    let Some(error) = error else {
+        return String::new();
+    };
+    let more: Vec<&str> = error.lines().skip(1).collect();
+    let mut out = String::new();
+    for line in more.iter().take(FAILURE_MORE_LINES) {
+        out.push_str("\n    ");
+        out.push_str(&first_line(line, FAILURE_LINE_CHARS));
+    }
+    if more.len() > FAILURE_MORE_LINES {
+        out.push_str(&format!(
+            "\n    … {} more lines in the journal (`runbook report`)",
+            more.len() - FAILURE_MORE_LINES
+        ));
+    }
+    out
 }
 
 fn first_line(text: &str, max: usize) -> String {
@@ -601,5 +640,26 @@ mod tests {
         assert_eq!(first_line("a\nb", 10), "a …");
         assert_eq!(first_line("abcdef", 3), "abc…");
         assert_eq!(detail(&None), "");
+    }
+
+    #[test]
+    fn a_failure_shows_its_long_first_line_whole_and_a_few_more() {
+        // A 403 names the user and the Role rule far past 200 characters.
+        let refusal = format!(
+            "forbidden: {} User \"system:serviceaccount:x\"",
+            "y".repeat(300)
+        );
+        assert_eq!(detail(&Some(refusal.clone())), format!(" ({refusal})"));
+        let many = (1..=9)
+            .map(|i| format!("line {i}"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let error = Some(many);
+        assert_eq!(detail(&error), " (line 1)");
+        assert_eq!(
+            rest_of_error(&error),
+            "\n    line 2\n    line 3\n    line 4\n    line 5\n    line 6\n    … 3 more lines in the journal (`runbook report`)"
+        );
+        assert_eq!(rest_of_error(&Some("one line".into())), "");
     }
 }
