@@ -1486,7 +1486,17 @@ impl<'a> Lowerer<'a> {
                         );
                         d.help = Some("write it as a list, such as `[\"df\", \"-h\"]`; wrap shell syntax as `[\"sh\", \"-c\", \"...\"]`".into());
                     }
-                    _ => step.command = self.template_list(v, key),
+                    _ => {
+                        step.command = self.template_list(v, key);
+                        if step.command.as_ref().is_some_and(Vec::is_empty) {
+                            let d = self.error(
+                                Code::InvalidValue,
+                                v.span,
+                                "`command` is empty: it needs the program to run".into(),
+                            );
+                            d.help = Some("such as `[\"df\", \"-h\"]`".into());
+                        }
+                    }
                 },
                 _ => {}
             }
@@ -1500,6 +1510,7 @@ impl<'a> Lowerer<'a> {
                 | KubectlAction::RolloutUndo
                 | KubectlAction::Patch
                 | KubectlAction::Delete
+                | KubectlAction::Exec
         );
         let required: &[&str] = match action {
             KubectlAction::Scale => &["replicas"],
@@ -1575,6 +1586,40 @@ impl<'a> Lowerer<'a> {
                 }
             }
             _ => {}
+        }
+        if action == KubectlAction::Top
+            && let Some(resource) = step.resource.as_ref().filter(|r| !r.is_templated())
+        {
+            let kind = resource
+                .text
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            let name = kind.split('.').next().unwrap_or_default();
+            if !matches!(name, "pod" | "pods" | "po" | "node" | "nodes" | "no") {
+                let d = self.error(
+                    Code::InvalidValue,
+                    resource.span,
+                    format!("action `top` works on pods or nodes, found `{kind}`"),
+                );
+                d.help = Some("such as `pods`, `pod/omendb-0` or `nodes`; for a deployment's pods, `pods` with a `selector`".into());
+            }
+        }
+        if let Some(target) = step.for_resource.as_ref().filter(|f| !f.is_templated())
+            && (!target.text.contains('/')
+                || target.text.ends_with('/')
+                || target.text.starts_with('/'))
+        {
+            let d = self.error(
+                Code::InvalidValue,
+                target.span,
+                format!(
+                    "`for` must name one object as `kind/name`, found `{}`",
+                    target.text
+                ),
+            );
+            d.help = Some("such as `deployment/prod-omendb` or `pod/omendb-0`".into());
         }
         if let Some(resource) = step
             .resource
