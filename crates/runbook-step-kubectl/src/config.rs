@@ -119,9 +119,18 @@ pub async fn load(source: &Source, context: Option<&str>) -> Result<Loaded, Kube
             let mut merged: Option<Kubeconfig> = None;
             for path in paths {
                 if !path.exists() {
-                    // kube's own message quotes the path twice.
+                    // kube's own message quotes the path twice. A relative
+                    // path is taken from the working directory, which may
+                    // not be where the runbook's author had in mind.
+                    let from = if path.is_relative() {
+                        std::env::current_dir()
+                            .map(|dir| format!(" (relative to {})", dir.display()))
+                            .unwrap_or_default()
+                    } else {
+                        String::new()
+                    };
                     return Err(KubectlError::Config(format!(
-                        "kubeconfig {} does not exist",
+                        "kubeconfig {} does not exist{from}",
                         path.display()
                     )));
                 }
@@ -235,6 +244,26 @@ mod tests {
         assert_eq!(
             error.to_string(),
             "kubeconfig /nonexistent/kubeconfig does not exist"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_relative_kubeconfig_says_where_it_was_looked_for() {
+        let Err(error) = load(
+            &Source::Files(vec![PathBuf::from("../nope/kubeconfig")]),
+            None,
+        )
+        .await
+        else {
+            panic!("a missing file cannot load");
+        };
+        let cwd = std::env::current_dir().expect("cwd");
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "kubeconfig ../nope/kubeconfig does not exist (relative to {})",
+                cwd.display()
+            )
         );
     }
 
