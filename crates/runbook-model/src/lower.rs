@@ -1561,12 +1561,7 @@ impl<'a> Lowerer<'a> {
                     );
                     d.help = Some("such as `deployment/prod-omendb`".into());
                 } else if action.as_str().starts_with("rollout") {
-                    let kind = resource
-                        .text
-                        .split('/')
-                        .next()
-                        .unwrap_or_default()
-                        .to_ascii_lowercase();
+                    let kind = kind_of(&resource.text);
                     // `deployment`, `deploy`, `deployments`, each with an
                     // optional `.apps` or `.v1.apps`, as kubectl takes them.
                     let (name, group) = kind.split_once('.').unwrap_or((kind.as_str(), ""));
@@ -1590,12 +1585,7 @@ impl<'a> Lowerer<'a> {
         if action == KubectlAction::Top
             && let Some(resource) = step.resource.as_ref().filter(|r| !r.is_templated())
         {
-            let kind = resource
-                .text
-                .split('/')
-                .next()
-                .unwrap_or_default()
-                .to_ascii_lowercase();
+            let kind = kind_of(&resource.text);
             let name = kind.split('.').next().unwrap_or_default();
             if !matches!(name, "pod" | "pods" | "po" | "node" | "nodes" | "no") {
                 let d = self.error(
@@ -1709,6 +1699,16 @@ fn template_of(node: &Node, text: String) -> Template {
         span: node.span,
         style: node.style.unwrap_or(ScalarKind::Plain),
     }
+}
+
+/// The kind part of a literal `resource` (`Deployment/x` → `deployment`),
+/// lower-cased as kubectl matches kinds.
+fn kind_of(resource: &str) -> String {
+    resource
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase()
 }
 
 /// What a regex error says is wrong (`unclosed character class`), from its
