@@ -419,7 +419,7 @@ fn detail(error: &Option<String>) -> String {
         .map(|e| {
             format!(
                 " ({})",
-                first_line(e, FAILURE_LINE_CHARS).trim_end_matches(" …")
+                cut(e.lines().next().unwrap_or(""), FAILURE_LINE_CHARS)
             )
         })
         .unwrap_or_default()
@@ -440,7 +440,7 @@ fn rest_of_error(error: &Option<String>) -> String {
     let mut out = String::new();
     for line in more.iter().take(FAILURE_MORE_LINES) {
         out.push_str("\n    ");
-        out.push_str(&first_line(line, FAILURE_LINE_CHARS));
+        out.push_str(&cut(line, FAILURE_LINE_CHARS));
     }
     if more.len() > FAILURE_MORE_LINES {
         out.push_str(&format!(
@@ -451,10 +451,19 @@ fn rest_of_error(error: &Option<String>) -> String {
     out
 }
 
+/// `line`, or its first `max` characters and `…`.
+fn cut(line: &str, max: usize) -> String {
+    if line.chars().count() > max {
+        format!("{}…", line.chars().take(max).collect::<String>())
+    } else {
+        line.to_string()
+    }
+}
+
 fn first_line(text: &str, max: usize) -> String {
     let line = text.lines().next().unwrap_or("");
     if line.chars().count() > max {
-        format!("{}…", line.chars().take(max).collect::<String>())
+        cut(line, max)
     } else if text.lines().nth(1).is_some() {
         format!("{line} …")
     } else {
