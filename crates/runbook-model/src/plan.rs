@@ -283,12 +283,9 @@ impl Plan {
             .enumerate()
             .map(|(i, step)| (step.id.as_str(), format!("s{i}")))
             .collect();
-        let node = |id: &str| {
-            node_ids
-                .get(id)
-                .cloned()
-                .unwrap_or_else(|| format!("missing_{}", id.replace('-', "_")))
-        };
+        // Every need names a step of the same phase (validation checks), so
+        // the step id itself is never the node id in practice.
+        let node = |id: &str| node_ids.get(id).cloned().unwrap_or_else(|| id.to_string());
         let mut out = String::from("flowchart TD\n");
         for (prefix, waves) in phases {
             for step in waves.iter().flatten() {
