@@ -438,9 +438,21 @@ impl Prepared {
         let mut drained = false;
         let exited = loop {
             tokio::select! {
+                // An exit and a cancellation seen in the same turn: the
+                // exit wins, since the script did finish.
+                biased;
                 status = child.wait() => break Some(status),
                 () = pumps.as_mut(), if !drained => drained = true,
-                () = ctx.cancelled().cancelled() => break None,
+                () = ctx.cancelled().cancelled() => {
+                    // The process may have exited before the reactor
+                    // reported it. A script that finished is not stopped:
+                    // reported as stopped, a step that made its change
+                    // would be `cancelled`, and its rollback never run.
+                    match child.try_wait() {
+                        Ok(Some(status)) => break Some(Ok(status)),
+                        _ => break None,
+                    }
+                }
             }
         };
         if let Some(status) = exited {

@@ -283,6 +283,40 @@ async fn cancellation_stops_the_whole_process_tree() {
     let _ = std::fs::remove_file(pidfile);
 }
 
+/// A step whose script has exited, but whose exit the runtime has not yet
+/// reported, when the attempt is cancelled (another step failed at the same
+/// moment): it finished, so it succeeded, and its rollback will run.
+#[tokio::test(flavor = "current_thread")]
+async fn a_script_that_exited_before_the_cancellation_was_seen_succeeded() {
+    use nix::sys::wait::{Id, WaitPidFlag, waitid};
+    let pidfile = unique("exited-pid");
+    let step = step("    shell: [sh, -c]\n    run: echo $$ > {{params.v}}; echo done\n");
+    let cancel = CancellationToken::new();
+    let (ctx, _messages) = context(&pidfile.display().to_string())
+        .cancel(cancel.clone())
+        .build();
+    let executor = ShellExecutor::new();
+    let attempt = executor.run(&step, &ctx);
+    tokio::pin!(attempt);
+    // One poll spawns the script; nothing below yields to the runtime, so
+    // the reactor cannot report the exit before the cancellation is seen.
+    assert!(futures::poll!(attempt.as_mut()).is_pending());
+    let pid = loop {
+        match std::fs::read_to_string(&pidfile).map(|t| t.trim().parse::<i32>()) {
+            Ok(Ok(pid)) => break nix::unistd::Pid::from_raw(pid),
+            _ => std::thread::sleep(Duration::from_millis(5)),
+        }
+    };
+    // Wait, without reaping, until the script has exited.
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
+    waitid(Id::Pid(pid), flags).expect("waitid");
+    cancel.cancel();
+    let outputs = succeeded(attempt.await);
+    assert_eq!(outputs["stdout"], json!("done"));
+    assert_eq!(outputs["exit_code"], json!(0));
+    let _ = std::fs::remove_file(pidfile);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_child_ignoring_the_stop_signal_is_killed_after_the_grace() {
     let step = step(
