@@ -50,7 +50,7 @@ impl Templates {
         }
         self.plain
             .render_template(text, context)
-            .map_err(|e| RenderFailure(describe(&e)))
+            .map_err(|e| RenderFailure(describe(&e, text)))
     }
 
     /// Renders a shell script: each `{{x}}` is quoted for where it stands
@@ -70,7 +70,7 @@ impl Templates {
         let rendered = self.script.render_template(text, context);
         // Taken before the error check, so no value outlives its render.
         let values = SET_ASIDE.with(|values| std::mem::take(&mut *values.borrow_mut()));
-        let rendered = rendered.map_err(|e| RenderFailure(describe(&e)))?;
+        let rendered = rendered.map_err(|e| RenderFailure(describe(&e, text)))?;
         runbook_model::script_quoting::place(&rendered, &values)
             .map_err(|refusal| RenderFailure(refusal.message))
     }
@@ -120,8 +120,22 @@ pub fn shell_quote(value: &str) -> String {
     shell_words::quote(value).into_owned()
 }
 
-fn describe(error: &RenderError) -> String {
+fn describe(error: &RenderError, text: &str) -> String {
     match error.reason() {
+        // A built-in helper (`eq`, `gt`, ...) given a variable that is not
+        // defined says only that its parameter is missing.
+        RenderErrorReason::ParamNotFoundForIndex(helper, index) => {
+            let expression = error
+                .line_no
+                .zip(error.column_no)
+                .and_then(|(line, col)| expression_at(text, line, col))
+                .map(|e| format!(" in `{e}`"))
+                .unwrap_or_default();
+            format!(
+                "`{helper}` has no value for its argument {}{expression}: a variable it reads is not defined (a step that did not run has no outputs; `(default VALUE \"...\")` gives a fallback)",
+                index + 1
+            )
+        }
         RenderErrorReason::MissingVariable(Some(path)) => {
             format!(
                 "`{path}` is not defined (use `{{{{default {path} \"...\"}}}}` if it may be missing)"
@@ -134,6 +148,26 @@ fn describe(error: &RenderError) -> String {
         }
         other => other.to_string(),
     }
+}
+
+/// The `{{...}}` that starts at 1-based `line` and `col` of `text`.
+fn expression_at(text: &str, line: usize, col: usize) -> Option<&str> {
+    let line_start: usize = text
+        .split_inclusive('\n')
+        .take(line.checked_sub(1)?)
+        .map(str::len)
+        .sum();
+    let rest = text.get(line_start..)?;
+    let offset = rest
+        .char_indices()
+        .nth(col.checked_sub(1)?)
+        .map(|(i, _)| i)?;
+    let rest = &rest[offset..];
+    if !rest.starts_with("{{") {
+        return None;
+    }
+    let end = rest.find("}}")? + 2;
+    Some(&rest[..end])
 }
 
 fn registry() -> Handlebars<'static> {
@@ -424,6 +458,21 @@ mod tests {
         let t = Templates::new();
         let error = t.render("{{params.nope}}", &ctx()).expect_err("strict");
         assert!(error.0.contains("params.nope"), "{error}");
+    }
+
+    #[test]
+    fn a_built_in_helper_given_an_undefined_value_names_the_expression() {
+        let t = Templates::new();
+        let error = t
+            .render_condition(
+                "{{eq steps.skipped.outputs.stdout \"x\"}}",
+                &json!({"steps": {"skipped": {"outputs": {}}}}),
+            )
+            .expect_err("undefined");
+        assert_eq!(
+            error.0,
+            "`eq` has no value for its argument 1 in `{{eq steps.skipped.outputs.stdout \"x\"}}`: a variable it reads is not defined (a step that did not run has no outputs; `(default VALUE \"...\")` gives a fallback)"
+        );
     }
 
     #[test]

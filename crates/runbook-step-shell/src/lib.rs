@@ -395,6 +395,16 @@ impl Prepared {
                 Some(code) if self.success_exit_codes.contains(&code) => {
                     return StepOutcome::Succeeded(outputs);
                 }
+                // With codes of its own, say which were expected: `exit
+                // code 0` alone reads like a success.
+                Some(code) if self.success_exit_codes != [0] => {
+                    let expected: Vec<String> =
+                        self.success_exit_codes.iter().map(i32::to_string).collect();
+                    format!(
+                        "exit code {code}, not one of `success_exit_codes` [{}]",
+                        expected.join(", ")
+                    )
+                }
                 Some(code) => format!("exit code {code}"),
                 None => format!(
                     "killed by signal {}",

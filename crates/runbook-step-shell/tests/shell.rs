@@ -170,7 +170,10 @@ async fn success_exit_codes_decide_success() {
     let step = self::step("    run: exit 3\n    success_exit_codes: [0, 3]\n");
     assert_eq!(succeeded(run(&step, &ctx).await)["exit_code"], json!(3));
     let step = self::step("    run: exit 0\n    success_exit_codes: [1]\n");
-    assert_eq!(failed(run(&step, &ctx).await).0, "exit code 0");
+    assert_eq!(
+        failed(run(&step, &ctx).await).0,
+        "exit code 0, not one of `success_exit_codes` [1]"
+    );
 }
 
 #[tokio::test]
