@@ -1073,13 +1073,21 @@ impl<'a> Dispatcher<'a> {
                     .templates
                     .render(&t.text, &self.context)
                     .map_err(|e| format!("template in `timeout` (line {}): {e}", t.span.line))?;
-                runbook_model::parse_duration(&text).map_err(|e| {
+                let timeout = runbook_model::parse_duration(&text).map_err(|e| {
                     format!(
                         "`timeout` (line {}) rendered to `{}`, which is not a duration: {e}",
                         t.span.line,
                         text.trim()
                     )
-                })?
+                })?;
+                if timeout.is_zero() {
+                    return Err(format!(
+                        "`timeout` (line {}) rendered to `{}`: a step needs some time to run",
+                        t.span.line,
+                        text.trim()
+                    ));
+                }
+                timeout
             }
             None => match (&self.runbook.defaults.timeout, &step.kind) {
                 (Some(d), _) => d.value,

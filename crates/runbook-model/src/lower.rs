@@ -391,6 +391,24 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    /// A `timeout`: a duration above zero. `0s` would stop the step (or
+    /// the run) at once, or not, by a race with its first event.
+    fn timeout(&mut self, node: &Node, field: &str) -> Option<Spanned<Duration>> {
+        let timeout = self.duration(node, field)?;
+        if timeout.value.is_zero() {
+            let d = self.error(
+                Code::InvalidDuration,
+                node.span,
+                format!("`{field}` is zero: nothing could run in it"),
+            );
+            d.label = Some("zero".into());
+            d.help =
+                Some("give the time it may take, such as `30s`, or leave it out for the default".into());
+            return None;
+        }
+        Some(timeout)
+    }
+
     fn typed_duration(&mut self, node: &Node, field: &str) -> Option<Typed<Duration>> {
         match &node.value {
             Value::Str(s) if s.contains("{{") => {
@@ -579,7 +597,7 @@ impl<'a> Lowerer<'a> {
                 }
                 "params" => runbook.params = self.params(v),
                 "env" => runbook.env = self.string_map(v, "env", true),
-                "timeout" => runbook.timeout = self.duration(v, "timeout"),
+                "timeout" => runbook.timeout = self.timeout(v, "timeout"),
                 "defaults" => runbook.defaults = self.defaults(v),
                 "steps" | "on_failure" | "finally" => {
                     let phase = match entry.key.as_str() {
@@ -773,7 +791,7 @@ impl<'a> Lowerer<'a> {
         for entry in entries {
             let v = &entry.value;
             match entry.key.as_str() {
-                "timeout" => out.timeout = self.duration(v, "defaults.timeout"),
+                "timeout" => out.timeout = self.timeout(v, "defaults.timeout"),
                 "retry" => out.retry = self.retry(v),
                 "continue_on_failure" => {
                     out.continue_on_failure = self.bool(v, "defaults.continue_on_failure")
@@ -960,7 +978,14 @@ impl<'a> Lowerer<'a> {
                         _ => self.template(v, field),
                     }
                 }
-                "timeout" => step.timeout = self.typed_duration(v, field),
+                "timeout" => {
+                    step.timeout = match &v.value {
+                        Value::Str(s) if s.contains("{{") => {
+                            Some(Typed::Template(template_of(v, s.clone())))
+                        }
+                        _ => self.timeout(v, field).map(Typed::Literal),
+                    }
+                }
                 "retry" => step.retry = self.retry(v),
                 "continue_on_failure" => step.continue_on_failure = self.bool(v, field),
                 "rollback" if phase != Phase::Rollback => step.rollback = self.rollback(v, &id),
