@@ -594,6 +594,12 @@ fn an_interrupted_run_whose_engine_died_in_a_grace_finishes_its_stop() {
     let id = sandbox.run_id();
     let marker = sandbox.state.path().join("runs").join(&id).join("stopping");
     wait_until("the engine to begin stopping", || marker.exists());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&marker)
+        .expect("marker")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the marker is owner-only");
     kill(&child.id().to_string());
     kill(&format!("-{stubborn}"));
     child.wait().expect("wait for the killed engine");

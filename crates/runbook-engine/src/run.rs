@@ -43,8 +43,10 @@
 //! - `on_failure` and `finally` are best effort: a failure there does not
 //!   cancel their other steps (dependents are skipped as usual). A failing
 //!   `finally` step fails the run; a failing `on_failure` step does not
-//!   change a run that has already failed. When the run did not fail,
-//!   `on_failure` steps end `skipped` ("the run did not fail").
+//!   change a run that has already failed. When the main steps did not fail,
+//!   `on_failure` steps end `skipped` ("the main steps did not fail"):
+//!   they and the rollbacks answer a failure of the main steps, and a
+//!   `finally` step that fails later fails the run without them.
 //! - An interrupt stops only the main steps; cleanup that is already
 //!   running continues, and the run ends `interrupted`. The second
 //!   interrupt abandons everything left: the running rollback is cancelled,
@@ -610,7 +612,7 @@ impl<'a> Dispatcher<'a> {
             self.run_rollbacks().await;
             self.run_dag(Phase::OnFailure).await;
         } else {
-            self.skip_phase(Phase::OnFailure, "the run did not fail");
+            self.skip_phase(Phase::OnFailure, "the main steps did not fail");
         }
         self.run_dag(Phase::Finally).await;
         self.finish()
@@ -1366,7 +1368,17 @@ impl<'a> Dispatcher<'a> {
         // The journal shows the stop only when a step ends because of it;
         // an engine killed before that leaves this for `resume`.
         let marker = self.options.run_dir.join(crate::resume::STOPPING_FILE);
-        let _ = std::fs::File::create(&marker).and_then(|mut file| {
+        // Owner-only, like everything else in the run directory.
+        let marker_file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&marker)
+        };
+        let _ = marker_file.and_then(|mut file| {
             std::io::Write::write_all(&mut file, format!("{why}\n").as_bytes())?;
             file.sync_data()
         });

@@ -664,7 +664,7 @@ finally:
     assert_eq!(o.step("page").status, StepStatus::Skipped);
     assert_eq!(
         o.step("page").reason.as_deref(),
-        Some("the run did not fail")
+        Some("the main steps did not fail")
     );
     assert_eq!(o.step("tidy-more").status, StepStatus::Succeeded);
 }

@@ -402,8 +402,9 @@ impl<'a> Lowerer<'a> {
                 format!("`{field}` is zero: nothing could run in it"),
             );
             d.label = Some("zero".into());
-            d.help =
-                Some("give the time it may take, such as `30s`, or leave it out for the default".into());
+            d.help = Some(
+                "give the time it may take, such as `30s`, or leave it out for the default".into(),
+            );
             return None;
         }
         Some(timeout)
