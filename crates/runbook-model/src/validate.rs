@@ -193,15 +193,24 @@ impl<'a> Validator<'a> {
                     .position
                     .and_then(|(line, col)| offset_of(&template.text, line, col))
                     .map_or(template.span, |offset| self.locate_offset(template, offset));
-                self.diagnostics.push(
+                let diagnostic = if error.over_limit {
+                    Diagnostic::error(
+                        Code::TemplateSyntax,
+                        span,
+                        format!("template in `{field}` is too large: {}", error.message),
+                    )
+                    .with_label("past the limit")
+                    .with_help("split it across fields or steps")
+                } else {
                     Diagnostic::error(
                         Code::TemplateSyntax,
                         span,
                         format!("template in `{field}` does not parse: {}", explain_syntax_error(&template.text, &error.message)),
                     )
                     .with_label("template error")
-                    .with_help("templates use Handlebars syntax, such as `{{params.name}}` or `{{#if x}}...{{/if}}`"),
-                );
+                    .with_help("templates use Handlebars syntax, such as `{{params.name}}` or `{{#if x}}...{{/if}}`")
+                };
+                self.diagnostics.push(diagnostic);
                 return;
             }
         };
