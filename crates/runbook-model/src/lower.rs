@@ -1284,6 +1284,18 @@ impl<'a> Lowerer<'a> {
                     }
                 }
                 "body_contains" => match &v.value {
+                    // An expectation that checks nothing passes every
+                    // response; written, it was meant to check something.
+                    Value::Seq(items) if items.is_empty() => {
+                        let d = self.error(
+                            Code::InvalidValue,
+                            v.span,
+                            "`expect.body_contains` is an empty list: it checks nothing".into(),
+                        );
+                        d.help = Some(
+                            "list the text the body must contain, or leave the field out".into(),
+                        );
+                    }
                     Value::Seq(items) => {
                         out.body_contains = items
                             .iter()
@@ -1300,6 +1312,17 @@ impl<'a> Lowerer<'a> {
                 "body_matches" => {
                     out.body_matches = self.template(v, "expect.body_matches");
                     if let Some(t) = &out.body_matches
+                        && t.text.is_empty()
+                    {
+                        let d = self.error(
+                            Code::InvalidValue,
+                            v.span,
+                            "`expect.body_matches` is empty: it matches every body".into(),
+                        );
+                        d.help = Some(
+                            "give the pattern the body must match, or leave the field out".into(),
+                        );
+                    } else if let Some(t) = &out.body_matches
                         && !t.is_templated()
                         && let Err(e) = Regex::new(&t.text)
                     {
