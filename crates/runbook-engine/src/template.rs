@@ -132,7 +132,7 @@ fn describe(error: &RenderError, text: &str) -> String {
                 .map(|e| format!(" in `{e}`"))
                 .unwrap_or_default();
             format!(
-                "`{helper}` has no value for its argument {}{expression}: a variable it reads is not defined (a step that did not run has no outputs; `(default VALUE \"...\")` gives a fallback)",
+                "`{helper}` has no value for its argument {}{expression}: it is missing, or a variable it reads is not defined (a step that did not run has no outputs; `(default VALUE \"...\")` gives a fallback)",
                 index + 1
             )
         }
@@ -471,7 +471,7 @@ mod tests {
             .expect_err("undefined");
         assert_eq!(
             error.0,
-            "`eq` has no value for its argument 1 in `{{eq steps.skipped.outputs.stdout \"x\"}}`: a variable it reads is not defined (a step that did not run has no outputs; `(default VALUE \"...\")` gives a fallback)"
+            "`eq` has no value for its argument 1 in `{{eq steps.skipped.outputs.stdout \"x\"}}`: it is missing, or a variable it reads is not defined (a step that did not run has no outputs; `(default VALUE \"...\")` gives a fallback)"
         );
     }
 
