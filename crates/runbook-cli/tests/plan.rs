@@ -1,16 +1,10 @@
 //! `runbook plan` end to end: a reviewed snapshot of every format for one
 //! runbook that touches each rendering rule (tests/fixtures/plan).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+use common::repo_root;
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .expect("crates/runbook-cli sits two levels below the repository root")
-        .to_path_buf()
-}
+use std::process::Command;
 
 fn plan(format: &str) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_runbook"))

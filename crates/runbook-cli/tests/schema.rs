@@ -3,15 +3,10 @@
 //! parser): every runbook we ship passes it, and structurally broken
 //! fixtures fail it.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::repo_root;
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .expect("repository root")
-        .to_path_buf()
-}
+use std::path::{Path, PathBuf};
 
 fn validator() -> jsonschema::Validator {
     let text = std::fs::read_to_string(repo_root().join("schemas/runbook.schema.json"))

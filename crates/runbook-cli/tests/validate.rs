@@ -3,16 +3,11 @@
 //! and the JSON form must give exactly the codes and positions that the
 //! fixture's `# expect: CODE LINE:COL` header lists.
 
+mod common;
+use common::repo_root;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .expect("crates/runbook-cli sits two levels below the repository root")
-        .to_path_buf()
-}
 
 fn runbook(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_runbook"))

@@ -411,11 +411,26 @@ impl<'a> Lowerer<'a> {
     }
 
     fn typed_duration(&mut self, node: &Node, field: &str) -> Option<Typed<Duration>> {
+        self.typed(node, field, Self::duration)
+    }
+
+    /// A step's `timeout`: a template, or a literal above zero.
+    fn typed_timeout(&mut self, node: &Node, field: &str) -> Option<Typed<Duration>> {
+        self.typed(node, field, Self::timeout)
+    }
+
+    /// A template (checked when the step runs), else `literal`'s value.
+    fn typed(
+        &mut self,
+        node: &Node,
+        field: &str,
+        literal: fn(&mut Self, &Node, &str) -> Option<Spanned<Duration>>,
+    ) -> Option<Typed<Duration>> {
         match &node.value {
             Value::Str(s) if s.contains("{{") => {
                 Some(Typed::Template(template_of(node, s.clone())))
             }
-            _ => self.duration(node, field).map(Typed::Literal),
+            _ => literal(self, node, field).map(Typed::Literal),
         }
     }
 
@@ -979,14 +994,7 @@ impl<'a> Lowerer<'a> {
                         _ => self.template(v, field),
                     }
                 }
-                "timeout" => {
-                    step.timeout = match &v.value {
-                        Value::Str(s) if s.contains("{{") => {
-                            Some(Typed::Template(template_of(v, s.clone())))
-                        }
-                        _ => self.timeout(v, field).map(Typed::Literal),
-                    }
-                }
+                "timeout" => step.timeout = self.typed_timeout(v, field),
                 "retry" => step.retry = self.retry(v),
                 "continue_on_failure" => step.continue_on_failure = self.bool(v, field),
                 "rollback" if phase != Phase::Rollback => step.rollback = self.rollback(v, &id),
