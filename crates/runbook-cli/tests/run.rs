@@ -486,6 +486,40 @@ fn gates_are_approved_or_rejected_from_another_process() {
     }
 }
 
+/// A rollback may be a gate: `runbook approve` decides it as any other,
+/// and the stream says so, or the command would wait for an answer that
+/// never comes and report the live engine dead.
+#[test]
+fn rollback_gates_are_decided_from_another_process() {
+    for reject in [false, true] {
+        let sandbox = Sandbox::new();
+        let child = sandbox.spawn("gate-rollback.yaml", &[]);
+        sandbox.wait_for_event("gate_waiting", |e| e["event"] == "gate_waiting");
+        let mut approve = Command::new(BIN);
+        approve
+            .args([
+                "approve",
+                &sandbox.run_id(),
+                "change.rollback",
+                "--state-dir",
+            ])
+            .arg(sandbox.state.path());
+        if reject {
+            approve.arg("--reject");
+        }
+        let out = approve.output().expect("approve");
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let done = sandbox.wait(child);
+        assert_eq!(done.code, Some(1), "{}", done.stderr);
+        let decided = done.step_event("gate_decided", "change.rollback");
+        assert_eq!(decided["approved"], !reject, "{decided}");
+        assert_eq!(decided["phase"], "rollback", "{decided}");
+        let rollback = done.step_event("rollback_finished", "change");
+        let expected = if reject { "failed" } else { "succeeded" };
+        assert_eq!(rollback["status"], expected, "{rollback}");
+    }
+}
+
 #[test]
 fn gate_timeouts_follow_on_timeout() {
     let sandbox = Sandbox::new();

@@ -1435,20 +1435,9 @@ impl<'a> Dispatcher<'a> {
         let id = self.nodes[i].step.id.value.clone();
         self.report_not_shown(i, &id);
         self.update_context(i);
-        if let StepKind::Gate(_) = self.nodes[i].step.kind
-            && let Some(Value::Bool(approved)) = self.states[i].outputs.get("approved")
-        {
-            let mut event = Event::new(EventKind::GateDecided, &self.options.run_id);
-            event.step = Some(self.nodes[i].step.id.value.clone());
-            event.phase = Some(self.nodes[i].phase.key().to_string());
-            event.approved = Some(*approved);
-            event.decided_by = self.states[i]
-                .outputs
-                .get("decided_by")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            event.status = Some(if *approved { "approved" } else { "rejected" }.to_string());
-            self.emit(event);
+        if let StepKind::Gate(_) = self.nodes[i].step.kind {
+            let outputs = self.states[i].outputs.clone();
+            self.emit_gate_decided(id, self.nodes[i].phase, &outputs);
         }
         self.emit_step_finished(i);
         if status == StepStatus::Failed {
@@ -1669,6 +1658,14 @@ impl<'a> Dispatcher<'a> {
             error: result.error.clone(),
             reason: result.would_run.clone(),
         };
+        // A rollback that is a gate is decided like any gate: whoever waits
+        // on `gate_waiting` (a reader of the stream, `runbook approve`)
+        // needs its answer.
+        if let Some(Rollback::Step(step)) = &self.nodes[i].step.rollback
+            && let StepKind::Gate(_) = step.kind
+        {
+            self.emit_gate_decided(id, Phase::Rollback, &result.outputs);
+        }
         let mut event = Event::new(EventKind::RollbackFinished, &self.options.run_id);
         event.step = Some(record.step.clone());
         event.phase = Some(Phase::Rollback.key().to_string());
@@ -1684,6 +1681,24 @@ impl<'a> Dispatcher<'a> {
     }
 
     // ---- events -------------------------------------------------------
+
+    /// Reports the decision of gate `gate`, if it was decided: a gate that
+    /// was cancelled or failed before anyone answered has no `approved`.
+    fn emit_gate_decided(&mut self, gate: String, phase: Phase, outputs: &Outputs) {
+        let Some(Value::Bool(approved)) = outputs.get("approved") else {
+            return;
+        };
+        let mut event = Event::new(EventKind::GateDecided, &self.options.run_id);
+        event.step = Some(gate);
+        event.phase = Some(phase.key().to_string());
+        event.approved = Some(*approved);
+        event.decided_by = outputs
+            .get("decided_by")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        event.status = Some(if *approved { "approved" } else { "rejected" }.to_string());
+        self.emit(event);
+    }
 
     /// Redacts and reports an event. Every event goes through here.
     fn emit(&mut self, mut event: Event) {

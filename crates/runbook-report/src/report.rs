@@ -751,6 +751,21 @@ impl Builder {
                     text.push_str(&format!(": {}", first_line(error)));
                 }
                 self.note(&e.ts, TimelineKind::RollbackFinished, Some(&step_id), text);
+                // A rollback that is a gate has a row of its own, made by its
+                // gate events: it ends with the rollback, not `unknown`.
+                let gate_id = format!("{step_id}.rollback");
+                if let Some(gate) = self.report.steps.iter_mut().find(|s| s.id == gate_id) {
+                    gate.status = StepStatus::parse(e.status.as_deref());
+                    gate.started_at = gate
+                        .decisions
+                        .first()
+                        .and_then(|d| d.waiting_since.clone())
+                        .or_else(|| Some(e.ts.clone()));
+                    gate.finished_at = Some(e.ts.clone());
+                    gate.duration_ms = e.duration_ms;
+                    gate.attempts = e.attempts;
+                    gate.error = e.error.clone();
+                }
             }
             EventKind::RunFinished => {
                 self.finished = true;
@@ -1013,6 +1028,57 @@ mod tests {
             RunStatus::Stopped,
             "no run_finished, no engine"
         );
+    }
+
+    #[test]
+    fn a_rollback_gate_ends_with_its_rollback() {
+        let mut waiting = event(
+            "2026-11-26T10:00:02.000Z",
+            EventKind::GateWaiting,
+            Some("change.rollback"),
+        );
+        waiting.phase = Some("rollback".into());
+        let mut decided = event(
+            "2026-11-26T10:00:05.000Z",
+            EventKind::GateDecided,
+            Some("change.rollback"),
+        );
+        decided.phase = Some("rollback".into());
+        decided.approved = Some(false);
+        decided.decided_by = Some("alice (runbook approve)".into());
+        let mut finished = event(
+            "2026-11-26T10:00:05.000Z",
+            EventKind::RollbackFinished,
+            Some("change"),
+        );
+        finished.status = Some("failed".into());
+        finished.duration_ms = Some(3000);
+        let report = build_report(
+            "r1",
+            &contents(vec![
+                event("2026-11-26T10:00:00.000Z", EventKind::RunStarted, None),
+                event(
+                    "2026-11-26T10:00:02.000Z",
+                    EventKind::RollbackStarted,
+                    Some("change"),
+                ),
+                waiting,
+                decided,
+                finished,
+            ]),
+            false,
+        );
+        let gate = report
+            .steps
+            .iter()
+            .find(|s| s.id == "change.rollback")
+            .expect("the gate's row");
+        assert_eq!(gate.status, StepStatus::Failed);
+        assert_eq!(gate.phase.as_deref(), Some("rollback"));
+        assert_eq!(gate.started_at.as_deref(), Some("2026-11-26T10:00:02.000Z"));
+        assert_eq!(gate.duration_ms, Some(3000));
+        assert_eq!(gate.decisions[0].approved, Some(false));
+        assert_eq!(report.rollbacks[0].status, "failed");
     }
 
     #[test]
