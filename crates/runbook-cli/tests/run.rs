@@ -520,6 +520,26 @@ fn rollback_gates_are_decided_from_another_process() {
     }
 }
 
+/// A whole `number` param reads as an integer wherever it lands: in a
+/// script `--replicas=3.0` is refused by most tools.
+#[test]
+fn whole_number_params_render_without_a_fraction() {
+    let sandbox = Sandbox::new();
+    let done = sandbox.run("numbers.yaml", &[]);
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    let show = done.step_event("step_finished", "show");
+    assert_eq!(show["outputs"]["stdout"], "replicas=3 ratio=0.25");
+    assert_eq!(done.events("run_started")[0]["params"]["replicas"], 3);
+    let sandbox = Sandbox::new();
+    let done = sandbox.run(
+        "numbers.yaml",
+        &["--set", "replicas=2", "--set", "ratio=1.5"],
+    );
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    let show = done.step_event("step_finished", "show");
+    assert_eq!(show["outputs"]["stdout"], "replicas=2 ratio=1.5");
+}
+
 #[test]
 fn gate_timeouts_follow_on_timeout() {
     let sandbox = Sandbox::new();

@@ -129,6 +129,12 @@ impl ParamValue {
         match self {
             ParamValue::String(s) => serde_json::Value::String(s.clone()),
             ParamValue::Integer(i) => serde_json::Value::from(*i),
+            // A whole number is written as one (`3`, not `3.0`): it lands
+            // in `--replicas={{params.n}}` and in events, where `3.0` is
+            // either refused or a surprise. Below 2^53 the f64 is exact.
+            ParamValue::Number(n) if n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0 => {
+                serde_json::Value::from(*n as i64)
+            }
             ParamValue::Number(n) => serde_json::Number::from_f64(*n)
                 .map(serde_json::Value::Number)
                 .unwrap_or(serde_json::Value::Null),
