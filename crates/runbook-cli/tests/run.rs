@@ -349,7 +349,12 @@ fn rollbacks_run_in_reverse_order_and_failures_are_reported() {
             .contains("[three.rollback] undo-three saw three-output")
     );
     assert!(done.stderr.contains("[notify] notify exit code 1"));
-    assert!(done.stderr.contains("[cleanup] cleanup"));
+    assert!(
+        done.stderr
+            .contains("[cleanup] cleanup after failed run: step `boom` failed"),
+        "{}",
+        done.stderr
+    );
     assert!(
         done.stderr.contains("rollback two"),
         "summary: {}",
@@ -600,6 +605,15 @@ fn an_interrupt_cancels_then_runs_rollbacks_on_failure_and_finally() {
     assert_eq!(done.finished_status("notify"), "succeeded");
     assert_eq!(done.finished_status("tidy"), "succeeded");
     assert_eq!(done.run_finished()["status"], "interrupted");
+    // Cleanup can tell an operator's Ctrl-C from a failure.
+    let said = |step: &str| {
+        done.step_event("step_finished", step)["outputs"]["stdout"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    assert_eq!(said("notify"), "notify interrupted: interrupted");
+    assert_eq!(said("tidy"), "tidy interrupted");
 }
 
 /// A closed terminal or SSH session (SIGHUP) stops the run as SIGTERM

@@ -608,14 +608,44 @@ impl<'a> Dispatcher<'a> {
         }
         self.run_dag(Phase::Main).await;
         let failed = self.failure.is_some() || self.interrupted;
+        self.publish_outcome();
         if failed {
             self.run_rollbacks().await;
             self.run_dag(Phase::OnFailure).await;
         } else {
             self.skip_phase(Phase::OnFailure, "the main steps did not fail");
         }
+        self.publish_outcome();
         self.run_dag(Phase::Finally).await;
         self.finish()
+    }
+
+    /// How the run ends if nothing else goes wrong, and why.
+    fn outcome(&self) -> (RunStatus, Option<String>) {
+        if self.interrupted {
+            let why = match &self.failure {
+                Some(failure) => format!("interrupted ({failure})"),
+                None => "interrupted".to_string(),
+            };
+            (RunStatus::Interrupted, Some(why))
+        } else if let Some(failure) = &self.failure {
+            (RunStatus::Failed, Some(failure.clone()))
+        } else {
+            (RunStatus::Succeeded, None)
+        }
+    }
+
+    /// Puts the outcome so far in `run.status` and `run.error`, so that an
+    /// `on_failure` step can tell an operator's Ctrl-C from a remedy that
+    /// did not work, and a `finally` step can report either.
+    fn publish_outcome(&mut self) {
+        let (status, error) = self.outcome();
+        if let Some(run) = self.context.get_mut("run").and_then(Value::as_object_mut) {
+            run.insert("status".into(), Value::from(status.as_str()));
+            run.insert("error".into(), error.map_or(Value::Null, Value::from));
+            self.snapshot = None;
+            self.base_context = None;
+        }
     }
 
     // ---- phases -------------------------------------------------------
@@ -1146,8 +1176,8 @@ impl<'a> Dispatcher<'a> {
             return self.snapshot();
         };
         if reads.is_empty() {
-            // Only `steps` changes during a run, so every step that reads
-            // no step outputs (most of them) shares one context instead of
+            // Only `steps` changes while a phase runs, so every step that
+            // reads no step outputs (most of them) shares one context instead of
             // copying `params`, the whole `env` and `run` at each start.
             return self.base_context().clone();
         }
@@ -1756,21 +1786,7 @@ impl<'a> Dispatcher<'a> {
     }
 
     fn finish(mut self) -> RunSummary {
-        let status = if self.interrupted {
-            RunStatus::Interrupted
-        } else if self.failure.is_some() {
-            RunStatus::Failed
-        } else {
-            RunStatus::Succeeded
-        };
-        let reason = match status {
-            RunStatus::Succeeded => None,
-            RunStatus::Failed => self.failure.clone(),
-            RunStatus::Interrupted => Some(match &self.failure {
-                Some(failure) => format!("interrupted ({failure})"),
-                None => "interrupted".to_string(),
-            }),
-        };
+        let (status, reason) = self.outcome();
         let duration = self.started.elapsed();
         let mut event = Event::new(EventKind::RunFinished, &self.options.run_id);
         event.status = Some(status.as_str().to_string());
@@ -1934,6 +1950,8 @@ fn initial_context(runbook: &Runbook, options: &RunOptions, nodes: &[Node]) -> V
             "name": runbook.name.value,
             "started_at": now_rfc3339(),
             "dry_run": options.dry_run,
+            "status": "running",
+            "error": null,
         }),
     );
     Value::Object(context)

@@ -793,4 +793,4 @@ pub const STEP_CONTEXT_FIELDS: &[&str] = &[
 ];
 
 /// Fields of `run` in the template context.
-pub const RUN_CONTEXT_FIELDS: &[&str] = &["id", "name", "started_at", "dry_run"];
+pub const RUN_CONTEXT_FIELDS: &[&str] = &["id", "name", "started_at", "dry_run", "status", "error"];
