@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use runbook_engine::{Decision, GateRequest, Question};
 use std::io::{BufRead, Write};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 use tokio::sync::{Mutex, mpsc};
 
 /// Asks at the terminal: `y` approves, `n` rejects.
@@ -52,14 +53,27 @@ impl runbook_step_gate::Prompt for TerminalPrompt {
         // Anything typed before this question was asked is not an answer to it.
         while lines.try_recv().is_ok() {}
         let _paused = self.screen.pause();
+        // The question goes below the waiting notice (its message and the
+        // commands to decide from another shell), so that the cursor waits
+        // right after it; it says the message itself only if the notice
+        // never came.
+        let announced = self
+            .screen
+            .await_announcement(&gate.gate, Duration::from_secs(2))
+            .await;
+        let context = if announced {
+            String::new()
+        } else {
+            match gate.question {
+                Question::Approval => format!("\n⏸ gate `{}`: {}\n", gate.gate, gate.message),
+                Question::Completed => format!("\n⏸ {}\n", gate.message),
+            }
+        };
         let mut question = match gate.question {
-            Question::Approval => format!(
-                "\n⏸ gate `{}`: {}\n  approve? [y/n] ",
-                gate.gate, gate.message
-            ),
+            Question::Approval => format!("{context}  approve here? [y/n] "),
             Question::Completed => format!(
-                "\n⏸ {}\n  did `{}` complete? [y = yes, do not run it again / n = no, run it again] ",
-                gate.message, gate.gate
+                "{context}  did `{}` complete? [y = yes, do not run it again / n = no, run it again] ",
+                gate.gate
             ),
         };
         loop {

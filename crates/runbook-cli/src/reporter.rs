@@ -20,6 +20,10 @@ pub struct Screen {
     bars: Option<MultiProgress>,
     paused: AtomicBool,
     color: bool,
+    /// Gates whose "waiting for approval" notice has been printed, so a
+    /// prompt asks below it rather than in the middle of it.
+    announced: std::sync::Mutex<Vec<String>>,
+    announcement: tokio::sync::Notify,
 }
 
 impl Screen {
@@ -34,7 +38,36 @@ impl Screen {
             bars: fancy.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr())),
             paused: AtomicBool::new(false),
             color: fancy,
+            announced: std::sync::Mutex::new(Vec::new()),
+            announcement: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Records that the waiting notice of `gate` is on the screen.
+    fn announced(&self, gate: &str) {
+        if let Ok(mut announced) = self.announced.lock() {
+            announced.push(gate.to_string());
+        }
+        self.announcement.notify_waiters();
+    }
+
+    /// Waits, at most `limit`, for the waiting notice of `gate` to be
+    /// printed (the engine reports it on its own schedule). Returns whether
+    /// it was, taking it: a gate asked again waits for its next notice.
+    pub async fn await_announcement(&self, gate: &str, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.announcement.notified();
+            if let Ok(mut announced) = self.announced.lock()
+                && let Some(at) = announced.iter().position(|g| g == gate)
+            {
+                announced.remove(at);
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return false;
+            }
+        }
     }
 
     /// Prints one line (above the live display, if any). Errors writing to
@@ -75,6 +108,9 @@ impl Screen {
     pub fn pause(self: &Arc<Self>) -> PauseGuard {
         if let Some(bars) = &self.bars {
             self.paused.store(true, Ordering::SeqCst);
+            // Erased first: hidden alone, the spinners' last frame would stay
+            // on the screen above the question, frozen.
+            let _ = bars.clear();
             bars.set_draw_target(ProgressDrawTarget::hidden());
         }
         PauseGuard {
@@ -243,6 +279,7 @@ impl HumanReporter {
                     e.message.as_deref().unwrap_or(""),
                     hint = self.approve_hint,
                 ));
+                self.screen.announced(&id);
             }
             EventKind::GateDecided => {
                 let by = e.decided_by.as_deref().unwrap_or("?");

@@ -545,6 +545,53 @@ fn whole_number_params_render_without_a_fraction() {
     assert_eq!(show["outputs"]["stdout"], "replicas=2 ratio=1.5");
 }
 
+/// At a terminal the question comes last, below the waiting notice and
+/// its commands, so the cursor waits right after `[y/n]` and the message is
+/// not said twice. `script` (util-linux) gives the run a terminal.
+#[test]
+fn the_terminal_prompt_asks_below_the_waiting_notice() {
+    use std::io::Write;
+    let sandbox = Sandbox::new();
+    let typescript = sandbox.scratch().join("typescript");
+    let command = format!(
+        "{BIN} run {} --state-dir {}",
+        fixture("gate-manual.yaml").display(),
+        sandbox.state.path().display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qfec", &command])
+        .arg(&typescript)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("script (util-linux) runs");
+    let screen = || std::fs::read_to_string(&typescript).unwrap_or_default();
+    let started = Instant::now();
+    while !screen().contains("[y/n]") {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no question: {}",
+            screen()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut answer = child.stdin.take().expect("script's stdin");
+    answer.write_all(b"y\n").expect("answer");
+    assert!(child.wait().expect("script ends").success());
+    let screen = screen();
+    assert_eq!(
+        screen.matches("Restart the service?").count(),
+        1,
+        "{screen}"
+    );
+    let reject = screen.find("--reject").expect("the reject command");
+    let question = screen.find("[y/n]").expect("the question");
+    assert!(reject < question, "{screen}");
+    assert!(screen.contains("ask approved by"), "{screen}");
+}
+
 #[test]
 fn gate_timeouts_follow_on_timeout() {
     let sandbox = Sandbox::new();
