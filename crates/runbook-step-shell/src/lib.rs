@@ -401,11 +401,17 @@ impl Prepared {
                     let expected: Vec<String> =
                         self.success_exit_codes.iter().map(i32::to_string).collect();
                     format!(
-                        "exit code {code}, not one of `success_exit_codes` [{}]",
-                        expected.join(", ")
+                        "exit code {code}{}, not one of `success_exit_codes` [{}]{}",
+                        signal_hint(code),
+                        expected.join(", "),
+                        last_words(&outputs)
                     )
                 }
-                Some(code) => format!("exit code {code}"),
+                Some(code) => format!(
+                    "exit code {code}{}{}",
+                    signal_hint(code),
+                    last_words(&outputs)
+                ),
                 None => format!(
                     "killed by signal {}",
                     status
@@ -562,4 +568,33 @@ async fn pump(
     }
     lines.finish(&mut batch);
     send(&mut batch);
+}
+
+/// How long the stderr line quoted in a failure may be.
+const LAST_WORDS_CHARS: usize = 300;
+
+/// `: LINE`, the last line the script wrote to stderr, which is usually
+/// why it failed (`FATAL: cannot connect to db-primary:5432`); a bare
+/// `exit code 2` sends the operator scrolling back through the output of
+/// every step that ran alongside.
+fn last_words(outputs: &Outputs) -> String {
+    let Some(Value::String(stderr)) = outputs.get("stderr") else {
+        return String::new();
+    };
+    let Some(line) = stderr.lines().rev().map(str::trim).find(|l| !l.is_empty()) else {
+        return String::new();
+    };
+    match line.char_indices().nth(LAST_WORDS_CHARS) {
+        Some((cut, _)) => format!(": {}…", &line[..cut]),
+        None => format!(": {line}"),
+    }
+}
+
+/// ` (128+SIGPIPE)` for an exit code a shell gives a command a signal
+/// ended: `141` alone does not say that `head` closed the pipe.
+fn signal_hint(code: i32) -> String {
+    match code - 128 {
+        signal @ 1..=64 => format!(" (128+{})", process_group::signal_name(signal)),
+        _ => String::new(),
+    }
 }

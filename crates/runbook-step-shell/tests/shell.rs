@@ -158,7 +158,8 @@ async fn a_non_zero_exit_fails_and_keeps_outputs() {
     let step = step("    run: |\n      echo partial\n      echo 'bad thing' >&2\n      exit 3\n");
     let (ctx, _messages) = context("").build();
     let (message, outputs) = failed(run(&step, &ctx).await);
-    assert_eq!(message, "exit code 3");
+    // The last thing said on stderr is usually why.
+    assert_eq!(message, "exit code 3: bad thing");
     assert_eq!(outputs["stdout"], json!("partial"));
     assert_eq!(outputs["stderr"], json!("bad thing"));
     assert_eq!(outputs["exit_code"], json!(3));
@@ -174,6 +175,23 @@ async fn success_exit_codes_decide_success() {
         failed(run(&step, &ctx).await).0,
         "exit code 0, not one of `success_exit_codes` [1]"
     );
+}
+
+#[tokio::test]
+async fn a_failure_names_the_signal_behind_a_shell_exit_code_and_cuts_long_lines() {
+    let (ctx, _messages) = context("").build();
+    // Not the script's last command, which the shell would run in its place.
+    let step = self::step("    run: |\n      sh -c 'kill -PIPE $$'\n      exit $?\n");
+    assert_eq!(
+        failed(run(&step, &ctx).await).0,
+        "exit code 141 (128+SIGPIPE)"
+    );
+    let long = "x".repeat(400);
+    let step = self::step(&format!(
+        "    run: |\n      echo {long} >&2\n      echo >&2\n      exit 1\n"
+    ));
+    let message = failed(run(&step, &ctx).await).0;
+    assert_eq!(message, format!("exit code 1: {}…", "x".repeat(300)));
 }
 
 #[tokio::test]
