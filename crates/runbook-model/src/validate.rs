@@ -376,6 +376,16 @@ impl<'a> Validator<'a> {
             self.diagnostics.push(d);
             return;
         }
+        // A step that exists but could not be read (a mistyped `type`, a
+        // missing field) has its own error and no place in the graph:
+        // judging reads of it against the graph would add a second error,
+        // with advice to add a `needs` that is often already there.
+        let understood = self.runbook.steps.contains_key(target)
+            || self.runbook.on_failure.contains_key(target)
+            || self.runbook.finally.contains_key(target);
+        if !understood {
+            return;
+        }
         let allowed = match scope {
             Scope::Global => false,
             Scope::Rollback { .. } => self.runbook.steps.contains_key(target),
