@@ -95,7 +95,14 @@ pub fn resolve_params(
         file: None,
     };
     if let Some(path) = params_file {
-        let text = std::fs::read_to_string(path)
+        // As guarded as a runbook: `--params /dev/zero` or a FIFO would
+        // otherwise grow without bound or wait forever.
+        let text = runbook_model::read_regular_file(path, runbook_model::MAX_RUNBOOK_BYTES)
+            .and_then(|bytes| {
+                String::from_utf8(bytes).map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text")
+                })
+            })
             .map_err(|e| anyhow::anyhow!("cannot read params file `{}`: {e}", path.display()))?;
         let diagnostics = match runbook_model::yaml::parse(&text) {
             Ok(parsed) if parsed.diagnostics.is_empty() => {

@@ -183,9 +183,13 @@ fn check_all(files: Vec<PathBuf>) -> Vec<Checked> {
 /// A YAML file with top-level `apiVersion:` and `kind:` and neither
 /// `version:` nor `steps:`: a Kubernetes manifest, not a runbook.
 fn is_kubernetes_manifest(path: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(path) else {
+    // Whatever is not a readable regular file of sane size is left to the
+    // runbook loader, which says why it cannot read it; reading it here
+    // first would hang on a FIFO or fill memory from `/dev/zero`.
+    let Ok(bytes) = runbook_model::read_regular_file(path, runbook_model::MAX_RUNBOOK_BYTES) else {
         return false;
     };
+    let text = String::from_utf8_lossy(&bytes);
     let top = |key: &str| text.lines().any(|line| line.starts_with(key));
     top("apiVersion:") && top("kind:") && !top("version:") && !top("steps:")
 }

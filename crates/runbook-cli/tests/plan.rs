@@ -96,3 +96,19 @@ fn plan_errors_do_not_claim_a_run() {
     );
     assert!(!message.contains("nothing was run"), "{message}");
 }
+
+/// `--params` is read with the same guard as a runbook file.
+#[test]
+fn a_params_file_that_is_not_a_regular_file_is_refused() {
+    let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(["plan", "examples/hello.yaml", "--params", "/dev/zero"])
+        .current_dir(repo_root())
+        .output()
+        .expect("the runbook binary runs");
+    assert_eq!(out.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        message.contains("cannot read params file `/dev/zero`: not a regular file"),
+        "{message}"
+    );
+}

@@ -345,3 +345,25 @@ fn the_human_header_and_json_agree_on_every_position() {
         assert!(text.contains(&header), "{name}: no `{header}` in\n{text}");
     }
 }
+
+/// A FIFO or a link to `/dev/zero` among the files of a directory is
+/// reported as unreadable, not read: one would hang `validate`, the other
+/// fill memory.
+#[test]
+fn special_files_in_a_directory_are_reported_not_read() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::copy(
+        repo_root().join("examples/hello.yaml"),
+        dir.path().join("hello.yaml"),
+    )
+    .expect("copy a runbook");
+    std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero.yaml")).expect("symlink");
+    let fifo = dir.path().join("fifo.yaml");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    let out = runbook(&["validate", &dir.path().display().to_string()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.matches("not a regular file").count(), 2, "{stderr}");
+    assert!(stderr.contains("3 files checked"), "{stderr}");
+}
