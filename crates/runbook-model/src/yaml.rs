@@ -19,6 +19,14 @@ pub const MAX_DEPTH: usize = 128;
 /// Most nodes one document may expand to once aliases are resolved.
 pub const MAX_NODES: usize = 2_000_000;
 
+/// Most nodes, and bytes of text, that aliases may add to a document. Each
+/// alias is a copy of what it names, so nodes alone do not bound memory: a
+/// 2 KB file of nine-fold aliases over a 2,000-byte string took 2.4 GB.
+/// Runbooks alias a shared `env` or `retry` block, far below these.
+pub const MAX_ALIAS_NODES: usize = 100_000;
+/// See [`MAX_ALIAS_NODES`].
+pub const MAX_ALIAS_BYTES: usize = 16 << 20;
+
 /// A YAML node with its position.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Node {
@@ -226,7 +234,8 @@ pub struct Parsed {
 pub fn parse(text: &str) -> Result<Parsed, Vec<Diagnostic>> {
     let positions = Positions::new(text);
     let mut stack: Vec<Frame> = Vec::new();
-    let mut anchors: HashMap<usize, (Node, usize)> = HashMap::new();
+    let mut anchors: HashMap<usize, (Node, Measure)> = HashMap::new();
+    let mut aliased = Measure::default();
     let mut root: Option<Node> = None;
     let mut documents = 0usize;
     let mut node_count = 0usize;
@@ -279,14 +288,17 @@ pub fn parse(text: &str) -> Result<Parsed, Vec<Diagnostic>> {
             }
             Event::Alias(id) => match anchors.get(&id) {
                 Some((node, size)) => {
-                    node_count = node_count.saturating_add(*size);
-                    if node_count > MAX_NODES {
+                    node_count = node_count.saturating_add(size.nodes);
+                    aliased.nodes = aliased.nodes.saturating_add(size.nodes);
+                    aliased.bytes = aliased.bytes.saturating_add(size.bytes);
+                    if aliased.nodes > MAX_ALIAS_NODES || aliased.bytes > MAX_ALIAS_BYTES {
                         diagnostics.push(
                             Diagnostic::error(
                                 Code::YamlLimits,
                                 span,
                                 format!(
-                                    "aliases expand this document past {MAX_NODES} nodes"
+                                    "aliases expand this document past {MAX_ALIAS_NODES} nodes or {} MiB of text",
+                                    MAX_ALIAS_BYTES >> 20
                                 ),
                             )
                             .with_label("this alias")
@@ -422,7 +434,7 @@ pub fn parse(text: &str) -> Result<Parsed, Vec<Diagnostic>> {
             continue;
         };
         if anchor != 0 {
-            let size = count_nodes(&node);
+            let size = measure(&node);
             anchors.insert(anchor, (node.clone(), size));
         }
         // Step maps sit at depth 2 under `steps`, `on_failure` or `finally`;
@@ -514,12 +526,35 @@ pub fn parse(text: &str) -> Result<Parsed, Vec<Diagnostic>> {
     Ok(Parsed { root, diagnostics })
 }
 
-fn count_nodes(node: &Node) -> usize {
+/// What a copy of a node costs: its nodes and the bytes of its text.
+#[derive(Clone, Copy, Debug, Default)]
+struct Measure {
+    nodes: usize,
+    bytes: usize,
+}
+
+fn measure(node: &Node) -> Measure {
+    let mut total = Measure { nodes: 1, bytes: 0 };
+    let mut add = |part: Measure| {
+        total.nodes = total.nodes.saturating_add(part.nodes);
+        total.bytes = total.bytes.saturating_add(part.bytes);
+    };
     match &node.value {
-        Value::Seq(items) => 1 + items.iter().map(count_nodes).sum::<usize>(),
-        Value::Map(entries) => 1 + entries.iter().map(|e| count_nodes(&e.value)).sum::<usize>(),
-        _ => 1,
+        Value::Seq(items) => items.iter().for_each(|item| add(measure(item))),
+        Value::Map(entries) => entries.iter().for_each(|e| {
+            add(Measure {
+                nodes: 0,
+                bytes: e.key.len(),
+            });
+            add(measure(&e.value));
+        }),
+        Value::Str(text) => add(Measure {
+            nodes: 0,
+            bytes: text.len(),
+        }),
+        _ => {}
     }
+    total
 }
 
 /// A key's text. A plain key that does not resolve to a string keeps what
@@ -722,6 +757,24 @@ mod tests {
         }
         let errors = parse(&doc).expect_err("too big");
         assert_eq!(errors[0].code, Code::YamlLimits);
+    }
+
+    /// Few nodes, each a long string: bounded by the bytes the aliases
+    /// copy, not only by their nodes.
+    #[test]
+    fn aliases_of_long_strings_are_bounded() {
+        let mut doc = format!("a0: &a0 \"{}\"\n", "x".repeat(300));
+        for i in 1..6 {
+            let prev = i - 1;
+            let copies = vec![format!("*a{prev}"); 9].join(", ");
+            doc.push_str(&format!("a{i}: &a{i} [{copies}]\n"));
+        }
+        let errors = parse(&doc).expect_err("too much text");
+        assert_eq!(errors[0].code, Code::YamlLimits);
+        assert!(errors[0].message.contains("MiB of text"), "{errors:?}");
+        // A shared block used a few times is fine.
+        let shared = "env: &env {A: \"1\", B: \"2\"}\none: *env\ntwo: *env\n";
+        assert!(parse(shared).is_ok());
     }
 
     #[test]
