@@ -29,9 +29,10 @@ impl Graph {
         Graph { needs }
     }
 
-    /// Every cycle, each as the list of step indices around it (first node
-    /// repeated at the end), found by an iterative DFS so a 10,000-step chain
-    /// cannot overflow the stack.
+    /// Cycles, each as the list of step indices around it (first node
+    /// repeated at the end): one for every set of steps tangled together,
+    /// not every loop through them. Found by an iterative DFS so a
+    /// 10,000-step chain cannot overflow the stack.
     pub fn cycles(&self) -> Vec<Vec<usize>> {
         #[derive(Clone, Copy, PartialEq)]
         enum Mark {
@@ -42,6 +43,8 @@ impl Graph {
         let n = self.needs.len();
         let mut mark = vec![Mark::New; n];
         let mut cycles = Vec::new();
+        let component = self.components();
+        let mut reported = vec![false; n];
         for root in 0..n {
             if mark[root] != Mark::New {
                 continue;
@@ -58,10 +61,17 @@ impl Graph {
                         }
                         Mark::Active => {
                             let start = stack.iter().position(|(s, _)| *s == child).unwrap_or(0);
-                            let mut cycle: Vec<usize> =
-                                stack[start..].iter().map(|(s, _)| *s).collect();
-                            cycle.push(child);
-                            cycles.push(cycle);
+                            // A cycle through a step already in a reported one
+                            // is the same tangle seen again: n steps that all
+                            // need each other have n(n-1)/2 of them, which
+                            // buried the first under megabytes of output.
+                            if !reported[component[child]] {
+                                reported[component[child]] = true;
+                                let mut cycle: Vec<usize> =
+                                    stack[start..].iter().map(|(s, _)| *s).collect();
+                                cycle.push(child);
+                                cycles.push(cycle);
+                            }
                         }
                         Mark::Done => {}
                     }
@@ -72,6 +82,58 @@ impl Graph {
             }
         }
         cycles
+    }
+
+    /// The strongly connected component of every step (Kosaraju's two
+    /// passes, iterative): steps in one component all reach each other.
+    fn components(&self) -> Vec<usize> {
+        let n = self.needs.len();
+        let mut seen = vec![false; n];
+        let mut finished = Vec::with_capacity(n);
+        for root in 0..n {
+            if seen[root] {
+                continue;
+            }
+            seen[root] = true;
+            let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
+            while let Some(&mut (node, ref mut next)) = stack.last_mut() {
+                if let Some(&child) = self.needs[node].get(*next) {
+                    *next += 1;
+                    if !seen[child] {
+                        seen[child] = true;
+                        stack.push((child, 0));
+                    }
+                } else {
+                    finished.push(node);
+                    stack.pop();
+                }
+            }
+        }
+        let mut needed_by: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for (step, needs) in self.needs.iter().enumerate() {
+            for &need in needs {
+                needed_by[need].push(step);
+            }
+        }
+        let mut component = vec![usize::MAX; n];
+        let mut count = 0;
+        for &root in finished.iter().rev() {
+            if component[root] != usize::MAX {
+                continue;
+            }
+            component[root] = count;
+            let mut stack = vec![root];
+            while let Some(node) = stack.pop() {
+                for &other in &needed_by[node] {
+                    if component[other] == usize::MAX {
+                        component[other] = count;
+                        stack.push(other);
+                    }
+                }
+            }
+            count += 1;
+        }
+        component
     }
 
     /// A topological order (dependencies first, ties broken by file order),
@@ -137,6 +199,19 @@ mod tests {
         let g = graph(&[&[2], &[0], &[1], &[]]);
         assert_eq!(g.cycles(), vec![vec![0, 2, 1, 0]]);
         assert!(g.topological_order().is_none());
+    }
+
+    #[test]
+    fn steps_that_all_need_each_other_are_one_cycle() {
+        let n = 200;
+        let needs: Vec<Vec<usize>> = (0..n)
+            .map(|i| (0..n).filter(|&j| j != i).collect())
+            .collect();
+        let cycles = Graph { needs }.cycles();
+        assert_eq!(cycles, vec![vec![0, 1, 0]]);
+        // Separate tangles are each reported.
+        let g = graph(&[&[1], &[0], &[3], &[2], &[4]]);
+        assert_eq!(g.cycles(), vec![vec![0, 1, 0], vec![2, 3, 2], vec![4, 4]]);
     }
 
     #[test]
