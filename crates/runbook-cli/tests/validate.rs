@@ -303,7 +303,7 @@ fn kubernetes_manifests_in_a_directory_are_skipped_with_a_note() {
 #[test]
 fn the_human_header_and_json_agree_on_every_position() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let cases: [(&str, &[u8]); 7] = [
+    let cases: [(&str, &[u8]); 8] = [
         ("eof", b"a: 1\nb\n"),
         ("unclosed", b"a: {b: 1\n"),
         ("bare-document", b"---\n"),
@@ -318,6 +318,16 @@ fn the_human_header_and_json_agree_on_every_position() {
         (
             "wide",
             "version: 1\nname: x\nsteps: {a: {type: shell, run: 'échec', timeout: 5}}\n".as_bytes(),
+        ),
+        (
+            // Shown as a window of the line, under a header of its own.
+            "long-line",
+            format!(
+                "version: 1\nname: x\nsteps: {{a: {{type: shell, run: '{}', timeout: 5}}}}\n",
+                "é".repeat(600)
+            )
+            .leak()
+            .as_bytes(),
         ),
         (
             "deep-template",
@@ -343,6 +353,10 @@ fn the_human_header_and_json_agree_on_every_position() {
         let text = String::from_utf8_lossy(&human.stderr).into_owned()
             + &String::from_utf8_lossy(&human.stdout);
         assert!(text.contains(&header), "{name}: no `{header}` in\n{text}");
+        assert!(!text.contains(":::"), "{name}: {text}");
+        if name == "long-line" {
+            assert!(text.contains("^ no unit"), "{name}: no caret in\n{text}");
+        }
     }
 }
 
