@@ -90,6 +90,13 @@ pub struct VariableRef {
     pub raw: String,
 }
 
+/// Stands in [`Analysis::helpers`] for a partial (`{{> name}}`), which
+/// runbook templates do not support.
+pub const PARTIAL: &str = "{{>";
+/// Stands in [`Analysis::helpers`] for a decorator (`{{* name}}`), which
+/// runbook templates do not support.
+pub const DECORATOR: &str = "{{*";
+
 /// What a template uses.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Analysis {
@@ -282,11 +289,11 @@ fn walk(elements: &[TemplateElement], at_root: bool, analysis: &mut Analysis) {
                     walk(&inverse.elements, at_root, analysis);
                 }
             }
-            TemplateElement::DecoratorExpression(_)
-            | TemplateElement::DecoratorBlock(_)
-            | TemplateElement::PartialExpression(_)
-            | TemplateElement::PartialBlock(_) => {
-                analysis.helpers.push(">partial".to_string());
+            TemplateElement::DecoratorExpression(_) | TemplateElement::DecoratorBlock(_) => {
+                analysis.helpers.push(DECORATOR.to_string());
+            }
+            TemplateElement::PartialExpression(_) | TemplateElement::PartialBlock(_) => {
+                analysis.helpers.push(PARTIAL.to_string());
             }
             // Text, comments, and element kinds added by future Handlebars
             // versions read no variables we could check.

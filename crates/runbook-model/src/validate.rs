@@ -219,6 +219,22 @@ impl<'a> Validator<'a> {
                 continue;
             }
             let span = self.locate(template, helper);
+            if let Some(what) = match helper.as_str() {
+                crate::template::PARTIAL => Some("partials (`{{> name}}`)"),
+                crate::template::DECORATOR => Some("decorators (`{{* name}}`)"),
+                _ => None,
+            } {
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        Code::UnknownHelper,
+                        span,
+                        format!("{what} are not supported in runbook templates (in `{field}`)"),
+                    )
+                    .with_label("not supported")
+                    .with_help("write the text out, or use a param or a step output"),
+                );
+                continue;
+            }
             let mut d = Diagnostic::error(
                 Code::UnknownHelper,
                 span,
