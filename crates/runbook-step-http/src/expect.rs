@@ -39,7 +39,8 @@ pub(crate) fn check(
     redact: &dyn Fn(&str) -> String,
 ) -> Vec<String> {
     let mut failures = Vec::new();
-    if !expect.status.iter().any(|p| p.matches(seen.status)) {
+    let status_failed = !expect.status.iter().any(|p| p.matches(seen.status));
+    if status_failed {
         let wanted: Vec<String> = expect.status.iter().map(ToString::to_string).collect();
         failures.push(format!(
             "expected status {}, got {} ({})",
@@ -48,20 +49,41 @@ pub(crate) fn check(
             excerpt(&redact(seen.body), seen.truncated)
         ));
     }
-    let partial = if seen.truncated {
-        " (only the first 1 MiB of the body was read)"
-    } else {
-        ""
+    // What was seen, once: with the status failure if there is one, else
+    // with the first failed expectation of the body.
+    let mut seen_shown = status_failed;
+    let mut what_was_seen = || {
+        let partial = if seen.truncated {
+            "; only the first 1 MiB of the body was read"
+        } else {
+            ""
+        };
+        if std::mem::replace(&mut seen_shown, true) {
+            if seen.truncated {
+                " (only the first 1 MiB of the body was read)".to_string()
+            } else {
+                String::new()
+            }
+        } else {
+            format!(
+                " ({}{partial})",
+                excerpt(&redact(seen.body), seen.truncated)
+            )
+        }
     };
     for text in &expect.body_contains {
         if !seen.body.contains(text.as_str()) {
-            failures.push(format!("body does not contain `{text}`{partial}"));
+            failures.push(format!("body does not contain `{text}`{}", what_was_seen()));
         }
     }
     if let Some(regex) = &expect.body_matches
         && !regex.is_match(seen.body)
     {
-        failures.push(format!("body does not match `{}`{partial}", regex.as_str()));
+        failures.push(format!(
+            "body does not match `{}`{}",
+            regex.as_str(),
+            what_was_seen()
+        ));
     }
     if !expect.json.is_empty() {
         if seen.json.is_null() && !seen.body.trim().eq("null") {
@@ -219,6 +241,33 @@ mod tests {
                 "body does not match `^ok$`",
                 "response took 5 ms, more than max_latency 1ms",
             ]
+        );
+    }
+
+    #[test]
+    fn a_failed_body_expectation_says_what_was_seen_once() {
+        let mut expect = expectations();
+        expect.body_contains = vec!["ready".into(), "green".into()];
+        expect.body_matches = Some(Regex::new("^ok$").expect("regex"));
+        let null = Value::Null;
+        let failures = check(
+            &expect,
+            &seen(200, "{\"status\": \"starting\"}", &null),
+            &str::to_string,
+        );
+        assert_eq!(
+            failures,
+            vec![
+                "body does not contain `ready` (body: `{\"status\": \"starting\"}`)",
+                "body does not contain `green`",
+                "body does not match `^ok$`",
+            ]
+        );
+        let mut cut = seen(200, "partial", &null);
+        cut.truncated = true;
+        assert_eq!(
+            check(&expect, &cut, &str::to_string)[0],
+            "body does not contain `ready` (body: `partial…`; only the first 1 MiB of the body was read)"
         );
     }
 

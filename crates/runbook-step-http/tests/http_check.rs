@@ -127,7 +127,7 @@ async fn body_contains_passes_and_lists_every_missing_text() {
     );
     assert_eq!(
         failure.message,
-        "body does not contain `omendb_wal_bytes`; body does not contain `omendb_cache_hits`"
+        "body does not contain `omendb_wal_bytes` (body: `omendb_up 1 omendb_queries_total 42`); body does not contain `omendb_cache_hits`"
     );
 }
 
@@ -148,7 +148,10 @@ async fn body_matches_searches_anywhere() {
         ))
         .await,
     );
-    assert_eq!(failure.message, "body does not match `omendb_up 0`");
+    assert_eq!(
+        failure.message,
+        "body does not match `omendb_up 0` (body: `omendb_up 1 omendb_queries_total 42`)"
+    );
 }
 
 #[tokio::test]
