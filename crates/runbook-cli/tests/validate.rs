@@ -72,8 +72,10 @@ fn invalid_fixtures_match_their_snapshots_and_expectations() {
         assert!(!expected.is_empty(), "{path} has no `# expect:` header");
 
         let human = runbook(&["validate", &path]);
-        let only_warnings = expected.iter().all(|(code, _, _)| code == "RB307");
-        let want_status = if only_warnings { 0 } else { 1 };
+        let json = runbook(&["validate", "--format", "json", &path]);
+        let report: serde_json::Value =
+            serde_json::from_slice(&json.stdout).expect("valid JSON report");
+        let want_status = if report["errors"] == 0 { 0 } else { 1 };
         if human.status.code() != Some(want_status) {
             failures.push(format!(
                 "{path}: exit {:?}, expected {want_status}",
@@ -92,9 +94,6 @@ fn invalid_fixtures_match_their_snapshots_and_expectations() {
             insta::assert_snapshot!(name.clone(), String::from_utf8_lossy(&human.stderr));
         });
 
-        let json = runbook(&["validate", "--format", "json", &path]);
-        let report: serde_json::Value =
-            serde_json::from_slice(&json.stdout).expect("valid JSON report");
         let actual: Vec<(String, u64, u64)> = report["diagnostics"]
             .as_array()
             .expect("diagnostics array")

@@ -195,6 +195,12 @@ impl<'a> Lowerer<'a> {
         self.diagnostics.last_mut().expect("just pushed")
     }
 
+    fn warning(&mut self, code: Code, span: Span, message: String) -> &mut Diagnostic {
+        self.diagnostics
+            .push(Diagnostic::warning(code, span, message));
+        self.diagnostics.last_mut().expect("just pushed")
+    }
+
     /// Checks that `node` is a mapping, reports unknown keys (with a
     /// suggestion) and missing required keys, and returns its entries.
     fn mapping<'n>(
@@ -955,12 +961,26 @@ impl<'a> Lowerer<'a> {
         if matches!(phase, Phase::OnFailure | Phase::Finally)
             && let Some(entry) = entries.iter().find(|e| e.key == "rollback")
         {
-            let d = self.error(
+            // The spec gives every step a `rollback`, so the file is valid;
+            // it is still a mistake worth saying.
+            let d = self.warning(
                 Code::FieldNotApplicable,
                 entry.key_span,
                 format!("`rollback` on a step of `{}` would never run", phase.key()),
             );
             d.help = Some("rollbacks undo main steps after a failure; move the step into `steps`, or undo it with a later `finally` step".into());
+        }
+        if let Some(kind) = type_of(entries).filter(|kind| *kind != "shell")
+            && let Some(entry) = entries.iter().find(|e| e.key == "env")
+        {
+            let d = self.warning(
+                Code::FieldNotApplicable,
+                entry.key_span,
+                format!("`env` has no effect on a step of type `{kind}`"),
+            );
+            d.help = Some(
+                "`env` is the environment of a shell step's script; for a value in a URL, header or message, use a param or `{{env.NAME}}`".into(),
+            );
         }
         let mut step = Step {
             id: id.clone(),
@@ -1252,6 +1272,29 @@ impl<'a> Lowerer<'a> {
                                 m.text
                             ),
                         );
+                    } else if let Some(m) = &step.method
+                        && !m.is_templated()
+                        && !STANDARD_METHODS.contains(&m.text.to_ascii_uppercase().as_str())
+                    {
+                        // Servers do define their own (a cache's PURGE), so
+                        // this is a warning; a typo of a standard one is more
+                        // likely, and would be sent as written.
+                        let suggestion = did_you_mean(
+                            &m.text.to_ascii_uppercase(),
+                            STANDARD_METHODS.iter().copied(),
+                        );
+                        let d = self.warning(
+                            Code::InvalidValue,
+                            v.span,
+                            format!("`{}` is not a standard HTTP method", m.text),
+                        );
+                        d.help = Some(match suggestion {
+                            Some(s) => format!("did you mean `{s}`?"),
+                            None => format!(
+                                "the standard methods are {}; a server's own method is sent as written",
+                                STANDARD_METHODS.join(", ")
+                            ),
+                        });
                     }
                 }
                 "headers" => step.headers = self.string_map(v, "headers", false),
@@ -1881,4 +1924,17 @@ mod tests {
         );
         assert_eq!(did_you_mean("zzzzzz", COMMON_KEYS.iter().copied()), None);
     }
+}
+
+/// The methods of RFC 9110 and PATCH (RFC 5789).
+const STANDARD_METHODS: &[&str] = &[
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
+
+/// The `type` a step mapping declares, as written.
+fn type_of(entries: &[Entry]) -> Option<&str> {
+    entries
+        .iter()
+        .find(|e| e.key == "type")
+        .and_then(|e| e.value.as_str())
 }
