@@ -1861,6 +1861,19 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(trimmed).map_err(|e| format!("`{trimmed}`: {e}"))
 }
 
+/// The methods of RFC 9110 and PATCH (RFC 5789).
+const STANDARD_METHODS: &[&str] = &[
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
+
+/// The `type` a step mapping declares, as written.
+fn type_of(entries: &[Entry]) -> Option<&str> {
+    entries
+        .iter()
+        .find(|e| e.key == "type")
+        .and_then(|e| e.value.as_str())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1924,17 +1937,4 @@ mod tests {
         );
         assert_eq!(did_you_mean("zzzzzz", COMMON_KEYS.iter().copied()), None);
     }
-}
-
-/// The methods of RFC 9110 and PATCH (RFC 5789).
-const STANDARD_METHODS: &[&str] = &[
-    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
-];
-
-/// The `type` a step mapping declares, as written.
-fn type_of(entries: &[Entry]) -> Option<&str> {
-    entries
-        .iter()
-        .find(|e| e.key == "type")
-        .and_then(|e| e.value.as_str())
 }
