@@ -46,7 +46,7 @@ fn chosen_format(args: &ReportArgs) -> Result<ReportFormat, String> {
     let bare_name = path.parent().is_none_or(|dir| dir.as_os_str().is_empty());
     if bare_name && let Some(named) = path.to_str().and_then(as_format) {
         return Err(format!(
-            "`--output {}` names the file to write; for the format, use `--format {}`",
+            "`-o`/`--output` names the file to write, here `{}`; for the format, use `--format {}`",
             path.display(),
             named.name()
         ));

@@ -331,11 +331,19 @@ impl HumanReporter {
             "\nrun {} {status}{}{} in {}\n",
             summary.run_id,
             if self.dry_run { " (dry run)" } else { "" },
-            summary
-                .reason
-                .as_ref()
-                .map(|r| format!(": {r}"))
-                .unwrap_or_default(),
+            // "interrupted: interrupted" says nothing twice; what follows
+            // the word, such as the failure that came before, is kept.
+            match summary.reason.as_deref() {
+                Some(reason) if summary.status == RunStatus::Interrupted => {
+                    match reason.strip_prefix("interrupted").map(str::trim) {
+                        Some("") => String::new(),
+                        Some(rest) => format!(" {rest}"),
+                        None => format!(": {reason}"),
+                    }
+                }
+                Some(reason) => format!(": {reason}"),
+                None => String::new(),
+            },
             seconds(u64::try_from(summary.duration.as_millis()).unwrap_or(u64::MAX))
         ));
         let width = summary

@@ -661,6 +661,11 @@ fn an_interrupt_cancels_then_runs_rollbacks_on_failure_and_finally() {
     };
     assert_eq!(said("notify"), "notify interrupted: interrupted");
     assert_eq!(said("tidy"), "tidy interrupted");
+    let summary = format!(
+        "run {} interrupted in ",
+        done.run_finished()["run_id"].as_str().unwrap_or("?")
+    );
+    assert!(done.stderr.contains(&summary), "{}", done.stderr);
 }
 
 /// A closed terminal or SSH session (SIGHUP) stops the run as SIGTERM
