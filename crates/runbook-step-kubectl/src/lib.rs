@@ -213,6 +213,24 @@ impl StepExecutor for KubectlExecutor {
         if call.fields.action == KubectlAction::Exec && call.dry_run {
             return StepOutcome::WouldRun(would_exec(&call.fields));
         }
+        if call.fields.action == KubectlAction::RolloutStatus && call.dry_run {
+            let mut would_wait = None;
+            let outcome = until_cancelled(ctx, async {
+                match actions::rollout::status_now(&call).await {
+                    Ok(Ok(outputs)) => Ok(outputs),
+                    Ok(Err(message)) => {
+                        would_wait = Some(message);
+                        Ok(Outputs::new())
+                    }
+                    Err(failure) => Err(failure),
+                }
+            })
+            .await;
+            return match would_wait {
+                Some(message) => StepOutcome::WouldRun(message),
+                None => outcome,
+            };
+        }
         until_cancelled(ctx, dispatch(&call)).await
     }
 

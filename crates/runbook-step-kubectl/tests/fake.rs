@@ -467,6 +467,35 @@ async fn rollout_status_completes_when_the_rollout_does() {
     );
 }
 
+/// Under `--dry-run` the wait is for a rollout the dry-run changes never
+/// started: the status is read once, and an incomplete rollout is what the
+/// real run would wait for, not a failure.
+#[tokio::test]
+async fn rollout_status_under_dry_run_reads_once_and_does_not_wait() {
+    let env = env("bad-deploy").await;
+    let started = std::time::Instant::now();
+    let body = "action: rollout-status\nresource: deployment/prod-omendb";
+    match env.run_dry(body).await {
+        StepOutcome::WouldRun(text) => assert!(
+            text.starts_with("would wait for deployment \"prod-omendb\" to roll out; now: "),
+            "{text}"
+        ),
+        other => panic!("expected would-run, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(
+        !env.fake
+            .journal()
+            .iter()
+            .any(|e| e.query.contains("watch=true")),
+        "a dry run does not watch"
+    );
+    let healthy = self::env("healthy").await;
+    let out = expect_ok(healthy.run_dry(body).await);
+    assert_eq!(out["ready_replicas"], 3);
+    assert_eq!(out["dry_run"], true);
+}
+
 #[tokio::test]
 async fn rollout_status_fails_on_progress_deadline_and_stops_when_cancelled() {
     let env = env("bad-deploy").await;

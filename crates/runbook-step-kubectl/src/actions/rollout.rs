@@ -159,6 +159,27 @@ pub async fn status(call: &Call<'_>) -> ActionResult {
     }
 }
 
+/// `rollout-status` under `--dry-run`: the status as it is now, without
+/// waiting. `Ok(Err(message))` when the rollout is not complete: the
+/// changes a real run would have made before this wait were only dry-run
+/// by the server, so waiting would watch for a rollout that never starts
+/// and end in a failure the real run would not have.
+pub async fn status_now(call: &Call<'_>) -> Result<Result<Outputs, String>, Failure> {
+    let (rt, name) = call.deployment().await?;
+    let current = call.cluster.get(&rt, &call.namespace, &name).await?;
+    match deployment_status(&current) {
+        RolloutState::Complete(_) => {
+            let mut out = status_outputs(&current);
+            call.mark_dry_run(&mut out);
+            Ok(Ok(out))
+        }
+        state => Ok(Err(format!(
+            "would wait for deployment \"{name}\" to roll out; now: {}",
+            state.message()
+        ))),
+    }
+}
+
 /// Applies kubectl's status check; `Some` when the wait is over.
 fn judge(call: &Call<'_>, deployment: &Value, last: &mut String) -> Option<ActionResult> {
     let state = deployment_status(deployment);
