@@ -163,13 +163,18 @@ fn tls_config(settings: &TlsSettings) -> Result<rustls::ClientConfig, ClientErro
         },
         TlsSettings::ExtraRoots { path, pem } => {
             let certs = parse_pem(path, pem)?;
-            let verifier =
-                rustls_platform_verifier::Verifier::new_with_extra_roots(certs, provider.clone())
-                    .map_err(|e| ClientError::BadCertificate {
-                    path: path.clone(),
-                    detail: e.to_string(),
-                })?;
-            Arc::new(verifier)
+            let verifier = rustls_platform_verifier::Verifier::new_with_extra_roots(
+                certs.clone(),
+                provider.clone(),
+            )
+            .map_err(|e| ClientError::BadCertificate {
+                path: path.clone(),
+                detail: e.to_string(),
+            })?;
+            Arc::new(Pinned {
+                verifier: Arc::new(verifier),
+                pinned: certs,
+            })
         }
     };
     let mut config = builder
@@ -193,6 +198,107 @@ fn parse_pem(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, Cl
         });
     }
     Ok(certs)
+}
+
+/// The verifier for a step's `ca_cert`, which also trusts a server that
+/// presents one of those very certificates, as `curl --cacert` does. A
+/// self-signed test certificate (`openssl req -x509`) is marked as a CA,
+/// and a CA certificate may not also be a server's by the rules the
+/// ordinary verifier follows; but the operator named it to be trusted, so
+/// it is, as long as it names the host and is within its dates.
+#[derive(Debug)]
+struct Pinned {
+    verifier: Arc<dyn ServerCertVerifier>,
+    pinned: Vec<CertificateDer<'static>>,
+}
+
+impl Pinned {
+    fn check(
+        end_entity: &CertificateDer<'_>,
+        server_name: &ServerName<'_>,
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        use rustls::CertificateError;
+        let parsed = webpki::EndEntityCert::try_from(end_entity)
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        parsed
+            .verify_is_valid_for_subject_name(server_name)
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::NotValidForName))?;
+        let (_, certificate) = x509_parser::parse_x509_certificate(end_entity)
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        let seconds = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+        let at = x509_parser::time::ASN1Time::from_timestamp(seconds)
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::Expired))?;
+        let validity = certificate.validity();
+        if at < validity.not_before {
+            return Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidYet,
+            ));
+        }
+        if at > validity.not_after {
+            return Err(rustls::Error::InvalidCertificate(CertificateError::Expired));
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+}
+
+impl ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verdict = self.verifier.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        );
+        match verdict {
+            Err(refusal)
+                if self
+                    .pinned
+                    .iter()
+                    .any(|c| c.as_ref() == end_entity.as_ref()) =>
+            {
+                // The pinned certificate's own checks decide; if those fail
+                // too, the more specific of the two reasons is given.
+                Self::check(end_entity, server_name, now).map_err(|pinned| match pinned {
+                    rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding) => {
+                        refusal
+                    }
+                    other => other,
+                })
+            }
+            verdict => verdict,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.verifier.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.verifier.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.verifier.supported_verify_schemes()
+    }
 }
 
 /// A verifier whose verdict on certificates is decided up front: with no

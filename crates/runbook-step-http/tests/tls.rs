@@ -52,7 +52,40 @@ async fn https_server(ca: &Ca, names: &[&str], expired: bool) -> SocketAddr {
     let cert = params
         .signed_by(&key, &*ca.issuer)
         .expect("leaf certificate");
-    let chain = vec![cert.der().clone()];
+    serve(cert.der().clone(), &key).await
+}
+
+/// A certificate as `openssl req -x509 -addext subjectAltName=...` makes
+/// one for a test server: self-signed, and marked as a CA. Returns the
+/// server and the PEM file holding the certificate.
+async fn self_signed_server(
+    names: &[&str],
+    expired: bool,
+) -> (SocketAddr, tempfile::NamedTempFile) {
+    let mut params =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .expect("params");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, names.first().copied().unwrap_or("self"));
+    if expired {
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    }
+    let key = KeyPair::generate().expect("key");
+    let cert = params.self_signed(&key).expect("self-signed certificate");
+    let pem_file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(pem_file.path(), cert.pem()).expect("write PEM");
+    (serve(cert.der().clone(), &key).await, pem_file)
+}
+
+/// Serves `secure ok` over TLS with `certificate`.
+async fn serve(
+    certificate: rustls::pki_types::CertificateDer<'static>,
+    key: &KeyPair,
+) -> SocketAddr {
+    let chain = vec![certificate];
     let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
@@ -130,6 +163,47 @@ async fn ca_cert_adds_trust() {
     let outputs = succeeded(HttpCheckExecutor::new().run(&step(&fields), &ctx).await);
     assert_eq!(outputs["status"], json!(200));
     assert_eq!(outputs["body"], json!("secure ok"));
+}
+
+/// `curl --cacert cert.pem` trusts a server presenting that certificate;
+/// so does `ca_cert`, with its host name and dates still checked.
+#[tokio::test]
+async fn a_self_signed_certificate_named_in_ca_cert_is_trusted() {
+    let (ctx, _messages) = context().build();
+    let check = |addr: SocketAddr, pem: &tempfile::NamedTempFile| {
+        step(&format!(
+            "url: https://{addr}/healthz\nca_cert: {}",
+            pem.path().display()
+        ))
+    };
+    let (addr, pem) = self_signed_server(&["127.0.0.1", "localhost"], false).await;
+    let outputs = succeeded(HttpCheckExecutor::new().run(&check(addr, &pem), &ctx).await);
+    assert_eq!(outputs["body"], json!("secure ok"));
+
+    let (addr, pem) = self_signed_server(&["db.internal.example"], false).await;
+    let failure = failed(HttpCheckExecutor::new().run(&check(addr, &pem), &ctx).await);
+    assert!(
+        failure.message.contains("hostname mismatch"),
+        "{}",
+        failure.message
+    );
+
+    let (addr, pem) = self_signed_server(&["127.0.0.1"], true).await;
+    let failure = failed(HttpCheckExecutor::new().run(&check(addr, &pem), &ctx).await);
+    assert!(failure.message.contains("expired"), "{}", failure.message);
+
+    // Named nowhere, it is still refused.
+    let (addr, _pem) = self_signed_server(&["127.0.0.1"], false).await;
+    let failure = failed(
+        HttpCheckExecutor::new()
+            .run(&step(&format!("url: https://{addr}/healthz")), &ctx)
+            .await,
+    );
+    assert!(
+        failure.message.contains("TLS handshake"),
+        "{}",
+        failure.message
+    );
 }
 
 #[tokio::test]
