@@ -190,11 +190,44 @@ pub fn run(args: &ResumeArgs) -> anyhow::Result<ExitCode> {
 
     // Before anything runs again: what the dead engine's steps left running
     // must not overlap with their second run, nor be asked about while it
-    // still works.
-    for stopped in
-        runbook_step_shell::stop_leftover_groups(&run_dir.path, runbook_step_shell::DEFAULT_GRACE)
-    {
+    // still works. A step marked `idempotent: false` (a restore, a
+    // migration) is not stopped halfway: it is waited for, so that "did it
+    // complete?" has an answer. Either way the journal says so.
+    let must_not_run_twice = |step: &str| {
+        [&runbook.steps, &runbook.on_failure, &runbook.finally]
+            .iter()
+            .find_map(|map| map.get(step))
+            .is_some_and(|s| !s.idempotent)
+    };
+    let (awaited, to_stop): (Vec<_>, Vec<_>) = runbook_step_shell::leftover_groups(&run_dir.path)
+        .into_iter()
+        .partition(|leftover| must_not_run_twice(leftover.step()));
+    let mut happened = Vec::new();
+    for leftover in awaited {
+        screen.line(&format!(
+            "step `{}` of the dead engine is still running (process group {}); it is `idempotent: false`, so it is not stopped: waiting for it to finish before asking whether it completed (Ctrl-C stops this resume and leaves it running)",
+            leftover.step(),
+            leftover.group()
+        ));
+        leftover.wait();
+        let line = format!(
+            "waited for what step `{}` of the dead engine left running (process group {}) to finish",
+            leftover.step(),
+            leftover.group()
+        );
+        screen.line(&line);
+        happened.push(line);
+    }
+    for stopped in runbook_step_shell::stop_groups(to_stop, runbook_step_shell::DEFAULT_GRACE) {
         screen.line(&stopped);
+        happened.push(stopped);
+    }
+    if !happened.is_empty() {
+        let note = happened.join("; ");
+        point.note = Some(match point.note.take() {
+            Some(torn) => format!("{torn}; {note}"),
+            None => note,
+        });
     }
 
     let mut options = RunOptions::new(&run_dir);

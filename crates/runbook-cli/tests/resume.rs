@@ -649,6 +649,54 @@ fn a_run_started_with_no_rollback_resumes_without_rollbacks() {
     assert_eq!(rollback["status"], "skipped");
 }
 
+/// A step that must not run twice (a restore) is not stopped halfway
+/// when it outlived its engine: the resume waits for it, then asks whether
+/// it completed, and the journal says what the resume did.
+#[test]
+fn a_not_idempotent_step_left_running_is_waited_for_not_stopped() {
+    let sandbox = Sandbox::new();
+    let mut child = sandbox.spawn_run(&fixture("append-once.yaml"), &[]);
+    let first = group_in(&sandbox, "slow.pid");
+    kill(&child.id().to_string());
+    child.wait().expect("wait for the killed engine");
+    let id = sandbox.run_id();
+    let resume = sandbox
+        .runbook(&["resume", &id, "--approve", "slow"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn resume");
+    // Given time to kill it, the resume leaves it be.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(sandbox.effects(), ["prepare", "slow-start"]);
+    sandbox.let_slow_finish();
+    let out = resume.wait_with_output().expect("resume finishes");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "step `slow` of the dead engine is still running (process group {first})"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        sandbox.effects(),
+        ["prepare", "slow-start", "slow-done", FINISH_LINE, "tidy"]
+    );
+    let resumed = sandbox
+        .events(&id)
+        .into_iter()
+        .filter(|e| e["event"] == "run_started")
+        .nth(1)
+        .expect("the resume's run_started");
+    assert!(
+        resumed["reason"].as_str().is_some_and(
+            |r| r.contains("waited for what step `slow` of the dead engine left running")
+        ),
+        "{resumed}"
+    );
+}
+
 #[test]
 fn what_a_killed_engine_left_running_is_stopped_before_the_step_runs_again() {
     let sandbox = Sandbox::new();
@@ -687,6 +735,19 @@ fn what_a_killed_engine_left_running_is_stopped_before_the_step_runs_again() {
         stderr(&out).contains("stopped what step `slow` of the dead engine left running"),
         "{}",
         stderr(&out)
+    );
+    // The review sees it too.
+    let resumed = sandbox
+        .events(&id)
+        .into_iter()
+        .filter(|e| e["event"] == "run_started")
+        .nth(1)
+        .expect("the resume's run_started");
+    assert!(
+        resumed["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("stopped what step `slow`")),
+        "{resumed}"
     );
     assert_eq!(
         sandbox.effects(),

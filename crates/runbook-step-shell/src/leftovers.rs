@@ -6,8 +6,9 @@
 //! whether an `idempotent: false` step completed while it still runs. So
 //! every spawned group is logged in the run directory (`process-groups`:
 //! the boot it belongs to, then one line per spawn), and before a resume
-//! starts anything, [`stop_leftover_groups`] stops the groups that are
-//! still alive, as the engine itself would have on a cancellation.
+//! starts anything, [`leftover_groups`] finds the groups still alive, to be
+//! stopped ([`stop_groups`]) as the engine itself would have on a
+//! cancellation, or, for a step that must not run twice, waited for.
 //!
 //! A group id is a pid, and pids are reused. A logged group is only
 //! signalled when it is of this boot, and when its leader, if still alive,
@@ -106,58 +107,104 @@ fn started_millis(pid: i32) -> Option<u64> {
     Some(ticks * 1000 / hz)
 }
 
-/// Stops the process groups of `run_dir`'s log that are still alive:
-/// the stop signal, then SIGKILL after `grace`. Returns one line per group
-/// stopped, naming its step. Clears the log.
-pub fn stop_leftover_groups(run_dir: &Path, grace: Duration) -> Vec<String> {
+/// A process group a dead engine's step left alive.
+#[derive(Debug)]
+pub struct Leftover {
+    pgid: Pid,
+    step: String,
+}
+
+impl Leftover {
+    /// The step (an attempt's context id: `X`, or `X.rollback`).
+    pub fn step(&self) -> &str {
+        &self.step
+    }
+
+    /// The process group's id.
+    pub fn group(&self) -> i32 {
+        self.pgid.as_raw()
+    }
+
+    /// Whether any process of the group is still alive.
+    pub fn alive(&self) -> bool {
+        killpg(self.pgid, None).is_ok()
+    }
+
+    /// Blocks until the group has exited.
+    pub fn wait(&self) {
+        while self.alive() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// The process groups of `run_dir`'s log that are still alive, and clears
+/// the log.
+pub fn leftover_groups(run_dir: &Path) -> Vec<Leftover> {
     let path = run_dir.join(LOG_NAME);
     let Ok(text) = std::fs::read_to_string(&path) else {
         return Vec::new();
     };
+    let _ = std::fs::remove_file(&path);
     let mut lines = text.lines();
     let same_boot = lines
         .next()
         .and_then(|first| first.strip_prefix("boot "))
         .is_some_and(|id| Some(id.to_string()) == boot_id());
-    let mut stopped = Vec::new();
-    if same_boot {
-        let mut alive: Vec<(Pid, String)> = Vec::new();
-        for line in lines {
-            let mut fields = line.splitn(3, ' ');
-            let (Some(pgid), Some(spawned), Some(step)) =
-                (fields.next(), fields.next(), fields.next())
-            else {
-                continue;
-            };
-            let (Ok(pgid), Ok(spawned)) = (pgid.parse::<i32>(), spawned.parse::<u64>()) else {
-                continue;
-            };
-            if pgid <= 1 || killpg(Pid::from_raw(pgid), None).is_err() {
-                continue;
-            }
-            let ours = match started_millis(pgid) {
-                Some(started) => started + 1000 >= spawned && started <= spawned + 1000,
-                None => true,
-            };
-            if ours && !alive.iter().any(|(p, _)| p.as_raw() == pgid) {
-                alive.push((Pid::from_raw(pgid), step.to_string()));
-            }
+    let mut alive: Vec<Leftover> = Vec::new();
+    if !same_boot {
+        return alive;
+    }
+    for line in lines {
+        let mut fields = line.splitn(3, ' ');
+        let (Some(pgid), Some(spawned), Some(step)) = (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let (Ok(pgid), Ok(spawned)) = (pgid.parse::<i32>(), spawned.parse::<u64>()) else {
+            continue;
+        };
+        if pgid <= 1 || killpg(Pid::from_raw(pgid), None).is_err() {
+            continue;
         }
-        for (pgid, _) in &alive {
-            let _ = killpg(*pgid, Signal::SIGTERM);
-        }
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline && alive.iter().any(|(p, _)| killpg(*p, None).is_ok()) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        for (pgid, step) in alive {
-            let killed = killpg(pgid, Signal::SIGKILL).is_ok();
-            stopped.push(format!(
-                "stopped what step `{step}` of the dead engine left running (process group {pgid}{})",
-                if killed { ", with SIGKILL after the grace" } else { "" }
-            ));
+        let ours = match started_millis(pgid) {
+            Some(started) => started + 1000 >= spawned && started <= spawned + 1000,
+            None => true,
+        };
+        if ours && !alive.iter().any(|l| l.pgid.as_raw() == pgid) {
+            alive.push(Leftover {
+                pgid: Pid::from_raw(pgid),
+                step: step.to_string(),
+            });
         }
     }
-    let _ = std::fs::remove_file(&path);
-    stopped
+    alive
+}
+
+/// Stops `leftovers`: the stop signal, then SIGKILL after `grace`. Returns
+/// one line per group stopped, naming its step.
+pub fn stop_groups(leftovers: Vec<Leftover>, grace: Duration) -> Vec<String> {
+    for leftover in &leftovers {
+        let _ = killpg(leftover.pgid, Signal::SIGTERM);
+    }
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline && leftovers.iter().any(Leftover::alive) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    leftovers
+        .into_iter()
+        .map(|leftover| {
+            let killed = killpg(leftover.pgid, Signal::SIGKILL).is_ok();
+            format!(
+                "stopped what step `{}` of the dead engine left running (process group {}{})",
+                leftover.step,
+                leftover.pgid,
+                if killed {
+                    ", with SIGKILL after the grace"
+                } else {
+                    ""
+                }
+            )
+        })
+        .collect()
 }

@@ -97,7 +97,7 @@ pub struct ShellExecutor {
     pipes: std::sync::Arc<FloodPipes>,
 }
 
-pub use leftovers::stop_leftover_groups;
+pub use leftovers::{Leftover, leftover_groups, stop_groups};
 
 impl ShellExecutor {
     /// The executor.
