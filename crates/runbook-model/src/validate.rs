@@ -316,6 +316,33 @@ impl<'a> Validator<'a> {
     ) {
         let span = self.locate(template, raw);
         let root = path[0].as_str();
+        // `params.x`, `run.id` and a step's `status`, `error`, ... are single
+        // values: a path past one can never resolve, and strict rendering
+        // would fail the step at run time.
+        let single = match root {
+            "params" | "run" => Some(2),
+            "steps" if path.get(2).is_some_and(|m| m != "outputs") => Some(3),
+            _ => None,
+        };
+        if let Some(depth) = single
+            && path.len() > depth
+            && (root != "params" || self.runbook.params.contains_key(&path[1]))
+        {
+            let value = path[..depth].join(".");
+            self.diagnostics.push(
+                Diagnostic::error(
+                    Code::UnknownVariable,
+                    span,
+                    format!(
+                        "template in `{field}` reads `{}`, but `{value}` is a single value with nothing inside",
+                        path.join(".")
+                    ),
+                )
+                .with_label("nothing to read here")
+                .with_help(format!("read `{value}` itself")),
+            );
+            return;
+        }
         match root {
             "params" => {
                 if let Some(name) = path.get(1)
