@@ -358,7 +358,20 @@ impl HumanReporter {
             "  {:<width$}  {:<10} {:>8} {:>9}\n",
             "STEP", "STATUS", "ATTEMPTS", "DURATION"
         ));
-        for step in &summary.steps {
+        // Skipped steps are named on one line after the table rather than
+        // given a row each: a remedy ladder skips most of its rungs, and
+        // 24 skipped rows of 43 hid the one that worked.
+        let skipped: Vec<&str> = summary
+            .steps
+            .iter()
+            .filter(|s| s.status == StepStatus::Skipped)
+            .map(|s| s.id.as_str())
+            .collect();
+        for step in summary
+            .steps
+            .iter()
+            .filter(|s| s.status != StepStatus::Skipped)
+        {
             let status = match (step.status, &step.would_run) {
                 (StepStatus::Succeeded, Some(_)) => "would run",
                 (status, _) => status.as_str(),
@@ -418,6 +431,13 @@ impl HumanReporter {
                 .trim_end(),
             );
             out.push('\n');
+        }
+        if !skipped.is_empty() {
+            out.push_str(&format!(
+                "  skipped ({}): {}\n",
+                skipped.len(),
+                skipped.join(", ")
+            ));
         }
         let not_run: Vec<&str> = summary
             .rollbacks

@@ -236,6 +236,13 @@ fn skips_propagate_and_when_runs_after_a_failure() {
         done.stderr
             .contains("↷ child skipped: needs broken which failed")
     );
+    // The summary names skipped steps on one line, not a row each.
+    assert!(
+        done.stderr.contains("  skipped (2): child, grandchild\n"),
+        "{}",
+        done.stderr
+    );
+    assert!(!done.stderr.contains("  child   "), "{}", done.stderr);
 }
 
 #[test]
