@@ -94,6 +94,7 @@ pub fn resolve_params(
         sets: sets.to_vec(),
         file: None,
     };
+    let mut file_text = String::new();
     if let Some(path) = params_file {
         // As guarded as a runbook: `--params /dev/zero` or a FIFO would
         // otherwise grow without bound or wait forever.
@@ -124,11 +125,13 @@ pub fn resolve_params(
             eprint!("{rendered}");
             return Ok(None);
         }
+        file_text = text;
     }
     match runbook_model::params::resolve(runbook, &inputs, &|name| std::env::var(name).ok()) {
         Ok(params) => Ok(Some(params)),
         Err(errors) => {
-            report_param_errors(&errors, params_file, consequence);
+            let file = params_file.map(|path| (path, file_text.as_str()));
+            report_param_errors(&errors, file, consequence);
             Ok(None)
         }
     }
@@ -138,15 +141,31 @@ fn stderr_color() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
-fn report_param_errors(errors: &[ParamError], params_file: Option<&Path>, consequence: &str) {
-    let code = runbook_model::Code::InvalidParam.as_str();
+/// Prints param errors; one about a value in the params file (`file`: its
+/// path and text) points at it, as a runbook's diagnostics do.
+fn report_param_errors(errors: &[ParamError], file: Option<(&Path, &str)>, consequence: &str) {
+    let code = runbook_model::Code::InvalidParam;
     for error in errors {
-        match (error, params_file) {
-            // The model knows the file's contents, not its name.
-            (ParamError::BadFile(problem), Some(path)) => {
-                eprintln!("error[{code}]: params file `{}`: {problem}", path.display());
+        match (error.params_file_span(), file) {
+            (Some(span), Some((path, source))) => {
+                let message = match error {
+                    ParamError::BadFile { problem, .. } => problem.clone(),
+                    other => other.to_string(),
+                };
+                let diagnostics = [runbook_model::Diagnostic::error(code, span, message)];
+                eprint!(
+                    "{}",
+                    render_human(
+                        &FileDiagnostics {
+                            path,
+                            source,
+                            diagnostics: &diagnostics,
+                        },
+                        stderr_color(),
+                    )
+                );
             }
-            _ => eprintln!("error[{code}]: {error}"),
+            _ => eprintln!("error[{}]: {error}", code.as_str()),
         }
     }
     eprintln!(

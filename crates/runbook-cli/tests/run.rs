@@ -996,9 +996,9 @@ fn invalid_runbooks_and_params_exit_2_without_running() {
             .contains("missing required param `hook`; set $RB_TEST_HOOK or pass --set hook=VALUE"),
         "{stderr}"
     );
-    // A params file's problem names the file.
+    // A params file's problem names the file, line and column.
     let params = sandbox.scratch().join("prod.params.yaml");
-    std::fs::write(&params, "hook: [1, 2]\n").expect("write");
+    std::fs::write(&params, "hook: [1, 2]\nhok: x\n").expect("write");
     let out = Command::new(BIN)
         .arg("run")
         .arg(&hooked)
@@ -1012,7 +1012,14 @@ fn invalid_runbooks_and_params_exit_2_without_running() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains(&format!(
-            "params file `{}`: line 1: the value of `hook` must be a single value",
+            "error[RB501]: the value of `hook` must be a single value, found a list\n --> {}:1:7",
+            params.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "error[RB501]: unknown param `hok` (from --params file); did you mean `hook`?\n --> {}:2:1",
             params.display()
         )),
         "{stderr}"

@@ -3,6 +3,7 @@
 
 use crate::lower::did_you_mean;
 use crate::model::{Param, ParamType, ParamValue, Runbook};
+use crate::span::Span;
 use crate::yaml::{Node, Value};
 use indexmap::IndexMap;
 use std::fmt;
@@ -64,6 +65,8 @@ pub enum ParamError {
         origin: ParamSource,
         /// A declared param with a close name.
         suggestion: Option<String>,
+        /// Where the params file names it.
+        at: Option<Span>,
     },
     /// A value does not parse as the param's type.
     #[error("param `{name}` must be {expected} (from {origin}), got {shown}")]
@@ -76,6 +79,8 @@ pub enum ParamError {
         origin: ParamSource,
         /// The value, or `***` for a secret.
         shown: String,
+        /// Where the params file gives it.
+        at: Option<Span>,
     },
     /// A value is not among the param's `allowed` values.
     #[error("param `{name}` must be one of {allowed} (from {origin}), got {shown}")]
@@ -88,13 +93,33 @@ pub enum ParamError {
         origin: ParamSource,
         /// The value, or `***` for a secret.
         shown: String,
+        /// Where the params file gives it.
+        at: Option<Span>,
     },
     /// A `--set` argument without `=`.
     #[error("`--set {0}` must have the form NAME=VALUE")]
     Malformed(String),
     /// The params file is not a mapping of names to scalars.
-    #[error("params file: {0}")]
-    BadFile(String),
+    #[error("params file: {problem}")]
+    BadFile {
+        /// What is wrong.
+        problem: String,
+        /// Where.
+        at: Option<Span>,
+    },
+}
+
+impl ParamError {
+    /// Where in the params file the problem is, when it is there.
+    pub fn params_file_span(&self) -> Option<Span> {
+        match self {
+            ParamError::Unknown { at, .. }
+            | ParamError::WrongType { at, .. }
+            | ParamError::NotAllowed { at, .. }
+            | ParamError::BadFile { at, .. } => *at,
+            ParamError::Missing { .. } | ParamError::Malformed(_) => None,
+        }
+    }
 }
 
 /// Says how to give the missing param a value, by its own name, and
@@ -128,6 +153,10 @@ pub struct ParamInputs {
     pub file: Option<Node>,
 }
 
+/// A value given for a param: its text, where from, and, from the params
+/// file, where its key and value are written.
+type Given = (String, ParamSource, Option<(Span, Span)>);
+
 /// Resolves every param of `runbook`. `env` looks up environment variables.
 pub fn resolve(
     runbook: &Runbook,
@@ -135,29 +164,41 @@ pub fn resolve(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<IndexMap<String, ResolvedParam>, Vec<ParamError>> {
     let mut errors = Vec::new();
-    let mut given: IndexMap<String, (String, ParamSource)> = IndexMap::new();
+    let mut given: IndexMap<String, Given> = IndexMap::new();
     if let Some(file) = &inputs.file {
         match &file.value {
             Value::Map(entries) => {
                 for entry in entries {
                     match scalar_text(&entry.value) {
                         Some(text) => {
-                            given.insert(entry.key.clone(), (text, ParamSource::ParamsFile));
+                            given.insert(
+                                entry.key.clone(),
+                                (
+                                    text,
+                                    ParamSource::ParamsFile,
+                                    Some((entry.key_span, entry.value.span)),
+                                ),
+                            );
                         }
-                        None => errors.push(ParamError::BadFile(format!(
-                            "line {}: the value of `{}` must be a single value, found {}",
-                            entry.value.span.line,
-                            entry.key,
-                            entry.value.type_name()
-                        ))),
+                        None => errors.push(ParamError::BadFile {
+                            problem: format!(
+                                "the value of `{}` must be a single value, found {}",
+                                entry.key,
+                                entry.value.type_name()
+                            ),
+                            at: Some(entry.value.span),
+                        }),
                     }
                 }
             }
             Value::Null => {}
-            _ => errors.push(ParamError::BadFile(format!(
-                "it must be a mapping of param names to values, found {}",
-                file.type_name()
-            ))),
+            _ => errors.push(ParamError::BadFile {
+                problem: format!(
+                    "a params file must be a mapping of param names to values, found {}",
+                    file.type_name()
+                ),
+                at: Some(file.span),
+            }),
         }
     }
     for set in &inputs.sets {
@@ -165,19 +206,20 @@ pub fn resolve(
             Some((name, value)) => {
                 given.insert(
                     name.trim().to_string(),
-                    (value.to_string(), ParamSource::CommandLine),
+                    (value.to_string(), ParamSource::CommandLine, None),
                 );
             }
             None => errors.push(ParamError::Malformed(set.clone())),
         }
     }
-    for (name, (_, source)) in &given {
+    for (name, (_, source, at)) in &given {
         if !runbook.params.contains_key(name) {
             errors.push(ParamError::Unknown {
                 name: name.clone(),
                 origin: source.clone(),
                 suggestion: did_you_mean(name, runbook.params.keys().map(String::as_str))
                     .map(str::to_string),
+                at: at.map(|(key, _)| key),
             });
         }
     }
@@ -185,24 +227,28 @@ pub fn resolve(
     for (name, param) in &runbook.params {
         let raw = given.get(name).cloned().or_else(|| {
             let var = param.env.as_ref()?;
-            env(var).map(|value| (value, ParamSource::Environment(var.clone())))
+            env(var).map(|value| (value, ParamSource::Environment(var.clone()), None))
         });
         let value = match raw {
-            Some((text, source)) => match parse_value(param.kind, &text) {
-                Some(value) => Some((value, source)),
+            Some((text, source, at)) => match parse_value(param.kind, &text) {
+                Some(value) => Some((value, source, at.map(|(_, value)| value))),
                 None => {
                     errors.push(ParamError::WrongType {
                         name: name.clone(),
                         expected: type_words(param.kind),
                         origin: source,
                         shown: shown(param, &text),
+                        at: at.map(|(_, value)| value),
                     });
                     continue;
                 }
             },
-            None => param.default.clone().map(|d| (d, ParamSource::Default)),
+            None => param
+                .default
+                .clone()
+                .map(|d| (d, ParamSource::Default, None)),
         };
-        let Some((value, source)) = value else {
+        let Some((value, source, at)) = value else {
             if param.is_required() {
                 errors.push(ParamError::Missing {
                     name: name.clone(),
@@ -225,6 +271,7 @@ pub fn resolve(
                     .join(", "),
                 origin: source,
                 shown: shown(param, &value.to_text()),
+                at,
             });
             continue;
         }
