@@ -126,11 +126,22 @@ impl Screen {
         }
     }
 
-    fn spinner(&self, id: &str) -> Option<ProgressBar> {
+    /// A spinner for step `id`, showing `elapsed/limit` when the step has
+    /// a time limit.
+    fn spinner(&self, id: &str, limit: Option<Duration>) -> Option<ProgressBar> {
         let bars = self.bars.as_ref()?;
         let bar = bars.add(ProgressBar::new_spinner());
+        // The limit is fixed per step, so it is part of the template; braces
+        // cannot occur in a formatted duration.
+        let template = match limit {
+            Some(limit) => format!(
+                "{{spinner}} {{prefix}} {{elapsed}}/{} {{wide_msg}}",
+                format_duration(limit)
+            ),
+            None => "{spinner} {prefix} {elapsed} {wide_msg}".to_string(),
+        };
         bar.set_style(
-            ProgressStyle::with_template("{spinner} {prefix} {elapsed} {wide_msg}")
+            ProgressStyle::with_template(&template)
                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         );
         bar.set_prefix(id.to_string());
@@ -209,7 +220,10 @@ impl HumanReporter {
                 let attempt = e.attempt.unwrap_or(1);
                 if let Some(bar) = self.spinners.get(&id) {
                     bar.set_message(format!("attempt {attempt}"));
-                } else if let Some(bar) = self.screen.spinner(&id) {
+                } else if let Some(bar) = self
+                    .screen
+                    .spinner(&id, e.timeout_ms.map(Duration::from_millis))
+                {
                     self.spinners.insert(id.clone(), bar);
                 } else if attempt == 1 {
                     self.screen.line(&format!("▸ {id} started"));

@@ -599,6 +599,35 @@ fn the_terminal_prompt_asks_below_the_waiting_notice() {
     assert!(screen.contains("ask approved by"), "{screen}");
 }
 
+/// A long wait at a terminal shows its limit next to the time spent, and
+/// `step_started` carries it for other readers of the stream.
+#[test]
+fn a_running_step_shows_its_time_limit() {
+    let sandbox = Sandbox::new();
+    let typescript = sandbox.scratch().join("typescript");
+    let command = format!(
+        "{BIN} run {} --state-dir {}",
+        fixture("long-wait.yaml").display(),
+        sandbox.state.path().display()
+    );
+    let status = Command::new("script")
+        .args(["-qfec", &command])
+        .arg(&typescript)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("script (util-linux) runs");
+    assert!(status.success());
+    let screen = std::fs::read_to_string(&typescript).unwrap_or_default();
+    assert!(screen.contains("wait-restart 0s/5m"), "{screen}");
+    let started = sandbox.run("long-wait.yaml", &[]);
+    assert_eq!(
+        started.step_event("step_started", "wait-restart")["timeout_ms"],
+        300_000
+    );
+}
+
 #[test]
 fn gate_timeouts_follow_on_timeout() {
     let sandbox = Sandbox::new();

@@ -941,6 +941,9 @@ impl<'a> Dispatcher<'a> {
         event.step = Some(id);
         event.phase = Some(self.nodes[i].phase.key().to_string());
         event.attempt = Some(1);
+        // Each attempt's limit: a person watching a long wait knows how
+        // long it may still take.
+        event.timeout_ms = Some(millis(job.timeout));
         self.emit(event);
         self.spawn(job);
     }
