@@ -81,15 +81,20 @@ fn mermaid_gives_each_step_its_own_node() {
     );
 }
 
-#[test]
-fn plan_errors_do_not_claim_a_run() {
+/// `runbook ARGS` from the repository root, expected to exit 2: its stderr.
+fn usage_error(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
-        .args(["plan", "tests/fixtures/plan/missing.yaml"])
+        .args(args)
         .current_dir(repo_root())
         .output()
         .expect("the runbook binary runs");
-    assert_eq!(out.status.code(), Some(2));
-    let message = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn plan_errors_do_not_claim_a_run() {
+    let message = usage_error(&["plan", "tests/fixtures/plan/missing.yaml"]);
     assert!(
         message.contains("`tests/fixtures/plan/missing.yaml` cannot be read"),
         "{message}"
@@ -100,13 +105,7 @@ fn plan_errors_do_not_claim_a_run() {
 /// `--params` is read with the same guard as a runbook file.
 #[test]
 fn a_params_file_that_is_not_a_regular_file_is_refused() {
-    let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
-        .args(["plan", "examples/hello.yaml", "--params", "/dev/zero"])
-        .current_dir(repo_root())
-        .output()
-        .expect("the runbook binary runs");
-    assert_eq!(out.status.code(), Some(2));
-    let message = String::from_utf8_lossy(&out.stderr);
+    let message = usage_error(&["plan", "examples/hello.yaml", "--params", "/dev/zero"]);
     assert!(
         message.contains("cannot read params file `/dev/zero`: not a regular file"),
         "{message}"

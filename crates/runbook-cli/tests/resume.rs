@@ -127,6 +127,16 @@ impl Sandbox {
     }
 }
 
+/// The `run_started` event the resume of run `id` wrote.
+fn resumed_run_started(sandbox: &Sandbox, id: &str) -> Value {
+    sandbox
+        .events(id)
+        .into_iter()
+        .filter(|e| e["event"] == "run_started")
+        .nth(1)
+        .expect("the resume's run_started")
+}
+
 fn kill_with(signal: &str, target: &str) {
     let status = Command::new("kill")
         .args([signal, target])
@@ -683,12 +693,7 @@ fn a_not_idempotent_step_left_running_is_waited_for_not_stopped() {
         sandbox.effects(),
         ["prepare", "slow-start", "slow-done", FINISH_LINE, "tidy"]
     );
-    let resumed = sandbox
-        .events(&id)
-        .into_iter()
-        .filter(|e| e["event"] == "run_started")
-        .nth(1)
-        .expect("the resume's run_started");
+    let resumed = resumed_run_started(&sandbox, &id);
     assert!(
         resumed["reason"].as_str().is_some_and(
             |r| r.contains("waited for what step `slow` of the dead engine left running")
@@ -737,12 +742,7 @@ fn what_a_killed_engine_left_running_is_stopped_before_the_step_runs_again() {
         stderr(&out)
     );
     // The review sees it too.
-    let resumed = sandbox
-        .events(&id)
-        .into_iter()
-        .filter(|e| e["event"] == "run_started")
-        .nth(1)
-        .expect("the resume's run_started");
+    let resumed = resumed_run_started(&sandbox, &id);
     assert!(
         resumed["reason"]
             .as_str()
