@@ -610,9 +610,12 @@ fn a_running_step_shows_its_time_limit() {
         fixture("long-wait.yaml").display(),
         sandbox.state.path().display()
     );
+    // The live display is drawn only for a terminal that asks for it.
     let status = Command::new("script")
         .args(["-qfec", &command])
         .arg(&typescript)
+        .env_remove("NO_COLOR")
+        .env("TERM", "xterm")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
