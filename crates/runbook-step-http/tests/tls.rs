@@ -35,19 +35,27 @@ fn ca() -> Ca {
     Ca { issuer, pem_file }
 }
 
-/// Starts an HTTPS server presenting a certificate for `names` signed by
-/// `ca`, valid or already expired. It answers every request with `secure ok`.
-async fn https_server(ca: &Ca, names: &[&str], expired: bool) -> SocketAddr {
+/// A server certificate's parameters for `names`, valid now or expired
+/// since 2021.
+fn server_params(names: &[&str], expired: bool) -> CertificateParams {
     let mut params =
         CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-            .expect("leaf params");
-    params
-        .distinguished_name
-        .push(DnType::CommonName, names.first().copied().unwrap_or("leaf"));
+            .expect("server certificate params");
+    params.distinguished_name.push(
+        DnType::CommonName,
+        names.first().copied().unwrap_or("server"),
+    );
     if expired {
         params.not_before = rcgen::date_time_ymd(2020, 1, 1);
         params.not_after = rcgen::date_time_ymd(2021, 1, 1);
     }
+    params
+}
+
+/// Starts an HTTPS server presenting a certificate for `names` signed by
+/// `ca`, valid or already expired. It answers every request with `secure ok`.
+async fn https_server(ca: &Ca, names: &[&str], expired: bool) -> SocketAddr {
+    let params = server_params(names, expired);
     let key = KeyPair::generate().expect("leaf key");
     let cert = params
         .signed_by(&key, &*ca.issuer)
@@ -62,17 +70,8 @@ async fn self_signed_server(
     names: &[&str],
     expired: bool,
 ) -> (SocketAddr, tempfile::NamedTempFile) {
-    let mut params =
-        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-            .expect("params");
+    let mut params = server_params(names, expired);
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(DnType::CommonName, names.first().copied().unwrap_or("self"));
-    if expired {
-        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
-    }
     let key = KeyPair::generate().expect("key");
     let cert = params.self_signed(&key).expect("self-signed certificate");
     let pem_file = tempfile::NamedTempFile::new().expect("temp file");
