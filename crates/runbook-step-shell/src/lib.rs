@@ -404,13 +404,13 @@ impl Prepared {
                         "exit code {code}{}, not one of `success_exit_codes` [{}]{}",
                         signal_hint(code),
                         expected.join(", "),
-                        last_words(&outputs)
+                        last_words(&outputs, ctx)
                     )
                 }
                 Some(code) => format!(
                     "exit code {code}{}{}",
                     signal_hint(code),
-                    last_words(&outputs)
+                    last_words(&outputs, ctx)
                 ),
                 None => format!(
                     "killed by signal {}",
@@ -577,16 +577,33 @@ const LAST_WORDS_CHARS: usize = 300;
 /// why it failed (`FATAL: cannot connect to db-primary:5432`); a bare
 /// `exit code 2` sends the operator scrolling back through the output of
 /// every step that ran alongside.
-fn last_words(outputs: &Outputs) -> String {
+fn last_words(outputs: &Outputs, ctx: &StepContext) -> String {
     let Some(Value::String(stderr)) = outputs.get("stderr") else {
         return String::new();
     };
     let Some(line) = stderr.lines().rev().map(str::trim).find(|l| !l.is_empty()) else {
         return String::new();
     };
-    match line.char_indices().nth(LAST_WORDS_CHARS) {
-        Some((cut, _)) => format!(": {}…", &line[..cut]),
-        None => format!(": {line}"),
+    // Masked before it is cut: after the cut, a secret's beginning at the
+    // end would no longer match and would be shown.
+    let line = ctx.redact(line);
+    // A carriage return or an escape sequence from the script would
+    // rewrite the failure line on the terminal (or the window title); they
+    // are shown as escapes instead.
+    let visible: String = line
+        .chars()
+        .flat_map(|c| {
+            let shown: Vec<char> = if c.is_control() && c != '\t' {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            shown
+        })
+        .collect();
+    match visible.char_indices().nth(LAST_WORDS_CHARS) {
+        Some((cut, _)) => format!(": {}…", &visible[..cut]),
+        None => format!(": {visible}"),
     }
 }
 

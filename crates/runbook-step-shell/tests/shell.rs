@@ -194,6 +194,31 @@ async fn a_failure_names_the_signal_behind_a_shell_exit_code_and_cuts_long_lines
     assert_eq!(message, format!("exit code 1: {}…", "x".repeat(300)));
 }
 
+/// The quoted stderr line is masked before it is cut, so a secret across
+/// the cut leaves no part of itself; control characters are shown as
+/// escapes, not sent to the terminal.
+#[tokio::test]
+async fn the_quoted_stderr_line_hides_secrets_and_control_characters() {
+    let secret = "s3cr3t-T0K3N";
+    let redactor = runbook_engine::Redactor::new();
+    redactor.add(secret);
+    let (ctx, _messages) = context("").redactor(redactor).build();
+    let step = self::step(&format!(
+        "    run: |\n      printf '%0295d{secret}\\n' 0 >&2\n      exit 1\n"
+    ));
+    let message = failed(run(&step, &ctx).await).0;
+    assert!(!message.contains("s3cr3"), "{message}");
+    assert!(message.ends_with("00000***"), "{message}");
+    let step = self::step(
+        "    run: |\n      printf 'progress\\rdone \\033]0;title\\007\\n' >&2\n      exit 1\n",
+    );
+    let message = failed(run(&step, &ctx).await).0;
+    assert_eq!(
+        message,
+        "exit code 1: progress\\rdone \\u{1b}]0;title\\u{7}"
+    );
+}
+
 #[tokio::test]
 async fn a_process_killed_by_a_signal_has_no_exit_code() {
     let step = step("    run: kill -KILL $$\n");
