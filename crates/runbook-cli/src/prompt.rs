@@ -50,7 +50,12 @@ impl TerminalPrompt {
 impl runbook_step_gate::Prompt for TerminalPrompt {
     async fn ask(&self, gate: &GateRequest) -> Option<Decision> {
         let mut lines = self.lines().lock().await;
-        // Anything typed before this question was asked is not an answer to it.
+        // Anything typed before this question was asked is not an answer to
+        // it: a `y` typed during an earlier step would approve this gate
+        // unseen. What the reader thread has taken is dropped here; what is
+        // still in the terminal's input queue is discarded by the kernel.
+        while lines.try_recv().is_ok() {}
+        let _ = nix::sys::termios::tcflush(std::io::stdin(), nix::sys::termios::FlushArg::TCIFLUSH);
         while lines.try_recv().is_ok() {}
         let _paused = self.screen.pause();
         // The question goes below the waiting notice (its message and the
@@ -70,7 +75,7 @@ impl runbook_step_gate::Prompt for TerminalPrompt {
             }
         };
         let mut question = match gate.question {
-            Question::Approval => format!("{context}  approve here? [y/n] "),
+            Question::Approval => format!("{context}  approve `{}` here? [y/n] ", gate.gate),
             Question::Completed => format!(
                 "{context}  did `{}` complete? [y = yes, do not run it again / n = no, run it again] ",
                 gate.gate

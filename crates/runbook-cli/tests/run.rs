@@ -599,6 +599,46 @@ fn the_terminal_prompt_asks_below_the_waiting_notice() {
     assert!(screen.contains("ask approved by"), "{screen}");
 }
 
+/// A `y` typed while an earlier step runs does not approve a gate that
+/// nobody has seen yet: only an answer given after the question counts.
+#[test]
+fn an_answer_typed_ahead_does_not_decide_a_gate() {
+    use std::io::Write;
+    let sandbox = Sandbox::new();
+    let typescript = sandbox.scratch().join("typescript");
+    let command = format!(
+        "{BIN} run {} --state-dir {}",
+        fixture("gate-after-work.yaml").display(),
+        sandbox.state.path().display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qfec", &command])
+        .arg(&typescript)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("script (util-linux) runs");
+    let mut keys = child.stdin.take().expect("script's stdin");
+    let screen = || std::fs::read_to_string(&typescript).unwrap_or_default();
+    let started = Instant::now();
+    while !screen().contains("work") {
+        assert!(started.elapsed() < Duration::from_secs(30), "{}", screen());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    keys.write_all(b"y\n").expect("type ahead");
+    while !screen().contains("[y/n]") {
+        assert!(started.elapsed() < Duration::from_secs(30), "{}", screen());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!screen().contains("approved by"), "{}", screen());
+    keys.write_all(b"n\n").expect("answer");
+    let status = child.wait().expect("script ends");
+    assert!(!status.success());
+    assert!(screen().contains("ask rejected by"), "{}", screen());
+}
+
 /// A long wait at a terminal shows its limit next to the time spent, and
 /// `step_started` carries it for other readers of the stream.
 #[test]
