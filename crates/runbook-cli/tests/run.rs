@@ -599,6 +599,18 @@ fn the_terminal_prompt_asks_below_the_waiting_notice() {
     assert!(screen.contains("ask approved by"), "{screen}");
 }
 
+/// A finally step after a failed one sees the run as failed.
+#[test]
+fn run_status_follows_a_failing_finally_step() {
+    let sandbox = Sandbox::new();
+    let done = sandbox.run("finally-fails.yaml", &[]);
+    assert_eq!(done.code, Some(1), "{}", done.stderr);
+    assert_eq!(
+        done.step_event("step_finished", "report")["outputs"]["stdout"],
+        "failed: step `first` failed"
+    );
+}
+
 /// A `y` typed while an earlier step runs does not approve a gate that
 /// nobody has seen yet: only an answer given after the question counts.
 #[test]

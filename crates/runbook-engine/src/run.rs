@@ -1504,6 +1504,8 @@ impl<'a> Dispatcher<'a> {
             // but the other cleanup steps still run.
             Phase::Finally => {
                 self.failure.get_or_insert(why);
+                // The finally steps after this one see the run as failed.
+                self.publish_outcome();
             }
             Phase::OnFailure | Phase::Rollback => {}
         }
