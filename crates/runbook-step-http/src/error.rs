@@ -275,6 +275,11 @@ fn describe_certificate(error: &CertificateError, host: &str) -> String {
             "certificate is not meant for TLS servers (wrong extended key usage)".to_string()
         }
         CertificateError::BadEncoding => "certificate is malformed".to_string(),
+        // webpki's reason arrives wrapped; matched by name, since the
+        // wrapper hides its type.
+        CertificateError::Other(reason) if format!("{reason:?}").contains("CaUsedAsEndEntity") => {
+            "certificate not trusted: the server presents a CA certificate as its own, as a self-signed test certificate (`openssl req -x509`) is; set `ca_cert` to that certificate's PEM file to trust it, or `insecure: true` to skip verification".to_string()
+        }
         // rustls adds variants over time; its own words are a fine fallback.
         other => format!(
             "certificate rejected: {}",

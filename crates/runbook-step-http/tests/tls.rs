@@ -203,6 +203,20 @@ async fn a_self_signed_certificate_named_in_ca_cert_is_trusted() {
         "{}",
         failure.message
     );
+    // Another self-signed certificate in `ca_cert` says what is wrong.
+    let (_, other) = self_signed_server(&["127.0.0.1"], false).await;
+    let failure = failed(
+        HttpCheckExecutor::new()
+            .run(&check(addr, &other), &ctx)
+            .await,
+    );
+    assert!(
+        failure
+            .message
+            .contains("the server presents a CA certificate as its own"),
+        "{}",
+        failure.message
+    );
 }
 
 #[tokio::test]
