@@ -81,6 +81,10 @@ impl runbook_step_gate::Prompt for TerminalPrompt {
                 gate.gate
             ),
         };
+        // Whatever else is printed while this question waits (another
+        // gate's notice) is followed by the question again, so the cursor
+        // never waits under a different gate's words.
+        let _asking = self.screen.asking(&question);
         loop {
             {
                 let mut err = std::io::stderr().lock();

@@ -24,6 +24,29 @@ pub struct Screen {
     /// prompt asks below it rather than in the middle of it.
     announced: std::sync::Mutex<Vec<String>>,
     announcement: tokio::sync::Notify,
+    /// The question a prompt is waiting on: lines printed meanwhile start
+    /// below it, and another gate's notice is followed by it again.
+    question: Arc<std::sync::Mutex<Option<Pending>>>,
+}
+
+/// A question waiting for its answer.
+struct Pending {
+    text: String,
+    /// Whether the cursor is still on the question's line.
+    on_line: bool,
+}
+
+/// Clears the pending question when the prompt stops waiting.
+pub struct Asking {
+    question: Arc<std::sync::Mutex<Option<Pending>>>,
+}
+
+impl Drop for Asking {
+    fn drop(&mut self) {
+        if let Ok(mut question) = self.question.lock() {
+            *question = None;
+        }
+    }
 }
 
 impl Screen {
@@ -40,7 +63,52 @@ impl Screen {
             color: fancy,
             announced: std::sync::Mutex::new(Vec::new()),
             announcement: tokio::sync::Notify::new(),
+            question: Arc::new(std::sync::Mutex::new(None)),
         })
+    }
+
+    /// Marks `question` as waiting for an answer, the cursor after it,
+    /// until the guard drops.
+    pub fn asking(&self, question: &str) -> Asking {
+        if let Ok(mut pending) = self.question.lock() {
+            *pending = Some(Pending {
+                text: question.trim_start_matches('\n').to_string(),
+                on_line: true,
+            });
+        }
+        Asking {
+            question: self.question.clone(),
+        }
+    }
+
+    /// While a question waits: `text` on a line of its own (not after the
+    /// question), then, if `ask_again`, the question once more. `None`
+    /// when no question waits.
+    fn beside_question(&self, text: &str, ask_again: bool) -> Option<String> {
+        let mut guard = self.question.lock().ok()?;
+        let pending = guard.as_mut()?;
+        let mut out = String::new();
+        if pending.on_line {
+            out.push('\n');
+        }
+        out.push_str(text);
+        out.push('\n');
+        pending.on_line = ask_again;
+        if ask_again {
+            out.push_str(&pending.text);
+        }
+        Some(out)
+    }
+
+    /// A gate's waiting notice: below a waiting question, which is then
+    /// asked again, so the cursor never waits under another gate's words.
+    fn notice(&self, text: &str) {
+        match self.beside_question(text, true) {
+            Some(framed) => {
+                let _ = std::io::stderr().lock().write_all(framed.as_bytes());
+            }
+            None => self.line(text),
+        }
     }
 
     /// Records that the waiting notice of `gate` is on the screen.
@@ -73,6 +141,10 @@ impl Screen {
     /// Prints one line (above the live display, if any). Errors writing to
     /// stderr are ignored: there is nowhere left to report them.
     pub fn line(&self, text: &str) {
+        if let Some(framed) = self.beside_question(text, false) {
+            let _ = std::io::stderr().lock().write_all(framed.as_bytes());
+            return;
+        }
         match &self.bars {
             Some(bars) if !self.paused.load(Ordering::SeqCst) => {
                 let _ = bars.println(text);
@@ -92,6 +164,15 @@ impl Screen {
     /// text, each ending with `\n`, written with one `write` when there is
     /// no live display.
     pub fn block(&self, block: &[u8]) {
+        // Only while a gate's question waits, which no flood of output does.
+        if self.paused.load(Ordering::Relaxed) {
+            let text = String::from_utf8_lossy(block);
+            let text = text.strip_suffix('\n').unwrap_or(&text);
+            if let Some(framed) = self.beside_question(text, false) {
+                let _ = std::io::stderr().lock().write_all(framed.as_bytes());
+                return;
+            }
+        }
         match &self.bars {
             Some(bars) if !self.paused.load(Ordering::SeqCst) => {
                 let text = String::from_utf8_lossy(block);
@@ -106,8 +187,8 @@ impl Screen {
     /// Hides the live display until the guard is dropped (a prompt is
     /// waiting for an answer on this terminal).
     pub fn pause(self: &Arc<Self>) -> PauseGuard {
+        self.paused.store(true, Ordering::SeqCst);
         if let Some(bars) = &self.bars {
-            self.paused.store(true, Ordering::SeqCst);
             // Erased first: hidden alone, the spinners' last frame would stay
             // on the screen above the question, frozen.
             let _ = bars.clear();
@@ -159,8 +240,8 @@ impl Drop for PauseGuard {
     fn drop(&mut self) {
         if let Some(bars) = &self.screen.bars {
             bars.set_draw_target(ProgressDrawTarget::stderr());
-            self.screen.paused.store(false, Ordering::SeqCst);
         }
+        self.screen.paused.store(false, Ordering::SeqCst);
     }
 }
 
@@ -287,7 +368,7 @@ impl HumanReporter {
                     .timeout_ms
                     .map(|ms| format!(" (up to {})", format_duration(Duration::from_millis(ms))))
                     .unwrap_or_default();
-                self.screen.line(&format!(
+                self.screen.notice(&format!(
                     "{} {id} is waiting for approval{wait}: {}\n    approve: {hint} {id}\n    reject:  {hint} {id} --reject",
                     self.screen.paint("35", "⏸"),
                     e.message.as_deref().unwrap_or(""),

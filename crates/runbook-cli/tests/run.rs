@@ -599,6 +599,47 @@ fn the_terminal_prompt_asks_below_the_waiting_notice() {
     assert!(screen.contains("ask approved by"), "{screen}");
 }
 
+/// With a question waiting, another gate's notice goes below it and the
+/// waiting question is asked again, so the cursor never sits under the
+/// other gate's words; each question names its gate.
+#[test]
+fn a_second_gate_waiting_does_not_hide_the_first_question() {
+    use std::io::Write;
+    let sandbox = Sandbox::new();
+    let typescript = sandbox.scratch().join("typescript");
+    let command = format!(
+        "{BIN} run {} --state-dir {}",
+        fixture("two-gates.yaml").display(),
+        sandbox.state.path().display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qfec", &command])
+        .arg(&typescript)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("script (util-linux) runs");
+    let mut keys = child.stdin.take().expect("script's stdin");
+    let screen = || std::fs::read_to_string(&typescript).unwrap_or_default();
+    let started = Instant::now();
+    while screen().matches("approve `first` here?").count() < 2 {
+        assert!(started.elapsed() < Duration::from_secs(30), "{}", screen());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let text = screen();
+    let second_notice = text.find("second is waiting").expect("the second notice");
+    let asked_again = text.rfind("approve `first` here?").expect("asked again");
+    assert!(second_notice < asked_again, "{text}");
+    keys.write_all(b"y\n").expect("answer the first");
+    while !screen().contains("approve `second` here?") {
+        assert!(started.elapsed() < Duration::from_secs(30), "{}", screen());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    keys.write_all(b"y\n").expect("answer the second");
+    assert!(child.wait().expect("script ends").success(), "{}", screen());
+}
+
 /// A finally step after a failed one sees the run as failed.
 #[test]
 fn run_status_follows_a_failing_finally_step() {
