@@ -348,7 +348,9 @@ fn listen_for_signals(stop: StopSignals, screen: Arc<Screen>) -> anyhow::Result<
             };
             match stop.interrupt() {
                 1 => screen.line(&format!(
-                    "{name}: cancelling running steps; rollbacks, on_failure and finally will still run (send it again to abandon them)"
+                    // True in any phase: once cleanup has begun there is no
+                    // main step left to cancel, and cleanup goes on.
+                    "{name}: no main step starts again and running ones are cancelled; rollbacks, on_failure and finally still run (send it again to abandon them)"
                 )),
                 2 => screen.line(&format!(
                     "{name} again: abandoning rollbacks and cleanup (a third exits at once)"

@@ -793,6 +793,12 @@ fn an_interrupt_cancels_then_runs_rollbacks_on_failure_and_finally() {
     };
     assert_eq!(said("notify"), "notify interrupted: interrupted");
     assert_eq!(said("tidy"), "tidy interrupted");
+    assert!(
+        done.stderr
+            .contains("SIGINT: no main step starts again and running ones are cancelled"),
+        "{}",
+        done.stderr
+    );
     let summary = format!(
         "run {} interrupted in ",
         done.run_finished()["run_id"].as_str().unwrap_or("?")
