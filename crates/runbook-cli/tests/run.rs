@@ -819,7 +819,7 @@ fn a_hangup_stops_the_run_like_sigterm() {
     let done = sandbox.wait(child);
     assert_eq!(done.code, Some(130), "{}", done.stderr);
     assert!(
-        done.stderr.contains("SIGHUP: cancelling"),
+        done.stderr.contains("SIGHUP: no main step starts again"),
         "{}",
         done.stderr
     );
