@@ -552,42 +552,90 @@ fn whole_number_params_render_without_a_fraction() {
     assert_eq!(show["outputs"]["stdout"], "replicas=2 ratio=1.5");
 }
 
+/// A run under a real pseudo-terminal: util-linux `script` gives it one and
+/// records what it draws.
+struct Terminal {
+    child: Child,
+    keys: Option<std::process::ChildStdin>,
+    typescript: PathBuf,
+    started: Instant,
+}
+
+impl Terminal {
+    /// `runbook run FIXTURE` at a terminal: plain (`NO_COLOR`), or with
+    /// the live display, which is drawn only for a terminal that asks for it.
+    fn run(sandbox: &Sandbox, name: &str, live: bool) -> Terminal {
+        let typescript = sandbox.scratch().join("typescript");
+        let command = format!(
+            "{BIN} run {} --state-dir {}",
+            fixture(name).display(),
+            sandbox.state.path().display()
+        );
+        let mut script = Command::new("script");
+        script.args(["-qfec", &command]).arg(&typescript);
+        if live {
+            script.env_remove("NO_COLOR").env("TERM", "xterm");
+        } else {
+            script.env("NO_COLOR", "1");
+        }
+        let mut child = script
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("script (util-linux) runs");
+        let keys = child.stdin.take();
+        Terminal {
+            child,
+            keys,
+            typescript,
+            started: Instant::now(),
+        }
+    }
+
+    fn screen(&self) -> String {
+        std::fs::read_to_string(&self.typescript).unwrap_or_default()
+    }
+
+    /// Waits until what the terminal shows satisfies `shown`.
+    fn wait_for(&self, shown: impl Fn(&str) -> bool) {
+        while !shown(&self.screen()) {
+            assert!(
+                self.started.elapsed() < Duration::from_secs(30),
+                "{}",
+                self.screen()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Types `line` and Enter.
+    fn type_line(&mut self, line: &str) {
+        use std::io::Write;
+        let keys = self.keys.as_mut().expect("script's stdin");
+        keys.write_all(format!("{line}\n").as_bytes())
+            .expect("type at the terminal");
+    }
+
+    /// Waits for the run to end: whether it succeeded, and the screen.
+    fn finish(mut self) -> (bool, String) {
+        drop(self.keys.take());
+        let status = self.child.wait().expect("script ends");
+        (status.success(), self.screen())
+    }
+}
+
 /// At a terminal the question comes last, below the waiting notice and
 /// its commands, so the cursor waits right after `[y/n]` and the message is
 /// not said twice. `script` (util-linux) gives the run a terminal.
 #[test]
 fn the_terminal_prompt_asks_below_the_waiting_notice() {
-    use std::io::Write;
     let sandbox = Sandbox::new();
-    let typescript = sandbox.scratch().join("typescript");
-    let command = format!(
-        "{BIN} run {} --state-dir {}",
-        fixture("gate-manual.yaml").display(),
-        sandbox.state.path().display()
-    );
-    let mut child = Command::new("script")
-        .args(["-qfec", &command])
-        .arg(&typescript)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("script (util-linux) runs");
-    let screen = || std::fs::read_to_string(&typescript).unwrap_or_default();
-    let started = Instant::now();
-    while !screen().contains("[y/n]") {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no question: {}",
-            screen()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let mut answer = child.stdin.take().expect("script's stdin");
-    answer.write_all(b"y\n").expect("answer");
-    assert!(child.wait().expect("script ends").success());
-    let screen = screen();
+    let mut terminal = Terminal::run(&sandbox, "gate-manual.yaml", false);
+    terminal.wait_for(|screen| screen.contains("[y/n]"));
+    terminal.type_line("y");
+    let (succeeded, screen) = terminal.finish();
+    assert!(succeeded, "{screen}");
     assert_eq!(
         screen.matches("Restart the service?").count(),
         1,
@@ -604,40 +652,18 @@ fn the_terminal_prompt_asks_below_the_waiting_notice() {
 /// other gate's words; each question names its gate.
 #[test]
 fn a_second_gate_waiting_does_not_hide_the_first_question() {
-    use std::io::Write;
     let sandbox = Sandbox::new();
-    let typescript = sandbox.scratch().join("typescript");
-    let command = format!(
-        "{BIN} run {} --state-dir {}",
-        fixture("two-gates.yaml").display(),
-        sandbox.state.path().display()
-    );
-    let mut child = Command::new("script")
-        .args(["-qfec", &command])
-        .arg(&typescript)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("script (util-linux) runs");
-    let mut keys = child.stdin.take().expect("script's stdin");
-    let screen = || std::fs::read_to_string(&typescript).unwrap_or_default();
-    let started = Instant::now();
-    while screen().matches("approve `first` here?").count() < 2 {
-        assert!(started.elapsed() < Duration::from_secs(30), "{}", screen());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let text = screen();
+    let mut terminal = Terminal::run(&sandbox, "two-gates.yaml", false);
+    terminal.wait_for(|screen| screen.matches("approve `first` here?").count() >= 2);
+    let text = terminal.screen();
     let second_notice = text.find("second is waiting").expect("the second notice");
     let asked_again = text.rfind("approve `first` here?").expect("asked again");
     assert!(second_notice < asked_again, "{text}");
-    keys.write_all(b"y\n").expect("answer the first");
-    while !screen().contains("approve `second` here?") {
-        assert!(started.elapsed() < Duration::from_secs(30), "{}", screen());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    keys.write_all(b"y\n").expect("answer the second");
-    assert!(child.wait().expect("script ends").success(), "{}", screen());
+    terminal.type_line("y");
+    terminal.wait_for(|screen| screen.contains("approve `second` here?"));
+    terminal.type_line("y");
+    let (succeeded, screen) = terminal.finish();
+    assert!(succeeded, "{screen}");
 }
 
 /// A finally step after a failed one sees the run as failed.
@@ -656,40 +682,21 @@ fn run_status_follows_a_failing_finally_step() {
 /// nobody has seen yet: only an answer given after the question counts.
 #[test]
 fn an_answer_typed_ahead_does_not_decide_a_gate() {
-    use std::io::Write;
     let sandbox = Sandbox::new();
-    let typescript = sandbox.scratch().join("typescript");
-    let command = format!(
-        "{BIN} run {} --state-dir {}",
-        fixture("gate-after-work.yaml").display(),
-        sandbox.state.path().display()
-    );
-    let mut child = Command::new("script")
-        .args(["-qfec", &command])
-        .arg(&typescript)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("script (util-linux) runs");
-    let mut keys = child.stdin.take().expect("script's stdin");
-    let screen = || std::fs::read_to_string(&typescript).unwrap_or_default();
-    let started = Instant::now();
-    while !screen().contains("work") {
-        assert!(started.elapsed() < Duration::from_secs(30), "{}", screen());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    keys.write_all(b"y\n").expect("type ahead");
-    while !screen().contains("[y/n]") {
-        assert!(started.elapsed() < Duration::from_secs(30), "{}", screen());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut terminal = Terminal::run(&sandbox, "gate-after-work.yaml", false);
+    terminal.wait_for(|screen| screen.contains("work"));
+    terminal.type_line("y");
+    terminal.wait_for(|screen| screen.contains("[y/n]"));
     std::thread::sleep(Duration::from_millis(300));
-    assert!(!screen().contains("approved by"), "{}", screen());
-    keys.write_all(b"n\n").expect("answer");
-    let status = child.wait().expect("script ends");
-    assert!(!status.success());
-    assert!(screen().contains("ask rejected by"), "{}", screen());
+    assert!(
+        !terminal.screen().contains("approved by"),
+        "{}",
+        terminal.screen()
+    );
+    terminal.type_line("n");
+    let (succeeded, screen) = terminal.finish();
+    assert!(!succeeded, "{screen}");
+    assert!(screen.contains("ask rejected by"), "{screen}");
 }
 
 /// A long wait at a terminal shows its limit next to the time spent, and
@@ -697,25 +704,8 @@ fn an_answer_typed_ahead_does_not_decide_a_gate() {
 #[test]
 fn a_running_step_shows_its_time_limit() {
     let sandbox = Sandbox::new();
-    let typescript = sandbox.scratch().join("typescript");
-    let command = format!(
-        "{BIN} run {} --state-dir {}",
-        fixture("long-wait.yaml").display(),
-        sandbox.state.path().display()
-    );
-    // The live display is drawn only for a terminal that asks for it.
-    let status = Command::new("script")
-        .args(["-qfec", &command])
-        .arg(&typescript)
-        .env_remove("NO_COLOR")
-        .env("TERM", "xterm")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("script (util-linux) runs");
-    assert!(status.success());
-    let screen = std::fs::read_to_string(&typescript).unwrap_or_default();
+    let (succeeded, screen) = Terminal::run(&sandbox, "long-wait.yaml", true).finish();
+    assert!(succeeded, "{screen}");
     assert!(screen.contains("wait-restart 0s/5m"), "{screen}");
     let started = sandbox.run("long-wait.yaml", &[]);
     assert_eq!(
