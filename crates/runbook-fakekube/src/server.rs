@@ -752,6 +752,14 @@ async fn exec(
         .on_upgrade(move |socket| exec_session(socket, outcome, argv, streams))
 }
 
+/// How long the fake's "container runtime" takes to start an exec'd
+/// process. A real one takes tens of milliseconds; a fake that answers at
+/// once loses a race inside kubectl (client-go starts reading the socket
+/// before it has registered its stdout/stderr/error streams, and discards
+/// frames for streams it does not know yet, then fails with "closed all
+/// streams"). The CI failure this prevents happened on a loaded 2-core machine.
+const EXEC_START_LATENCY: Duration = Duration::from_millis(50);
+
 /// The v4/v5 channel protocol: stdout on 1, stderr on 2, the final
 /// metav1.Status on 3, then a normal close (code 1000), without which
 /// kubectl reports "close 1005".
@@ -787,6 +795,7 @@ async fn exec_session(
         code: 1000,
         reason: "".into(),
     })));
+    tokio::time::sleep(EXEC_START_LATENCY).await;
     for message in messages {
         if socket.send(message).await.is_err() {
             return;
