@@ -52,8 +52,11 @@ fn demo_table(scenario: &str) -> (Option<i32>, String) {
         }
     }
     // File order, not completion order: parallel steps finish in any order.
-    let runbook_path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../runbooks/sev1-service-down.yaml");
+    let runbook_path = Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR")
+            .expect("cargo sets CARGO_MANIFEST_DIR when it runs a test"),
+    )
+    .join("../../runbooks/sev1-service-down.yaml");
     let (_, loaded) = runbook_model::load_file(&runbook_path);
     let order: Vec<String> = loaded
         .runbook
@@ -80,7 +83,7 @@ fn check(scenario: &str, expected_exit: i32) {
     let (code, table) = demo_table(scenario);
     assert_eq!(code, Some(expected_exit), "{scenario}:\n{table}");
     insta::with_settings!({
-        snapshot_path => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/snapshots/demo"),
+        snapshot_path => Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR when it runs a test")).join("../../tests/snapshots/demo"),
         prepend_module_to_snapshot => false,
         omit_expression => true,
     }, {

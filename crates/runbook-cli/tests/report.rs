@@ -10,9 +10,12 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_runbook");
 
 fn example(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples")
-        .join(name)
+    Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR")
+            .expect("cargo sets CARGO_MANIFEST_DIR when it runs a test"),
+    )
+    .join("../../examples")
+    .join(name)
 }
 
 /// `runbook ARGS... --state-dir STATE`, in plain mode, times in UTC.
@@ -452,7 +455,11 @@ fn a_killed_then_resumed_run_reports_the_stop_the_resume_and_the_confirmation() 
     let state = state.path();
     let scratch = tempfile::tempdir().expect("scratch");
     let dir = scratch.path();
-    let book = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/resume/append-once.yaml");
+    let book = Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR")
+            .expect("cargo sets CARGO_MANIFEST_DIR when it runs a test"),
+    )
+    .join("tests/fixtures/resume/append-once.yaml");
     let dir_param = format!("dir={}", dir.display());
     let book = book.to_str().expect("path");
     let mut engine = runbook(state, &["run", book, "--set", &dir_param])

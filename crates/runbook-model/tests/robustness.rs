@@ -63,7 +63,11 @@ const TOKENS: &[&str] = &[
 ];
 
 fn seeds() -> Vec<Vec<u8>> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
+    let root = Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR")
+            .expect("cargo sets CARGO_MANIFEST_DIR when it runs a test"),
+    )
+    .join("../../tests/fixtures");
     let mut out = Vec::new();
     for kind in ["valid", "invalid"] {
         for entry in std::fs::read_dir(root.join(kind)).expect("fixtures exist") {

@@ -107,7 +107,11 @@ fn html_report_chart_renders_in_headless_chromium() {
         );
         return;
     }
-    let journal = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/failure.jsonl");
+    let journal = Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR")
+            .expect("cargo sets CARGO_MANIFEST_DIR when it runs a test"),
+    )
+    .join("tests/fixtures/failure.jsonl");
     let contents = read_journal(&journal).expect("fixture");
     let report = build_report("20261126-210000-d4e5f6", &contents, false);
     let dir = tempfile::tempdir().expect("temp dir");

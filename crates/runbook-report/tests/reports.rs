@@ -11,9 +11,12 @@ use runbook_report::{
 use std::path::{Path, PathBuf};
 
 fn fixture_path(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(format!("{name}.jsonl"))
+    Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR")
+            .expect("cargo sets CARGO_MANIFEST_DIR when it runs a test"),
+    )
+    .join("tests/fixtures")
+    .join(format!("{name}.jsonl"))
 }
 
 fn contents(name: &str) -> JournalContents {
