@@ -582,8 +582,13 @@ fn key_text(node: &Node, source: &str) -> Option<String> {
 /// Resolves a scalar with the YAML 1.2 core schema (so `yes` stays a string,
 /// unlike YAML 1.1), honouring the standard `!!` tags.
 fn resolve_scalar(text: &str, style: ScalarStyle, tag: Option<&str>) -> Result<Value, String> {
-    match tag {
-        Some("!!str") | Some("tag:yaml.org,2002:str") => return Ok(Value::Str(text.to_string())),
+    // The parser hands `!!int` over resolved, as `tag:yaml.org,2002:int`.
+    let tag = tag.map(|t| match t.strip_prefix("tag:yaml.org,2002:") {
+        Some(core) => format!("!!{core}"),
+        None => t.to_string(),
+    });
+    match tag.as_deref() {
+        Some("!!str") => return Ok(Value::Str(text.to_string())),
         Some("!!int") => {
             return parse_int(text)
                 .map(Value::Int)
@@ -711,6 +716,24 @@ mod tests {
             Some(&Value::Str("1".into()))
         );
         assert_eq!(node.get("f").map(|n| &n.value), Some(&Value::Bool(true)));
+    }
+
+    #[test]
+    fn standard_tags_decide_the_type() {
+        let parsed =
+            parse("a: !!int '2'\nb: !!str 2\nc: !!bool true\nd: !!float 1\ne: !!null ''\nf: !x 1")
+                .expect("recoverable");
+        let node = &parsed.root;
+        assert_eq!(node.get("a").map(|n| &n.value), Some(&Value::Int(2)));
+        assert_eq!(
+            node.get("b").map(|n| &n.value),
+            Some(&Value::Str("2".into()))
+        );
+        assert_eq!(node.get("c").map(|n| &n.value), Some(&Value::Bool(true)));
+        assert_eq!(node.get("d").map(|n| &n.value), Some(&Value::Float(1.0)));
+        assert_eq!(node.get("e").map(|n| &n.value), Some(&Value::Null));
+        assert_eq!(parsed.diagnostics.len(), 1, "{:?}", parsed.diagnostics);
+        assert!(parsed.diagnostics[0].message.contains("`!x`"));
     }
 
     #[test]
