@@ -1008,12 +1008,7 @@ impl<'a> Lowerer<'a> {
                 "description" => step.description = self.string(v, field).map(|s| s.value),
                 "needs" if phase != Phase::Rollback => step.needs = self.needs(v),
                 // `when: false` is how a step is switched off for now.
-                "when" if phase != Phase::Rollback => {
-                    step.when = match v.value {
-                        Value::Bool(b) => Some(template_of(v, b.to_string())),
-                        _ => self.template(v, field),
-                    }
-                }
+                "when" if phase != Phase::Rollback => step.when = self.decision(v, field),
                 "timeout" => step.timeout = self.typed_timeout(v, field),
                 "retry" => step.retry = self.retry(v),
                 "continue_on_failure" => step.continue_on_failure = self.bool(v, field),
@@ -1262,7 +1257,7 @@ impl<'a> Lowerer<'a> {
                     step.method = self.template(v, "method");
                     if let Some(m) = &step.method
                         && !m.is_templated()
-                        && !m.text.chars().all(|c| c.is_ascii_alphabetic())
+                        && (m.text.is_empty() || !m.text.chars().all(|c| c.is_ascii_alphabetic()))
                     {
                         self.error(
                             Code::InvalidValue,
@@ -1473,6 +1468,31 @@ impl<'a> Lowerer<'a> {
         Some(Spanned::new(out, node.span))
     }
 
+    /// A `when` or a gate's `condition`: a boolean, or a template that
+    /// must render to `true` or `false`. Text without a template can only
+    /// be one of those two, or it would fail every run.
+    fn decision(&mut self, v: &Node, field: &str) -> Option<Template> {
+        if let Value::Bool(b) = v.value {
+            return Some(template_of(v, b.to_string()));
+        }
+        let template = self.template(v, field)?;
+        if !template.is_templated() && !matches!(template.text.trim(), "true" | "false") {
+            let d = self.error(
+                Code::InvalidValue,
+                v.span,
+                format!(
+                    "`{field}` must be `true`, `false` or a template rendering to one of them, found `{}`",
+                    template.text
+                ),
+            );
+            d.label = Some("not a boolean".into());
+            d.help = Some(
+                "such as `{{steps.health.failed}}` or `{{eq params.mode \"restore\"}}`".into(),
+            );
+        }
+        Some(template)
+    }
+
     fn kubectl(&mut self, node: &Node, what: &str) -> Option<KubectlStep> {
         let entries = node.as_map()?;
         let action_node = match node.get("action") {
@@ -1601,24 +1621,8 @@ impl<'a> Lowerer<'a> {
                 _ => {}
             }
         }
-        let needs_object = matches!(
-            action,
-            KubectlAction::Scale
-                | KubectlAction::RolloutRestart
-                | KubectlAction::RolloutStatus
-                | KubectlAction::RolloutHistory
-                | KubectlAction::RolloutUndo
-                | KubectlAction::Patch
-                | KubectlAction::Delete
-                | KubectlAction::Exec
-        );
-        let required: &[&str] = match action {
-            KubectlAction::Scale => &["replicas"],
-            KubectlAction::Patch => &["patch"],
-            KubectlAction::Exec => &["command"],
-            _ => &[],
-        };
-        for key in required {
+        let needs_object = action.needs_one_object();
+        for key in action.required_fields() {
             if node.get(key).is_none() {
                 self.missing(node, &format!("{what} (action `{}`)", action.as_str()), key);
             }
@@ -1649,7 +1653,7 @@ impl<'a> Lowerer<'a> {
                     Some("for example `selector: app=omendb` or `resource: pod/omendb-0`".into());
             }
             Some(resource) if needs_object && !resource.is_templated() => {
-                if !resource.text.contains('/') || resource.text.ends_with('/') {
+                if !is_kind_slash_name(&resource.text) {
                     let d = self.error(
                         Code::InvalidValue,
                         resource.span,
@@ -1697,9 +1701,7 @@ impl<'a> Lowerer<'a> {
             }
         }
         if let Some(target) = step.for_resource.as_ref().filter(|f| !f.is_templated())
-            && (!target.text.contains('/')
-                || target.text.ends_with('/')
-                || target.text.starts_with('/'))
+            && !is_kind_slash_name(&target.text)
         {
             let d = self.error(
                 Code::InvalidValue,
@@ -1737,6 +1739,22 @@ impl<'a> Lowerer<'a> {
                 }
             }
         }
+        if let Some(patch) = &step.patch
+            && matches!(patch.value, Value::Seq(_))
+            && step.patch_type.as_ref().map(|t| t.value) != Some(PatchType::Json)
+        {
+            let kind = step
+                .patch_type
+                .as_ref()
+                .map_or("strategic", |t| t.value.as_str());
+            let d = self.error(
+                Code::WrongType,
+                patch.span,
+                format!("a list of operations is a `json` patch, but this patch is `{kind}`"),
+            );
+            d.label = Some("a list".into());
+            d.help = Some("set `patch_type: json`, or write the patch as a mapping".into());
+        }
         if let (Some(patch_type), Some(patch)) = (&step.patch_type, &step.patch)
             && patch_type.value == PatchType::Json
             && matches!(patch.value, Value::Map(_))
@@ -1766,7 +1784,7 @@ impl<'a> Lowerer<'a> {
         for entry in entries {
             let v = &entry.value;
             match entry.key.as_str() {
-                "condition" => step.condition = self.template(v, "condition"),
+                "condition" => step.condition = self.decision(v, "condition"),
                 "on_timeout" => match v.as_str() {
                     Some("reject") => {
                         step.on_timeout = Some(Spanned::new(OnTimeout::Reject, v.span))
@@ -1858,7 +1876,24 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "`{trimmed}` has a sign; a duration is a length of time, such as `5s`"
         ));
     }
+    // humantime reads `M` as a month, where a timeout of `1M` was surely
+    // meant as a minute.
+    let mut units = trimmed.split(|c: char| c.is_ascii_digit() || c == '.' || c.is_whitespace());
+    if units.any(|unit| unit == "M") {
+        return Err(format!(
+            "`{trimmed}`: `M` would be months; write `m` for minutes, or `month`"
+        ));
+    }
     humantime::parse_duration(trimmed).map_err(|e| format!("`{trimmed}`: {e}"))
+}
+
+/// `kind/name`: one slash between two non-empty parts without spaces.
+fn is_kind_slash_name(text: &str) -> bool {
+    text.split_once('/').is_some_and(|(kind, name)| {
+        let part_ok =
+            |p: &str| !p.is_empty() && !p.contains('/') && !p.contains(char::is_whitespace);
+        part_ok(kind) && part_ok(name)
+    })
 }
 
 /// The methods of RFC 9110 and PATCH (RFC 5789).

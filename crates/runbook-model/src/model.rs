@@ -29,10 +29,10 @@ pub struct Runbook {
     /// Inputs of the runbook, set with `--set name=value`, `--params FILE`, an environment variable or a default.
     pub params: IndexMap<String, Param>,
     /// Environment variables added to every shell step (values are templates).
-    #[schemars(with = "IndexMap<String, crate::schema::ScalarText>")]
+    #[schemars(with = "crate::schema::EnvMap")]
     pub env: IndexMap<String, Template>,
     /// Deadline for the main steps, such as `30m`; passing it fails the run with "deadline exceeded".
-    #[schemars(with = "crate::schema::DurationText")]
+    #[schemars(with = "crate::schema::LiteralTimeout")]
     pub timeout: Option<Spanned<Duration>>,
     /// Defaults applied to every step that does not set the field itself.
     pub defaults: Defaults,
@@ -67,9 +67,10 @@ pub struct Param {
     /// Redact the value as `***` everywhere it would be printed or stored.
     pub secret: bool,
     /// Name of an environment variable that supplies the value.
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
     pub env: Option<String>,
     /// The only values permitted.
-    #[schemars(with = "Option<Vec<serde_json::Value>>")]
+    #[schemars(with = "Option<Vec<serde_json::Value>>", length(min = 1))]
     pub allowed: Option<Vec<ParamValue>>,
     /// Where the param is declared.
     #[schemars(skip)]
@@ -158,7 +159,7 @@ impl ParamValue {
 #[schemars(deny_unknown_fields)]
 pub struct Defaults {
     /// Per-attempt timeout for steps that set none (built-in: `10m`, gates `30m`).
-    #[schemars(with = "Option<crate::schema::DurationText>")]
+    #[schemars(with = "Option<crate::schema::LiteralTimeout>")]
     pub timeout: Option<Spanned<Duration>>,
     /// Retry policy for steps that set none.
     pub retry: Option<Retry>,
@@ -170,16 +171,16 @@ pub struct Defaults {
 #[derive(Clone, Debug, PartialEq, JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct Retry {
-    /// Total number of tries, including the first (default 1: no retry).
-    #[schemars(range(min = 1))]
+    /// Total number of tries, including the first (default 1: no retry; at most 1000).
+    #[schemars(range(min = 1, max = 1000))]
     pub attempts: u32,
     /// Wait before the second try (default `1s`).
-    #[schemars(with = "crate::schema::DurationText")]
+    #[schemars(with = "crate::schema::LiteralDuration")]
     pub delay: Duration,
     /// `exponential` (default; the delay doubles each time) or `fixed`.
     pub backoff: Backoff,
     /// Upper bound on any single wait (default `1m`).
-    #[schemars(with = "crate::schema::DurationText")]
+    #[schemars(with = "crate::schema::LiteralDuration")]
     pub max_delay: Duration,
 }
 
@@ -331,11 +332,12 @@ pub struct ShellStep {
     /// The script. `{{expr}}` inserts a value as exactly one shell word; `{{{expr}}}` inserts it raw.
     pub run: Template,
     /// Interpreter argv; the script is passed as its last argument. Default `["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c"]`.
+    #[schemars(with = "Option<crate::schema::Argv>")]
     pub shell: Option<Vec<Template>>,
     /// Working directory.
     pub workdir: Option<Template>,
-    /// Exit codes that count as success (default `[0]`).
-    #[schemars(with = "Option<Vec<i32>>")]
+    /// Exit codes that count as success (default `[0]`): one code or a list.
+    #[schemars(with = "Option<crate::schema::ExitCodes>")]
     pub success_exit_codes: Option<Spanned<Vec<i32>>>,
     /// The step only reads, so it also runs under `--dry-run`.
     #[schemars(with = "Option<crate::schema::BoolOrTemplate>")]
@@ -352,9 +354,11 @@ pub struct ShellStep {
 #[derive(Clone, Debug, JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct HttpCheckStep {
-    /// The URL to request.
+    /// The URL to request: `http://` or `https://`.
+    #[schemars(regex(pattern = r"^[hH][tT][tT][pP][sS]?://[^\s/]|\{\{"))]
     pub url: Template,
     /// HTTP method (default `GET`).
+    #[schemars(regex(pattern = r"^[A-Za-z]+$|\{\{"))]
     pub method: Option<Template>,
     /// Request headers. Values of `Authorization`, `Cookie` and names containing `token` or `key` are redacted.
     #[schemars(with = "IndexMap<String, crate::schema::ScalarText>")]
@@ -385,9 +389,10 @@ pub struct Expect {
     #[schemars(with = "Option<crate::schema::OneOrMany>")]
     pub body_contains: Vec<Template>,
     /// A regular expression searched anywhere in the body.
+    #[schemars(length(min = 1))]
     pub body_matches: Option<Template>,
     /// JSON Pointer (such as `/status`) to the value expected there.
-    #[schemars(with = "Option<IndexMap<String, serde_json::Value>>")]
+    #[schemars(with = "Option<crate::schema::PointerMap>")]
     pub json: IndexMap<String, Node>,
     /// Slowest acceptable response, such as `500ms`.
     #[schemars(with = "Option<crate::schema::DurationText>")]
@@ -446,28 +451,30 @@ pub struct KubectlStep {
     pub dry_run: Option<Typed<bool>>,
     /// Container (logs, exec; default: the pod's default container).
     pub container: Option<Template>,
-    /// Lines from the end of each log (logs).
-    #[schemars(with = "Option<crate::schema::IntOrTemplate>")]
+    /// Lines from the end of each log (logs; `-1` for all).
+    #[schemars(with = "Option<crate::schema::TailLines>")]
     pub tail: Option<Typed<i64>>,
     /// Only logs newer than this duration, such as `10m` (logs).
     #[schemars(with = "Option<crate::schema::DurationText>")]
     pub since: Option<Typed<Duration>>,
     /// The resource whose events to list, such as `pod/omendb-0` (events).
     #[serde(rename = "for")]
+    #[schemars(regex(pattern = r"^[^/\s]+/[^/\s]+$|\{\{"))]
     pub for_resource: Option<Template>,
     /// Desired replica count (scale).
-    #[schemars(with = "Option<crate::schema::IntOrTemplate>")]
+    #[schemars(with = "Option<crate::schema::CountOrTemplate>")]
     pub replicas: Option<Typed<i64>>,
     /// Revision to roll back to (rollout-undo; default: the previous one).
-    #[schemars(with = "Option<crate::schema::IntOrTemplate>")]
+    #[schemars(with = "Option<crate::schema::CountOrTemplate>")]
     pub to_revision: Option<Typed<i64>>,
-    /// The patch document (patch); strings inside are templates.
-    #[schemars(with = "Option<serde_json::Value>")]
+    /// The patch document (patch): a mapping, a list of operations for `patch_type: json`, or either written as a JSON string; strings inside are templates.
+    #[schemars(with = "Option<crate::schema::PatchDocument>")]
     pub patch: Option<Node>,
     /// Patch type: `strategic` (default), `merge` or `json`.
     #[schemars(with = "Option<PatchType>")]
     pub patch_type: Option<Spanned<PatchType>>,
     /// Command to run in the container, as a list (exec).
+    #[schemars(with = "Option<crate::schema::Argv>")]
     pub command: Option<Vec<Template>>,
 }
 
@@ -536,6 +543,31 @@ impl KubectlAction {
         }
     }
 
+    /// Whether the action works on one object, named as `kind/name`.
+    pub fn needs_one_object(self) -> bool {
+        matches!(
+            self,
+            KubectlAction::Scale
+                | KubectlAction::RolloutRestart
+                | KubectlAction::RolloutStatus
+                | KubectlAction::RolloutHistory
+                | KubectlAction::RolloutUndo
+                | KubectlAction::Patch
+                | KubectlAction::Delete
+                | KubectlAction::Exec
+        )
+    }
+
+    /// The action-specific fields the action cannot do without.
+    pub fn required_fields(self) -> &'static [&'static str] {
+        match self {
+            KubectlAction::Scale => &["replicas"],
+            KubectlAction::Patch => &["patch"],
+            KubectlAction::Exec => &["command"],
+            _ => &[],
+        }
+    }
+
     /// Whether `rollback: auto` knows how to undo this action.
     pub fn has_inverse(self) -> bool {
         matches!(
@@ -596,6 +628,17 @@ pub enum PatchType {
     Json,
 }
 
+impl PatchType {
+    /// The name used in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PatchType::Strategic => "strategic",
+            PatchType::Merge => "merge",
+            PatchType::Json => "json",
+        }
+    }
+}
+
 /// `type: gate` — waits for a decision, by a person or by a condition.
 #[derive(Clone, Debug, JsonSchema)]
 #[schemars(deny_unknown_fields)]
@@ -603,6 +646,7 @@ pub struct GateStep {
     /// What the approver is deciding; say exactly what will happen.
     pub message: Template,
     /// If set, the gate decides by itself: `true` approves, `false` rejects.
+    #[schemars(with = "Option<crate::schema::BoolOrTemplate>")]
     pub condition: Option<Template>,
     /// What happens when nobody decides before the timeout: `reject` (default) or `approve`.
     #[schemars(with = "Option<OnTimeout>")]

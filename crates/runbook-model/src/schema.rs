@@ -7,12 +7,21 @@
 //! its own, discriminated by `type`, with unknown keys rejected.
 
 use crate::lower::{COMMON_KEYS, GATE_KEYS, HTTP_KEYS, KUBECTL_KEYS, SHELL_KEYS, SIGNALS};
-use crate::model::{GateStep, HttpCheckStep, KubectlStep, Retry, Runbook, ShellStep};
+use crate::model::{
+    GateStep, HttpCheckStep, KubectlAction, KubectlStep, ParamType, Retry, Runbook, ShellStep,
+};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde_json::{Map, Value, json};
 
 const STEP_ID_PATTERN: &str = "^[a-z][a-z0-9_-]*$";
 const PARAM_PATTERN: &str = "^[a-z_][a-z0-9_]*$";
+const ENV_NAME_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
+/// A string holding a template, which `validate` checks and the schema
+/// cannot.
+const TEMPLATE_PATTERN: &str = "\\{\\{";
+/// The units `parse_duration` takes (humantime's, without `M`, which would
+/// be a month).
+const DURATION_UNITS: &str = "(nanos|nsec|ns|usec|us|µs|millis|msec|ms|seconds|second|secs|sec|s|minutes|minute|mins|min|m|hours|hour|hrs|hr|h|days|day|d|weeks|week|wks|wk|w|months|month|years|year|yrs|yr|y)";
 
 /// The schema of the whole format, as printed by `runbook schema`.
 pub fn runbook_schema() -> Value {
@@ -55,8 +64,154 @@ pub fn runbook_schema() -> Value {
                 set_required(object, &[]);
             }
         }
+        if let Some(param) = definitions.get_mut("Param").and_then(Value::as_object_mut) {
+            param.insert("allOf".into(), param_value_rules());
+        }
+    }
+    // schemars lets every `Option` field be `null`; the validator does not
+    // (`description:` with nothing after it is a mistake, RB103), so the
+    // schema must not either.
+    strip_null(&mut value);
+    // The few places where an empty value means "none" to the validator.
+    for pointer in [
+        "/properties/on_failure",
+        "/properties/finally",
+        "/definitions/Param",
+    ] {
+        if let Some(object) = value.pointer_mut(pointer).and_then(Value::as_object_mut) {
+            object.insert("type".into(), json!(["object", "null"]));
+        }
     }
     value
+}
+
+/// Removes `null` from every `type` list and `anyOf` alternative.
+fn strip_null(value: &mut Value) {
+    match value {
+        Value::Object(object) => {
+            if let Some(Value::Array(types)) = object.get_mut("type") {
+                types.retain(|t| t != "null");
+                if types.len() == 1 {
+                    let only = types.remove(0);
+                    object.insert("type".into(), only);
+                }
+            }
+            if let Some(Value::Array(alternatives)) = object.get_mut("anyOf") {
+                alternatives.retain(|a| a != &json!({"type": "null"}));
+                if alternatives.len() == 1 {
+                    let only = alternatives.remove(0);
+                    object.remove("anyOf");
+                    match only {
+                        Value::Object(inner) if !inner.contains_key("$ref") => {
+                            for (key, schema) in inner {
+                                object.entry(key).or_insert(schema);
+                            }
+                        }
+                        other => {
+                            object.insert("allOf".into(), json!([other]));
+                        }
+                    }
+                }
+            }
+            object.values_mut().for_each(strip_null);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_null),
+        _ => {}
+    }
+}
+
+/// A param's `default` and `allowed` values have the param's type
+/// (`string` when it has none).
+fn param_value_rules() -> Value {
+    let rule = |kind: ParamType, json_type: &str| {
+        let condition = if kind == ParamType::String {
+            json!({"anyOf": [
+                {"not": {"required": ["type"]}},
+                {"properties": {"type": {"const": "string"}}}
+            ]})
+        } else {
+            json!({"properties": {"type": {"const": kind.as_str()}}, "required": ["type"]})
+        };
+        json!({
+            "if": condition,
+            "then": {"properties": {
+                "default": {"type": json_type},
+                "allowed": {"items": {"type": json_type}}
+            }}
+        })
+    };
+    json!([
+        rule(ParamType::String, "string"),
+        rule(ParamType::Integer, "integer"),
+        rule(ParamType::Number, "number"),
+        rule(ParamType::Boolean, "boolean"),
+    ])
+}
+
+/// What the validator checks per kubectl action: the fields each action
+/// requires, the action-specific fields it takes (another action's are
+/// refused), the one object (`kind/name`) that acting on a single object
+/// needs, and `rollback: auto` only where the action has an inverse.
+fn kubectl_action_rules(rollback: bool) -> Value {
+    let action_specific: Vec<&str> = KubectlAction::ALL
+        .iter()
+        .flat_map(|a| a.extra_fields().iter().copied())
+        .fold(Vec::new(), |mut all, field| {
+            if !all.contains(&field) {
+                all.push(field);
+            }
+            all
+        });
+    let rules: Vec<Value> = KubectlAction::ALL
+        .iter()
+        .map(|&action| {
+            let mut properties = Map::new();
+            for field in &action_specific {
+                if !action.extra_fields().contains(field) {
+                    properties.insert((*field).into(), json!(false));
+                }
+            }
+            if action == KubectlAction::Top {
+                properties.insert(
+                    "resource".into(),
+                    json!({"pattern": format!("^([pP][oO]([dD][sS]?)?|[nN][oO]([dD][eE][sS]?)?)(\\.[^/\\s]*)?(/[^/\\s]*)?$|{TEMPLATE_PATTERN}")}),
+                );
+            }
+            if action.needs_one_object() {
+                properties.insert(
+                    "resource".into(),
+                    json!({"pattern": format!("^[^/\\s]+/[^/\\s]+$|{TEMPLATE_PATTERN}")}),
+                );
+            }
+            if !rollback && !action.has_inverse() {
+                properties.insert(
+                    "rollback".into(),
+                    json!({"$ref": "#/definitions/RollbackStep"}),
+                );
+            }
+            let mut then = json!({"properties": properties});
+            let mut required: Vec<&str> = action.required_fields().to_vec();
+            if action.needs_one_object() || action == KubectlAction::Get {
+                required.push("resource");
+            }
+            if !required.is_empty() {
+                then["required"] = json!(required);
+            }
+            if action == KubectlAction::Logs {
+                then["anyOf"] = json!([{"required": ["resource"]}, {"required": ["selector"]}]);
+            }
+            if action == KubectlAction::Patch {
+                then["if"] = json!({"properties": {"patch_type": {"const": "json"}}, "required": ["patch_type"]});
+                then["then"] = json!({"properties": {"patch": {"type": ["array", "string"]}}});
+                then["else"] = json!({"properties": {"patch": {"type": ["object", "string"]}}});
+            }
+            json!({
+                "if": {"properties": {"action": {"const": action.as_str()}}},
+                "then": then,
+            })
+        })
+        .collect();
+    Value::Array(rules)
 }
 
 fn set_required(object: &mut Map<String, Value>, required: &[&str]) {
@@ -91,20 +246,36 @@ fn kind_schema<T: JsonSchema>(
         }
     }
     debug_assert!(own_keys.iter().all(|k| properties.contains_key(*k)));
+    // Only kubectl actions can have `rollback: auto`.
+    if type_name != "kubectl-action" && properties.contains_key("rollback") {
+        properties.insert(
+            "rollback".into(),
+            json!({
+                "description": "What undoes this step if the run fails: a step without `needs`, `when` or `rollback` (`auto` is only for kubectl scale, patch and rollout-restart).",
+                "allOf": [{"$ref": "#/definitions/RollbackStep"}]
+            }),
+        );
+    }
     let mut all_required = vec!["type"];
     all_required.extend_from_slice(required);
-    json!({
+    let mut schema = json!({
         "type": "object",
         "description": description,
         "properties": properties,
         "required": all_required,
         "additionalProperties": false,
-    })
+    });
+    match type_name {
+        "kubectl-action" => schema["allOf"] = kubectl_action_rules(rollback),
+        "http-check" => schema["not"] = json!({"required": ["body", "json"]}),
+        _ => {}
+    }
+    schema
 }
 
 fn common_properties(generator: &mut SchemaGenerator, rollback: bool) -> Vec<(String, Value)> {
     let retry = generator.subschema_for::<Retry>().to_value();
-    let duration = DurationText::json_schema(generator).to_value();
+    let duration = TimeoutText::json_schema(generator).to_value();
     let mut out = vec![
         (
             "description",
@@ -130,7 +301,10 @@ fn common_properties(generator: &mut SchemaGenerator, rollback: bool) -> Vec<(St
         ),
         (
             "env",
-            json!({"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}, "description": "Extra environment variables for shell steps (values are templates)."}),
+            merge_description(
+                EnvMap::json_schema(generator).to_value(),
+                "Extra environment variables for shell steps (values are templates).",
+            ),
         ),
         (
             "idempotent",
@@ -142,10 +316,16 @@ fn common_properties(generator: &mut SchemaGenerator, rollback: bool) -> Vec<(St
             "description": "Step id, or list of step ids, in the same map that must finish first.",
             "oneOf": [
                 {"type": "string", "pattern": "^[a-z][a-z0-9_-]*$"},
-                {"type": "array", "items": {"type": "string", "pattern": "^[a-z][a-z0-9_-]*$"}, "uniqueItems": true}
+                {"type": "array", "items": {"type": "string", "pattern": "^[a-z][a-z0-9_-]*$"}}
             ]
         })));
-        out.push(("when", json!({"type": ["string", "boolean"], "description": "Template that must render to `true` or `false` (or the boolean itself: `when: false` switches a step off); it alone decides whether the step runs, even after a failure or skip."})));
+        out.push((
+            "when",
+            merge_description(
+                BoolOrTemplate::json_schema(generator).to_value(),
+                "Template that must render to `true` or `false` (or the boolean itself: `when: false` switches a step off); it alone decides whether the step runs, even after a failure or skip.",
+            ),
+        ));
         out.push(("rollback", json!({
             "description": "What undoes this step if the run fails: `auto` (kubectl scale, patch, rollout-restart) or a step without `needs`, `when` or `rollback`.",
             "oneOf": [
@@ -244,7 +424,35 @@ impl JsonSchema for RollbackStepSchema {
     }
 }
 
-/// Schema-only type: a duration string.
+/// A duration pattern: numbers with units, the total not zero when
+/// `nonzero`.
+fn duration_pattern(nonzero: bool) -> String {
+    let piece = format!("[0-9]+(\\.[0-9]+)?\\s*{DURATION_UNITS}\\s*");
+    let all_zero = format!("\\s*(0+(\\.0+)?\\s*{DURATION_UNITS}\\s*)+$");
+    let not_zero = if nonzero {
+        format!("(?!{all_zero})")
+    } else {
+        String::new()
+    };
+    format!("^{not_zero}\\s*({piece})+$")
+}
+
+fn duration_schema(nonzero: bool, templated: bool, description: &str) -> Schema {
+    let literal = json!({"type": "string", "pattern": duration_pattern(nonzero)});
+    let schema = if templated {
+        json!({
+            "description": description,
+            "anyOf": [literal, {"type": "string", "pattern": TEMPLATE_PATTERN}],
+        })
+    } else {
+        let mut literal = literal;
+        literal["description"] = json!(description);
+        literal
+    };
+    Schema::try_from(schema).unwrap_or_default()
+}
+
+/// Schema-only type: a duration, or a template rendering to one.
 pub struct DurationText;
 
 impl JsonSchema for DurationText {
@@ -252,11 +460,147 @@ impl JsonSchema for DurationText {
         "Duration".into()
     }
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        duration_schema(
+            false,
+            true,
+            "A duration with units, such as `500ms`, `30s`, `5m` or `1h30m` (a bare number is ambiguous and rejected), or a template rendering to one.",
+        )
+    }
+}
+
+/// Schema-only type: a step's timeout, not zero, or a template.
+pub struct TimeoutText;
+
+impl JsonSchema for TimeoutText {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Timeout".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        duration_schema(
+            true,
+            true,
+            "A duration other than zero, such as `30s`, `5m` or `1h30m`, or a template rendering to one.",
+        )
+    }
+}
+
+/// Schema-only type: a duration written out, read before any template
+/// context exists (retry delays).
+pub struct LiteralDuration;
+
+impl JsonSchema for LiteralDuration {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "LiteralDuration".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        duration_schema(
+            false,
+            false,
+            "A duration with units, such as `500ms`, `30s` or `5m`; not a template.",
+        )
+    }
+}
+
+/// Schema-only type: a timeout written out (the run's and the default
+/// step timeout), not zero.
+pub struct LiteralTimeout;
+
+impl JsonSchema for LiteralTimeout {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "LiteralTimeout".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        duration_schema(
+            true,
+            false,
+            "A duration other than zero, such as `30m`; not a template.",
+        )
+    }
+}
+
+/// Schema-only type: environment variables (values are templates, and may
+/// be written unquoted).
+pub struct EnvMap;
+
+impl JsonSchema for EnvMap {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "EnvMap".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
-            "type": "string",
-            "description": "A duration with units, such as `500ms`, `30s`, `5m` or `1h30m` (a bare number is ambiguous and rejected). May be a template.",
-            "pattern": "^\\s*([0-9]+(\\.[0-9]+)?\\s*[a-zA-Zµ]+\\s*)+$|\\{\\{",
+            "type": "object",
+            "propertyNames": {"pattern": ENV_NAME_PATTERN},
+            "additionalProperties": {"type": ["string", "number", "boolean"]},
         })
+    }
+}
+
+/// Schema-only type: a program and its arguments (numbers are taken as
+/// text, as in `[sleep, 5]`).
+pub struct Argv;
+
+impl JsonSchema for Argv {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Argv".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "array",
+            "minItems": 1,
+            "items": {"type": ["string", "number", "boolean"]},
+        })
+    }
+}
+
+/// Schema-only type: exit codes, one or a list.
+pub struct ExitCodes;
+
+impl JsonSchema for ExitCodes {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ExitCodes".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        let code = json!({"type": "integer", "minimum": 0, "maximum": 255});
+        json_schema!({"anyOf": [code, {"type": "array", "minItems": 1, "items": code}]})
+    }
+}
+
+/// Schema-only type: expected values keyed by JSON Pointer.
+pub struct PointerMap;
+
+impl JsonSchema for PointerMap {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PointerMap".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "object", "propertyNames": {"pattern": "^(/.*)?$"}})
+    }
+}
+
+/// Schema-only type: a patch document.
+pub struct PatchDocument;
+
+impl JsonSchema for PatchDocument {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PatchDocument".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": ["object", "array", "string"]})
     }
 }
 
@@ -306,22 +650,49 @@ impl JsonSchema for BoolOrTemplate {
         true
     }
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({"anyOf": [{"type": "boolean"}, {"type": "string", "pattern": "\\{\\{"}]})
+        json_schema!({"anyOf": [
+            {"type": "boolean"},
+            {"type": "string", "pattern": format!("^\\s*(true|false)\\s*$|{TEMPLATE_PATTERN}")},
+        ]})
     }
 }
 
-/// Schema-only type: an integer, or a template rendering to one.
-pub struct IntOrTemplate;
+fn int_schema(minimum: i64, quoted: &str) -> Schema {
+    json_schema!({"anyOf": [
+        {"type": "integer", "minimum": minimum},
+        {"type": "string", "pattern": format!("^\\s*({quoted})\\s*$|{TEMPLATE_PATTERN}")},
+    ]})
+}
 
-impl JsonSchema for IntOrTemplate {
+/// Schema-only type: a count (0 or more), also quoted, or a template
+/// rendering to one.
+pub struct CountOrTemplate;
+
+impl JsonSchema for CountOrTemplate {
     fn schema_name() -> std::borrow::Cow<'static, str> {
-        "IntOrTemplate".into()
+        "CountOrTemplate".into()
     }
     fn inline_schema() -> bool {
         true
     }
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({"anyOf": [{"type": "integer"}, {"type": "string", "pattern": "\\{\\{"}]})
+        int_schema(0, "\\+?[0-9]+")
+    }
+}
+
+/// Schema-only type: a number of log lines (`-1` for all), also quoted, or
+/// a template rendering to one.
+pub struct TailLines;
+
+impl JsonSchema for TailLines {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "TailLines".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        int_schema(-1, "\\+?[0-9]+|-0*1")
     }
 }
 
@@ -336,7 +707,10 @@ impl JsonSchema for OneOrMany {
         true
     }
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]})
+        json_schema!({"anyOf": [
+            {"type": "string"},
+            {"type": "array", "minItems": 1, "items": {"type": "string"}},
+        ]})
     }
 }
 
@@ -389,7 +763,12 @@ mod tests {
         }
         match value {
             serde_json::Value::Object(map) => {
-                for (k, v) in map {
+                // Conditions only narrow fields described where they are
+                // declared.
+                for (k, v) in map
+                    .iter()
+                    .filter(|(k, _)| !matches!(k.as_str(), "if" | "then" | "else"))
+                {
                     walk(v, &format!("{path}/{k}"), missing);
                 }
             }

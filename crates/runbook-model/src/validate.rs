@@ -465,16 +465,18 @@ impl<'a> Validator<'a> {
                     "rollbacks can read main steps only".to_string(),
                 ),
             };
-            self.diagnostics.push(
-                Diagnostic::error(
-                    Code::MissingDependency,
-                    span,
-                    format!(
-                        "{who} reads `steps.{target}` in `{field}` without depending on `{target}`"
-                    ),
+            // The top-level `env` cannot depend on anything.
+            let message = if matches!(scope, Scope::Global) {
+                format!(
+                    "{who} cannot read `steps.{target}` (in `{field}`): no step has run when it is rendered"
                 )
-                .with_label("not a dependency")
-                .with_help(help),
+            } else {
+                format!("{who} reads `steps.{target}` in `{field}` without depending on `{target}`")
+            };
+            self.diagnostics.push(
+                Diagnostic::error(Code::MissingDependency, span, message)
+                    .with_label("not a dependency")
+                    .with_help(help),
             );
             return;
         }
