@@ -705,6 +705,72 @@ fn a_not_idempotent_step_left_running_is_waited_for_not_stopped() {
     );
 }
 
+/// The record of what a dead engine left running outlives a resume that
+/// is itself stopped before that has finished, and a step still running is
+/// known to have started even when its `step_started` never reached the
+/// journal: the next resume waits for it and asks, and never runs it next
+/// to its first copy.
+#[test]
+fn a_second_resume_still_waits_for_what_the_first_engine_left_running() {
+    let sandbox = Sandbox::new();
+    let mut child = sandbox.spawn_run(&fixture("append-once.yaml"), &[]);
+    let first = group_in(&sandbox, "slow.pid");
+    kill(&child.id().to_string());
+    child.wait().expect("wait for the killed engine");
+    let id = sandbox.run_id();
+    // The last line, `slow`'s start, is lost as in a power cut.
+    let journal = sandbox.journal_path(&id);
+    let text = std::fs::read_to_string(&journal).expect("journal");
+    let kept = text
+        .trim_end()
+        .rsplit_once('\n')
+        .map_or("", |(head, _)| head);
+    let lost = &text[kept.len()..];
+    assert!(
+        lost.contains("\"step_started\"") && lost.contains("\"slow\""),
+        "{lost}"
+    );
+    std::fs::write(&journal, format!("{kept}\n")).expect("cut the journal");
+
+    // Ctrl-C while the resume waits: it stops and leaves the step running.
+    let mut waiting = sandbox
+        .runbook(&["resume", &id])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn resume");
+    std::thread::sleep(Duration::from_millis(500));
+    kill_with("-INT", &waiting.id().to_string());
+    waiting.wait().expect("the first resume stops");
+    assert_eq!(sandbox.effects(), ["prepare", "slow-start"]);
+
+    // The person knows the restore completed once it does.
+    let second = sandbox
+        .runbook(&["resume", &id, "--approve", "slow"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the second resume");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(sandbox.effects(), ["prepare", "slow-start"]);
+    sandbox.let_slow_finish();
+    let out = second
+        .wait_with_output()
+        .expect("the second resume finishes");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "step `slow` of the dead engine is still running (process group {first})"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        sandbox.effects(),
+        ["prepare", "slow-start", "slow-done", FINISH_LINE, "tidy"]
+    );
+}
+
 #[test]
 fn what_a_killed_engine_left_running_is_stopped_before_the_step_runs_again() {
     let sandbox = Sandbox::new();

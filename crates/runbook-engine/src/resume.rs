@@ -234,6 +234,21 @@ impl ResumePoint {
         self.rollbacks_running.iter().map(String::as_str)
     }
 
+    /// Records that `step` had started although the journal does not say
+    /// so: its processes outlived the engine, and the journal's last line,
+    /// its `step_started`, was torn or never reached the disk. The step is
+    /// then treated as interrupted (an `idempotent: false` one is asked
+    /// about, not run again blindly). A step the journal records as
+    /// finished stays finished.
+    pub fn started_unrecorded(&mut self, step: &str) {
+        if self.finished.contains_key(step) || self.interrupted.contains(step) {
+            return;
+        }
+        self.cancelled.remove(step);
+        self.interrupted.insert(step.to_string());
+        self.attempts_started.entry(step.to_string()).or_insert(1);
+    }
+
     /// How many steps the journal records as finished.
     pub fn finished_steps(&self) -> usize {
         self.finished.len()

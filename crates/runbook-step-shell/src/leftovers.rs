@@ -138,14 +138,14 @@ impl Leftover {
     }
 }
 
-/// The process groups of `run_dir`'s log that are still alive, and clears
-/// the log.
+/// The process groups of `run_dir`'s log that are still alive. The log
+/// stays until [`forget_groups`]: a resume that dies before it has stopped
+/// or waited for them leaves them to the next one.
 pub fn leftover_groups(run_dir: &Path) -> Vec<Leftover> {
     let path = run_dir.join(LOG_NAME);
     let Ok(text) = std::fs::read_to_string(&path) else {
         return Vec::new();
     };
-    let _ = std::fs::remove_file(&path);
     let mut lines = text.lines();
     let same_boot = lines
         .next()
@@ -179,6 +179,12 @@ pub fn leftover_groups(run_dir: &Path) -> Vec<Leftover> {
         }
     }
     alive
+}
+
+/// Clears `run_dir`'s log, once nothing it lists is alive, so that the
+/// resumed run's engine logs its own groups from a fresh start.
+pub fn forget_groups(run_dir: &Path) {
+    let _ = std::fs::remove_file(run_dir.join(LOG_NAME));
 }
 
 /// Stops `leftovers`: the stop signal, then SIGKILL after `grace`. Returns
