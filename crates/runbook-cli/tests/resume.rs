@@ -4,7 +4,7 @@
 //! effects (each exactly once, the interrupted step again or asked about)
 //! and the journal (one run, continued).
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -769,6 +769,31 @@ fn a_second_resume_still_waits_for_what_the_first_engine_left_running() {
         sandbox.effects(),
         ["prepare", "slow-start", "slow-done", FINISH_LINE, "tidy"]
     );
+}
+
+/// A step a person confirms as completed has no outputs (they died with
+/// the engine): a step that reads them fails and says so, instead of
+/// running with empty text where a snapshot's name should be.
+#[test]
+fn a_confirmed_step_has_no_outputs_to_read() {
+    let sandbox = Sandbox::new();
+    let id = sandbox.killed_run(&fixture("confirmed-outputs.yaml"), &[]);
+    let out = sandbox.resume(&id, &["--approve", "slow", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let events = sandbox.events(&id);
+    let slow = step_finished(&events, "slow");
+    assert_eq!(slow.last().map(|e| &e["status"]), Some(&json!("succeeded")));
+    assert_eq!(slow.last().map(|e| &e["outputs"]), Some(&json!({})));
+    let used = step_finished(&events, "use");
+    let error = used
+        .last()
+        .and_then(|e| e["error"].as_str())
+        .unwrap_or_default();
+    assert!(
+        error.contains("`steps.slow.outputs.stdout` is not defined"),
+        "{error}"
+    );
+    assert!(sandbox.effects().is_empty(), "{:?}", sandbox.effects());
 }
 
 #[test]

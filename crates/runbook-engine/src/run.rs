@@ -1024,18 +1024,15 @@ impl<'a> Dispatcher<'a> {
             self.start(i);
             return;
         }
-        let outputs = self.nodes[i]
-            .step
-            .kind
-            .output_names()
-            .iter()
-            .map(|name| (name.to_string(), Value::Null))
-            .collect();
+        // What it produced died with the engine. No outputs at all, rather
+        // than nulls that would render as empty text: a template that reads
+        // one fails and says so (a rollback run with an empty argument
+        // could do harm).
         let state = &mut self.states[i];
         state.status = StepStatus::Succeeded;
         state.attempts = 0;
         state.duration = state.started.map_or(Duration::ZERO, |s| s.elapsed());
-        state.outputs = outputs;
+        state.outputs = Outputs::new();
         state.reason = Some(format!(
             "confirmed completed by {decided_by} (it was running when the engine stopped; not run again)"
         ));
