@@ -415,6 +415,16 @@ fn agreement_cases() -> Vec<Case> {
         step_case("top-of-a-pod", true, &k("action: top, resource: Pod/x")),
         step_case("events-for-a-kind", false, &k("action: events, for: pods")),
         step_case(
+            "selector-beside-a-named-object",
+            false,
+            &k("action: get, resource: pod/x, selector: app=x"),
+        ),
+        step_case(
+            "selector-beside-a-kind",
+            true,
+            &k("action: get, resource: pods, selector: app=x"),
+        ),
+        step_case(
             "empty-body-pattern",
             false,
             "{type: http-check, url: \"http://x\", expect: {body_matches: \"\"}}",

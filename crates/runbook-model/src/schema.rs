@@ -162,7 +162,7 @@ fn kubectl_action_rules(rollback: bool) -> Value {
             }
             all
         });
-    let rules: Vec<Value> = KubectlAction::ALL
+    let mut rules: Vec<Value> = KubectlAction::ALL
         .iter()
         .map(|&action| {
             let mut properties = Map::new();
@@ -211,6 +211,11 @@ fn kubectl_action_rules(rollback: bool) -> Value {
             })
         })
         .collect();
+    // A selector next to one named object would not filter it.
+    rules.push(json!({
+        "if": {"properties": {"resource": {"pattern": "^(?!.*\\{\\{).*/"}}, "required": ["resource"]},
+        "then": {"not": {"anyOf": [{"required": ["selector"]}, {"required": ["field_selector"]}]}},
+    }));
     Value::Array(rules)
 }
 
