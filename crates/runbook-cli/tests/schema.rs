@@ -415,6 +415,16 @@ fn agreement_cases() -> Vec<Case> {
         step_case("top-of-a-pod", true, &k("action: top, resource: Pod/x")),
         step_case("events-for-a-kind", false, &k("action: events, for: pods")),
         step_case(
+            "blank-program",
+            false,
+            "{type: shell, run: \"true\", shell: [\" \", -c]}",
+        ),
+        step_case(
+            "blank-command",
+            false,
+            &k("action: exec, resource: deployment/x, command: [\"\"]"),
+        ),
+        step_case(
             "selector-beside-a-named-object",
             false,
             &k("action: get, resource: pod/x, selector: app=x"),

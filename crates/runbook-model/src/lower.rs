@@ -1130,7 +1130,7 @@ impl<'a> Lowerer<'a> {
             match entry.key.as_str() {
                 "shell" => {
                     step.shell = self.template_list(v, "shell");
-                    if step.shell.as_ref().is_some_and(Vec::is_empty) {
+                    if step.shell.as_deref().is_some_and(blank_program) {
                         self.error(
                             Code::InvalidValue,
                             v.span,
@@ -1608,11 +1608,12 @@ impl<'a> Lowerer<'a> {
                     }
                     _ => {
                         step.command = self.template_list(v, key);
-                        if step.command.as_ref().is_some_and(Vec::is_empty) {
+                        if step.command.as_deref().is_some_and(blank_program) {
                             let d = self.error(
                                 Code::InvalidValue,
                                 v.span,
-                                "`command` is empty: it needs the program to run".into(),
+                                "`command` names no program: it needs the program to run first"
+                                    .into(),
                             );
                             d.help = Some("such as `[\"df\", \"-h\"]`".into());
                         }
@@ -1885,6 +1886,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         ));
     }
     humantime::parse_duration(trimmed).map_err(|e| format!("`{trimmed}`: {e}"))
+}
+
+/// An argv that names no program: empty, or a first word that is blank
+/// text (a template may still render to a program).
+fn blank_program(argv: &[Template]) -> bool {
+    argv.first()
+        .is_none_or(|program| !program.is_templated() && program.text.trim().is_empty())
 }
 
 /// `kind/name`: one slash between two non-empty parts without spaces.

@@ -555,10 +555,13 @@ impl JsonSchema for Argv {
         true
     }
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        let word = json!({"type": ["string", "number", "boolean"]});
         json_schema!({
             "type": "array",
             "minItems": 1,
-            "items": {"type": ["string", "number", "boolean"]},
+            // The program: not blank.
+            "items": [{"anyOf": [{"type": "string", "pattern": "\\S"}, {"type": ["number", "boolean"]}]}],
+            "additionalItems": word,
         })
     }
 }
