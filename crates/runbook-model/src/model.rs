@@ -355,10 +355,16 @@ pub struct ShellStep {
 #[schemars(deny_unknown_fields)]
 pub struct HttpCheckStep {
     /// The URL to request: `http://` or `https://`.
-    #[schemars(regex(pattern = r"^[hH][tT][tT][pP][sS]?://[^\s/]|\{\{"))]
+    #[schemars(
+        regex(pattern = r"^[hH][tT][tT][pP][sS]?://[^\s/]|\{\{"),
+        extend("patternErrorMessage" = "an http:// or https:// URL, such as `http://127.0.0.1:8080/health`")
+    )]
     pub url: Template,
     /// HTTP method (default `GET`).
-    #[schemars(regex(pattern = r"^[A-Za-z]+$|\{\{"))]
+    #[schemars(
+        regex(pattern = r"^[A-Za-z]+$|\{\{"),
+        extend("patternErrorMessage" = "an HTTP method, such as GET or POST")
+    )]
     pub method: Option<Template>,
     /// Request headers. Values of `Authorization`, `Cookie` and names containing `token` or `key` are redacted.
     #[schemars(with = "IndexMap<String, crate::schema::ScalarText>")]
@@ -459,7 +465,10 @@ pub struct KubectlStep {
     pub since: Option<Typed<Duration>>,
     /// The resource whose events to list, such as `pod/omendb-0` (events).
     #[serde(rename = "for")]
-    #[schemars(regex(pattern = r"^[^/\s]+/[^/\s]+$|\{\{"))]
+    #[schemars(
+        regex(pattern = r"^[^/\s]+/[^/\s]+$|\{\{"),
+        extend("patternErrorMessage" = "one object, as `kind/name`, such as `pod/omendb-0`")
+    )]
     pub for_resource: Option<Template>,
     /// Desired replica count (scale).
     #[schemars(with = "Option<crate::schema::CountOrTemplate>")]

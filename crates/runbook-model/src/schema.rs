@@ -174,13 +174,19 @@ fn kubectl_action_rules(rollback: bool) -> Value {
             if action == KubectlAction::Top {
                 properties.insert(
                     "resource".into(),
-                    json!({"pattern": format!("^([pP][oO]([dD][sS]?)?|[nN][oO]([dD][eE][sS]?)?)(\\.[^/\\s]*)?(/[^/\\s]*)?$|{TEMPLATE_PATTERN}")}),
+                    json!({
+                        "pattern": format!("^([pP][oO]([dD][sS]?)?|[nN][oO]([dD][eE][sS]?)?)(\\.[^/\\s]*)?(/[^/\\s]*)?$|{TEMPLATE_PATTERN}"),
+                        "patternErrorMessage": "`top` works on pods or nodes: `pods`, `nodes`, `pod/NAME` or `node/NAME`",
+                    }),
                 );
             }
             if action.needs_one_object() {
                 properties.insert(
                     "resource".into(),
-                    json!({"pattern": format!("^[^/\\s]+/[^/\\s]+$|{TEMPLATE_PATTERN}")}),
+                    json!({
+                        "pattern": format!("^[^/\\s]+/[^/\\s]+$|{TEMPLATE_PATTERN}"),
+                        "patternErrorMessage": format!("`{}` works on one object, as `kind/name`, such as `deployment/prod-omendb`", action.as_str()),
+                    }),
                 );
             }
             if !rollback && !action.has_inverse() {
@@ -443,18 +449,21 @@ fn duration_pattern(nonzero: bool) -> String {
 }
 
 fn duration_schema(nonzero: bool, templated: bool, description: &str) -> Schema {
-    let literal = json!({"type": "string", "pattern": duration_pattern(nonzero)});
-    let schema = if templated {
-        json!({
-            "description": description,
-            "anyOf": [literal, {"type": "string", "pattern": TEMPLATE_PATTERN}],
-        })
+    let literal = duration_pattern(nonzero);
+    let (pattern, template) = if templated {
+        (format!("{literal}|{TEMPLATE_PATTERN}"), ", or a template")
     } else {
-        let mut literal = literal;
-        literal["description"] = json!(description);
-        literal
+        (literal, "")
     };
-    Schema::try_from(schema).unwrap_or_default()
+    let zero = if nonzero { ", above zero" } else { "" };
+    Schema::try_from(json!({
+        "type": "string",
+        "description": description,
+        "pattern": pattern,
+        // yaml-language-server shows this instead of the pattern.
+        "patternErrorMessage": format!("a duration with units{zero}, such as `30s`, `5m` or `1h30m` (units: ms, s, m, h, d, w, month, y){template}"),
+    }))
+    .unwrap_or_default()
 }
 
 /// Schema-only type: a duration, or a template rendering to one.
