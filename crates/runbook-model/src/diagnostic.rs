@@ -63,6 +63,9 @@ pub enum Code {
     /// A `{{ }}` insertion where no quoting keeps a value inert (backticks,
     /// after a backslash, a here-document's delimiter).
     UnsafeShellInsertion,
+    /// A template inserts a step output that is a list or a mapping, which
+    /// renders as Handlebars' placeholder text rather than its content.
+    StructureInserted,
     /// A field that does not apply in this context (warning or error).
     FieldNotApplicable,
     /// A param given on the command line or in a params file is wrong.
@@ -97,6 +100,7 @@ impl Code {
             Code::UnknownVariable => "RB306",
             Code::RawShellInsertion => "RB307",
             Code::UnsafeShellInsertion => "RB308",
+            Code::StructureInserted => "RB309",
             Code::RollbackNotInvertible => "RB401",
             Code::InvalidParam => "RB501",
         }
@@ -129,6 +133,7 @@ impl Code {
             Code::UnknownVariable => "unknown-variable",
             Code::RawShellInsertion => "raw-shell-insertion",
             Code::UnsafeShellInsertion => "unsafe-shell-insertion",
+            Code::StructureInserted => "structure-inserted",
             Code::RollbackNotInvertible => "rollback-not-invertible",
             Code::InvalidParam => "invalid-param",
         }

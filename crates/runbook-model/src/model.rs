@@ -833,6 +833,26 @@ impl StepKind {
     }
 }
 
+impl StepKind {
+    /// The outputs that are lists or mappings (or, for `json`, may be):
+    /// inserted as they are, they render as placeholder text.
+    pub fn structured_outputs(&self) -> &'static [&'static str] {
+        match self {
+            StepKind::Shell(_) => &["json", "lines"],
+            StepKind::HttpCheck(_) => &["headers", "json"],
+            StepKind::Gate(_) => &[],
+            StepKind::KubectlAction(k) => match k.action.value {
+                KubectlAction::Get => &["object", "items", "pods"],
+                KubectlAction::Logs => &["by_pod"],
+                KubectlAction::Events | KubectlAction::Top => &["items"],
+                KubectlAction::RolloutHistory => &["revisions"],
+                KubectlAction::Patch => &["object", "previous"],
+                _ => &[],
+            },
+        }
+    }
+}
+
 /// Fields of `steps.ID` in the template context.
 pub const STEP_CONTEXT_FIELDS: &[&str] = &[
     "status",

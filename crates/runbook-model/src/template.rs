@@ -109,6 +109,9 @@ pub struct Analysis {
     /// Patterns given to `matches` as string literals, which can be
     /// checked before the run instead of failing the step that renders them.
     pub literal_patterns: Vec<String>,
+    /// Root variables inserted as they are (`{{steps.a.outputs.items}}`),
+    /// not handed to a helper or a block.
+    pub inserted: Vec<VariableRef>,
 }
 
 /// A template that does not parse, or is past a limit of ours.
@@ -259,7 +262,15 @@ fn walk(elements: &[TemplateElement], at_root: bool, analysis: &mut Analysis) {
                     Parameter::Name(name) if is_call || HELPERS.contains(&name.as_str()) => {
                         analysis.helpers.push(name.clone())
                     }
-                    name => parameter(name, at_root, analysis),
+                    name => {
+                        let before = analysis.variables.len();
+                        parameter(name, at_root, analysis);
+                        if analysis.variables.len() == before + 1
+                            && let Some(variable) = analysis.variables.last()
+                        {
+                            analysis.inserted.push(variable.clone());
+                        }
+                    }
                 }
                 if matches!(&helper.name, Parameter::Name(name) if name == "matches")
                     && let Some(Parameter::Literal(serde_json::Value::String(pattern))) =
@@ -410,6 +421,16 @@ mod tests {
         let a = analyze("{{#each steps.get.outputs.pods}}{{name}}{{/each}}").expect("parses");
         let paths: Vec<String> = a.variables.iter().map(|v| v.path.join(".")).collect();
         assert_eq!(paths, ["steps.get.outputs.pods"]);
+    }
+
+    #[test]
+    fn insertions_are_told_from_helper_arguments_and_blocks() {
+        let a = analyze(
+            "{{steps.a.outputs.items}} {{json steps.b.outputs.items}} {{#each steps.c.outputs.items}}{{this}}{{/each}} {{{params.raw}}}",
+        )
+        .expect("parses");
+        let inserted: Vec<String> = a.inserted.iter().map(|v| v.path.join(".")).collect();
+        assert_eq!(inserted, ["steps.a.outputs.items", "params.raw"]);
     }
 
     #[test]

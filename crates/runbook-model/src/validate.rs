@@ -304,6 +304,62 @@ impl<'a> Validator<'a> {
         for var in &analysis.variables {
             self.variable(template, field, &var.path, &var.raw, scope);
         }
+        for var in &analysis.inserted {
+            self.inserted_structure(template, field, &var.path, &var.raw);
+        }
+    }
+
+    /// `{{steps.get.outputs.items}}` renders `[object]` or `[a, b]`, never
+    /// the data; the `json` helper gives the data as JSON.
+    fn inserted_structure(&mut self, template: &Template, field: &str, path: &[String], raw: &str) {
+        // What it is, and how to read one part of it.
+        let (what, part) = match path {
+            [root, _, outputs] if root == "steps" && outputs == "outputs" => {
+                ("is a mapping", format!("`{raw}.NAME`"))
+            }
+            [root, id, outputs, name] if root == "steps" && outputs == "outputs" => {
+                let step = [
+                    &self.runbook.steps,
+                    &self.runbook.on_failure,
+                    &self.runbook.finally,
+                ]
+                .iter()
+                .find_map(|map| map.get(id.as_str()));
+                match step {
+                    Some(step) if step.kind.structured_outputs().contains(&name.as_str()) => {
+                        match name.as_str() {
+                            "json" => (
+                                "may be a list or a mapping",
+                                format!("`{raw}.[0]`, `{raw}.NAME`"),
+                            ),
+                            "lines" | "items" | "pods" | "revisions" => {
+                                ("is a list", format!("`{raw}.[0]`"))
+                            }
+                            _ => ("is a mapping", format!("`{raw}.NAME`")),
+                        }
+                    }
+                    _ => return,
+                }
+            }
+            _ => return,
+        };
+        // The insertion itself, not a longer path that starts the same way.
+        let inserted = format!("{{{{{raw}}}}}");
+        let span = match self.locate(template, &inserted) {
+            span if span == template.span => self.locate(template, raw),
+            span => span,
+        };
+        self.diagnostics.push(
+            Diagnostic::warning(
+                Code::StructureInserted,
+                span,
+                format!("`{raw}` in `{field}` {what}, which renders as `[object]` or `[a, b]`, not as its data"),
+            )
+            .with_label("inserted as it is")
+            .with_help(format!(
+                "write `{{{{json {raw}}}}}` for the data as JSON, read one part of it ({part}), or loop over it with `{{{{#each {raw}}}}}`"
+            )),
+        );
     }
 
     fn variable(
