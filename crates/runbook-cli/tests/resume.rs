@@ -679,23 +679,7 @@ fn a_not_idempotent_step_left_running_is_waited_for_not_stopped() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn resume");
-    // Given time to kill it, the resume leaves it be.
-    std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(sandbox.effects(), ["prepare", "slow-start"]);
-    sandbox.let_slow_finish();
-    let out = resume.wait_with_output().expect("resume finishes");
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains(&format!(
-            "step `slow` of the dead engine is still running (process group {first})"
-        )),
-        "{}",
-        stderr(&out)
-    );
-    assert_eq!(
-        sandbox.effects(),
-        ["prepare", "slow-start", "slow-done", FINISH_LINE, "tidy"]
-    );
+    waits_then_finishes(&sandbox, resume, &first);
     let resumed = resumed_run_started(&sandbox, &id);
     assert!(
         resumed["reason"].as_str().is_some_and(
@@ -751,12 +735,17 @@ fn a_second_resume_still_waits_for_what_the_first_engine_left_running() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn the second resume");
+    waits_then_finishes(&sandbox, second, &first);
+}
+
+/// `resume` leaves the first engine's `slow` (process group `first`)
+/// running, given time to kill it, and once it has finished, the run
+/// finishes without running it again.
+fn waits_then_finishes(sandbox: &Sandbox, resume: Child, first: &str) {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(sandbox.effects(), ["prepare", "slow-start"]);
     sandbox.let_slow_finish();
-    let out = second
-        .wait_with_output()
-        .expect("the second resume finishes");
+    let out = resume.wait_with_output().expect("resume finishes");
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(
         stderr(&out).contains(&format!(
