@@ -312,6 +312,17 @@ impl<'a> Validator<'a> {
     /// `{{steps.get.outputs.items}}` renders `[object]` or `[a, b]`, never
     /// the data; the `json` helper gives the data as JSON.
     fn inserted_structure(&mut self, template: &Template, field: &str, path: &[String], raw: &str) {
+        // In a document sent as JSON (an HTTP `json` body, a `patch`), a
+        // string that is only a reference sends the value itself.
+        let only_reference = template
+            .text
+            .trim()
+            .strip_prefix("{{")
+            .and_then(|t| t.strip_suffix("}}"))
+            .is_some_and(|inner| inner.trim() == raw);
+        if matches!(field, "json" | "patch") && only_reference {
+            return;
+        }
         // What it is, and how to read one part of it.
         let (what, part) = match path {
             [root, _, outputs] if root == "steps" && outputs == "outputs" => {
