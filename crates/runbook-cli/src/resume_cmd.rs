@@ -160,6 +160,19 @@ pub fn run(args: &ResumeArgs) -> anyhow::Result<ExitCode> {
         screen.line(&format!("note: {note}"));
         point.note = Some(note);
     }
+    let step_named = |step: &str| {
+        [&runbook.steps, &runbook.on_failure, &runbook.finally]
+            .iter()
+            .find_map(|map| map.get(step))
+    };
+    let must_not_run_twice = |step: &str| step_named(step).is_some_and(|s| !s.idempotent);
+    let leftovers = runbook_step_shell::leftover_groups(&run_dir.path);
+    // A step still running had started, whatever the journal kept (its
+    // `step_started` may be the torn last line). A rollback's group
+    // (`X.rollback`) names no step.
+    for leftover in leftovers.iter().filter(|l| step_named(l.step()).is_some()) {
+        point.started_unrecorded(leftover.step());
+    }
     let interrupted: Vec<String> = point
         .interrupted_steps()
         .map(str::to_string)
@@ -193,19 +206,6 @@ pub fn run(args: &ResumeArgs) -> anyhow::Result<ExitCode> {
     // still works. A step marked `idempotent: false` (a restore, a
     // migration) is not stopped halfway: it is waited for, so that "did it
     // complete?" has an answer. Either way the journal says so.
-    let step_named = |step: &str| {
-        [&runbook.steps, &runbook.on_failure, &runbook.finally]
-            .iter()
-            .find_map(|map| map.get(step))
-    };
-    let must_not_run_twice = |step: &str| step_named(step).is_some_and(|s| !s.idempotent);
-    let leftovers = runbook_step_shell::leftover_groups(&run_dir.path);
-    // A step still running had started, whatever the journal kept (its
-    // `step_started` may be the torn last line). A rollback's group
-    // (`X.rollback`) names no step.
-    for leftover in leftovers.iter().filter(|l| step_named(l.step()).is_some()) {
-        point.started_unrecorded(leftover.step());
-    }
     let (awaited, to_stop): (Vec<_>, Vec<_>) = leftovers
         .into_iter()
         .partition(|leftover| must_not_run_twice(leftover.step()));

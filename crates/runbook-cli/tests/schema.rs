@@ -415,6 +415,16 @@ fn agreement_cases() -> Vec<Case> {
         step_case("top-of-a-pod", true, &k("action: top, resource: Pod/x")),
         step_case("events-for-a-kind", false, &k("action: events, for: pods")),
         step_case(
+            "spaced-kind-name",
+            true,
+            &k("action: rollout-restart, resource: \"deployment / web\""),
+        ),
+        step_case(
+            "url-after-a-space",
+            true,
+            "{type: http-check, url: \" http://x\"}",
+        ),
+        step_case(
             "blank-program",
             false,
             "{type: shell, run: \"true\", shell: [\" \", -c]}",

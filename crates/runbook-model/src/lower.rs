@@ -946,6 +946,16 @@ impl<'a> Lowerer<'a> {
                 }
             }
         }
+        if phase == Phase::Rollback
+            && let Some(entry) = entries.iter().find(|e| e.key == "idempotent")
+        {
+            let d = self.warning(
+                Code::FieldNotApplicable,
+                entry.key_span,
+                "`idempotent` has no effect on a rollback step: one cut short by the engine's death runs again on resume".into(),
+            );
+            d.help = Some("make the rollback safe to run twice, or move the work into a main step, where `idempotent: false` makes `resume` ask".into());
+        }
         if phase == Phase::Rollback {
             for forbidden in ["needs", "when", "rollback"] {
                 if let Some(entry) = entries.iter().find(|e| e.key == forbidden) {
@@ -1530,6 +1540,8 @@ impl<'a> Lowerer<'a> {
             patch_type: None,
             command: None,
         };
+        // Whether a patch written as a JSON string holds a list.
+        let mut patch_text_shape = None;
         let action_specific: IndexSet<&str> = KubectlAction::ALL
             .iter()
             .flat_map(|a| a.extra_fields().iter().copied())
@@ -1573,7 +1585,10 @@ impl<'a> Lowerer<'a> {
                     Value::Map(_) | Value::Seq(_) => step.patch = Some(v.clone()),
                     Value::Str(s) => match serde_json::from_str::<serde_json::Value>(s) {
                         // A patch written as a JSON string, the way it is passed to `kubectl -p`.
-                        Ok(_) => step.patch = Some(v.clone()),
+                        Ok(parsed) => {
+                            step.patch = Some(v.clone());
+                            patch_text_shape = Some(parsed.is_array());
+                        }
                         Err(e) if s.contains("{{") => {
                             let _ = e;
                             step.patch = Some(v.clone());
@@ -1709,7 +1724,7 @@ impl<'a> Lowerer<'a> {
                 target.span,
                 format!(
                     "`for` must name one object as `kind/name`, found `{}`",
-                    target.text
+                    target.text.trim()
                 ),
             );
             d.help = Some("such as `deployment/prod-omendb` or `pod/omendb-0`".into());
@@ -1740,8 +1755,15 @@ impl<'a> Lowerer<'a> {
                 }
             }
         }
+        // A list is a `json` patch, and a `json` patch is a list, whether
+        // written as YAML or as a JSON string.
+        let patch_is_list = step.patch.as_ref().and_then(|p| match p.value {
+            Value::Seq(_) => Some(true),
+            Value::Map(_) => Some(false),
+            _ => patch_text_shape,
+        });
         if let Some(patch) = &step.patch
-            && matches!(patch.value, Value::Seq(_))
+            && patch_is_list == Some(true)
             && step.patch_type.as_ref().map(|t| t.value) != Some(PatchType::Json)
         {
             let kind = step
@@ -1758,7 +1780,7 @@ impl<'a> Lowerer<'a> {
         }
         if let (Some(patch_type), Some(patch)) = (&step.patch_type, &step.patch)
             && patch_type.value == PatchType::Json
-            && matches!(patch.value, Value::Map(_))
+            && patch_is_list == Some(false)
         {
             self.error(Code::WrongType, patch.span, "a `json` patch must be a list of operations, found a mapping".into())
                 .help = Some("for example `[{op: replace, path: /spec/replicas, value: 3}]`, or use `patch_type: merge`".into());
@@ -1827,6 +1849,7 @@ fn kind_of(resource: &str) -> String {
         .split('/')
         .next()
         .unwrap_or_default()
+        .trim()
         .to_ascii_lowercase()
 }
 
@@ -1895,11 +1918,14 @@ fn blank_program(argv: &[Template]) -> bool {
         .is_none_or(|program| !program.is_templated() && program.text.trim().is_empty())
 }
 
-/// `kind/name`: one slash between two non-empty parts without spaces.
+/// `kind/name`: one slash between two non-empty parts without spaces
+/// (around them, spaces are trimmed, as the step does).
 fn is_kind_slash_name(text: &str) -> bool {
     text.split_once('/').is_some_and(|(kind, name)| {
-        let part_ok =
-            |p: &str| !p.is_empty() && !p.contains('/') && !p.contains(char::is_whitespace);
+        let part_ok = |p: &str| {
+            let p = p.trim();
+            !p.is_empty() && !p.contains('/') && !p.contains(char::is_whitespace)
+        };
         part_ok(kind) && part_ok(name)
     })
 }

@@ -356,7 +356,7 @@ pub struct ShellStep {
 pub struct HttpCheckStep {
     /// The URL to request: `http://` or `https://`.
     #[schemars(
-        regex(pattern = r"^[hH][tT][tT][pP][sS]?://[^\s/]|\{\{"),
+        regex(pattern = r"^\s*[hH][tT][tT][pP][sS]?://\s*[^\s/]|\{\{"),
         extend("patternErrorMessage" = "an http:// or https:// URL, such as `http://127.0.0.1:8080/health`")
     )]
     pub url: Template,
@@ -466,7 +466,7 @@ pub struct KubectlStep {
     /// The resource whose events to list, such as `pod/omendb-0` (events).
     #[serde(rename = "for")]
     #[schemars(
-        regex(pattern = r"^[^/\s]+/[^/\s]+$|\{\{"),
+        regex(pattern = r"^\s*[^/\s]+\s*/\s*[^/\s]+\s*$|\{\{"),
         extend("patternErrorMessage" = "one object, as `kind/name`, such as `pod/omendb-0`")
     )]
     pub for_resource: Option<Template>,

@@ -184,7 +184,7 @@ fn kubectl_action_rules(rollback: bool) -> Value {
                 properties.insert(
                     "resource".into(),
                     json!({
-                        "pattern": format!("^[^/\\s]+/[^/\\s]+$|{TEMPLATE_PATTERN}"),
+                        "pattern": format!("^\\s*[^/\\s]+\\s*/\\s*[^/\\s]+\\s*$|{TEMPLATE_PATTERN}"),
                         "patternErrorMessage": format!("`{}` works on one object, as `kind/name`, such as `deployment/prod-omendb`", action.as_str()),
                     }),
                 );

@@ -314,12 +314,22 @@ impl<'a> Validator<'a> {
     fn inserted_structure(&mut self, template: &Template, field: &str, path: &[String], raw: &str) {
         // In a document sent as JSON (an HTTP `json` body, a `patch`), a
         // string that is only a reference sends the value itself.
+        // As the step reads it: dotted names only (`[a-b]` segments render
+        // as text).
         let only_reference = template
             .text
             .trim()
             .strip_prefix("{{")
             .and_then(|t| t.strip_suffix("}}"))
-            .is_some_and(|inner| inner.trim() == raw);
+            .is_some_and(|inner| {
+                inner.trim() == raw
+                    && raw.split('.').all(|segment| {
+                        !segment.is_empty()
+                            && segment
+                                .chars()
+                                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                    })
+            });
         if matches!(field, "json" | "patch") && only_reference {
             return;
         }
@@ -354,12 +364,7 @@ impl<'a> Validator<'a> {
             }
             _ => return,
         };
-        // The insertion itself, not a longer path that starts the same way.
-        let inserted = format!("{{{{{raw}}}}}");
-        let span = match self.locate(template, &inserted) {
-            span if span == template.span => self.locate(template, raw),
-            span => span,
-        };
+        let span = self.locate_insertion(template, raw);
         self.diagnostics.push(
             Diagnostic::warning(
                 Code::StructureInserted,
@@ -633,6 +638,23 @@ impl<'a> Validator<'a> {
         match region.find(needle) {
             Some(offset) => self.position(span, offset, needle.len()),
             None => span,
+        }
+    }
+
+    /// Where `{{ raw }}` itself is, rather than a longer path that starts
+    /// the same way or the argument of a helper.
+    fn locate_insertion(&self, template: &Template, raw: &str) -> Span {
+        let span = template.span;
+        let Some(region) = self.source.get(span.start..span.end.max(span.start)) else {
+            return span;
+        };
+        let found = region.match_indices(raw).map(|(at, _)| at).find(|&at| {
+            region[..at].trim_end().ends_with("{{")
+                && region[at + raw.len()..].trim_start().starts_with("}}")
+        });
+        match found {
+            Some(at) => self.position(span, at, raw.len()),
+            None => self.locate(template, raw),
         }
     }
 
