@@ -1492,7 +1492,7 @@ impl<'a> Lowerer<'a> {
                 v.span,
                 format!(
                     "`{field}` must be `true`, `false` or a template rendering to one of them, found `{}`",
-                    template.text
+                    template.text.trim()
                 ),
             );
             d.label = Some("not a boolean".into());
