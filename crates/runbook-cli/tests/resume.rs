@@ -88,6 +88,17 @@ impl Sandbox {
         id
     }
 
+    /// Runs `file` until its `slow` step is running, then kills the engine
+    /// alone, with SIGKILL, leaving the step running. Returns the run id and
+    /// the step's process group.
+    fn engine_killed_under_slow(&self, file: &Path) -> (String, String) {
+        let mut child = self.spawn_run(file, &[]);
+        let group = group_in(self, "slow.pid");
+        kill(&child.id().to_string());
+        child.wait().expect("wait for the killed engine");
+        (self.run_id(), group)
+    }
+
     fn run_id(&self) -> String {
         let mut ids: Vec<String> = std::fs::read_dir(self.state.path().join("runs"))
             .expect("runs dir")
@@ -668,11 +679,7 @@ fn a_run_started_with_no_rollback_resumes_without_rollbacks() {
 #[test]
 fn a_not_idempotent_step_left_running_is_waited_for_not_stopped() {
     let sandbox = Sandbox::new();
-    let mut child = sandbox.spawn_run(&fixture("append-once.yaml"), &[]);
-    let first = group_in(&sandbox, "slow.pid");
-    kill(&child.id().to_string());
-    child.wait().expect("wait for the killed engine");
-    let id = sandbox.run_id();
+    let (id, first) = sandbox.engine_killed_under_slow(&fixture("append-once.yaml"));
     let resume = sandbox
         .runbook(&["resume", &id, "--approve", "slow"])
         .stdout(Stdio::null())
@@ -697,11 +704,7 @@ fn a_not_idempotent_step_left_running_is_waited_for_not_stopped() {
 #[test]
 fn a_second_resume_still_waits_for_what_the_first_engine_left_running() {
     let sandbox = Sandbox::new();
-    let mut child = sandbox.spawn_run(&fixture("append-once.yaml"), &[]);
-    let first = group_in(&sandbox, "slow.pid");
-    kill(&child.id().to_string());
-    child.wait().expect("wait for the killed engine");
-    let id = sandbox.run_id();
+    let (id, first) = sandbox.engine_killed_under_slow(&fixture("append-once.yaml"));
     // The last line, `slow`'s start, is lost as in a power cut.
     let journal = sandbox.journal_path(&id);
     let text = std::fs::read_to_string(&journal).expect("journal");
