@@ -349,9 +349,12 @@ pub fn parse(text: &str) -> Result<Parsed, Vec<Diagnostic>> {
                             Diagnostic::error(Code::YamlSyntax, span, message)
                                 .with_label("this value"),
                         );
+                        // Read as if untagged, so that the checks after
+                        // this one judge the value written, not a null.
+                        let value = resolve_scalar(&text_value, style, None).unwrap_or(Value::Null);
                         Some((
                             Node {
-                                value: Value::Null,
+                                value,
                                 span,
                                 style: Some(ScalarKind::Plain),
                             },
@@ -734,6 +737,8 @@ mod tests {
         assert_eq!(node.get("e").map(|n| &n.value), Some(&Value::Null));
         assert_eq!(parsed.diagnostics.len(), 1, "{:?}", parsed.diagnostics);
         assert!(parsed.diagnostics[0].message.contains("`!x`"));
+        // An unknown tag is reported once; the value is read as written.
+        assert_eq!(node.get("f").map(|n| &n.value), Some(&Value::Int(1)));
     }
 
     #[test]
