@@ -466,71 +466,46 @@ fn duration_schema(nonzero: bool, templated: bool, description: &str) -> Schema 
     .unwrap_or_default()
 }
 
-/// Schema-only type: a duration, or a template rendering to one.
-pub struct DurationText;
+/// Declares a schema-only duration type: its definition name, whether zero
+/// is refused, and whether a template may stand in for it.
+macro_rules! duration_type {
+    ($(#[$doc:meta])* $type:ident, $name:literal, nonzero: $nonzero:expr, templated: $templated:expr, $description:literal) => {
+        $(#[$doc])*
+        pub struct $type;
 
-impl JsonSchema for DurationText {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "Duration".into()
-    }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        duration_schema(
-            false,
-            true,
-            "A duration with units, such as `500ms`, `30s`, `5m` or `1h30m` (a bare number is ambiguous and rejected), or a template rendering to one.",
-        )
-    }
+        impl JsonSchema for $type {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                $name.into()
+            }
+            fn json_schema(_: &mut SchemaGenerator) -> Schema {
+                duration_schema($nonzero, $templated, $description)
+            }
+        }
+    };
 }
 
-/// Schema-only type: a step's timeout, not zero, or a template.
-pub struct TimeoutText;
-
-impl JsonSchema for TimeoutText {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "Timeout".into()
-    }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        duration_schema(
-            true,
-            true,
-            "A duration other than zero, such as `30s`, `5m` or `1h30m`, or a template rendering to one.",
-        )
-    }
-}
-
-/// Schema-only type: a duration written out, read before any template
-/// context exists (retry delays).
-pub struct LiteralDuration;
-
-impl JsonSchema for LiteralDuration {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "LiteralDuration".into()
-    }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        duration_schema(
-            false,
-            false,
-            "A duration with units, such as `500ms`, `30s` or `5m`; not a template.",
-        )
-    }
-}
-
-/// Schema-only type: a timeout written out (the run's and the default
-/// step timeout), not zero.
-pub struct LiteralTimeout;
-
-impl JsonSchema for LiteralTimeout {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "LiteralTimeout".into()
-    }
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        duration_schema(
-            true,
-            false,
-            "A duration other than zero, such as `30m`; not a template.",
-        )
-    }
-}
+duration_type!(
+    /// Schema-only type: a duration, or a template rendering to one.
+    DurationText, "Duration", nonzero: false, templated: true,
+    "A duration with units, such as `500ms`, `30s`, `5m` or `1h30m` (a bare number is ambiguous and rejected), or a template rendering to one."
+);
+duration_type!(
+    /// Schema-only type: a step's timeout, not zero, or a template.
+    TimeoutText, "Timeout", nonzero: true, templated: true,
+    "A duration other than zero, such as `30s`, `5m` or `1h30m`, or a template rendering to one."
+);
+duration_type!(
+    /// Schema-only type: a duration written out, read before any template
+    /// context exists (retry delays).
+    LiteralDuration, "LiteralDuration", nonzero: false, templated: false,
+    "A duration with units, such as `500ms`, `30s` or `5m`; not a template."
+);
+duration_type!(
+    /// Schema-only type: a timeout written out (the run's and the default
+    /// step timeout), not zero.
+    LiteralTimeout, "LiteralTimeout", nonzero: true, templated: false,
+    "A duration other than zero, such as `30m`; not a template."
+);
 
 /// Schema-only type: environment variables (values are templates, and may
 /// be written unquoted).
