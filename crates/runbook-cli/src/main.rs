@@ -4,6 +4,7 @@
 mod approve_cmd;
 mod demo_cmd;
 mod exit;
+mod fd_table;
 mod plan_cmd;
 mod prompt;
 mod report_cmd;
@@ -110,9 +111,15 @@ fn main() -> std::process::ExitCode {
         Command::Validate(args) => validate_cmd::run(&args),
         Command::Plan(args) => plan_cmd::run(&args),
         Command::Schema => schema_cmd::run(),
-        Command::Run(args) => run_cmd::run(&args),
+        Command::Run(args) => {
+            fd_table::reserve_for(args.engine.max_parallel);
+            run_cmd::run(&args)
+        }
         Command::Approve(args) => approve_cmd::run(&args),
-        Command::Resume(args) => resume_cmd::run(&args),
+        Command::Resume(args) => {
+            fd_table::reserve_for(args.engine.max_parallel);
+            resume_cmd::run(&args)
+        }
         Command::Demo(args) => demo_cmd::run(&args),
         Command::Runs(args) => runs_cmd::run(&args),
         Command::Report(args) => report_cmd::run(&args),

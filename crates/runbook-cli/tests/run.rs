@@ -1204,3 +1204,26 @@ fn a_run_that_cannot_overlap_steps_starts_no_worker_threads() {
     // Independent steps may run side by side, so they get worker threads.
     assert!(threads("threads.yaml", &[]) > 2);
 }
+
+/// The engine's descriptor table is sized for its parallel steps before
+/// its threads start. Left to grow on demand, each doubling of a
+/// multi-threaded process's table waits for an RCU grace period, and a
+/// parent with few descriptors (`dash`) leaves a table of 64.
+#[test]
+fn the_descriptor_table_is_sized_for_the_parallel_steps_at_start() {
+    for (args, at_least) in [(&[][..], 256), (&["--max-parallel", "64"][..], 512)] {
+        let sandbox = Sandbox::new();
+        let done = sandbox.run("descriptor-table.yaml", args);
+        assert_eq!(done.code, Some(0), "{}", done.stderr);
+        let stdout = done.step_event("step_finished", "table")["outputs"]["stdout"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let slots: u32 = stdout
+            .trim()
+            .strip_prefix("FDSize:")
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("not an FDSize line: {stdout:?}"));
+        assert!(slots >= at_least, "{args:?}: {slots} slots");
+    }
+}
