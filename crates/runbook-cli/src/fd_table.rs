@@ -1,10 +1,11 @@
 //! Sizing the process's file descriptor table before the engine starts.
 //!
 //! Every running step holds descriptors: the read ends of its stdout and
-//! stderr pipes and a pidfd (three per shell or kubectl step), a socket per
-//! HTTP check. Linux starts a process with the table its parent had, often
-//! 64 slots (a `dash` or `/usr/bin/time` parent), and doubles it when it
-//! fills. Doubling the table of a process with threads waits for an RCU
+//! stderr pipes and a pidfd (three per shell step), a connection per HTTP
+//! check or Kubernetes request. Linux gives a new process a table sized
+//! from its parent's highest open descriptor, often 64 slots (under `dash`
+//! or `/usr/bin/time`; an interactive `bash` holds 255), and doubles it
+//! when it fills. Doubling the table of a process with threads waits for an RCU
 //! grace period (`expand_fdtable` calls `synchronize_rcu`), and every
 //! thread opening a descriptor meanwhile waits too: 12 to 15 ms here, each
 //! time. A run of 64 parallel steps grew the table twice and started its
