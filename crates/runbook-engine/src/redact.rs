@@ -70,11 +70,69 @@ fn encoded_forms(secret: &str) -> Vec<String> {
                 }
             })
             .collect();
-        add(ascii);
+        add(ascii.clone());
+        // The same with `\u00E9`, as .NET writes it.
+        add(uppercase_hex_escapes(&ascii));
+        // Go's encoding/json (kubectl, the API server) escapes `&`, `<`,
+        // `>` and the two Unicode line separators.
+        add(inner
+            .replace('&', "\\u0026")
+            .replace('<', "\\u003c")
+            .replace('>', "\\u003e")
+            .replace('\u{2028}', "\\u2028")
+            .replace('\u{2029}', "\\u2029"));
+        // PHP's json_encode escapes `/`.
+        add(inner.replace('/', "\\/"));
     }
-    // Host names and case-insensitive systems fold case.
+    // As a shell quotes it: our own insertion into a script (shell-words)
+    // and bash's `set -x` trace write `'it'\''s'`, bash's `printf %q` and
+    // `${x@Q}`-style escaping write `it\'s`.
+    add(secret.replace('\'', "'\\''"));
+    if let Some(escaped) = backslash_escaped(secret) {
+        add(escaped);
+    }
+    // Host names and case-insensitive systems fold case; `upper` is a
+    // template helper.
     add(secret.to_lowercase());
+    add(secret.to_uppercase());
     forms
+}
+
+/// `\u00e9` escapes with upper-case hex digits.
+fn uppercase_hex_escapes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("\\u") {
+        out.push_str(&rest[..at + 2]);
+        let digits = rest[at + 2..].get(..4).unwrap_or("");
+        if digits.len() == 4 && digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+            out.push_str(&digits.to_ascii_uppercase());
+            rest = &rest[at + 6..];
+        } else {
+            rest = &rest[at + 2..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `secret` as bash's `printf %q` writes a printable word: a backslash
+/// before each character the shell would treat specially (and before a
+/// leading `~` or `#`). `None` for text with control characters, which
+/// bash writes in `$'...'` form instead.
+fn backslash_escaped(secret: &str) -> Option<String> {
+    if secret.chars().any(char::is_control) {
+        return None;
+    }
+    let mut out = String::with_capacity(secret.len() * 2);
+    for (i, c) in secret.chars().enumerate() {
+        let special = " !\"$&'()*,;<>?[\\]^`{|}".contains(c) || (i == 0 && (c == '~' || c == '#'));
+        if special {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    Some(out)
 }
 
 /// A shared, growing set of secret strings. Cloning shares the set, so a step
@@ -178,7 +236,8 @@ impl Redactor {
         }
     }
 
-    /// Redacts every string inside a JSON value, keys included.
+    /// Redacts every string inside a JSON value, keys included, and every
+    /// number whose digits are a secret.
     pub fn redact_json(&self, value: &mut serde_json::Value) {
         if self.is_empty() {
             return;
@@ -199,8 +258,16 @@ impl Redactor {
                     map.insert(self.redact(&key), v);
                 }
             }
-            serde_json::Value::Null | serde_json::Value::Bool(_) | serde_json::Value::Number(_) => {
+            // A secret that is all digits (an account number, a PIN) parsed
+            // as a number: masked as text, since `***` is no number.
+            serde_json::Value::Number(n) => {
+                let text = n.to_string();
+                let redacted = self.redact(&text);
+                if redacted != text {
+                    *value = serde_json::Value::String(redacted);
+                }
             }
+            serde_json::Value::Null | serde_json::Value::Bool(_) => {}
         }
     }
 }
@@ -255,6 +322,43 @@ mod tests {
             r.redact("DNS lookup failed for host secret-value-99.invalid"),
             "DNS lookup failed for host ***.invalid"
         );
+    }
+
+    #[test]
+    fn masks_a_secret_as_shells_and_other_json_encoders_write_it() {
+        let r = Redactor::new();
+        r.add("O'Brien-2024!");
+        r.add("k8s&Secret<v>9");
+        r.add("pa ss$w0rd");
+        r.add("mixedCase42");
+        r.add("h/é/x");
+        // Our own insertion into a script, and bash's `set -x` trace.
+        assert_eq!(
+            r.redact("+ PGPASSWORD='O'\\''Brien-2024!' psql"),
+            "+ PGPASSWORD='***' psql"
+        );
+        // bash's `printf %q`.
+        assert_eq!(r.redact("pw=O\\'Brien-2024\\!"), "pw=***");
+        assert_eq!(r.redact("pw=pa\\ ss\\$w0rd"), "pw=***");
+        // Go's encoding/json, as kubectl prints an annotation.
+        assert_eq!(
+            r.redact(r#""rotated": "k8s\u0026Secret\u003cv\u003e9""#),
+            r#""rotated": "***""#
+        );
+        // .NET's upper-case escapes, PHP's escaped slash.
+        assert_eq!(r.redact(r#""h/\u00E9/x""#), r#""***""#);
+        assert_eq!(r.redact(r#""h\/é\/x""#), r#""***""#);
+        // The `upper` template helper.
+        assert_eq!(r.redact("MIXEDCASE42"), "***");
+    }
+
+    #[test]
+    fn a_number_whose_digits_are_a_secret_is_masked() {
+        let r = Redactor::new();
+        r.add("4111222233334444");
+        let mut json = serde_json::json!({"account": 4111222233334444_u64, "count": 3});
+        r.redact_json(&mut json);
+        assert_eq!(json, serde_json::json!({"account": "***", "count": 3}));
     }
 
     #[test]

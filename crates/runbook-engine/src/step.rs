@@ -660,6 +660,12 @@ impl StepContext {
         self.redactor.redact(text)
     }
 
+    /// Masks registered secrets in every string (keys too) and number of
+    /// `value`.
+    pub fn redact_json(&self, value: &mut serde_json::Value) {
+        self.redactor.redact_json(value);
+    }
+
     /// Masks registered secrets in `text`, whose end was cut at a limit,
     /// and the beginning of a secret the cut left at its end.
     pub fn redact_cut_end(&self, text: &str) -> String {

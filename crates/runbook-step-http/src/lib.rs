@@ -121,7 +121,7 @@ impl HttpCheckExecutor {
         // A server may echo a credential header (in a body or a header);
         // outputs reach templates, events and the journal, so mask it here.
         for value in outputs.values_mut() {
-            redact_value(ctx, value);
+            ctx.redact_json(value);
         }
 
         if let Some(e) = read_error {
@@ -184,24 +184,4 @@ impl StepExecutor for HttpCheckExecutor {
 
 fn failed(ctx: &StepContext, message: String, outputs: Outputs) -> StepOutcome {
     StepOutcome::Failed(StepFailure::with_outputs(ctx.redact(&message), outputs))
-}
-
-fn redact_value(ctx: &StepContext, value: &mut Value) {
-    match value {
-        Value::String(text) => {
-            let redacted = ctx.redact(text);
-            if redacted != *text {
-                *text = redacted;
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(|v| redact_value(ctx, v)),
-        Value::Object(map) => {
-            let entries = std::mem::take(map);
-            for (key, mut v) in entries {
-                redact_value(ctx, &mut v);
-                map.insert(ctx.redact(&key), v);
-            }
-        }
-        Value::Null | Value::Bool(_) | Value::Number(_) => {}
-    }
 }
