@@ -1227,3 +1227,35 @@ fn the_descriptor_table_is_sized_for_the_parallel_steps_at_start() {
         assert!(slots >= at_least, "{args:?}: {slots} slots");
     }
 }
+
+/// A rejection is final even where steps are retried by default: asking
+/// again would let a second person overrule the first.
+#[test]
+fn a_rejected_gate_is_not_asked_again_by_a_retry() {
+    let sandbox = Sandbox::new();
+    let child = sandbox.spawn("gate-with-default-retry.yaml", &[]);
+    sandbox.wait_for_event("gate_waiting", |e| e["event"] == "gate_waiting");
+    let out = Command::new(BIN)
+        .args([
+            "approve",
+            &sandbox.run_id(),
+            "ask",
+            "--reject",
+            "--state-dir",
+        ])
+        .arg(sandbox.state.path())
+        .output()
+        .expect("approve");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let done = sandbox.wait(child);
+    assert_eq!(done.code, Some(1), "{}", done.stderr);
+    let started: Vec<_> = done
+        .events("step_started")
+        .into_iter()
+        .filter(|e| e["step"] == "ask")
+        .collect();
+    assert_eq!(started.len(), 1, "{}", done.journal_text);
+    assert_eq!(done.step_event("gate_decided", "ask")["approved"], false);
+    assert_eq!(done.finished_status("ask"), "failed");
+    assert_eq!(done.step_event("step_skipped", "after")["step"], "after");
+}

@@ -1089,10 +1089,7 @@ impl<'a> Dispatcher<'a> {
     }
 
     fn retry_of(&self, step: &Step) -> Retry {
-        step.retry
-            .clone()
-            .or_else(|| self.runbook.defaults.retry.clone())
-            .unwrap_or_default()
+        step.retry_policy(self.runbook.defaults.retry.as_ref())
     }
 
     /// Renders what the engine itself needs before a step can start: its

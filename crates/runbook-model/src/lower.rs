@@ -980,6 +980,17 @@ impl<'a> Lowerer<'a> {
             );
             d.help = Some("rollbacks undo main steps after a failure; move the step into `steps`, or undo it with a later `finally` step".into());
         }
+        if type_of(entries) == Some("gate")
+            && let Some(entry) = entries.iter().find(|e| e.key == "retry")
+        {
+            let d = self.warning(
+                Code::FieldNotApplicable,
+                entry.key_span,
+                "`retry` has no effect on a gate: a decision, a rejection included, is final"
+                    .into(),
+            );
+            d.help = Some("a gate asks once (and `defaults.retry` does not apply to it); to ask again, add a second gate".into());
+        }
         if let Some(kind) = type_of(entries).filter(|kind| *kind != "shell")
             && let Some(entry) = entries.iter().find(|e| e.key == "env")
         {

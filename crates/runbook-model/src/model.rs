@@ -694,6 +694,19 @@ impl Runbook {
 }
 
 impl Step {
+    /// The retry policy the step's attempts follow: its own, else
+    /// `default` (the runbook's `defaults.retry`), else one attempt. A gate
+    /// is never retried: a decision, a rejection included, is final.
+    pub fn retry_policy(&self, default: Option<&Retry>) -> Retry {
+        if matches!(self.kind, StepKind::Gate(_)) {
+            return Retry::default();
+        }
+        self.retry
+            .clone()
+            .or_else(|| default.cloned())
+            .unwrap_or_default()
+    }
+
     /// Every template in the step's own fields (not its rollback's), with the
     /// name of the field for messages, and whether it is a shell script (where
     /// raw insertions are flagged).

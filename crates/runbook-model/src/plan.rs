@@ -2,7 +2,7 @@
 //! `runbook plan` renders a [`Plan`] as text, JSON, Mermaid or DOT.
 
 use crate::graph::Graph;
-use crate::model::{Phase, Rollback, Runbook, Step, StepKind, Typed};
+use crate::model::{Phase, Retry, Rollback, Runbook, Step, StepKind, Typed};
 use crate::params::ResolvedParam;
 use indexmap::IndexMap;
 use serde::Serialize;
@@ -111,7 +111,7 @@ fn waves(runbook: &Runbook, phase: Phase) -> Vec<Vec<PlannedStep>> {
     };
     let graph = Graph::new(steps);
     let waves = graph.waves().unwrap_or_default();
-    let retry_default = runbook.defaults.retry.as_ref().map_or(1, |r| r.attempts);
+    let retry_default = runbook.defaults.retry.as_ref();
     let continue_default = runbook.defaults.continue_on_failure.unwrap_or(false);
     waves
         .into_iter()
@@ -124,7 +124,7 @@ fn waves(runbook: &Runbook, phase: Phase) -> Vec<Vec<PlannedStep>> {
         .collect()
 }
 
-fn planned(step: &Step, retry_default: u32, continue_default: bool) -> PlannedStep {
+fn planned(step: &Step, retry_default: Option<&Retry>, continue_default: bool) -> PlannedStep {
     PlannedStep {
         id: step.id.value.clone(),
         kind: step.kind.type_name(),
@@ -135,7 +135,7 @@ fn planned(step: &Step, retry_default: u32, continue_default: bool) -> PlannedSt
             Typed::Literal(d) => humantime::format_duration(d.value).to_string(),
             Typed::Template(t) => t.text.clone(),
         }),
-        attempts: step.retry.as_ref().map_or(retry_default, |r| r.attempts),
+        attempts: step.retry_policy(retry_default).attempts,
         continue_on_failure: step.continue_on_failure.unwrap_or(continue_default),
         rollback: step.rollback.as_ref().map(|r| match r {
             Rollback::Auto(_) => "auto".to_string(),
