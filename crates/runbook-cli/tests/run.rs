@@ -1259,3 +1259,23 @@ fn a_rejected_gate_is_not_asked_again_by_a_retry() {
     assert_eq!(done.finished_status("ask"), "failed");
     assert_eq!(done.step_event("step_skipped", "after")["step"], "after");
 }
+
+/// When the main steps succeed, each `on_failure` step ends once, as
+/// skipped for that reason, not again when its skipped need is seen.
+#[test]
+fn each_skipped_on_failure_step_is_reported_once() {
+    let sandbox = Sandbox::new();
+    let done = sandbox.run("on-failure-chain.yaml", &["--output", "json"]);
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    for step in ["notify", "page", "quiet"] {
+        let skipped: Vec<_> = done
+            .events("step_skipped")
+            .into_iter()
+            .filter(|e| e["step"] == step)
+            .collect();
+        assert_eq!(skipped.len(), 1, "{step}: {}", done.journal_text);
+        assert_eq!(skipped[0]["reason"], "the main steps did not fail");
+    }
+    let stdout_skips = done.stdout.matches("\"step_skipped\"").count();
+    assert_eq!(stdout_skips, 3, "{}", done.stdout);
+}

@@ -1518,6 +1518,10 @@ impl<'a> Dispatcher<'a> {
     }
 
     fn skip(&mut self, i: usize, reason: String) {
+        // A whole phase is skipped in file order: a step may have been made
+        // ready by the skip of its need just before; it must not be decided
+        // (and reported) a second time.
+        self.ready.remove(&i);
         let state = &mut self.states[i];
         state.status = StepStatus::Skipped;
         state.reason = Some(reason.clone());
