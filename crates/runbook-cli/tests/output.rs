@@ -225,3 +225,23 @@ fn a_reader_that_stops_early_ends_the_output_quietly() {
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(stderr.is_empty(), "{stderr}");
 }
+
+#[test]
+fn a_credential_written_in_a_header_is_masked_before_its_step_runs() {
+    // `login` prints the key before the http-check that sends it has
+    // started; the key is in the file, so it is known from the start.
+    let key = "literalKEY-12345-abc";
+    let yaml = format!(
+        "version: 1\nname: early\nsteps:\n  login:\n    type: shell\n    shell: [sh, -c]\n    run: echo using {key}\n  call:\n    type: http-check\n    needs: [login]\n    url: http://127.0.0.1:9/health\n    headers: {{X-Api-Key: {key}, Authorization: \"Bearer {key}-2\"}}\n"
+    );
+    let (code, stderr, events) = run(&yaml, &[]);
+    assert_eq!(code, Some(1), "the check cannot connect:\n{stderr}");
+    assert!(!stderr.contains(key), "key on stderr:\n{stderr}");
+    assert!(stderr.contains("[login] using ***"), "{stderr}");
+    let journal = events
+        .iter()
+        .map(Value::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(!journal.contains(key), "key in the journal:\n{journal}");
+}

@@ -530,6 +530,21 @@ impl<'a> Dispatcher<'a> {
                 nodes[need].dependents.push(i);
             }
         }
+        // Credentials written in the file (a literal `Authorization`
+        // header) are masked from the start, not from their step's start.
+        for node in &nodes {
+            let rollback = match &node.step.rollback {
+                Some(Rollback::Step(step)) => Some(step.as_ref()),
+                Some(Rollback::Auto(_)) | None => None,
+            };
+            for step in std::iter::once(node.step.as_ref()).chain(rollback) {
+                if let Some(executor) = engine.executors.get(step.kind.type_name()) {
+                    for secret in executor.secrets_in(step) {
+                        redactor.add(&secret);
+                    }
+                }
+            }
+        }
         let states = nodes
             .iter()
             .map(|node| State {

@@ -220,6 +220,15 @@ pub trait StepExecutor: Send + Sync {
     /// how to report it.
     async fn run(&self, step: &Step, ctx: &StepContext) -> StepOutcome;
 
+    /// Secrets written literally in `step` (a credential header's value),
+    /// which the engine masks from the run's start: an earlier step that
+    /// prints one must not show it. Kinds without such fields keep the
+    /// default.
+    fn secrets_in(&self, step: &Step) -> Vec<String> {
+        let _ = step;
+        Vec::new()
+    }
+
     /// Runs the built-in inverse of `step` (for `rollback: auto`), given the
     /// outputs of its successful run. Kinds without inverses keep the default.
     async fn rollback_auto(

@@ -79,7 +79,7 @@ impl HttpCheckExecutor {
         for (name, value) in response.headers() {
             if request::is_secret_header(name.as_str()) || name == "set-cookie" {
                 request::register_secret(
-                    ctx,
+                    &mut |secret| ctx.add_secret(secret),
                     name.as_str(),
                     &String::from_utf8_lossy(value.as_bytes()),
                 );
@@ -151,6 +151,13 @@ impl HttpCheckExecutor {
 impl StepExecutor for HttpCheckExecutor {
     fn kind(&self) -> &'static str {
         "http-check"
+    }
+
+    fn secrets_in(&self, step: &Step) -> Vec<String> {
+        match &step.kind {
+            StepKind::HttpCheck(http) => request::secrets_written_in(http),
+            StepKind::Shell(_) | StepKind::KubectlAction(_) | StepKind::Gate(_) => Vec::new(),
+        }
     }
 
     async fn run(&self, step: &Step, ctx: &StepContext) -> StepOutcome {

@@ -89,37 +89,37 @@ pub(crate) fn is_secret_header(name: &str) -> bool {
         || name.contains("key")
 }
 
-/// Registers a credential header's value, and the parts of it that are
-/// secret on their own: the credentials after `Bearer `/`Basic `, and each
-/// cookie's value, which a server may echo separately.
-pub(crate) fn register_secret(ctx: &StepContext, name: &str, value: &str) {
-    ctx.add_secret(value);
+/// Gives a credential header's value to `add`, and the parts of it that
+/// are secret on their own: the credentials after `Bearer `/`Basic `, and
+/// each cookie's value, which a server may echo separately.
+pub(crate) fn register_secret(add: &mut dyn FnMut(&str), name: &str, value: &str) {
+    add(value);
     let lower = name.to_ascii_lowercase();
     if lower.ends_with("authorization")
         && let Some((_scheme, credentials)) = value.trim().split_once(' ')
     {
-        ctx.add_secret(credentials.trim());
+        add(credentials.trim());
     }
     if lower == "set-cookie" {
         // `name=value; Path=/; HttpOnly`: only the first pair is the cookie.
         if let Some((_name, cookie)) = value.split(';').next().and_then(|p| p.split_once('=')) {
-            ctx.add_secret(cookie.trim());
+            add(cookie.trim());
         }
     }
     if lower == "cookie" {
         for pair in value.split(';') {
             if let Some((_name, cookie)) = pair.split_once('=') {
-                ctx.add_secret(cookie.trim());
+                add(cookie.trim());
             }
         }
     }
 }
 
-/// Registers the credentials of a URL's `user:password@` as secrets, in
-/// every form they travel in: as written, decoded, and as the
-/// `Authorization: Basic` header the client derives from them, which an
-/// echoing server shows back.
-fn register_url_credentials(ctx: &StepContext, url: &Url) {
+/// Gives the credentials of a URL's `user:password@` to `add`, in every
+/// form they travel in: as written, decoded, and as the `Authorization:
+/// Basic` header the client derives from them, which an echoing server
+/// shows back.
+fn register_url_credentials(add: &mut dyn FnMut(&str), url: &Url) {
     use base64::Engine as _;
     let Some(password) = url.password() else {
         return;
@@ -134,11 +134,30 @@ fn register_url_credentials(ctx: &StepContext, url: &Url) {
         (user.to_string(), password.to_string()),
         (decode(user), decode(password)),
     ] {
-        ctx.add_secret(&password);
+        add(&password);
         let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-        ctx.add_secret(&basic);
-        ctx.add_secret(&format!("Basic {basic}"));
+        add(&basic);
+        add(&format!("Basic {basic}"));
     }
+}
+
+/// The credentials written literally in the step (a header value or a URL
+/// password without templates): known before the run, so masked from its
+/// start, before an earlier step can print them.
+pub(crate) fn secrets_written_in(http: &HttpCheckStep) -> Vec<String> {
+    let mut secrets = Vec::new();
+    let mut add = |secret: &str| secrets.push(secret.to_string());
+    for (name, template) in &http.headers {
+        if is_secret_header(name) && !template.is_templated() {
+            register_secret(&mut add, name, &template.text);
+        }
+    }
+    if !http.url.is_templated()
+        && let Ok(url) = Url::parse(http.url.text.trim())
+    {
+        register_url_credentials(&mut add, &url);
+    }
+    secrets
 }
 
 /// Renders every template of the step.
@@ -150,7 +169,7 @@ pub(crate) fn render(http: &HttpCheckStep, ctx: &StepContext) -> Result<Request,
         let value = ctx.render(&format!("headers.{name}"), template)?;
         let secret = is_secret_header(name);
         if secret {
-            register_secret(ctx, name, &value);
+            register_secret(&mut |secret| ctx.add_secret(secret), name, &value);
         }
         let header_name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
             StepFailure::new(format!(
@@ -173,7 +192,7 @@ pub(crate) fn render(http: &HttpCheckStep, ctx: &StepContext) -> Result<Request,
             url_text.trim()
         ))
     })?;
-    register_url_credentials(ctx, &url);
+    register_url_credentials(&mut |secret| ctx.add_secret(secret), &url);
     if url.scheme() != "http" && url.scheme() != "https" {
         return Err(StepFailure::new(format!(
             "`url` must be an http:// or https:// URL, got `{url}`"
