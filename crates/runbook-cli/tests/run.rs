@@ -1279,3 +1279,43 @@ fn each_skipped_on_failure_step_is_reported_once() {
     let stdout_skips = done.stdout.matches("\"step_skipped\"").count();
     assert_eq!(stdout_skips, 3, "{}", done.stdout);
 }
+
+/// An interrupt during cleanup changes how the run ends, and the cleanup
+/// steps that start after it see so in `run.status`.
+#[test]
+fn run_status_follows_an_interrupt_during_on_failure() {
+    let sandbox = Sandbox::new();
+    let child = sandbox.spawn(
+        "interrupt-during-on-failure.yaml",
+        &["--set", &sandbox.dir_param()],
+    );
+    sandbox.wait_for_event("the first on_failure step", |e| {
+        e["event"] == "step_started" && e["step"] == "first"
+    });
+    signal(&child, "INT");
+    // The notice is printed as the engine is told; it acts on it at once,
+    // while `first` still runs.
+    let start = Instant::now();
+    while !std::fs::read_to_string(sandbox.scratch().join("stderr"))
+        .unwrap_or_default()
+        .contains("SIGINT: no main step starts again")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no interrupt notice"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    std::fs::write(sandbox.scratch().join("go"), "").expect("release the step");
+    let done = sandbox.wait(child);
+    assert_eq!(done.code, Some(130), "{}", done.stderr);
+    for step in ["second", "last"] {
+        let finished = done.step_event("step_finished", step);
+        assert_eq!(
+            finished["outputs"]["stdout"], "status=interrupted",
+            "{step}: {}",
+            done.stderr
+        );
+    }
+}

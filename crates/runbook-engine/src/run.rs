@@ -475,6 +475,9 @@ struct Dispatcher<'a> {
     /// Why the run failed (first cause).
     failure: Option<String>,
     interrupted: bool,
+    /// The main steps are over: `run.status` shows how the run ends so
+    /// far, and changes when it does (an interrupt during cleanup).
+    outcome_published: bool,
     abandoned: bool,
     rollbacks: Vec<RollbackRecord>,
     rollback_started: Option<Instant>,
@@ -606,6 +609,7 @@ impl<'a> Dispatcher<'a> {
             stopping: None,
             failure: None,
             interrupted: false,
+            outcome_published: false,
             abandoned: false,
             rollbacks: Vec::new(),
             rollback_started: None,
@@ -654,6 +658,7 @@ impl<'a> Dispatcher<'a> {
     /// `on_failure` step can tell an operator's Ctrl-C from a remedy that
     /// did not work, and a `finally` step can report either.
     fn publish_outcome(&mut self) {
+        self.outcome_published = true;
         let (status, error) = self.outcome();
         if let Some(run) = self.context.get_mut("run").and_then(Value::as_object_mut) {
             run.insert("status".into(), Value::from(status.as_str()));
@@ -1375,6 +1380,11 @@ impl<'a> Dispatcher<'a> {
                 self.interrupted = true;
                 if self.stopping.is_none() {
                     self.stop_main("interrupted".to_string());
+                }
+                // During cleanup, steps that start from now on see that
+                // the run is ending `interrupted`.
+                if self.outcome_published {
+                    self.publish_outcome();
                 }
             }
             Wake::Abandon => {
