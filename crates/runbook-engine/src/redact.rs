@@ -183,15 +183,40 @@ impl Redactor {
         }
     }
 
-    /// `text` with every secret replaced by `***`.
+    /// `text` with every secret replaced by `***`. Where two secrets
+    /// overlap (`abcXYZ` and `XYZ123` in `abcXYZ123`), both go under one
+    /// `***`: masking one first would leave the other's rest in clear.
     pub fn redact(&self, text: &str) -> String {
         let secrets = self.read();
-        let mut out = text.to_string();
+        let mut spans: Vec<(usize, usize)> = Vec::new();
         for secret in secrets.iter() {
-            if out.contains(secret.as_str()) {
-                out = out.replace(secret.as_str(), "***");
-            }
+            spans.extend(
+                text.match_indices(secret.as_str())
+                    .map(|(at, found)| (at, at + found.len())),
+            );
         }
+        if spans.is_empty() {
+            return text.to_string();
+        }
+        spans.sort_unstable();
+        let mut out = String::with_capacity(text.len());
+        let mut copied = 0;
+        let mut spans = spans.into_iter().peekable();
+        while let Some((start, mut end)) = spans.next() {
+            // Every span starting before this one ends is part of it (a
+            // shorter secret within a longer one, or an overlap).
+            while let Some(&(next_start, next_end)) = spans.peek() {
+                if next_start >= end {
+                    break;
+                }
+                end = end.max(next_end);
+                spans.next();
+            }
+            out.push_str(&text[copied..start]);
+            out.push_str("***");
+            copied = end;
+        }
+        out.push_str(&text[copied..]);
         out
     }
 
@@ -350,6 +375,19 @@ mod tests {
         assert_eq!(r.redact(r#""h\/é\/x""#), r#""***""#);
         // The `upper` template helper.
         assert_eq!(r.redact("MIXEDCASE42"), "***");
+    }
+
+    #[test]
+    fn overlapping_secrets_are_masked_together() {
+        let r = Redactor::new();
+        r.add("abcdefXYZ");
+        r.add("XYZ123456");
+        r.add("cde");
+        assert_eq!(r.redact("[abcdefXYZ123456]"), "[***]");
+        assert_eq!(r.redact("XYZ123456 abcdefXYZ"), "*** ***");
+        assert_eq!(r.redact("a cde b abcdefXYZ"), "a *** b ***");
+        // Back to back, each is masked on its own.
+        assert_eq!(r.redact("abcdefXYZcde"), "******");
     }
 
     #[test]
