@@ -158,7 +158,7 @@ pub fn summary(step: &Step) -> String {
         StepKind::HttpCheck(http) => format!(
             "{} {}",
             http.method.as_ref().map_or("GET", |m| m.text.as_str()),
-            http.url.text
+            without_url_password(&http.url.text)
         ),
         StepKind::KubectlAction(k) => {
             let mut s = k.action.as_str().to_string();
@@ -350,5 +350,54 @@ impl Plan {
         }
         out.push_str("}\n");
         out
+    }
+}
+
+/// `url` with the password of its `user:password@` shown as `***`, as a run
+/// shows it (a URL's password is a secret).
+fn without_url_password(url: &str) -> std::borrow::Cow<'_, str> {
+    let Some(scheme_end) = url.find("://").map(|at| at + 3) else {
+        return url.into();
+    };
+    let authority_end = url[scheme_end..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |at| scheme_end + at);
+    let authority = &url[scheme_end..authority_end];
+    let Some(at) = authority.rfind('@') else {
+        return url.into();
+    };
+    let Some(colon) = authority[..at].find(':') else {
+        return url.into();
+    };
+    format!(
+        "{}***{}",
+        &url[..scheme_end + colon + 1],
+        &url[scheme_end + at..]
+    )
+    .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_url_password;
+
+    #[test]
+    fn a_url_password_is_hidden_and_nothing_else_changes() {
+        assert_eq!(
+            without_url_password("http://admin:PlanUrlPw22@host:8080/x?a=b@c"),
+            "http://admin:***@host:8080/x?a=b@c"
+        );
+        assert_eq!(
+            without_url_password("https://u:p%40ss@h/"),
+            "https://u:***@h/"
+        );
+        for unchanged in [
+            "http://host/path@x",
+            "http://user@host/",
+            "{{params.base_url}}/health",
+            "http://127.0.0.1:3000/health",
+        ] {
+            assert_eq!(without_url_password(unchanged), unchanged);
+        }
     }
 }
