@@ -475,9 +475,10 @@ fn a_killed_then_resumed_run_reports_the_stop_the_resume_and_the_confirmation() 
     let id = runs_json(state)[0]["id"].as_str().expect("id").to_string();
     assert_eq!(runs_json(state)[0]["status"], "stopped");
 
+    let resume_log = dir.join("resume.stderr");
     let mut resume = runbook(state, &["resume", &id])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&resume_log).expect("resume log"))
         .spawn()
         .expect("start resume");
     // The resumed run asks whether `slow` completed; say it did.
@@ -487,11 +488,16 @@ fn a_killed_then_resumed_run_reports_the_stop_the_resume_and_the_confirmation() 
         if approve.status.success() {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "never asked: {}",
-            stderr(&approve)
-        );
+        if Instant::now() >= deadline {
+            let _ = resume.kill();
+            panic!(
+                "never asked: {}\nthe resume said:\n{}\njournal:\n{}",
+                stderr(&approve),
+                std::fs::read_to_string(&resume_log).unwrap_or_default(),
+                std::fs::read_to_string(state.join("runs").join(&id).join("events.jsonl"))
+                    .unwrap_or_default()
+            );
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
     let deadline = Instant::now() + Duration::from_secs(60);
