@@ -137,6 +137,20 @@ pub fn resolve_params(
     }
 }
 
+/// `source` with the bytes of `span` shown as `*`, one per byte, so that
+/// every position the snippet points at stays where it was.
+fn mask_span(source: &str, span: runbook_model::Span) -> String {
+    match source.get(span.start..span.end) {
+        Some(value) => format!(
+            "{}{}{}",
+            &source[..span.start],
+            "*".repeat(value.len()),
+            &source[span.end..]
+        ),
+        None => source.to_string(),
+    }
+}
+
 fn stderr_color() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
@@ -153,6 +167,13 @@ fn report_param_errors(errors: &[ParamError], file: Option<(&Path, &str)>, conse
                     other => other.to_string(),
                 };
                 let diagnostics = [runbook_model::Diagnostic::error(code, span, message)];
+                let masked;
+                let source = if error.hides_value() {
+                    masked = mask_span(source, span);
+                    masked.as_str()
+                } else {
+                    source
+                };
                 eprint!(
                     "{}",
                     render_human(

@@ -1319,3 +1319,24 @@ fn run_status_follows_an_interrupt_during_on_failure() {
         );
     }
 }
+
+/// A secret's value refused from a params file is neither in the message
+/// nor in the snippet of the file under it.
+#[test]
+fn a_refused_secret_in_a_params_file_is_not_shown() {
+    let sandbox = Sandbox::new();
+    let params = sandbox.scratch().join("params.yaml");
+    std::fs::write(
+        &params,
+        "db_password: Hunter2Hunter2\npin: \"SeventyOne71\"\n",
+    )
+    .expect("params file");
+    let params = params.to_str().expect("path").to_string();
+    let done = sandbox.run("secret-params.yaml", &["--params", &params]);
+    assert_eq!(done.code, Some(2), "{}", done.stderr);
+    assert!(done.stderr.contains("params.yaml:1:14"), "{}", done.stderr);
+    assert!(done.stderr.contains("params.yaml:2:6"), "{}", done.stderr);
+    for value in ["Hunter2Hunter2", "SeventyOne71"] {
+        assert!(!done.stderr.contains(value), "{value}:\n{}", done.stderr);
+    }
+}

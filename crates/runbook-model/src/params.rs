@@ -110,6 +110,16 @@ pub enum ParamError {
 }
 
 impl ParamError {
+    /// Whether the value at fault belongs to a secret param: a snippet of
+    /// the params file must not show it either.
+    pub fn hides_value(&self) -> bool {
+        matches!(
+            self,
+            ParamError::WrongType { shown, .. } | ParamError::NotAllowed { shown, .. }
+                if shown == "***"
+        )
+    }
+
     /// Where in the params file the problem is, when it is there.
     pub fn params_file_span(&self) -> Option<Span> {
         match self {
