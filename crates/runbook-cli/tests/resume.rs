@@ -796,12 +796,20 @@ fn what_a_killed_engine_left_running_is_stopped_before_the_step_runs_again() {
     // Only the engine dies; its step's process group lives on.
     kill(&child.id().to_string());
     child.wait().expect("wait for the killed engine");
+    // A member still running, not a zombie waiting for init to collect it
+    // (`kill -0` reaches those too).
     let alive = |group: &str| {
-        Command::new("kill")
-            .args(["-0", "--", &format!("-{group}")])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+        std::fs::read_dir("/proc")
+            .expect("/proc")
+            .flatten()
+            .filter_map(|entry| std::fs::read_to_string(entry.path().join("stat")).ok())
+            .any(|stat| {
+                let fields: Vec<&str> = stat
+                    .rsplit_once(')')
+                    .map(|(_, rest)| rest.split_whitespace().collect())
+                    .unwrap_or_default();
+                fields.get(2) == Some(&group) && fields.first().is_some_and(|s| *s != "Z")
+            })
     };
     assert!(alive(&first), "the first copy outlived the engine");
     std::fs::remove_file(sandbox.dir().join("slow.pid")).expect("remove pid file");

@@ -127,7 +127,7 @@ impl Leftover {
 
     /// Whether any process of the group is still alive.
     pub fn alive(&self) -> bool {
-        killpg(self.pgid, None).is_ok()
+        group_alive(self.pgid)
     }
 
     /// Blocks until the group has exited.
@@ -136,6 +136,55 @@ impl Leftover {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// Whether a process of group `pgid` is still running. Signalling the
+/// group (`kill(-pgid, 0)`) also succeeds while its members are zombies:
+/// they have exited, but their parent, init for the orphans of a dead
+/// engine, has not collected them yet. An init that reaps late (a
+/// container's own shell never does) kept a resume waiting for a step that
+/// had long finished, so the members' states are read from `/proc`; where
+/// it cannot be read, the signal's answer stands.
+fn group_alive(pgid: Pid) -> bool {
+    if killpg(pgid, None).is_err() {
+        return false;
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    let mut seen_any = false;
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid pgrp ...`; the name may hold spaces and
+        // parentheses, so fields are counted from the last `)`.
+        let Some(fields) = stat.rfind(')').map(|at| &stat[at + 1..]) else {
+            continue;
+        };
+        let mut fields = fields.split_whitespace();
+        let (Some(state), Some(_parent), Some(group)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        if group.parse::<i32>().ok() == Some(pgid.as_raw()) {
+            seen_any = true;
+            if state != "Z" && state != "X" {
+                return true;
+            }
+        }
+    }
+    // A group the signal reached but `/proc` does not show (another PID
+    // namespace's view) is taken to be alive.
+    !seen_any
 }
 
 /// The process groups of `run_dir`'s log that are still alive. The log
@@ -164,7 +213,7 @@ pub fn leftover_groups(run_dir: &Path) -> Vec<Leftover> {
         let (Ok(pgid), Ok(spawned)) = (pgid.parse::<i32>(), spawned.parse::<u64>()) else {
             continue;
         };
-        if pgid <= 1 || killpg(Pid::from_raw(pgid), None).is_err() {
+        if pgid <= 1 || !group_alive(Pid::from_raw(pgid)) {
             continue;
         }
         let ours = match started_millis(pgid) {
@@ -200,7 +249,8 @@ pub fn stop_groups(leftovers: Vec<Leftover>, grace: Duration) -> Vec<String> {
     leftovers
         .into_iter()
         .map(|leftover| {
-            let killed = killpg(leftover.pgid, Signal::SIGKILL).is_ok();
+            let killed =
+                group_alive(leftover.pgid) && killpg(leftover.pgid, Signal::SIGKILL).is_ok();
             format!(
                 "stopped what step `{}` of the dead engine left running (process group {}{})",
                 leftover.step,
@@ -213,4 +263,44 @@ pub fn stop_groups(leftovers: Vec<Leftover>, grace: Duration) -> Vec<String> {
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::CommandExt;
+
+    #[test]
+    fn a_group_of_zombies_is_not_alive() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "exit 0"])
+            .process_group(0)
+            .spawn()
+            .expect("spawn sh");
+        let pgid = Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+        // Not reaped yet: the exited leader stays a zombie, which the
+        // signal still reaches.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::read_to_string(format!("/proc/{pgid}/stat"))
+            .map(|stat| !stat.contains(") Z "))
+            .unwrap_or(false)
+        {
+            assert!(Instant::now() < deadline, "the child never exited");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(killpg(pgid, None).is_ok(), "the zombie is signallable");
+        assert!(!group_alive(pgid));
+        child.wait().expect("reap");
+        assert!(!group_alive(pgid));
+
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .expect("spawn sleep");
+        let pgid = Pid::from_raw(i32::try_from(sleeper.id()).expect("pid"));
+        assert!(group_alive(pgid));
+        let _ = sleeper.kill();
+        let _ = sleeper.wait();
+    }
 }
