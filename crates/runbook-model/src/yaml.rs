@@ -363,8 +363,33 @@ pub fn parse(text: &str) -> Result<Parsed, Vec<Diagnostic>> {
                     }
                 }
             }
-            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+            Event::SequenceStart(anchor, ref tag) | Event::MappingStart(anchor, ref tag) => {
                 node_count += 1;
+                let standard = if matches!(event, Event::SequenceStart(..)) {
+                    "seq"
+                } else {
+                    "map"
+                };
+                if let Some(tag) = tag {
+                    let written = format!("{}{}", tag.handle, tag.suffix);
+                    let shown = match written.strip_prefix("tag:yaml.org,2002:") {
+                        Some(core) if core == standard => None,
+                        Some(core) => Some(format!("!!{core}")),
+                        None => Some(written),
+                    };
+                    // Reported as a tagged scalar is; the node is read as
+                    // if untagged.
+                    if let Some(shown) = shown {
+                        diagnostics.push(
+                            Diagnostic::error(
+                                Code::YamlSyntax,
+                                span,
+                                format!("unsupported YAML tag `{shown}`"),
+                            )
+                            .with_label("this value"),
+                        );
+                    }
+                }
                 if stack.len() >= MAX_DEPTH {
                     diagnostics.push(
                         Diagnostic::error(
@@ -739,6 +764,32 @@ mod tests {
         assert!(parsed.diagnostics[0].message.contains("`!x`"));
         // An unknown tag is reported once; the value is read as written.
         assert_eq!(node.get("f").map(|n| &n.value), Some(&Value::Int(1)));
+    }
+
+    #[test]
+    fn a_tag_on_a_mapping_or_a_list_is_reported_like_one_on_a_scalar() {
+        let parsed = parse(
+            "a: !foo {type: shell}\nb: !bar []\nc: !!binary {x: 1}\nd: !!map {x: 1}\ne: !!seq [1]\n",
+        )
+        .expect("recoverable");
+        let messages: Vec<(u32, &str)> = parsed
+            .diagnostics
+            .iter()
+            .map(|d| (d.span.line, d.message.as_str()))
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                (1, "unsupported YAML tag `!foo`"),
+                (2, "unsupported YAML tag `!bar`"),
+                (3, "unsupported YAML tag `!!binary`"),
+            ]
+        );
+        // Read as written.
+        assert!(matches!(
+            parsed.root.get("a").map(|n| &n.value),
+            Some(Value::Map(_))
+        ));
     }
 
     #[test]
