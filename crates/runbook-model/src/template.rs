@@ -254,7 +254,13 @@ fn walk(elements: &[TemplateElement], at_root: bool, analysis: &mut Analysis) {
     for element in elements {
         match element {
             TemplateElement::Expression(helper) | TemplateElement::HtmlExpression(helper) => {
-                if let TemplateElement::HtmlExpression(_) = element {
+                // `{{{quote x}}}` is the documented way to insert one shell
+                // word raw: quoting is what the helper does.
+                let quoted_by_helper =
+                    matches!(&helper.name, Parameter::Name(name) if name == "quote");
+                if let TemplateElement::HtmlExpression(_) = element
+                    && !quoted_by_helper
+                {
                     analysis.raw_insertions.push(describe(&helper.name));
                 }
                 let is_call = !helper.params.is_empty() || !helper.hash.is_empty();
@@ -437,6 +443,8 @@ mod tests {
     fn raw_insertions_are_listed() {
         let a = analyze("echo {{{params.cmd}}} {{params.x}}").expect("parses");
         assert_eq!(a.raw_insertions, ["params.cmd"]);
+        let a = analyze("echo {{{quote params.cmd}}} {{{lower params.y}}}").expect("parses");
+        assert_eq!(a.raw_insertions, ["lower"]);
     }
 
     #[test]
