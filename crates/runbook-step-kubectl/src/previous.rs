@@ -8,7 +8,9 @@
 //! * strategic: the same, except that lists with a merge key (containers by
 //!   `name`, ports by `containerPort`, ...) are merged element-wise: each
 //!   patched element is recorded by its key with its old values, and an
-//!   element the patch adds is recorded as `{key, "$patch": "delete"}`.
+//!   element the patch adds is recorded as `{key, "$patch": "delete"}`. A
+//!   list from which the patch deletes an element is recorded whole, with
+//!   a `{"$patch": "replace"}` element, so the element returns to its place.
 //! * json (RFC 6902): the inverse operations, in the order that undoes the
 //!   patch (`previous` is itself a JSON patch).
 
@@ -90,7 +92,19 @@ fn merge_prev(patch: &Value, current: &Value, strategic: bool, parent: Option<&s
             (Value::Array(items), Value::Array(old_items)) if strategic => {
                 match merge_key(parent, key) {
                     Some(mk) if items.iter().all(Value::is_object) => {
-                        Value::Array(list_prev(items, old_items, mk, strategic, key))
+                        if deletes_an_element(items, old_items, mk) {
+                            // Merged back, a deleted element would land at
+                            // the end of the list: another pod template
+                            // (a new rollout instead of the old ReplicaSet)
+                            // and another default container. The whole old
+                            // list, replacing the list, puts it back in
+                            // place.
+                            let mut whole = old_items.clone();
+                            whole.push(json!({"$patch": "replace"}));
+                            Value::Array(whole)
+                        } else {
+                            Value::Array(list_prev(items, old_items, mk, strategic, key))
+                        }
                     }
                     _ => old.clone(),
                 }
@@ -100,6 +114,16 @@ fn merge_prev(patch: &Value, current: &Value, strategic: bool, parent: Option<&s
         out.insert(key.clone(), prev);
     }
     Value::Object(out)
+}
+
+/// Whether the patch's list `items` deletes an element of `old_items`.
+fn deletes_an_element(items: &[Value], old_items: &[Value], key: &str) -> bool {
+    items.iter().any(|item| {
+        item.get("$patch").and_then(Value::as_str) == Some("delete")
+            && item
+                .get(key)
+                .is_some_and(|id| old_items.iter().any(|old| old.get(key) == Some(id)))
+    })
 }
 
 fn list_prev(
@@ -265,6 +289,14 @@ mod tests {
                     Value::Null => {
                         t.remove(k);
                     }
+                    Value::Array(items)
+                        if items.iter().any(|i| {
+                            i.get("$patch").and_then(Value::as_str) == Some("replace")
+                        }) =>
+                    {
+                        let kept = items.iter().filter(|i| i.get("$patch").is_none());
+                        t.insert(k.clone(), Value::Array(kept.cloned().collect()));
+                    }
                     Value::Array(items) if merge_key(parent, k).is_some() => {
                         let mk = merge_key(parent, k).expect("checked");
                         let list = t.entry(k.clone()).or_insert_with(|| json!([]));
@@ -349,11 +381,16 @@ mod tests {
     fn strategic_previous_of_an_element_deletion_re_adds_it() {
         let patch = json!({"spec": {"template": {"spec": {"containers": [
             {"name": "proxy", "$patch": "delete"}]}}}});
-        let prev = previous_for_merge(&patch, &deployment(), true).expect("previous");
-        assert_eq!(
-            prev["spec"]["template"]["spec"]["containers"],
-            json!([{"name": "proxy", "image": "envoy:1"}])
-        );
+        let before = deployment();
+        let prev = previous_for_merge(&patch, &before, true).expect("previous");
+        let mut whole = before["spec"]["template"]["spec"]["containers"].clone();
+        if let Some(list) = whole.as_array_mut() {
+            list.push(json!({"$patch": "replace"}));
+        }
+        assert_eq!(prev["spec"]["template"]["spec"]["containers"], whole);
+        // Back in its place, not appended: the same pod template as before.
+        let after = strategic_apply(&before, &patch);
+        assert_eq!(strategic_apply(&after, &prev), before);
     }
 
     #[test]
