@@ -880,7 +880,6 @@ impl<'a> Dispatcher<'a> {
                 match self.readiness(i) {
                     Readiness::Run => {}
                     Readiness::Skip(reason) => {
-                        self.ready.remove(&i);
                         self.skip(i, reason);
                         changed = true;
                     }

@@ -91,14 +91,20 @@ fn boot_millis() -> u64 {
     })
 }
 
+/// The fields of `/proc/PID/stat` after the command name (which may hold
+/// spaces and parentheses, so they start after the last `)`): state,
+/// parent, group, ...; `None` if the process does not exist.
+fn stat_fields(pid: impl std::fmt::Display) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    Some(after.split_whitespace().map(str::to_string).collect())
+}
+
 /// When process `pid` started, in milliseconds since boot; `None` if it
 /// does not exist.
 fn started_millis(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // After the command name (which may hold spaces), field 22 is the
-    // start time in clock ticks: the 20th field after `) `.
-    let after = &stat[stat.rfind(')')? + 2..];
-    let ticks: u64 = after.split(' ').nth(19)?.parse().ok()?;
+    // Field 22 of the whole line, the start time in clock ticks.
+    let ticks: u64 = stat_fields(pid)?.get(19)?.parse().ok()?;
     let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
         .ok()
         .flatten()
@@ -161,18 +167,10 @@ fn group_alive(pgid: Pid) -> bool {
         else {
             continue;
         };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        let Some(fields) = stat_fields(pid) else {
             continue;
         };
-        // `pid (comm) state ppid pgrp ...`; the name may hold spaces and
-        // parentheses, so fields are counted from the last `)`.
-        let Some(fields) = stat.rfind(')').map(|at| &stat[at + 1..]) else {
-            continue;
-        };
-        let mut fields = fields.split_whitespace();
-        let (Some(state), Some(_parent), Some(group)) =
-            (fields.next(), fields.next(), fields.next())
-        else {
+        let (Some(state), Some(group)) = (fields.first(), fields.get(2)) else {
             continue;
         };
         if group.parse::<i32>().ok() == Some(pgid.as_raw()) {
