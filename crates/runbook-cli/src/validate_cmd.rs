@@ -22,6 +22,10 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     for path in &args.paths {
         collect(path, &mut files)?;
     }
+    // `validate dir dir/a.yaml` names a file twice: checked twice, its
+    // errors would be annotated twice on a pull request.
+    let mut seen = std::collections::HashSet::new();
+    files.retain(|f| seen.insert(std::fs::canonicalize(f).unwrap_or_else(|_| f.clone())));
     // Directories of a repository also hold other YAML; Kubernetes
     // manifests are the common case next to runbooks. Files named on the
     // command line are always checked.

@@ -496,6 +496,9 @@ pub fn render_sarif(files: &[FileDiagnostics<'_>]) -> serde_json::Value {
                 "informationUri": "https://github.com/runbook-engine/runbook",
                 "rules": rules.iter().map(|c| serde_json::json!({"id": c.as_str(), "name": c.name()})).collect::<Vec<_>>()
             }},
+            // Columns count characters, as the human output does; a
+            // consumer would otherwise count UTF-16 code units.
+            "columnKind": "unicodeCodePoints",
             "results": results
         }]
     })

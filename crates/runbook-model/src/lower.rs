@@ -149,6 +149,27 @@ pub const KUBECTL_KEYS: &[&str] = &[
 /// Fields of `gate` steps.
 pub const GATE_KEYS: &[&str] = &["message", "condition", "on_timeout"];
 const STEP_TYPES: &[&str] = &["shell", "http-check", "kubectl-action", "gate"];
+
+/// Field names from other tools (GitHub Actions, Compose, Ansible, go-task)
+/// that an author may reach for, and ours. Spelling alone would suggest
+/// `description` for `script`.
+const STEP_FIELD_SYNONYMS: &[(&str, &str)] = &[
+    ("script", "run"),
+    ("cmd", "run"),
+    ("command", "run"),
+    ("cmds", "run"),
+    ("shell_command", "run"),
+    ("depends_on", "needs"),
+    ("depends", "needs"),
+    ("deps", "needs"),
+    ("requires", "needs"),
+    ("after", "needs"),
+    ("if", "when"),
+    ("retries", "retry"),
+    ("continue_on_error", "continue_on_failure"),
+    ("ignore_errors", "continue_on_failure"),
+    ("allow_failure", "continue_on_failure"),
+];
 /// Signals a shell step may name as `stop_signal`.
 pub const SIGNALS: &[&str] = &[
     "SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGKILL", "SIGUSR1", "SIGUSR2",
@@ -243,10 +264,13 @@ impl<'a> Lowerer<'a> {
             Some(s) => format!("did you mean `{s}`?"),
             None => format!("{what} accepts: {}", known.join(", ")),
         };
-        let label = if entry.key == "<<" {
-            "YAML merge keys are not supported".to_string()
+        let (label, help) = if entry.key == "<<" {
+            (
+                "YAML merge keys are not supported".to_string(),
+                "merge keys are not part of YAML 1.2: write the fields out (`defaults` sets a timeout and retry for every step)".to_string(),
+            )
         } else {
-            "unknown key".to_string()
+            ("unknown key".to_string(), help)
         };
         let d = self.error(
             Code::UnknownKey,
@@ -255,6 +279,65 @@ impl<'a> Lowerer<'a> {
         );
         d.label = Some(label);
         d.help = Some(help);
+    }
+
+    /// [`Self::unknown_key`] for a step's field: the names other tools use
+    /// for a field are pointed at ours, and a rollback's help leaves out
+    /// the fields a rollback cannot have.
+    fn unknown_key_of_step(&mut self, entry: &Entry, what: &str, known: &[&str], phase: Phase) {
+        let listed: Vec<&str> = known
+            .iter()
+            .copied()
+            .filter(|k| phase != Phase::Rollback || !["needs", "when", "rollback"].contains(k))
+            .collect();
+        let synonym = STEP_FIELD_SYNONYMS
+            .iter()
+            .find(|(other, ours)| *other == entry.key && listed.contains(ours))
+            .map(|(_, ours)| *ours);
+        self.unknown_key(entry, what, &listed);
+        if let (Some(ours), Some(d)) = (synonym, self.diagnostics.last_mut()) {
+            d.help = Some(format!("did you mean `{ours}`?"));
+        }
+    }
+
+    /// Reports the keys of a step of known type that it does not take:
+    /// those of another type as such, the rest as unknown.
+    fn unknown_keys_of_kind(
+        &mut self,
+        entries: &[Entry],
+        kind_keys: &[&str],
+        type_node: Option<&Node>,
+        what: &str,
+        phase: Phase,
+    ) {
+        let known: Vec<&str> = COMMON_KEYS.iter().chain(kind_keys).copied().collect();
+        for entry in entries {
+            if !known.contains(&entry.key.as_str()) {
+                let elsewhere = [
+                    ("shell", SHELL_KEYS),
+                    ("http-check", HTTP_KEYS),
+                    ("kubectl-action", KUBECTL_KEYS),
+                    ("gate", GATE_KEYS),
+                ]
+                .into_iter()
+                .find(|(_, keys)| keys.contains(&entry.key.as_str()));
+                match elsewhere {
+                    Some((owner, _)) => {
+                        let type_name = type_node.and_then(Node::as_str).unwrap_or_default();
+                        let d = self.error(
+                            Code::UnknownKey,
+                            entry.key_span,
+                            format!(
+                                "field `{}` does not apply to a `{type_name}` step",
+                                entry.key
+                            ),
+                        );
+                        d.label = Some(format!("only `{owner}` steps take this field"));
+                    }
+                    None => self.unknown_key_of_step(entry, what, &known, phase),
+                }
+            }
+        }
     }
 
     fn string(&mut self, node: &Node, field: &str) -> Option<Spanned<String>> {
@@ -268,9 +351,55 @@ impl<'a> Lowerer<'a> {
     }
 
     fn wrong_type(&mut self, node: &Node, field: &str, expected: &str) {
+        if let Value::Float(f) = node.value
+            && expected.starts_with("an integer")
+            && f.fract() == 0.0
+        {
+            // A whole number: either beyond what an integer holds, or
+            // written with a fraction (`3.0`), which YAML reads as a float.
+            let (message, help) = if f.abs() >= 9.2e18 {
+                (
+                    format!(
+                        "`{field}` is out of range: an integer is at most {}",
+                        i64::MAX
+                    ),
+                    None,
+                )
+            } else {
+                (
+                    format!(
+                        "`{field}` must be {expected}, found the float `{}`",
+                        self.source
+                            .get(node.span.start..node.span.end)
+                            .unwrap_or_default()
+                            .trim()
+                    ),
+                    Some(format!(
+                        "write `{f}` without a fraction or exponent: YAML reads it as a float"
+                    )),
+                )
+            };
+            let d = self.error(Code::WrongType, node.span, message);
+            d.label = Some(format!("expected {expected}"));
+            d.help = help;
+            return;
+        }
         let hint = match (&node.value, expected) {
             (Value::Int(_) | Value::Float(_) | Value::Bool(_), "a string") => {
-                Some("quote the value to make it a string")
+                Some("quote the value to make it a string".to_string())
+            }
+            // YAML 1.1 (and so PyYAML and older tools) read these as
+            // booleans; YAML 1.2, which runbook follows, reads text.
+            (Value::Str(s), _) if expected.starts_with("`true`") => {
+                match s.to_ascii_lowercase().as_str() {
+                    "yes" | "on" | "y" => Some(format!(
+                        "write `true`: in YAML 1.2 `{s}` is text, not a boolean"
+                    )),
+                    "no" | "off" | "n" => Some(format!(
+                        "write `false`: in YAML 1.2 `{s}` is text, not a boolean"
+                    )),
+                    _ => None,
+                }
             }
             _ => None,
         };
@@ -280,7 +409,7 @@ impl<'a> Lowerer<'a> {
             format!("`{field}` must be {expected}, found {}", node.type_name()),
         );
         d.label = Some(format!("expected {expected}"));
-        d.help = hint.map(str::to_string);
+        d.help = hint;
     }
 
     fn template(&mut self, node: &Node, field: &str) -> Option<Template> {
@@ -471,6 +600,25 @@ impl<'a> Lowerer<'a> {
         out
     }
 
+    /// Header names are never templated, so a name HTTP cannot carry
+    /// (a space, a colon) fails every run.
+    fn check_header_names(&mut self, node: &Node) {
+        for entry in node.as_map().unwrap_or_default() {
+            if http::HeaderName::from_bytes(entry.key.as_bytes()).is_err() {
+                let d = self.error(
+                    Code::InvalidValue,
+                    entry.key_span,
+                    format!("`{}` is not a valid HTTP header name", entry.key),
+                );
+                d.label = Some("not a header name".into());
+                d.help = Some(
+                    "a header name is letters, digits and `-` (no spaces or `:`), such as `X-Request-Id`"
+                        .into(),
+                );
+            }
+        }
+    }
+
     fn template_list(&mut self, node: &Node, field: &str) -> Option<Vec<Template>> {
         let Value::Seq(items) = &node.value else {
             self.wrong_type(node, field, "a list of strings");
@@ -573,6 +721,17 @@ impl<'a> Lowerer<'a> {
         else {
             return Lowered { runbook, all_ids };
         };
+        if !entries.iter().any(|e| e.key == "steps")
+            && let Some(d) = self
+                .diagnostics
+                .iter_mut()
+                .rev()
+                .find(|d| d.code == Code::MissingKey && d.message.ends_with("`steps`"))
+        {
+            // A directory of runbooks often holds other YAML (Compose,
+            // Helm values); CI shows its errors with no word of why.
+            d.help = Some("every runbook has `steps`; if this file is not a runbook, leave it out of the paths given to `runbook validate`".into());
+        }
         let mut seen_ids: IndexMap<String, Span> = IndexMap::new();
         for entry in entries {
             let v = &entry.value;
@@ -878,7 +1037,8 @@ impl<'a> Lowerer<'a> {
 
     fn step(&mut self, node: &Node, id: Spanned<String>, phase: Phase) -> Option<Step> {
         let what = if phase == Phase::Rollback {
-            format!("the rollback of step `{}`", id.value)
+            let parent = id.value.strip_suffix(".rollback").unwrap_or(&id.value);
+            format!("the rollback of step `{parent}`")
         } else {
             format!("step `{}`", id.value)
         };
@@ -915,33 +1075,28 @@ impl<'a> Lowerer<'a> {
                 None
             }
         };
-        // Unknown keys can only be judged once the type is known.
+        // With the type known, a key of another type is named as such.
+        // Without it, a key that no type takes is still unknown: a typo in
+        // `type` must not hide a typo in `needs`.
         if let Some(kind_keys) = kind_keys {
-            let known: Vec<&str> = COMMON_KEYS.iter().chain(kind_keys).copied().collect();
+            self.unknown_keys_of_kind(entries, kind_keys, type_node, &what, phase);
+        } else {
+            let any: Vec<&str> = COMMON_KEYS
+                .iter()
+                .chain(SHELL_KEYS)
+                .chain(HTTP_KEYS)
+                .chain(KUBECTL_KEYS)
+                .chain(GATE_KEYS)
+                .copied()
+                .collect();
             for entry in entries {
-                if !known.contains(&entry.key.as_str()) {
-                    let elsewhere = [
-                        ("shell", SHELL_KEYS),
-                        ("http-check", HTTP_KEYS),
-                        ("kubectl-action", KUBECTL_KEYS),
-                        ("gate", GATE_KEYS),
-                    ]
-                    .into_iter()
-                    .find(|(_, keys)| keys.contains(&entry.key.as_str()));
-                    match elsewhere {
-                        Some((owner, _)) => {
-                            let type_name = type_node.and_then(Node::as_str).unwrap_or_default();
-                            let d = self.error(
-                                Code::UnknownKey,
-                                entry.key_span,
-                                format!(
-                                    "field `{}` does not apply to a `{type_name}` step",
-                                    entry.key
-                                ),
-                            );
-                            d.label = Some(format!("only `{owner}` steps take this field"));
-                        }
-                        None => self.unknown_key(entry, &what, &known),
+                if !any.contains(&entry.key.as_str()) {
+                    self.unknown_key_of_step(entry, &what, &any, phase);
+                    // Which fields a step takes depends on its type.
+                    if let Some(d) = self.diagnostics.last_mut()
+                        && d.help.as_deref().is_some_and(|h| h.contains(" accepts: "))
+                    {
+                        d.help = Some("no step type takes this field".into());
                     }
                 }
             }
@@ -1119,6 +1274,11 @@ impl<'a> Lowerer<'a> {
                     ),
                 );
                 d.label = Some("expected `auto` or a step".into());
+                if let Value::Str(text) = &node.value
+                    && text.trim().eq_ignore_ascii_case("auto")
+                {
+                    d.help = Some("did you mean `auto`? (lower case, nothing around it)".into());
+                }
                 None
             }
         }
@@ -1257,6 +1417,18 @@ impl<'a> Lowerer<'a> {
                 );
                 d.label = Some("not an HTTP URL".into());
                 d.help = Some("write the whole URL, such as `http://127.0.0.1:8080/health`".into());
+            } else if let Err(error) = url::Url::parse(url.text.trim()) {
+                // The parser the step uses at run time: what it refuses
+                // here would fail every run.
+                let d = self.error(
+                    Code::InvalidValue,
+                    v.span,
+                    format!("`url` is not a valid URL ({error}): `{}`", url.text.trim()),
+                );
+                d.label = Some("not a valid URL".into());
+                d.help = Some(
+                    "percent-encode spaces and other reserved characters (`%20`), and check the port (at most 65535)".into(),
+                );
             }
         }
         let mut step = HttpCheckStep {
@@ -1313,7 +1485,10 @@ impl<'a> Lowerer<'a> {
                         });
                     }
                 }
-                "headers" => step.headers = self.string_map(v, "headers", false),
+                "headers" => {
+                    step.headers = self.string_map(v, "headers", false);
+                    self.check_header_names(v);
+                }
                 "body" => step.body = self.template(v, "body"),
                 "json" => step.json = Some(v.clone()),
                 "insecure" => step.insecure = self.typed_bool(v, "insecure"),
@@ -1350,32 +1525,46 @@ impl<'a> Lowerer<'a> {
                         _ => self.status(v).map(Typed::Literal),
                     }
                 }
-                "body_contains" => match &v.value {
-                    // An expectation that checks nothing passes every
-                    // response; written, it was meant to check something.
-                    Value::Seq(items) if items.is_empty() => {
+                "body_contains" => {
+                    match &v.value {
+                        // An expectation that checks nothing passes every
+                        // response; written, it was meant to check something.
+                        Value::Seq(items) if items.is_empty() => {
+                            let d = self.error(
+                                Code::InvalidValue,
+                                v.span,
+                                "`expect.body_contains` is an empty list: it checks nothing".into(),
+                            );
+                            d.help = Some(
+                                "list the text the body must contain, or leave the field out"
+                                    .into(),
+                            );
+                        }
+                        Value::Seq(items) => {
+                            out.body_contains = items
+                                .iter()
+                                .filter_map(|i| self.template(i, "expect.body_contains"))
+                                .collect()
+                        }
+                        _ => {
+                            out.body_contains = self
+                                .template(v, "expect.body_contains")
+                                .into_iter()
+                                .collect()
+                        }
+                    }
+                    // Every body contains the empty text: like an empty
+                    // list, it checks nothing.
+                    for needle in out.body_contains.iter().filter(|t| t.text.is_empty()) {
                         let d = self.error(
                             Code::InvalidValue,
-                            v.span,
-                            "`expect.body_contains` is an empty list: it checks nothing".into(),
+                            needle.span,
+                            "`expect.body_contains` holds an empty text, which every body contains"
+                                .into(),
                         );
-                        d.help = Some(
-                            "list the text the body must contain, or leave the field out".into(),
-                        );
+                        d.help = Some("write the text the body must contain".into());
                     }
-                    Value::Seq(items) => {
-                        out.body_contains = items
-                            .iter()
-                            .filter_map(|i| self.template(i, "expect.body_contains"))
-                            .collect()
-                    }
-                    _ => {
-                        out.body_contains = self
-                            .template(v, "expect.body_contains")
-                            .into_iter()
-                            .collect()
-                    }
-                },
+                }
                 "body_matches" => {
                     out.body_matches = self.template(v, "expect.body_matches");
                     if let Some(t) = &out.body_matches
@@ -1510,6 +1699,20 @@ impl<'a> Lowerer<'a> {
             d.help = Some(
                 "such as `{{steps.health.failed}}` or `{{eq params.mode \"restore\"}}`".into(),
             );
+        } else if let Ok(analysis) = crate::template::analyze(&template.text)
+            && !analysis.outer_text.trim().is_empty()
+        {
+            // `true {{x}}` renders to two words at best.
+            let d = self.error(
+                Code::InvalidValue,
+                v.span,
+                format!(
+                    "`{field}` has text outside its template (`{}`), so it can never render to just `true` or `false`",
+                    analysis.outer_text.trim()
+                ),
+            );
+            d.label = Some("not a boolean".into());
+            d.help = Some("keep only the template, such as `{{eq params.mode \"restore\"}}`; inside `{{#if}}` blocks, text is fine".into());
         }
         Some(template)
     }
@@ -1919,7 +2122,26 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "`{trimmed}`: `M` would be months; write `m` for minutes, or `month`"
         ));
     }
-    humantime::parse_duration(trimmed).map_err(|e| format!("`{trimmed}`: {e}"))
+    humantime::parse_duration(trimmed).map_err(|error| {
+        // humantime's own words list units nobody writes in a timeout and
+        // end in "(and few variations)".
+        use humantime::DurationError as E;
+        let why = match error {
+            E::UnknownUnit { unit, .. } if unit.is_empty() => "a number needs a unit".to_string(),
+            E::UnknownUnit { unit, .. } => {
+                format!("`{unit}` is not a unit of time (ms, s, m, h or d; also `sec`, `min`, `hours`, `days`)")
+            }
+            E::NumberExpected(at) => format!("a number is expected at character {}", at + 1),
+            E::InvalidCharacter(at) => format!(
+                "`{}` at character {} does not belong in a duration",
+                trimmed.get(at..).and_then(|rest| rest.chars().next()).unwrap_or('?'),
+                at + 1
+            ),
+            E::NumberOverflow => "it is too long".to_string(),
+            E::Empty => "it is empty".to_string(),
+        };
+        format!("`{trimmed}`: {why}")
+    })
 }
 
 /// An argv that names no program: empty, or a first word that is blank

@@ -112,6 +112,10 @@ pub struct Analysis {
     /// Root variables inserted as they are (`{{steps.a.outputs.items}}`),
     /// not handed to a helper or a block.
     pub inserted: Vec<VariableRef>,
+    /// The literal text outside every expression and block, joined:
+    /// `true ` in `true {{x}}`. A value that must render to one word
+    /// cannot have any.
+    pub outer_text: String,
 }
 
 /// A template that does not parse, or is past a limit of ours.
@@ -172,6 +176,11 @@ pub fn analyze(text: &str) -> Result<Analysis, SyntaxError> {
         over_limit: false,
     })?;
     walk(&template.elements, true, &mut analysis);
+    for element in &template.elements {
+        if let TemplateElement::RawString(text) = element {
+            analysis.outer_text.push_str(text);
+        }
+    }
     Ok(analysis)
 }
 

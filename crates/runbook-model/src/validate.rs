@@ -528,6 +528,29 @@ impl<'a> Validator<'a> {
                     format!("step `{id}`"),
                     "a step cannot read its own result; read it from a later step".to_string(),
                 ),
+                Scope::Step {
+                    id, phase, steps, ..
+                } if !steps.contains_key(target.as_str()) => {
+                    // `needs` orders steps of one map only: adding one
+                    // across maps is an error of its own (RB201).
+                    let map = if self.runbook.on_failure.contains_key(target) {
+                        "on_failure"
+                    } else if self.runbook.finally.contains_key(target) {
+                        "finally"
+                    } else {
+                        "steps"
+                    };
+                    let help = if phase == Phase::Main {
+                        format!("`{target}` is in `{map}`, which runs after the main steps: a main step can read only the main steps it needs")
+                    } else {
+                        format!(
+                            "`{target}` is in `{map}`: a step of `{}` can read the main steps and the steps of `{}` it needs",
+                            phase.key(),
+                            phase.key()
+                        )
+                    };
+                    (format!("step `{id}`"), help)
+                }
                 Scope::Step { id, .. } => (
                     format!("step `{id}`"),
                     format!("add `{target}` to the `needs` of `{id}` (directly or through another step)"),
@@ -542,6 +565,9 @@ impl<'a> Validator<'a> {
                 format!(
                     "{who} cannot read `steps.{target}` (in `{field}`): no step has run when it is rendered"
                 )
+            } else if matches!(scope, Scope::Step { steps, .. } if !steps.contains_key(target.as_str()))
+            {
+                format!("{who} reads `steps.{target}` in `{field}`, a step it cannot depend on")
             } else {
                 format!("{who} reads `steps.{target}` in `{field}` without depending on `{target}`")
             };
