@@ -664,9 +664,15 @@ impl RunSink {
         }
     }
 
-    /// How many events could not be journaled.
+    /// How many times writing or syncing the journal failed.
     pub fn journal_failures(&self) -> u64 {
         self.journal_failures
+    }
+
+    /// How many events are still not in the journal at the end of the run
+    /// (it tries once more to write them).
+    pub fn journal_unwritten(&mut self) -> u64 {
+        self.journal.unwritten()
     }
 
     /// Reported once, loudly; the run goes on (stopping half-way through
@@ -675,7 +681,7 @@ impl RunSink {
     fn journal_failed(&mut self, error: &runbook_engine::JournalError) {
         if self.journal_failures == 0 {
             self.human.screen.line(&format!(
-                "warning: {error}; the run continues but its journal is incomplete"
+                "warning: {error}; the run continues, and the events it cannot journal are kept to be written once there is room"
             ));
         }
         self.journal_failures += 1;

@@ -75,6 +75,16 @@ pub fn run(args: &ResumeArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::Usage);
         }
     };
+    if let Some(why) = run_dir.journal_incomplete()
+        && !args.force
+    {
+        eprintln!(
+            "error: run {} cannot be resumed safely: {why}\n  resuming would run again steps that finished after the journal stopped. \
+             Check what the run did, then resume with --force to continue from what the journal says, or start a new run.",
+            run_dir.id
+        );
+        return Ok(ExitCode::Usage);
+    }
     let mut point = match ResumePoint::from_events(&contents.events) {
         Ok(point) => point,
         Err(error) => {

@@ -196,7 +196,7 @@ pub(crate) fn launch(launch: Launch<'_>) -> anyhow::Result<ExitCode> {
         // them, not on this thread (block_on's): the steps it spawns then
         // start on the same worker and their completions wake it there,
         // instead of every start and end of a step waking another thread.
-        let (summary, sink) = tokio::spawn(async move {
+        let (summary, mut sink) = tokio::spawn(async move {
             let summary = engine().run(&runbook, options, &mut sink).await;
             // The process exits right after the run: freeing a large
             // runbook piece by piece only delays that (a 10,000-step
@@ -207,11 +207,27 @@ pub(crate) fn launch(launch: Launch<'_>) -> anyhow::Result<ExitCode> {
         .await
         .context("the engine stopped unexpectedly")?;
         sink.human.summary(&summary, &journal_path);
-        if sink.journal_failures() > 0 {
+        let unwritten = sink.journal_unwritten();
+        if unwritten > 0 {
+            // The journal now looks like that of an engine that died: a
+            // resume would run finished steps again. Say it where resume
+            // and runs will look.
+            let why = format!(
+                "{unwritten} events of this run could not be written to its journal (see the run's warnings); it does not say everything that ran"
+            );
+            let marked = run_dir.mark_journal_incomplete(&why).is_ok();
             screen.line(&format!(
-                "warning: {} events could not be written to the journal",
-                sink.journal_failures()
+                "warning: {unwritten} events could not be written to the journal {journal_path}, which does not say everything that ran{}",
+                if marked {
+                    "; `runbook resume` will refuse this run"
+                } else {
+                    "; do not resume this run: it would run finished steps again"
+                }
             ));
+        } else if sink.journal_failures() > 0 {
+            screen.line(
+                "note: the journal fell behind while it could not be written; every event was written once there was room",
+            );
         }
         anyhow::Ok(summary)
     })?;

@@ -57,6 +57,11 @@ pub fn run(args: &RunsArgs) -> anyhow::Result<ExitCode> {
                     command_hint("resume", "RUN_ID", args.state_dir.as_deref())
                 );
             }
+            if runs.iter().any(|r| r.status == "incomplete") {
+                eprintln!(
+                    "an incomplete run's journal could not all be written (a full disk): it does not say everything that ran, so it is not resumed"
+                );
+            }
         }
     }
     stdout.flush()?;
@@ -119,7 +124,7 @@ fn row(run: &RunEntry) -> [String; 6] {
             Some(ms) => format!("{} so far", format_duration(ms)),
             None => "-".into(),
         },
-        (Some(ms), "stopped") => format!("at least {}", format_duration(ms)),
+        (Some(ms), "stopped" | "incomplete") => format!("at least {}", format_duration(ms)),
         (Some(ms), _) => format_duration(ms),
         (None, _) => "-".into(),
     };

@@ -190,6 +190,20 @@ impl RunDir {
         self.path.join(JOURNAL_FILE)
     }
 
+    /// Records that the journal is missing events, and why, so that
+    /// `resume` does not take it for the whole story.
+    pub fn mark_journal_incomplete(&self, why: &str) -> std::io::Result<()> {
+        std::fs::write(self.path.join(INCOMPLETE_FILE), format!("{why}\n"))
+    }
+
+    /// Why the journal is missing events, when the engine recorded that
+    /// it is (see [`Self::mark_journal_incomplete`]).
+    pub fn journal_incomplete(&self) -> Option<String> {
+        std::fs::read_to_string(self.path.join(INCOMPLETE_FILE))
+            .ok()
+            .map(|why| why.trim().to_string())
+    }
+
     /// Takes the run's lock, held until the returned guard is dropped (or
     /// the process dies, however it dies: the kernel releases it). Whoever
     /// runs the run holds it, so two engines never write one journal, and
@@ -261,7 +275,25 @@ pub struct Journal {
     syncer: Option<Syncer>,
     /// Events were written since the last sync was asked for.
     unsynced: bool,
+    /// The file's length up to its last complete line: where a write that
+    /// failed halfway is cut back to.
+    len: u64,
+    /// Lines that could not be written (a full disk), oldest first, kept
+    /// to be written in order once there is room again; later events
+    /// queue behind them, so the journal never has a hole.
+    backlog: std::collections::VecDeque<Vec<u8>>,
+    backlog_bytes: usize,
+    /// Events given up on because the backlog was full.
+    dropped: u64,
 }
+
+/// The most event text kept in memory while the journal cannot be written:
+/// a full disk must not grow the engine without bound either.
+const MAX_BACKLOG_BYTES: usize = 64 << 20;
+
+/// The file in a run directory that says its journal is missing events
+/// (they could not be written): the run cannot be resumed from it safely.
+pub const INCOMPLETE_FILE: &str = "journal-incomplete";
 
 #[derive(Debug)]
 struct Syncer {
@@ -399,6 +431,10 @@ impl Journal {
             path,
             syncer,
             unsynced: false,
+            len: 0,
+            backlog: std::collections::VecDeque::new(),
+            backlog_bytes: 0,
+            dropped: 0,
         })
     }
 
@@ -431,11 +467,19 @@ impl Journal {
             .try_clone()
             .ok()
             .map(|file| Syncer::start(move || file.sync_data()));
+        let len = contents.torn.as_ref().map_or_else(
+            || std::fs::metadata(&path).map_or(0, |m| m.len()),
+            |torn| torn.offset,
+        );
         let journal = Journal {
             file,
             path,
             syncer,
             unsynced: false,
+            len,
+            backlog: std::collections::VecDeque::new(),
+            backlog_bytes: 0,
+            dropped: 0,
         };
         Ok((journal, contents.torn))
     }
@@ -453,21 +497,53 @@ impl Journal {
 
     /// Appends `event` as one line, visible to readers at once; it is on
     /// disk once [`Self::sync`] (or dropping the journal) has synced it.
+    ///
+    /// An event that cannot be written (a full disk) is kept, with every
+    /// later one, and written in order at the next write once there is
+    /// room: the journal has no holes, only a delay. Each write that finds
+    /// the journal still blocked is an error; [`Self::unwritten`] says how
+    /// many events are still waiting.
     pub fn write(&mut self, event: &Event) -> Result<(), JournalError> {
         let mut line = event.to_json_line().into_bytes();
         line.push(b'\n');
-        // One write of the whole line: with O_APPEND the kernel places it
-        // atomically at the end, so a kill leaves whole lines only (a short
-        // write, which a local file system does not do for these sizes,
-        // would still be completed by the loop in write_all).
-        self.file
-            .write_all(&line)
-            .map_err(|source| JournalError::Write {
-                path: self.path.clone(),
-                source,
-            })?;
-        self.unsynced = true;
+        if self.backlog_bytes + line.len() > MAX_BACKLOG_BYTES {
+            self.dropped += 1;
+        } else {
+            self.backlog_bytes += line.len();
+            self.backlog.push_back(line);
+        }
+        self.catch_up()
+    }
+
+    /// Writes the waiting lines, oldest first, until one fails.
+    fn catch_up(&mut self) -> Result<(), JournalError> {
+        while let Some(line) = self.backlog.front() {
+            // One write of the whole line: with O_APPEND the kernel places
+            // it atomically at the end, so a kill leaves whole lines only
+            // (a short write, which a local file system does not do for
+            // these sizes, would still be completed by write_all's loop).
+            if let Err(source) = self.file.write_all(line) {
+                // A line cut short by a full disk would join the next one
+                // into a line no reader can parse: cut it off.
+                let _ = self.file.set_len(self.len);
+                return Err(JournalError::Write {
+                    path: self.path.clone(),
+                    source,
+                });
+            }
+            self.len += line.len() as u64;
+            self.backlog_bytes -= line.len();
+            self.backlog.pop_front();
+            self.unsynced = true;
+        }
         Ok(())
+    }
+
+    /// How many events are not in the journal: waiting to be written, or
+    /// given up on. Tries once more to write the waiting ones first.
+    pub fn unwritten(&mut self) -> u64 {
+        let _ = self.catch_up();
+        self.backlog.len() as u64 + self.dropped
     }
 
     /// Schedules a sync to disk of every event written so far (nothing to

@@ -20,7 +20,9 @@ pub struct RunEntry {
     /// The runbook file.
     pub file: Option<String>,
     /// `succeeded`, `failed`, `interrupted`, `running`, `stopped` (the engine
-    /// died; `runbook resume` continues it), or `unreadable` (see `error`).
+    /// died; `runbook resume` continues it), `incomplete` (the engine could
+    /// not write all of its journal, so it cannot be resumed; see `error`),
+    /// or `unreadable` (see `error`).
     pub status: String,
     /// When it started (RFC 3339, UTC).
     pub started_at: Option<String>,
@@ -88,10 +90,19 @@ pub fn list_runs(state_dir: &Path) -> Result<Vec<RunEntry>, HistoryError> {
         .into_iter()
         .filter_map(|id| {
             let run_dir = RunDir::open(state_dir, &id)?;
-            Some(match read_journal(&run_dir.journal_path()) {
+            let mut entry = match read_journal(&run_dir.journal_path()) {
                 Ok(contents) => summarize(&build_report(&id, &contents, run_dir.is_live())),
                 Err(error) => unreadable(&id, &error),
-            })
+            };
+            // A journal its engine could not finish writing looks like one
+            // whose engine died, but `resume` must not be offered for it.
+            if let Some(why) = run_dir.journal_incomplete()
+                && entry.status == "stopped"
+            {
+                entry.status = "incomplete".into();
+                entry.error = Some(why);
+            }
+            Some(entry)
         })
         .collect();
     // The id holds the start to the second only (then a random suffix), so

@@ -1,0 +1,247 @@
+//! A journal that cannot be written (the disk is full), end to end. The
+//! engine runs under a small file-size limit (`ulimit -S -f`, with
+//! `SIGXFSZ` ignored), so that its journal writes fail with `EFBIG` after
+//! a few hundred bytes, cut in the middle of a line, exactly where a full
+//! disk would cut them; the steps run as usual.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_runbook");
+
+/// The soft file-size limit, in 512-byte blocks: room for `run_started`
+/// and a few small events, not for a step's 8 KB of output.
+const LIMIT_BLOCKS: u32 = 4;
+
+struct Sandbox {
+    state: tempfile::TempDir,
+    scratch: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Self {
+        Sandbox {
+            state: tempfile::tempdir().expect("state dir"),
+            scratch: tempfile::tempdir().expect("scratch dir"),
+        }
+    }
+
+    fn write_runbook(&self, text: &str) -> PathBuf {
+        let path = self.scratch.path().join("runbook.yaml");
+        std::fs::write(&path, text).expect("write runbook");
+        path
+    }
+
+    fn runbook(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .arg("--state-dir")
+            .arg(self.state.path())
+            .env("NO_COLOR", "1")
+            .env_remove("RUNBOOK_STATE_DIR")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// `runbook run FILE` under the file-size limit. The shell execs the
+    /// engine, so the child's pid is the engine's.
+    fn limited_run(&self, file: &Path) -> Command {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!(
+                "ulimit -S -f {LIMIT_BLOCKS} && trap '' XFSZ && exec \"$0\" run \"$1\" --set dir=\"$2\" --state-dir \"$3\""
+            ))
+            .arg(BIN)
+            .arg(file)
+            .arg(self.scratch.path())
+            .arg(self.state.path())
+            .env("NO_COLOR", "1")
+            .env_remove("RUNBOOK_STATE_DIR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    fn run_dir(&self) -> PathBuf {
+        let runs = self.state.path().join("runs");
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(&runs)
+            .expect("runs dir")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        assert_eq!(dirs.len(), 1, "one run in {}", runs.display());
+        dirs.remove(0)
+    }
+
+    fn marks(&self) -> String {
+        std::fs::read_to_string(self.scratch.path().join("marks")).unwrap_or_default()
+    }
+}
+
+/// Every line of the journal, parsed; fails on a line that is not whole.
+fn journal(run_dir: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(run_dir.join("events.jsonl")).expect("journal");
+    assert!(
+        text.is_empty() || text.ends_with('\n'),
+        "the journal ends in a cut line:\n{text}"
+    );
+    text.lines()
+        .map(|line| {
+            serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not a whole event ({e}): {line:.200}"))
+        })
+        .collect()
+}
+
+fn kinds(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| {
+            let kind = e["event"].as_str().unwrap_or("?");
+            match e["step"].as_str() {
+                Some(step) => format!("{kind} {step}"),
+                None => kind.to_string(),
+            }
+        })
+        .collect()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+const BIG_THEN_ONCE: &str = r#"version: 1
+name: journal-full
+params:
+  dir: {}
+steps:
+  big:
+    type: shell
+    run: head -c 8000 /dev/zero | tr '\0' x
+  restore:
+    type: shell
+    needs: [big]
+    idempotent: false
+    run: echo restored >> "{{params.dir}}/marks"
+"#;
+
+#[test]
+fn a_journal_left_behind_by_a_full_disk_has_whole_lines_and_resume_refuses_it() {
+    let sandbox = Sandbox::new();
+    let file = sandbox.write_runbook(BIG_THEN_ONCE);
+    let output = sandbox
+        .limited_run(&file)
+        .output()
+        .expect("run under the limit");
+    let err = stderr(&output);
+    // The steps ran; the run is what it is, only its record is short.
+    assert_eq!(output.status.code(), Some(0), "{err}");
+    assert_eq!(sandbox.marks(), "restored\n");
+    assert!(err.contains("cannot write journal"), "{err}");
+    assert!(
+        err.contains("could not be written to the journal") && err.contains("will refuse"),
+        "{err}"
+    );
+
+    let run_dir = sandbox.run_dir();
+    let events = journal(&run_dir);
+    assert_eq!(
+        kinds(&events).first().map(String::as_str),
+        Some("run_started")
+    );
+    assert!(
+        !kinds(&events).contains(&"run_finished".to_string()),
+        "the limit should have kept run_finished out: {:?}",
+        kinds(&events)
+    );
+    let why = std::fs::read_to_string(run_dir.join("journal-incomplete"))
+        .expect("the run directory says its journal is incomplete");
+    assert!(why.contains("could not be written"), "{why}");
+
+    let run_id = run_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("run id")
+        .to_string();
+    let resumed = sandbox
+        .runbook(&["resume", &run_id])
+        .output()
+        .expect("resume");
+    assert_eq!(resumed.status.code(), Some(2), "{}", stderr(&resumed));
+    assert!(
+        stderr(&resumed).contains("cannot be resumed safely"),
+        "{}",
+        stderr(&resumed)
+    );
+    // Nothing ran again.
+    assert_eq!(sandbox.marks(), "restored\n");
+
+    let listed = sandbox
+        .runbook(&["runs", "--format", "json"])
+        .output()
+        .expect("runs");
+    let listed: Value = serde_json::from_slice(&listed.stdout).expect("runs JSON");
+    assert_eq!(listed["runs"][0]["status"], "incomplete");
+}
+
+#[test]
+fn a_journal_that_could_not_be_written_for_a_while_catches_up_in_order() {
+    let sandbox = Sandbox::new();
+    let file = sandbox.write_runbook(&format!(
+        "{BIG_THEN_ONCE}  wait:
+    type: shell
+    needs: [restore]
+    run: |
+      touch \"{{{{params.dir}}}}/waiting\"
+      while [ ! -e \"{{{{params.dir}}}}/go\" ]; do sleep 0.02; done
+"
+    ));
+    let child = sandbox
+        .limited_run(&file)
+        .spawn()
+        .expect("run under the limit");
+    let start = Instant::now();
+    while !sandbox.scratch.path().join("waiting").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out waiting for the last step"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Room again: the soft limit goes up to the hard one.
+    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).expect("pid fits"))
+        .expect("a pid is positive");
+    rustix::process::prlimit(
+        Some(pid),
+        rustix::process::Resource::Fsize,
+        rustix::process::Rlimit {
+            current: None,
+            maximum: None,
+        },
+    )
+    .expect("raise the engine's file-size limit");
+    std::fs::write(sandbox.scratch.path().join("go"), "").expect("let the step end");
+    let output = child.wait_with_output().expect("wait for the run");
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{err}");
+    assert!(err.contains("cannot write journal"), "{err}");
+    assert!(err.contains("every event was written"), "{err}");
+
+    let run_dir = sandbox.run_dir();
+    assert_eq!(
+        kinds(&journal(&run_dir)),
+        [
+            "run_started",
+            "step_started big",
+            "step_finished big",
+            "step_started restore",
+            "step_finished restore",
+            "step_started wait",
+            "step_finished wait",
+            "run_finished",
+        ]
+    );
+    assert!(!run_dir.join("journal-incomplete").exists());
+}
