@@ -852,3 +852,47 @@ fn what_a_killed_engine_left_running_is_stopped_before_the_step_runs_again() {
         ]
     );
 }
+
+#[test]
+fn an_output_with_a_masked_secret_is_not_restored_as_its_masked_text() {
+    let sandbox = Sandbox::new();
+    let file = sandbox.dir().join("runbook.yaml");
+    let text = std::fs::read_to_string(fixture("append.yaml")).expect("read");
+    // `prepare` prints the secret; `finish` reads what it printed.
+    std::fs::write(
+        &file,
+        text.replace(
+            r#"echo "prepared-{{params.label}}""#,
+            r#"echo "prepared-{{params.label}} {{params.token}}""#,
+        ),
+    )
+    .expect("write");
+    let id = sandbox.killed_run(&file, &["--set", "token=t0ps3cret"]);
+    sandbox.let_slow_finish();
+    let prepared = sandbox
+        .events(&id)
+        .into_iter()
+        .find(|e| e["event"] == "step_finished" && e["step"] == "prepare")
+        .expect("prepare finished before the kill");
+    assert_eq!(prepared["outputs"]["stdout"], "prepared-first ***");
+    assert_eq!(
+        prepared["masked_outputs"],
+        serde_json::json!(["stdout", "lines"])
+    );
+
+    let out = sandbox.resume(&id, &["--set", "token=t0ps3cret"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "`steps.prepare.outputs.stdout` is not available after the resume: a secret was masked in it"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    // `***` never reached a command.
+    assert!(
+        !sandbox.effects().iter().any(|line| line.contains("***")),
+        "{:?}",
+        sandbox.effects()
+    );
+}

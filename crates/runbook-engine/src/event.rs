@@ -87,6 +87,11 @@ pub struct Event {
     /// A finished step's outputs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outputs: Option<Outputs>,
+    /// The outputs in which a secret was masked (`***`): what the journal
+    /// holds of them is not what the step produced, so a resume does not
+    /// hand it to later steps as if it were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub masked_outputs: Option<Vec<String>>,
     /// Why a step was skipped, why an attempt is retried, or why a rollback
     /// did not run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -152,6 +157,7 @@ impl Event {
             duration_ms: None,
             error: None,
             outputs: None,
+            masked_outputs: None,
             reason: None,
             would_run: None,
             message: None,

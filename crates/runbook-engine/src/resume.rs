@@ -73,6 +73,8 @@ pub(crate) struct Recorded {
     pub(crate) attempts: u32,
     pub(crate) duration: Duration,
     pub(crate) outputs: Outputs,
+    /// Outputs left out of `outputs`: a secret was masked in them.
+    pub(crate) masked: Vec<String>,
     pub(crate) error: Option<String>,
     pub(crate) reason: Option<String>,
     pub(crate) would_run: Option<String>,
@@ -143,7 +145,8 @@ impl ResumePoint {
                         status,
                         attempts: event.attempts.unwrap_or(0),
                         duration: Duration::from_millis(event.duration_ms.unwrap_or(0)),
-                        outputs: event.outputs.clone().unwrap_or_default(),
+                        outputs: restorable_outputs(event),
+                        masked: event.masked_outputs.clone().unwrap_or_default(),
                         error: event.error.clone(),
                         reason: event.reason.clone(),
                         would_run: event.would_run.clone(),
@@ -257,6 +260,18 @@ impl ResumePoint {
 
 fn is_cleanup(event: &Event) -> bool {
     matches!(event.phase.as_deref(), Some("on_failure" | "finally"))
+}
+
+/// A finished step's outputs as the journal has them, less those in which
+/// a secret was masked: `***` handed to a later step's command in place of
+/// the real value would run it with the wrong argument, where a missing
+/// output fails the template and says which one.
+fn restorable_outputs(event: &Event) -> Outputs {
+    let mut outputs = event.outputs.clone().unwrap_or_default();
+    for name in event.masked_outputs.iter().flatten() {
+        outputs.shift_remove(name);
+    }
+    outputs
 }
 
 #[cfg(test)]

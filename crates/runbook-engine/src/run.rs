@@ -769,6 +769,7 @@ impl<'a> Dispatcher<'a> {
         {
             run.insert("started_at".into(), Value::String(first.ts.clone()));
         }
+        let mut not_restored = Vec::new();
         for i in 0..self.nodes.len() {
             let id = self.nodes[i].step.id.value.clone();
             let cancelled_for_good = (point.cleanup_began || point.stopping.is_some())
@@ -779,6 +780,12 @@ impl<'a> Dispatcher<'a> {
                     .flatten()
             });
             if let Some(record) = record {
+                not_restored.extend(
+                    record
+                        .masked
+                        .iter()
+                        .map(|name| format!("steps.{id}.outputs.{name}")),
+                );
                 let state = &mut self.states[i];
                 state.status = record.status;
                 state.attempts = record.attempts;
@@ -797,6 +804,7 @@ impl<'a> Dispatcher<'a> {
                 self.states[i].confirm = true;
             }
         }
+        self.templates.set_not_restored(not_restored);
         // Dependents of restored steps have those needs met already. Not
         // through `release`, which would queue steps of later phases now.
         for i in 0..self.nodes.len() {
@@ -1772,12 +1780,19 @@ impl<'a> Dispatcher<'a> {
         {
             *text = r.redact(text);
         }
-        if let Some(outputs) = event.outputs.take() {
-            let mut value = Value::Object(outputs);
-            r.redact_json(&mut value);
-            if let Value::Object(outputs) = value {
-                event.outputs = Some(outputs);
+        if let Some(mut outputs) = event.outputs.take() {
+            let mut masked = Vec::new();
+            if !r.is_empty() {
+                for (name, value) in outputs.iter_mut() {
+                    let before = value.clone();
+                    r.redact_json(value);
+                    if *value != before {
+                        masked.push(name.clone());
+                    }
+                }
             }
+            event.masked_outputs = (!masked.is_empty()).then_some(masked);
+            event.outputs = Some(outputs);
         }
         self.sink.event(&event);
     }

@@ -25,6 +25,9 @@ pub struct RenderFailure(pub String);
 pub struct Templates {
     plain: Handlebars<'static>,
     script: Handlebars<'static>,
+    /// `steps.ID.outputs.NAME` paths a resume did not restore (a secret
+    /// was masked in them), so that a template reading one says why.
+    not_restored: std::sync::OnceLock<Vec<String>>,
 }
 
 impl Default for Templates {
@@ -40,7 +43,33 @@ impl Templates {
         plain.register_escape_fn(handlebars::no_escape);
         let mut script = registry();
         script.register_escape_fn(set_aside);
-        Templates { plain, script }
+        Templates {
+            plain,
+            script,
+            not_restored: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Names the outputs a resume left out (see [`Self::not_restored`]).
+    pub(crate) fn set_not_restored(&self, paths: Vec<String>) {
+        let _ = self.not_restored.set(paths);
+    }
+
+    fn describe(&self, error: &RenderError, text: &str) -> String {
+        let described = describe(error, text);
+        if let RenderErrorReason::MissingVariable(Some(path)) = error.reason()
+            && let Some(output) = self.not_restored.get().and_then(|paths| {
+                paths.iter().find(|p| {
+                    path.strip_prefix(p.as_str())
+                        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+                })
+            })
+        {
+            return format!(
+                "`{output}` is not available after the resume: a secret was masked in it, and the journal keeps only the masked text (re-run the step to have it again)"
+            );
+        }
+        described
     }
 
     /// Renders an ordinary field.
@@ -50,7 +79,7 @@ impl Templates {
         }
         self.plain
             .render_template(text, context)
-            .map_err(|e| RenderFailure(describe(&e, text)))
+            .map_err(|e| RenderFailure(self.describe(&e, text)))
     }
 
     /// Renders a shell script: each `{{x}}` is quoted for where it stands
@@ -70,7 +99,7 @@ impl Templates {
         let rendered = self.script.render_template(text, context);
         // Taken before the error check, so no value outlives its render.
         let values = SET_ASIDE.with(|values| std::mem::take(&mut *values.borrow_mut()));
-        let rendered = rendered.map_err(|e| RenderFailure(describe(&e, text)))?;
+        let rendered = rendered.map_err(|e| RenderFailure(self.describe(&e, text)))?;
         runbook_model::script_quoting::place(&rendered, &values)
             .map_err(|refusal| RenderFailure(refusal.message))
     }
