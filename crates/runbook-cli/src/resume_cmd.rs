@@ -219,26 +219,47 @@ pub fn run(args: &ResumeArgs) -> anyhow::Result<ExitCode> {
     let (awaited, to_stop): (Vec<_>, Vec<_>) = leftovers
         .into_iter()
         .partition(|leftover| must_not_run_twice(leftover.step()));
-    let mut happened = Vec::new();
-    for leftover in awaited {
-        screen.line(&format!(
-            "step `{}` of the dead engine is still running (process group {}); it is `idempotent: false`, so it is not stopped: waiting for it to finish before asking whether it completed (Ctrl-C stops this resume and leaves it running)",
-            leftover.step(),
-            leftover.group()
-        ));
-        leftover.wait();
-        let line = format!(
-            "waited for what step `{}` of the dead engine left running (process group {}) to finish",
-            leftover.step(),
-            leftover.group()
-        );
-        screen.line(&line);
-        happened.push(line);
-    }
-    for stopped in runbook_step_shell::stop_groups(to_stop, runbook_step_shell::DEFAULT_GRACE) {
-        screen.line(&stopped);
-        happened.push(stopped);
-    }
+    let happened = if awaited.is_empty() && to_stop.is_empty() {
+        Vec::new()
+    } else {
+        let shown = screen.clone();
+        let settled = until_a_stop_signal(move || {
+            let mut happened = Vec::new();
+            for leftover in awaited {
+                shown.line(&format!(
+                    "step `{}` of the dead engine is still running (process group {}); it is `idempotent: false`, so it is not stopped: waiting for it to finish before asking whether it completed (Ctrl-C stops this resume and leaves it running)",
+                    leftover.step(),
+                    leftover.group()
+                ));
+                leftover.wait();
+                let line = format!(
+                    "waited for what step `{}` of the dead engine left running (process group {}) to finish",
+                    leftover.step(),
+                    leftover.group()
+                );
+                shown.line(&line);
+                happened.push(line);
+            }
+            for stopped in
+                runbook_step_shell::stop_groups(to_stop, runbook_step_shell::DEFAULT_GRACE)
+            {
+                shown.line(&stopped);
+                happened.push(stopped);
+            }
+            happened
+        })?;
+        match settled {
+            Ok(happened) => happened,
+            Err(signal) => {
+                // Nothing ran and nothing was journaled; the log of process
+                // groups stays, so the next resume finds what is left.
+                screen.line(&format!(
+                    "{signal}: resume stopped before running anything; what the dead engine left running is left as it is, and the next `runbook resume` picks it up"
+                ));
+                return Ok(ExitCode::Interrupted);
+            }
+        }
+    };
     runbook_step_shell::forget_groups(&run_dir.path);
     if !happened.is_empty() {
         let note = happened.join("; ");
@@ -304,6 +325,38 @@ fn param_sets(
         sets.push(set.clone());
     }
     Some(sets)
+}
+
+/// Runs `work` (which blocks) until it returns, or until SIGINT, SIGTERM
+/// or SIGHUP arrives: then `Err` names the signal and `work` is left to
+/// the process's exit. The run that follows handles these signals itself;
+/// before it, they would kill the resume with their default action (exit
+/// 143 for SIGTERM, not the 130 of an interrupted resume), or not at all
+/// when inherited as ignored.
+fn until_a_stop_signal<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> anyhow::Result<Result<T, &'static str>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let outcome = runtime.block_on(async {
+        let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+        let work = tokio::task::spawn_blocking(work);
+        anyhow::Ok(tokio::select! {
+            done = work => Ok(done.context("the wait for the dead engine's steps failed")?),
+            _ = interrupt.recv() => Err("SIGINT"),
+            _ = terminate.recv() => Err("SIGTERM"),
+            _ = hangup.recv() => Err("SIGHUP"),
+        })
+    })?;
+    // The blocking wait may still be sleeping; the process does not wait
+    // for it.
+    runtime.shutdown_background();
+    Ok(outcome)
 }
 
 fn short(hash: &str) -> &str {

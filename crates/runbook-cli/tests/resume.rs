@@ -719,17 +719,26 @@ fn a_second_resume_still_waits_for_what_the_first_engine_left_running() {
     );
     std::fs::write(&journal, format!("{kept}\n")).expect("cut the journal");
 
-    // Ctrl-C while the resume waits: it stops and leaves the step running.
-    let mut waiting = sandbox
-        .runbook(&["resume", &id])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn resume");
-    std::thread::sleep(Duration::from_millis(500));
-    kill_with("-INT", &waiting.id().to_string());
-    waiting.wait().expect("the first resume stops");
-    assert_eq!(sandbox.effects(), ["prepare", "slow-start"]);
+    // Ctrl-C (or SIGTERM, or a hangup) while the resume waits: it stops as
+    // an interrupted run does, and leaves the step running.
+    for signal in ["-INT", "-TERM", "-HUP"] {
+        let waiting = sandbox
+            .runbook(&["resume", &id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn resume");
+        std::thread::sleep(Duration::from_millis(500));
+        kill_with(signal, &waiting.id().to_string());
+        let out = waiting.wait_with_output().expect("the resume stops");
+        assert_eq!(out.status.code(), Some(130), "{signal}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("resume stopped before running anything"),
+            "{signal}: {}",
+            stderr(&out)
+        );
+        assert_eq!(sandbox.effects(), ["prepare", "slow-start"]);
+    }
 
     // The person knows the restore completed once it does.
     let second = sandbox
