@@ -140,6 +140,13 @@ pub fn run(args: &ResumeArgs) -> anyhow::Result<ExitCode> {
     let Some(runbook) = checked_runbook(&file, &source, loaded, "; nothing was run") else {
         return Ok(ExitCode::Usage);
     };
+    if !changed && let Some(problem) = foreign_step(&runbook, &contents.events) {
+        eprintln!(
+            "error: the journal's {problem}, though the runbook is the one the run started with\n  \
+             a journal that does not match its runbook cannot say what already happened; nothing was resumed"
+        );
+        return Ok(ExitCode::Usage);
+    }
     // With --force the file may no longer declare every recorded param.
     let declared: Vec<String> = runbook.params.keys().cloned().collect();
     let Some(sets) = param_sets(&first, &args.sets, &declared) else {
@@ -325,6 +332,36 @@ fn param_sets(
         sets.push(set.clone());
     }
     Some(sets)
+}
+
+/// The first event naming a step the runbook does not have where the event
+/// puts it (`zzz` in `steps`, a main step under `on_failure`): the engine
+/// cannot have written it from this file.
+fn foreign_step(
+    runbook: &runbook_model::Runbook,
+    events: &[runbook_engine::Event],
+) -> Option<String> {
+    events.iter().enumerate().find_map(|(at, event)| {
+        let (step, phase) = (event.step.as_deref()?, event.phase.as_deref()?);
+        let known = match phase {
+            "steps" => runbook.steps.contains_key(step),
+            "on_failure" => runbook.on_failure.contains_key(step),
+            "finally" => runbook.finally.contains_key(step),
+            // Rollback events name the main step rolled back; a rollback's
+            // gate is `ID.rollback`.
+            "rollback" => runbook
+                .steps
+                .contains_key(step.strip_suffix(".rollback").unwrap_or(step)),
+            _ => false,
+        };
+        (!known).then(|| {
+            format!(
+                "line {} ({}) puts step `{step}` in `{phase}`, where the runbook has no such step",
+                at + 1,
+                event.event.as_str()
+            )
+        })
+    })
 }
 
 /// Runs `work` (which blocks) until it returns, or until SIGINT, SIGTERM

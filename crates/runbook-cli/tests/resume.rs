@@ -389,6 +389,61 @@ fn a_journal_damaged_before_its_last_line_is_refused_with_the_line_number() {
     assert_eq!(sandbox.effects(), ["prepare", "slow-start"], "nothing ran");
 }
 
+/// Events the engine cannot have written from this runbook: a phase that
+/// does not exist, a step the file does not have, a main step filed under
+/// `on_failure` (which made a resume skip the rest and report success).
+#[test]
+fn a_journal_naming_steps_or_phases_the_runbook_cannot_have_is_refused() {
+    let sandbox = Sandbox::new();
+    let id = sandbox.killed_run(&fixture("append.yaml"), &[]);
+    let journal = sandbox.journal_path(&id);
+    let text = std::fs::read_to_string(&journal).expect("journal");
+    let prepared = r#""event":"step_finished","run_id":""#;
+    let line = text
+        .lines()
+        .position(|l| l.contains(prepared) && l.contains(r#""step":"prepare""#))
+        .expect("prepare's step_finished")
+        + 1;
+    for (from, to, says) in [
+        (
+            r#""phase":"steps""#,
+            r#""phase":"nonsense""#,
+            "is not a phase of step_finished",
+        ),
+        (
+            r#""step":"prepare""#,
+            r#""step":"zzz""#,
+            "puts step `zzz` in `steps`",
+        ),
+        (
+            r#""phase":"steps""#,
+            r#""phase":"on_failure""#,
+            "puts step `prepare` in `on_failure`",
+        ),
+    ] {
+        let damaged: Vec<String> = text
+            .lines()
+            .enumerate()
+            .map(|(at, l)| {
+                if at + 1 == line {
+                    l.replace(from, to)
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect();
+        std::fs::write(&journal, damaged.join("\n") + "\n").expect("damage");
+        let out = sandbox.resume(&id, &[]);
+        assert_eq!(out.status.code(), Some(2), "{to}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!("line {line}")) && stderr(&out).contains(says),
+            "{to}: {}",
+            stderr(&out)
+        );
+        assert_eq!(sandbox.effects(), ["prepare", "slow-start"], "nothing ran");
+    }
+}
+
 #[test]
 fn a_changed_runbook_is_refused_unless_forced() {
     let sandbox = Sandbox::new();

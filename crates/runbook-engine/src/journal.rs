@@ -684,6 +684,22 @@ fn check_event(event: &Event, run_id: &str) -> Result<(), String> {
     if needs_step && event.step.as_deref().is_none_or(str::is_empty) {
         return Err(format!("{name} has no step"));
     }
+    if let Some(phase) = event.phase.as_deref() {
+        let phases: &[&str] = match event.event {
+            EventKind::RollbackStarted | EventKind::RollbackFinished => &["rollback"],
+            // A gate of a rollback asks under `rollback`.
+            EventKind::GateWaiting | EventKind::GateDecided => {
+                &["steps", "on_failure", "finally", "rollback"]
+            }
+            _ => &["steps", "on_failure", "finally"],
+        };
+        if !phases.contains(&phase) {
+            return Err(format!(
+                "`{phase}` is not a phase of {name} (one of {})",
+                phases.join(", ")
+            ));
+        }
+    }
     Ok(())
 }
 
