@@ -68,12 +68,29 @@ pub(crate) struct StepRow {
 }
 
 pub(crate) fn step_row(step: &StepReport, start: Option<&str>) -> StepRow {
+    // A step the engine's death interrupted and a resume settled: the
+    // engine's own figures cover the resumed part only, where the row's
+    // start is the first engine's. The row counts the whole of it.
+    let settled_after_stop = step.finished_at.is_some()
+        && step
+            .attempt_log
+            .iter()
+            .any(|a| a.end == AttemptEnd::EngineStopped);
+    let duration = match (&step.started_at, &step.finished_at) {
+        (Some(from), Some(to)) if settled_after_stop => crate::time::between(from, to),
+        _ => step.duration_ms,
+    };
+    let attempts = if settled_after_stop {
+        u32::try_from(step.attempt_log.len()).ok()
+    } else {
+        step.attempts
+    };
     StepRow {
         phase: step.phase.clone().unwrap_or_default(),
         started: at(step.started_at.as_deref(), start),
         ended: at(step.finished_at.as_deref(), start),
-        duration: step.duration_ms.map(format_duration).unwrap_or_default(),
-        attempts: step.attempts.map(|n| n.to_string()).unwrap_or_default(),
+        duration: duration.map(format_duration).unwrap_or_default(),
+        attempts: attempts.map(|n| n.to_string()).unwrap_or_default(),
         note: step_note(step),
     }
 }
@@ -193,7 +210,11 @@ fn step_note(step: &StepReport) -> String {
         .iter()
         .any(|a| a.end == AttemptEnd::EngineStopped)
     {
-        notes.push("interrupted by the engine stopping".into());
+        notes.push(if step.finished_at.is_some() {
+            "interrupted by the engine stopping, then settled by the resume (duration from its first start, attempts of both engines)".into()
+        } else {
+            "interrupted by the engine stopping".into()
+        });
     }
     notes.join("; ")
 }
