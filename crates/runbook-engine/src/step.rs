@@ -701,6 +701,27 @@ pub trait ParseRendered: Sized {
     fn parse_rendered(text: &str) -> Result<Self, &'static str>;
 }
 
+impl ParseRendered for runbook_model::PatchType {
+    fn parse_rendered(text: &str) -> Result<Self, &'static str> {
+        match text {
+            "strategic" => Ok(Self::Strategic),
+            "merge" => Ok(Self::Merge),
+            "json" => Ok(Self::Json),
+            _ => Err("`strategic`, `merge` or `json`"),
+        }
+    }
+}
+
+impl ParseRendered for runbook_model::OnTimeout {
+    fn parse_rendered(text: &str) -> Result<Self, &'static str> {
+        match text {
+            "reject" => Ok(Self::Reject),
+            "approve" => Ok(Self::Approve),
+            _ => Err("`reject` or `approve`"),
+        }
+    }
+}
+
 impl ParseRendered for i64 {
     fn parse_rendered(text: &str) -> Result<Self, &'static str> {
         text.parse().map_err(|_| "an integer")

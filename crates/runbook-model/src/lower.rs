@@ -460,6 +460,32 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    /// One of a few words, or a template rendering to one (the spec allows
+    /// a template in every string value).
+    fn typed_choice<T: Copy>(
+        &mut self,
+        node: &Node,
+        field: &str,
+        choices: &[(&str, T)],
+    ) -> Option<Typed<T>> {
+        if let Value::Str(text) = &node.value
+            && text.contains("{{")
+        {
+            return Some(Typed::Template(template_of(node, text.clone())));
+        }
+        match choices
+            .iter()
+            .find(|(name, _)| node.as_str() == Some(*name))
+        {
+            Some((_, value)) => Some(Typed::Literal(Spanned::new(*value, node.span))),
+            None => {
+                let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+                self.invalid_choice(node, field, &names);
+                None
+            }
+        }
+    }
+
     fn typed_int(&mut self, node: &Node, field: &str, min: i64) -> Option<Typed<i64>> {
         match &node.value {
             Value::Int(i) if *i >= min => Some(Typed::Literal(Spanned::new(*i, node.span))),
@@ -1818,14 +1844,17 @@ impl<'a> Lowerer<'a> {
                     },
                     _ => self.wrong_type(v, key, "a mapping (or a list for `patch_type: json`)"),
                 },
-                "patch_type" => match v.as_str() {
-                    Some("strategic") => {
-                        step.patch_type = Some(Spanned::new(PatchType::Strategic, v.span))
-                    }
-                    Some("merge") => step.patch_type = Some(Spanned::new(PatchType::Merge, v.span)),
-                    Some("json") => step.patch_type = Some(Spanned::new(PatchType::Json, v.span)),
-                    _ => self.invalid_choice(v, key, &["strategic", "merge", "json"]),
-                },
+                "patch_type" => {
+                    step.patch_type = self.typed_choice(
+                        v,
+                        key,
+                        &[
+                            ("strategic", PatchType::Strategic),
+                            ("merge", PatchType::Merge),
+                            ("json", PatchType::Json),
+                        ],
+                    )
+                }
                 "command" => match &v.value {
                     Value::Str(_) => {
                         let d = self.error(
@@ -1978,12 +2007,16 @@ impl<'a> Lowerer<'a> {
         });
         if let Some(patch) = &step.patch
             && patch_is_list == Some(true)
-            && step.patch_type.as_ref().map(|t| t.value) != Some(PatchType::Json)
+            && step
+                .patch_type
+                .as_ref()
+                .is_none_or(|t| t.literal().is_some_and(|t| *t != PatchType::Json))
         {
             let kind = step
                 .patch_type
                 .as_ref()
-                .map_or("strategic", |t| t.value.as_str());
+                .and_then(Typed::literal)
+                .map_or("strategic", |t| t.as_str());
             let d = self.error(
                 Code::WrongType,
                 patch.span,
@@ -1993,7 +2026,7 @@ impl<'a> Lowerer<'a> {
             d.help = Some("set `patch_type: json`, or write the patch as a mapping".into());
         }
         if let (Some(patch_type), Some(patch)) = (&step.patch_type, &step.patch)
-            && patch_type.value == PatchType::Json
+            && patch_type.literal() == Some(&PatchType::Json)
             && patch_is_list == Some(false)
         {
             self.error(Code::WrongType, patch.span, "a `json` patch must be a list of operations, found a mapping".into())
@@ -2022,15 +2055,16 @@ impl<'a> Lowerer<'a> {
             let v = &entry.value;
             match entry.key.as_str() {
                 "condition" => step.condition = self.decision(v, "condition"),
-                "on_timeout" => match v.as_str() {
-                    Some("reject") => {
-                        step.on_timeout = Some(Spanned::new(OnTimeout::Reject, v.span))
-                    }
-                    Some("approve") => {
-                        step.on_timeout = Some(Spanned::new(OnTimeout::Approve, v.span))
-                    }
-                    _ => self.invalid_choice(v, "on_timeout", &["reject", "approve"]),
-                },
+                "on_timeout" => {
+                    step.on_timeout = self.typed_choice(
+                        v,
+                        "on_timeout",
+                        &[
+                            ("reject", OnTimeout::Reject),
+                            ("approve", OnTimeout::Approve),
+                        ],
+                    )
+                }
                 _ => {}
             }
         }

@@ -480,8 +480,8 @@ pub struct KubectlStep {
     #[schemars(with = "Option<crate::schema::PatchDocument>")]
     pub patch: Option<Node>,
     /// Patch type: `strategic` (default), `merge` or `json`.
-    #[schemars(with = "Option<PatchType>")]
-    pub patch_type: Option<Spanned<PatchType>>,
+    #[schemars(with = "Option<crate::schema::PatchTypeOrTemplate>")]
+    pub patch_type: Option<Typed<PatchType>>,
     /// Command to run in the container, as a list (exec).
     #[schemars(with = "Option<crate::schema::Argv>")]
     pub command: Option<Vec<Template>>,
@@ -658,8 +658,8 @@ pub struct GateStep {
     #[schemars(with = "Option<crate::schema::BoolOrTemplate>")]
     pub condition: Option<Template>,
     /// What happens when nobody decides before the timeout: `reject` (default) or `approve`.
-    #[schemars(with = "Option<OnTimeout>")]
-    pub on_timeout: Option<Spanned<OnTimeout>>,
+    #[schemars(with = "Option<crate::schema::OnTimeoutOrTemplate>")]
+    pub on_timeout: Option<Typed<OnTimeout>>,
 }
 
 /// What a gate does when its timeout passes.
@@ -792,11 +792,17 @@ impl Step {
                 if let Some(Typed::Template(t)) = &k.dry_run {
                     out.push(("dry_run", t));
                 }
+                if let Some(Typed::Template(t)) = &k.patch_type {
+                    out.push(("patch_type", t));
+                }
                 out.extend(k.command.iter().flatten().map(|t| ("command", t)));
             }
             StepKind::Gate(gate) => {
                 out.push(("message", &gate.message));
                 out.extend(gate.condition.iter().map(|t| ("condition", t)));
+                if let Some(Typed::Template(t)) = &gate.on_timeout {
+                    out.push(("on_timeout", t));
+                }
             }
         }
         out

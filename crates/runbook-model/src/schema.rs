@@ -615,6 +615,45 @@ impl JsonSchema for SignalName {
     }
 }
 
+/// Schema-only type: a `patch_type`, or a template rendering to one.
+pub struct PatchTypeOrTemplate;
+
+impl JsonSchema for PatchTypeOrTemplate {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PatchType".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "How a `patch` document is applied.",
+            "anyOf": [
+                {"type": "string", "const": "strategic", "description": "Kubernetes strategic merge patch (lists merged by key)."},
+                {"type": "string", "const": "merge", "description": "RFC 7386 JSON merge patch."},
+                {"type": "string", "const": "json", "description": "RFC 6902 JSON patch (a list of operations)."},
+                {"type": "string", "pattern": TEMPLATE_PATTERN, "description": "A template rendering to one of these."},
+            ]
+        })
+    }
+}
+
+/// Schema-only type: a gate's `on_timeout`, or a template rendering to one.
+pub struct OnTimeoutOrTemplate;
+
+impl JsonSchema for OnTimeoutOrTemplate {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "OnTimeout".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "What a gate does when its timeout passes.",
+            "anyOf": [
+                {"type": "string", "const": "reject", "description": "Reject (the gate fails)."},
+                {"type": "string", "const": "approve", "description": "Approve."},
+                {"type": "string", "pattern": TEMPLATE_PATTERN, "description": "A template rendering to one of these."},
+            ]
+        })
+    }
+}
+
 /// Schema-only type: text written as a string, number or boolean
 /// (environment values and headers are often written unquoted).
 pub struct ScalarText;

@@ -87,6 +87,14 @@ async fn run_gate(gate: &GateStep, ctx: &StepContext) -> Result<StepOutcome, Ste
             "rejected: condition was false",
         ));
     }
+    // Rendered before the wait: a template that fails must not fail the
+    // gate only once its whole timeout has passed.
+    let on_timeout = gate
+        .on_timeout
+        .as_ref()
+        .map(|t| ctx.render_typed("on_timeout", t))
+        .transpose()?
+        .unwrap_or(OnTimeout::Reject);
     if ctx.dry_run() {
         // Nothing to approve in a rehearsal, and nobody should be made to
         // wait for one.
@@ -128,10 +136,6 @@ async fn run_gate(gate: &GateStep, ctx: &StepContext) -> Result<StepOutcome, Ste
         return Err(StepFailure::new("cancelled while waiting for a decision"));
     }
     let waited = humantime::format_duration(ctx.timeout());
-    let on_timeout = gate
-        .on_timeout
-        .as_ref()
-        .map_or(OnTimeout::Reject, |o| o.value);
     Ok(match on_timeout {
         OnTimeout::Reject => decided(
             false,

@@ -445,3 +445,55 @@ async fn a_gate_folder_that_cannot_be_written_is_reported() {
         "{warnings:?}"
     );
 }
+
+/// The spec allows a template in every string value: `on_timeout` decided
+/// by a param (approve by itself out of hours, say).
+#[tokio::test]
+async fn on_timeout_may_be_a_template() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let step = step(
+        "    message: go?\n    on_timeout: \"{{#if (eq params.env \\\"prod\\\")}}reject{{else}}approve{{/if}}\"\n",
+    );
+    let (ctx, _messages) = context(dir.path())
+        .timeout(Duration::from_millis(200))
+        .approvals(Arc::new(FileApprovals::new(dir.path())))
+        .build();
+    let (message, _) = failed(run(&step, &ctx).await);
+    assert_eq!(
+        message,
+        "no decision within 200ms; rejected (on_timeout: reject)"
+    );
+
+    let (ctx, _messages) = context(dir.path())
+        .context(json!({
+            "params": {"env": "staging"},
+            "env": {},
+            "steps": {},
+            "run": {"id": "run-1", "name": "t", "started_at": "", "dry_run": false},
+        }))
+        .timeout(Duration::from_millis(200))
+        .approvals(Arc::new(FileApprovals::new(dir.path())))
+        .build();
+    let outputs = succeeded(run(&step, &ctx).await);
+    assert_eq!(outputs["decided_by"], json!("timeout"));
+}
+
+/// A template that renders to neither word fails the gate at once, not
+/// after the whole wait.
+#[tokio::test]
+async fn an_on_timeout_that_renders_to_neither_word_fails_before_the_wait() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let step = step("    message: go?\n    on_timeout: \"{{params.env}}\"\n");
+    let (ctx, _messages) = context(dir.path())
+        .timeout(Duration::from_secs(3600))
+        .approvals(Arc::new(FileApprovals::new(dir.path())))
+        .build();
+    let started = Instant::now();
+    let (message, _) = failed(run(&step, &ctx).await);
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert!(
+        message.contains("`on_timeout` (line")
+            && message.contains("rendered to `prod`, which is not `reject` or `approve`"),
+        "{message}"
+    );
+}

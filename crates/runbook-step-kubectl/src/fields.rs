@@ -114,7 +114,9 @@ impl Fields {
             patch_type: step
                 .patch_type
                 .as_ref()
-                .map_or(PatchType::Strategic, |p| p.value),
+                .map(|t| ctx.render_typed("patch_type", t))
+                .transpose()?
+                .unwrap_or(PatchType::Strategic),
             command,
         };
         fields.refuse_selector_on_named_object()?;

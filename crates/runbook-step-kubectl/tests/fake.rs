@@ -680,6 +680,56 @@ async fn a_templated_patch_value_keeps_its_type() {
     assert_eq!(env.deployment()["spec"]["replicas"], json!(7));
 }
 
+/// `patch_type` is a string value, so it may be a template too.
+#[tokio::test]
+async fn a_templated_patch_type_is_rendered_before_the_patch_is_sent() {
+    let env = env("healthy").await;
+    let text = format!(
+        "version: 1\nname: t\nparams:\n  how: {{default: merge}}\nsteps:\n  s:\n    type: kubectl-action\n    kubeconfig: {}\n    namespace: {NS}\n    action: patch\n    resource: deployment/{DEPLOY}\n    patch_type: \"{{{{params.how}}}}\"\n    patch: {{metadata: {{labels: {{incident: sev1}}}}}}\n",
+        env.kubeconfig.display()
+    );
+    let loaded = runbook_model::load(std::path::Path::new("t.yaml"), &text);
+    let step = loaded
+        .runbook
+        .unwrap_or_else(|| panic!("{:?}", loaded.diagnostics))
+        .steps
+        .get("s")
+        .cloned()
+        .expect("step s");
+    let context = |how: &str| {
+        StepContextBuilder::new("s")
+            .context(json!({
+                "params": {"how": how},
+                "env": {},
+                "steps": {},
+                "run": {"id": "r1", "name": "t", "started_at": "", "dry_run": false},
+            }))
+            .build()
+    };
+    let (ctx, _rx) = context("merge");
+    expect_ok(env.exec.run(&step, &ctx).await);
+    let sent = env.requests("PATCH").pop().expect("patch sent");
+    assert_eq!(
+        sent.content_type.as_deref(),
+        Some("application/merge-patch+json")
+    );
+    assert_eq!(env.deployment()["metadata"]["labels"]["incident"], "sev1");
+
+    let (ctx, _rx) = context("apply");
+    let patches = env.requests("PATCH").len();
+    match env.exec.run(&step, &ctx).await {
+        StepOutcome::Failed(failure) => assert!(
+            failure
+                .message
+                .contains("rendered to `apply`, which is not `strategic`, `merge` or `json`"),
+            "{}",
+            failure.message
+        ),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    assert_eq!(env.requests("PATCH").len(), patches, "nothing was sent");
+}
+
 #[tokio::test]
 async fn a_json_patch_rollback_restores_what_it_can_when_a_path_is_gone() {
     let env = env("healthy").await;
