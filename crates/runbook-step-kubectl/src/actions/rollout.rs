@@ -32,11 +32,13 @@ fn paused_error(name: &str, what: &str) -> KubectlError {
 /// another annotation and a merge patch).
 pub async fn restart(call: &Call<'_>) -> ActionResult {
     let (rt, name) = call.named().await?;
-    if !(rt.group == "apps"
-        && matches!(rt.kind.as_str(), "Deployment" | "StatefulSet" | "DaemonSet"))
-    {
+    // Deployments only, as `validate` says of a literal resource: its
+    // rollback (an undo to `previous_revision`) and the other rollout
+    // actions read a deployment's ReplicaSets, which a statefulset or a
+    // daemonset does not have.
+    if !(rt.group == "apps" && rt.kind == "Deployment") {
         return Err(KubectlError::Invalid(format!(
-            "`rollout-restart` works on deployments, statefulsets and daemonsets, not {}",
+            "action `rollout-restart` works on deployments, found `{}`",
             rt.plural
         ))
         .into());
