@@ -245,3 +245,50 @@ fn a_credential_written_in_a_header_is_masked_before_its_step_runs() {
         .join("\n");
     assert!(!journal.contains(key), "key in the journal:\n{journal}");
 }
+
+/// Answers one HTTP request on 127.0.0.1 with `body` as JSON; returns the
+/// URL to ask.
+fn one_response_server(body: &'static str) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/token", listener.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        if let Ok((mut stream, _)) = listener.accept() {
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+/// A secret that comes back in a response is the real value for a later
+/// step's template (a login's token is what the next call needs), and
+/// `***` in the journal, which names the outputs it masked so that a resume
+/// does not hand out the stars.
+#[test]
+fn a_secret_in_a_response_reaches_later_steps_and_is_masked_in_the_journal() {
+    let url = one_response_server(r#"{"token": "S3cretTok3n-77"}"#);
+    let yaml = format!(
+        "version: 1\nname: login\nparams:\n  token: {{secret: true, default: S3cretTok3n-77}}\nsteps:\n  call:\n    type: http-check\n    url: {url}\n  use:\n    type: shell\n    shell: [sh, -c]\n    needs: [call]\n    run: test {{{{steps.call.outputs.json.token}}}} = S3cretTok3n-77 && echo the real token\n"
+    );
+    let (code, stderr, events) = run(&yaml, &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("[use] the real token"), "{stderr}");
+    let call = events
+        .iter()
+        .find(|e| e["event"] == "step_finished" && e["step"] == "call")
+        .expect("call finished");
+    assert_eq!(call["outputs"]["json"]["token"], "***");
+    assert_eq!(call["masked_outputs"], serde_json::json!(["body", "json"]));
+    let journal = events
+        .iter()
+        .map(Value::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(!journal.contains("S3cretTok3n"), "{journal}");
+}

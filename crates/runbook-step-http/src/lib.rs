@@ -118,11 +118,11 @@ impl HttpCheckExecutor {
             "latency_ms".into(),
             Value::from(u64::try_from(latency.as_millis()).unwrap_or(u64::MAX)),
         );
-        // A server may echo a credential header (in a body or a header);
-        // outputs reach templates, events and the journal, so mask it here.
-        for value in outputs.values_mut() {
-            ctx.redact_json(value);
-        }
+        // Outputs stay as received, as a shell step's do: a later step may
+        // need the token a login returned. The engine masks every secret
+        // (the credential headers registered above included) wherever an
+        // output is printed or stored, and names the outputs it masked
+        // (`masked_outputs`) so that a resume does not hand out `***`.
 
         if let Some(e) = read_error {
             let message = error::describe_body(&e, &target).to_string();

@@ -4,7 +4,7 @@ mod support;
 
 use runbook_engine::{Redactor, StepExecutor, StepOutcome};
 use runbook_step_http::HttpCheckExecutor;
-use serde_json::json;
+use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use support::{context, failed, start, step, succeeded};
@@ -374,8 +374,19 @@ async fn a_text_body_is_sent_as_written() {
     );
 }
 
+/// What the engine prints or stores of a step's outputs: every secret the
+/// redactor knows masked.
+fn as_stored(redactor: &Redactor, outputs: &serde_json::Map<String, Value>) -> Value {
+    let mut stored = Value::Object(outputs.clone());
+    redactor.redact_json(&mut stored);
+    stored
+}
+
+/// Credential headers never reach a message; the outputs keep what the
+/// server sent (a later step may need it), and every place the engine
+/// prints or stores them masks it, since the redactor learned them.
 #[tokio::test]
-async fn credential_headers_never_reach_outputs_or_errors() {
+async fn credential_headers_never_reach_messages_and_are_masked_wherever_outputs_are_stored() {
     let server = start().await;
     let redactor = Redactor::new();
     let fields = format!(
@@ -384,11 +395,8 @@ async fn credential_headers_never_reach_outputs_or_errors() {
     );
     let (ctx, _messages) = context().redactor(redactor.clone()).build();
     let failure = failed(HttpCheckExecutor::new().run(&step(&fields), &ctx).await);
-    let everything = format!(
-        "{} {}",
-        failure.message,
-        serde_json::to_string(&failure.outputs).expect("outputs as JSON")
-    );
+    let stored = as_stored(&redactor, &failure.outputs);
+    let everything = format!("{} {stored}", failure.message);
     for secret in [
         "s3cr3t-bearer-value",
         "k3y-from-params-suffix",
@@ -399,14 +407,16 @@ async fn credential_headers_never_reach_outputs_or_errors() {
             "`{secret}` leaked: {everything}"
         );
     }
-    // The echo endpoint saw them; what came back is masked.
-    assert_eq!(failure.outputs["headers"]["x-echo-api-key"], json!("***"));
+    // The echo endpoint saw them; the outputs keep what came back, and the
+    // stored form masks it.
     assert_eq!(
-        failure.outputs["json"]["headers"]["authorization"],
-        json!("***")
+        failure.outputs["headers"]["x-echo-api-key"],
+        json!("k3y-from-params-suffix")
     );
+    assert_eq!(stored["headers"]["x-echo-api-key"], json!("***"));
+    assert_eq!(stored["json"]["headers"]["authorization"], json!("***"));
     assert_eq!(
-        failure.outputs["json"]["headers"]["x-request-id"],
+        stored["json"]["headers"]["x-request-id"],
         json!("visible-request-id")
     );
     assert!(failure.message.starts_with("expected status 418, got 200"));
@@ -426,13 +436,19 @@ async fn credential_headers_from_the_server_are_masked_too() {
     let fields = format!("url: {}\nmethod: POST", server.url("/login"));
     let (ctx, _messages) = context().redactor(redactor.clone()).build();
     let outputs = succeeded(HttpCheckExecutor::new().run(&step(&fields), &ctx).await);
-    let headers = &outputs["headers"];
+    assert_ne!(
+        outputs["headers"]["set-cookie"],
+        json!("***"),
+        "kept as sent"
+    );
+    let stored = as_stored(&redactor, &outputs);
+    let headers = &stored["headers"];
     assert_eq!(headers["x-session-token"], json!("***"));
     assert_eq!(headers["x-api-key"], json!("***"));
     assert_eq!(headers["set-cookie"], json!("***"));
     assert_eq!(headers["x-request-id"], json!("visible-request-id"));
     // By value, wherever it turns up: the body too, and later events.
-    assert_eq!(outputs["body"], json!("welcome, your token is ***"));
+    assert_eq!(stored["body"], json!("welcome, your token is ***"));
     assert_eq!(redactor.redact("cookie c00kie-from-server"), "cookie ***");
 }
 
@@ -483,10 +499,11 @@ async fn credentials_in_the_url_are_masked_like_an_authorization_header() {
             .await,
     );
     let basic = base64::engine::general_purpose::STANDARD.encode("admin:LiteralPw55");
-    let everything = serde_json::to_string(&outputs).expect("outputs");
+    let stored = as_stored(&redactor, &outputs);
+    let everything = stored.to_string();
     assert!(!everything.contains(&basic), "{everything}");
     assert!(!everything.contains("LiteralPw55"), "{everything}");
-    assert_eq!(outputs["json"]["headers"]["authorization"], json!("***"));
+    assert_eq!(stored["json"]["headers"]["authorization"], json!("***"));
     drop(ctx);
     while let Ok(message) = messages.try_recv() {
         let shown = format!("{message:?}");
