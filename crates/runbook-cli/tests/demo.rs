@@ -152,3 +152,69 @@ fn another_runbook_gets_the_params_it_declares_and_set_gives_the_rest() {
         .unwrap_or_else(|| panic!("no step_finished for hello:\n{stdout}\n{stderr}"));
     assert_eq!(hello["outputs"]["stdout"], "hello sre");
 }
+
+fn sev1() -> runbook_model::Runbook {
+    let path = Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR")
+            .expect("cargo sets CARGO_MANIFEST_DIR when it runs a test"),
+    )
+    .join("../../runbooks/sev1-service-down.yaml");
+    let (_, loaded) = runbook_model::load_file(&path);
+    loaded.runbook.expect("the SEV1 runbook is valid")
+}
+
+/// Automatic undos that would do harm when a later step fails: scaling a
+/// database back up onto a restore that failed halfway, and reverting an
+/// emergency memory increase that worked because a smoke test failed.
+#[test]
+fn sev1_does_not_undo_the_scale_to_zero_or_the_memory_increase() {
+    let runbook = sev1();
+    for id in ["scale-to-zero", "raise-memory"] {
+        let step = runbook.steps.get(id).expect("the step exists");
+        assert!(step.rollback.is_none(), "`{id}` must not be rolled back");
+    }
+}
+
+/// The restore rung stops when no backup is listed, instead of scaling the
+/// database to zero to restore an empty id.
+#[test]
+fn sev1_finding_no_backup_fails_before_the_restore_gate() {
+    let runbook = sev1();
+    let step = runbook.steps.get("latest-backup").expect("latest-backup");
+    let runbook_model::StepKind::Shell(shell) = &step.kind else {
+        panic!("latest-backup is a shell step");
+    };
+    let script = shell
+        .run
+        .text
+        .replace("{{params.data_dir}}", "/data")
+        .replace("{{params.backup_dir}}", "/backups")
+        .replace("{{params.database}}", "production");
+    assert!(!script.contains("{{"), "{script}");
+    let bin = tempfile::tempdir().expect("bin dir");
+    for (listing, code, out) in [
+        ("", Some(1), ""),
+        (
+            "echo 'bk-2 production 2026-11-26'; echo 'bk-1 production 2026-11-25'",
+            Some(0),
+            "bk-2\n",
+        ),
+    ] {
+        let tool = bin.path().join("backup_tool");
+        std::fs::write(&tool, format!("#!/bin/sh\n{listing}\n")).expect("write tool");
+        std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod");
+        let path = format!(
+            "{}:{}",
+            bin.path().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let done = Command::new("bash")
+            .args(["--noprofile", "--norc", "-eo", "pipefail", "-c", &script])
+            .env("PATH", path)
+            .output()
+            .expect("run the script");
+        assert_eq!(done.status.code(), code, "{listing:?}");
+        assert_eq!(String::from_utf8_lossy(&done.stdout), out, "{listing:?}");
+    }
+}

@@ -417,6 +417,31 @@ fn dry_run_lists_what_would_run() {
 }
 
 #[test]
+fn a_dry_run_plans_what_reads_a_planned_steps_outputs_instead_of_deciding_on_placeholders() {
+    let sandbox = Sandbox::new();
+    let done = sandbox.run("dry-run-placeholders.yaml", &["--dry-run"]);
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    for step in ["check", "decide", "show"] {
+        let finished = done.step_event("step_finished", step);
+        assert_eq!(finished["status"], "succeeded", "{step}");
+        assert!(
+            finished["would_run"]
+                .as_str()
+                .is_some_and(|w| w.contains("reads the outputs of `create`")),
+            "{step}: {finished}"
+        );
+    }
+    assert!(!done.stderr.contains("[show]"), "{}", done.stderr);
+    // Whether `create` succeeded is known: `after` runs (it is read-only).
+    assert!(
+        done.stderr.contains("[after] after the gate"),
+        "{}",
+        done.stderr
+    );
+    assert!(done.step_event("step_finished", "after")["would_run"].is_null());
+}
+
+#[test]
 fn approving_a_gate_that_does_not_exist_runs_nothing() {
     let sandbox = Sandbox::new();
     let done = sandbox.run("gate-manual.yaml", &["--approve", "aks"]);

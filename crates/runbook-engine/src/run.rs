@@ -457,6 +457,8 @@ struct Dispatcher<'a> {
     /// Per step id: the `steps.X` its templates read, or `None` when a
     /// template reads `steps` as a whole.
     reads: HashMap<String, Option<Vec<String>>>,
+    /// Under `--dry-run`, [`outputs_read`] of each step, once computed.
+    outputs_read: HashMap<String, Option<Vec<String>>>,
     snapshot: Option<Arc<Value>>,
     /// See [`Dispatcher::base_context`].
     base_context: Option<Arc<Value>>,
@@ -594,6 +596,7 @@ impl<'a> Dispatcher<'a> {
             states,
             context,
             reads: HashMap::new(),
+            outputs_read: HashMap::new(),
             snapshot: None,
             base_context: None,
             templates,
@@ -917,7 +920,12 @@ impl<'a> Dispatcher<'a> {
         }
     }
 
-    fn readiness(&self, i: usize) -> Readiness {
+    fn readiness(&mut self, i: usize) -> Readiness {
+        if self.reads_planned_only(i).is_some() {
+            // Its `when` would be decided on null placeholders; the step is
+            // planned, and `start` reports it as such.
+            return self.needs_readiness(i);
+        }
         let node = &self.nodes[i];
         if let Some(when) = &node.step.when {
             return match self.templates.render_condition(&when.text, &self.context) {
@@ -929,6 +937,12 @@ impl<'a> Dispatcher<'a> {
                 )),
             };
         }
+        self.needs_readiness(i)
+    }
+
+    /// Whether the step's needs let it run (`when` aside).
+    fn needs_readiness(&self, i: usize) -> Readiness {
+        let node = &self.nodes[i];
         for &need in &node.needs {
             let status = self.states[need].status;
             if status != StepStatus::Succeeded {
@@ -947,6 +961,10 @@ impl<'a> Dispatcher<'a> {
     fn start(&mut self, i: usize) {
         if self.states[i].confirm {
             self.start_confirmation(i);
+            return;
+        }
+        if let Some(read) = self.reads_planned_only(i) {
+            self.plan_only(i, &read);
             return;
         }
         let step = self.nodes[i].step.clone();
@@ -973,6 +991,63 @@ impl<'a> Dispatcher<'a> {
         event.timeout_ms = Some(millis(job.timeout));
         self.emit(event);
         self.spawn(job);
+    }
+
+    /// Under `--dry-run`, a step this one reads (in any template, `when`
+    /// included) that only would have run: its outputs are null
+    /// placeholders, and a check, a condition or a read-only script
+    /// evaluated on them would decide on nothing. `None` outside a dry run.
+    fn reads_planned_only(&mut self, i: usize) -> Option<String> {
+        if !self.options.dry_run {
+            return None;
+        }
+        let step = &self.nodes[i].step;
+        let reads = self
+            .outputs_read
+            .entry(step.id.value.clone())
+            .or_insert_with(|| outputs_read(step))
+            .clone();
+        let mut planned = self
+            .nodes
+            .iter()
+            .zip(&self.states)
+            .filter(|(_, state)| state.would_run.is_some())
+            .map(|(node, _)| &node.step.id.value);
+        match reads {
+            Some(ids) => planned.find(|id| ids.contains(id)).cloned(),
+            // Reads it cannot name (`lookup`): any planned step may be one.
+            None => planned.next().cloned(),
+        }
+    }
+
+    /// Records step `i` as planned without running it: it reads `read`,
+    /// which only would have run in this dry run.
+    fn plan_only(&mut self, i: usize, read: &str) {
+        let id = self.nodes[i].step.id.value.clone();
+        let state = &mut self.states[i];
+        state.status = StepStatus::Running;
+        state.started = Some(Instant::now());
+        state.attempts = 1;
+        self.update_context(i);
+        let mut event = Event::new(EventKind::StepStarted, &self.options.run_id);
+        event.step = Some(id);
+        event.phase = Some(self.nodes[i].phase.key().to_string());
+        event.attempt = Some(1);
+        self.emit(event);
+        let outputs = crate::runner::would_run_outputs(&self.nodes[i].step);
+        self.step_finished(
+            i,
+            JobResult {
+                key: JobKey::Step(i),
+                ended: Ended::Succeeded,
+                attempts: 1,
+                outputs,
+                error: None,
+                would_run: Some(format!(
+                    "would run; not tried in this dry run, as it reads the outputs of `{read}`, which did not run"
+                )),
+            },
+        );
     }
 
     /// Instead of running a resumed `idempotent: false` step that was
@@ -2002,6 +2077,19 @@ fn initial_context(runbook: &Runbook, options: &RunOptions, nodes: &[Node]) -> V
 /// Which `steps.X` the templates of `step` read; `None` when one reads
 /// `steps` whole (or does not parse, which validation already reported).
 fn steps_read(step: &Step) -> Option<Vec<String>> {
+    steps_read_where(step, |_| true)
+}
+
+/// The steps whose outputs `step` reads (`steps.X.outputs…`, or the whole
+/// `steps.X`); `None` when it may read any (see [`steps_read`]).
+fn outputs_read(step: &Step) -> Option<Vec<String>> {
+    steps_read_where(step, |rest| {
+        rest.first().is_none_or(|field| field == "outputs")
+    })
+}
+
+/// The steps `step` reads a path of, past `steps.ID`, that `counts`.
+fn steps_read_where(step: &Step, counts: impl Fn(&[String]) -> bool) -> Option<Vec<String>> {
     let mut texts: Vec<String> = step
         .templates()
         .into_iter()
@@ -2015,7 +2103,7 @@ fn steps_read(step: &Step) -> Option<Vec<String>> {
         let analysis = runbook_model::template::analyze(text).ok()?;
         for variable in analysis.variables {
             match variable.path.as_slice() {
-                [root, id, ..] if root == "steps" => {
+                [root, id, rest @ ..] if root == "steps" && counts(rest) => {
                     reads.insert(id.clone());
                 }
                 [root] if root == "steps" => return None,

@@ -182,7 +182,7 @@ pub(crate) async fn run_job(job: Job) -> JobResult {
 /// Under `--dry-run` a step that did not run still gets every output name it
 /// declares (as null), so the templates of its dependents render and the
 /// whole plan is walked.
-fn would_run_outputs(step: &Step) -> Outputs {
+pub(crate) fn would_run_outputs(step: &Step) -> Outputs {
     step.kind
         .output_names()
         .iter()
