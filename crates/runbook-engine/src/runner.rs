@@ -244,7 +244,16 @@ async fn run_attempt(job: &Job, attempt: u32) -> Attempt {
     let mut stop = tokio::select! {
         biased;
         () = job.token.cancelled() => Stop::Cancelled,
-        outcome = &mut work => return finished(outcome),
+        outcome = &mut work => {
+            // On a worker thread the token can be cancelled between the
+            // check above and the executor's poll, which then returns
+            // because it saw the cancellation: the same outcome as had the
+            // check seen it first.
+            if job.token.is_cancelled() {
+                return cancelled(outcome);
+            }
+            return finished(outcome);
+        }
         () = tokio::time::sleep(timer) => Stop::TimedOut,
     };
     if let Stop::TimedOut = stop
@@ -297,19 +306,26 @@ async fn run_attempt(job: &Job, attempt: u32) -> Attempt {
                 },
             }
         }
-        // Work that completed although it was asked to stop did happen: it
-        // is recorded (and so rolled back) as succeeded.
         Stop::Cancelled => match late {
-            Ok(StepOutcome::Succeeded(outputs)) => Attempt::Succeeded(outputs),
-            Ok(StepOutcome::WouldRun(text)) => Attempt::WouldRun(text),
-            Ok(StepOutcome::Failed(failure)) => Attempt::Cancelled {
-                detail: (!failure.message.is_empty()).then_some(failure.message),
-                outputs: failure.outputs,
-            },
+            Ok(outcome) => cancelled(outcome),
             Err(_) => Attempt::Cancelled {
                 detail: Some(abandoned),
                 outputs: Outputs::new(),
             },
+        },
+    }
+}
+
+/// The attempt of an executor that returned after its step was told to
+/// stop. Work that completed although it was asked to stop did happen: it
+/// is recorded (and so rolled back) as succeeded; a failure is the stop.
+fn cancelled(outcome: StepOutcome) -> Attempt {
+    match outcome {
+        StepOutcome::Succeeded(outputs) => Attempt::Succeeded(outputs),
+        StepOutcome::WouldRun(text) => Attempt::WouldRun(text),
+        StepOutcome::Failed(failure) => Attempt::Cancelled {
+            detail: (!failure.message.is_empty()).then_some(failure.message),
+            outputs: failure.outputs,
         },
     }
 }

@@ -133,6 +133,17 @@ impl FakeShell {
                     ctx.cancelled().cancelled().await;
                     return StepOutcome::Failed(StepFailure::with_outputs("stopped", outputs));
                 }
+                // Holds its worker thread inside one poll until the step is
+                // told to stop: the stop then arrives in the middle of the
+                // executor's poll, as it can on a busy worker.
+                "block-until-stopped" => {
+                    let start = std::time::Instant::now();
+                    while !ctx.cancelled().is_cancelled() {
+                        assert!(start.elapsed() < Duration::from_secs(30), "never stopped");
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    return StepOutcome::Failed(StepFailure::new("saw the stop"));
+                }
                 "fail" => {
                     return StepOutcome::Failed(StepFailure::with_outputs(rest, outputs));
                 }
@@ -1352,4 +1363,21 @@ finally:
             );
         }
     }
+}
+
+/// A stop that reaches a step while its executor is being polled, and that
+/// the executor returns on, is the step's cancellation, not its failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_seen_in_the_middle_of_a_poll_is_a_cancellation() {
+    let o = run(r#"
+version: 1
+name: t
+steps:
+  victim: {type: shell, run: "block-until-stopped"}
+  boom: {type: shell, run: "sleep 50ms; fail boom"}
+"#)
+    .await;
+    assert_eq!(o.summary.status, RunStatus::Failed);
+    assert_eq!(o.step("boom").status, StepStatus::Failed);
+    assert_eq!(o.step("victim").status, StepStatus::Cancelled);
 }
