@@ -136,6 +136,10 @@ fn failed(failure: Failure, ctx: &StepContext) -> StepOutcome {
     ))
 }
 
+/// Said of a mutation sent with server-side dry run.
+const DRY_RUN_NOTE: &str =
+    "sent as a server-side dry run: the API server checked the change and made none";
+
 /// Runs `action` until it ends or the step is cancelled.
 async fn until_cancelled(
     ctx: &StepContext,
@@ -231,7 +235,15 @@ impl StepExecutor for KubectlExecutor {
                 None => outcome,
             };
         }
-        until_cancelled(ctx, dispatch(&call)).await
+        let outcome = until_cancelled(ctx, dispatch(&call)).await;
+        if call.dry_run
+            && call.fields.action.is_mutating()
+            && matches!(outcome, StepOutcome::Succeeded(_))
+        {
+            // Its ✓ would otherwise read as a change made.
+            ctx.progress(DRY_RUN_NOTE);
+        }
+        outcome
     }
 
     async fn rollback_auto(
@@ -244,6 +256,9 @@ impl StepExecutor for KubectlExecutor {
             Ok(call) => call,
             Err(outcome) => return outcome,
         };
+        if call.dry_run {
+            ctx.progress(DRY_RUN_NOTE);
+        }
         let missing = |name: &str| {
             StepOutcome::Failed(StepFailure::new(format!(
                 "cannot roll back step `{}`: its outputs have no usable `{name}`",

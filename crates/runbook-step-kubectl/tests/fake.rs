@@ -278,11 +278,25 @@ async fn dry_run_sends_dry_run_all_on_every_mutation_and_changes_nothing() {
         format!("action: delete\nresource: pod/{pod}"),
     ];
     for body in &bodies {
-        let out = expect_ok(env.run_dry(body).await);
+        let (ctx, mut messages) = ctx(true);
+        let out = expect_ok(env.exec.run(&env.step(body), &ctx).await);
         assert_eq!(
             out.get("dry_run"),
             Some(&Value::Bool(true)),
             "{body}: {out:?}"
+        );
+        // Its ✓ must not read as a change made.
+        drop(ctx);
+        let mut said = Vec::new();
+        while let Ok(message) = messages.try_recv() {
+            if let StepMessage::Progress { message, .. } = message {
+                said.push(message);
+            }
+        }
+        assert!(
+            said.iter()
+                .any(|m| m.starts_with("sent as a server-side dry run")),
+            "{body}: {said:?}"
         );
     }
     // The step-level flag does the same without --dry-run.
