@@ -218,3 +218,74 @@ fn sev1_finding_no_backup_fails_before_the_restore_gate() {
         assert_eq!(String::from_utf8_lossy(&done.stdout), out, "{listing:?}");
     }
 }
+
+/// The final status of each step of a `runbook demo SCENARIO --runbook
+/// FILE` run (FILE relative to the repository), and its exit code.
+fn demo_statuses(
+    scenario: &str,
+    file: &str,
+    sets: &[&str],
+) -> (Option<i32>, BTreeMap<String, String>, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let runbook = Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR")
+            .expect("cargo sets CARGO_MANIFEST_DIR when it runs a test"),
+    )
+    .join("../..")
+    .join(file);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_runbook"));
+    cmd.args(["demo", scenario, "--runbook"]).arg(&runbook);
+    for set in sets {
+        cmd.args(["--set", set]);
+    }
+    let out = cmd
+        .args(["--output", "json", "--state-dir"])
+        .arg(dir.path().join("state"))
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("runbook demo runs");
+    let mut status = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if matches!(
+            event["event"].as_str(),
+            Some("step_finished" | "step_skipped")
+        ) {
+            status.insert(
+                event["step"].as_str().unwrap_or_default().to_string(),
+                event["status"].as_str().unwrap_or_default().to_string(),
+            );
+        }
+    }
+    (
+        out.status.code(),
+        status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// SEV3 with the issue tracker down: the monitoring still runs, the
+/// crash loop is judged no longer minor, and the escalation plan names the
+/// ticket to file by hand.
+#[test]
+fn sev3_escalates_a_crash_loop_even_when_the_ticket_cannot_be_filed() {
+    let (code, status, stderr) = demo_statuses(
+        "crashloop",
+        "runbooks/sev3-minor-issues.yaml",
+        &[
+            "summary=auth timeouts",
+            "ticket_webhook=http://127.0.0.1:9/ticket",
+        ],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(status["ticket"], "failed", "{stderr}");
+    assert_eq!(status["pods"], "succeeded", "{stderr}");
+    assert_eq!(status["still-minor"], "failed", "{stderr}");
+    assert_eq!(status["escalation-plan"], "succeeded", "{stderr}");
+    assert!(
+        stderr.contains("file it by hand: SEV3: auth timeouts"),
+        "{stderr}"
+    );
+}
