@@ -522,7 +522,9 @@ impl StepContext {
     /// The value `text` names when it is exactly `{{a.b.c}}` (a path, no
     /// helper) and that value is not text: text and null render as usual.
     fn referenced_value(&self, text: &str) -> Option<Value> {
-        let inner = text.trim().strip_prefix("{{")?.strip_suffix("}}")?.trim();
+        // Exactly the reference: text around it, a space or a block
+        // scalar's newline included, makes the value text.
+        let inner = text.strip_prefix("{{")?.strip_suffix("}}")?.trim();
         let is_path = !inner.is_empty()
             && inner.split('.').all(|segment| {
                 !segment.is_empty()

@@ -271,9 +271,29 @@ fn render_expect(http: &HttpCheckStep, ctx: &StepContext) -> Result<Expectations
         .iter()
         .map(|t| ctx.render("expect.body_contains", t))
         .collect::<Result<Vec<_>, _>>()?;
+    // Every body contains the empty text and matches the empty pattern: an
+    // expectation that rendered to nothing would pass any response, which
+    // `validate` refuses when it is written literally.
+    if let Some(template) = expect
+        .body_contains
+        .iter()
+        .zip(&body_contains)
+        .find_map(|(t, text)| text.is_empty().then_some(t))
+    {
+        return Err(StepFailure::new(format!(
+            "`expect.body_contains` (line {}) rendered to empty text, which every body contains",
+            template.span.line
+        )));
+    }
     let body_matches = match &expect.body_matches {
         Some(template) => {
             let text = ctx.render("expect.body_matches", template)?;
+            if text.is_empty() {
+                return Err(StepFailure::new(format!(
+                    "`expect.body_matches` (line {}) rendered to an empty pattern, which every body matches",
+                    template.span.line
+                )));
+            }
             Some(Regex::new(&text).map_err(|e| {
                 StepFailure::new(format!(
                     "`expect.body_matches` rendered to `{text}`, which is not a valid regular expression: {e}"

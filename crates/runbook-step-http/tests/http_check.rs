@@ -336,7 +336,7 @@ async fn redirect_loops_say_too_many_redirects() {
 async fn post_json_is_templated_from_params_and_step_outputs() {
     let server = start().await;
     let fields = format!(
-        "url: {}\nmethod: post\njson:\n  service: '{{{{params.service}}}}'\n  token: '{{{{steps.login.outputs.json.token}}}}'\n  replicas: 3\n  wanted: '{{{{params.replicas}}}}'\n  said: 'x{{{{params.replicas}}}}'\n  login: '{{{{ steps.login.outputs.json }}}}'\n  tags: [prod, '{{{{upper params.service}}}}']\nexpect:\n  json:\n    /json/service: omendb\n    /method: POST",
+        "url: {}\nmethod: post\njson:\n  service: '{{{{params.service}}}}'\n  token: '{{{{steps.login.outputs.json.token}}}}'\n  replicas: 3\n  wanted: '{{{{params.replicas}}}}'\n  said: 'x{{{{params.replicas}}}}'\n  spaced: ' {{{{params.replicas}}}}'\n  login: '{{{{ steps.login.outputs.json }}}}'\n  tags: [prod, '{{{{upper params.service}}}}']\nexpect:\n  json:\n    /json/service: omendb\n    /method: POST",
         server.url("/echo")
     );
     let outputs = succeeded(run(&fields).await);
@@ -352,6 +352,7 @@ async fn post_json_is_templated_from_params_and_step_outputs() {
             // A reference alone keeps its type; text around it makes text.
             "wanted": 3,
             "said": "x3",
+            "spaced": " 3",
             "login": {"token": "t0ken-from-login"},
             "tags": ["prod", "OMENDB"]
         })
@@ -628,4 +629,28 @@ async fn template_and_url_errors_fail_before_sending() {
         failure.message,
         "`url` must be an http:// or https:// URL, got `ftp://127.0.0.1/omendb`"
     );
+}
+
+/// An expectation that rendered to nothing would pass any response.
+#[tokio::test]
+async fn a_body_expectation_that_renders_empty_fails_the_step() {
+    let server = start().await;
+    for (expect, says) in [
+        (
+            "body_contains: '{{#if false}}x{{/if}}'",
+            "rendered to empty text, which every body contains",
+        ),
+        (
+            "body_matches: '{{#if false}}x{{/if}}'",
+            "rendered to an empty pattern, which every body matches",
+        ),
+    ] {
+        let fields = format!("url: {}\nexpect:\n  {expect}", server.url("/echo"));
+        let failure = failed(run(&fields).await);
+        assert!(
+            failure.message.contains(says),
+            "{expect}: {}",
+            failure.message
+        );
+    }
 }
