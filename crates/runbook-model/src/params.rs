@@ -322,7 +322,9 @@ fn scalar_text(node: &Node) -> Option<String> {
     match &node.value {
         Value::Str(s) => Some(s.clone()),
         Value::Int(i) => Some(i.to_string()),
-        Value::Float(f) => Some(f.to_string()),
+        // `{:?}` keeps the fraction (`3.0`), so a float given for an
+        // integer param is refused as `--set replicas=3.0` is.
+        Value::Float(f) => Some(format!("{f:?}")),
         Value::Bool(b) => Some(b.to_string()),
         Value::Null | Value::Seq(_) | Value::Map(_) => None,
     }
@@ -345,5 +347,34 @@ pub fn parse_value(kind: ParamType, text: &str) -> Option<ParamValue> {
             "false" => Some(ParamValue::Boolean(false)),
             _ => None,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A params file gives values as YAML reads them: `3.0` is a float,
+    /// which an integer param refuses as it refuses `--set n=3.0`.
+    #[test]
+    fn a_float_in_a_params_file_is_no_integer() {
+        let loaded = crate::load(
+            std::path::Path::new("t.yaml"),
+            "version: 1\nname: t\nparams:\n  n: {type: integer}\n  x: {type: number}\nsteps:\n  s: {type: shell, run: echo}\n",
+        );
+        let runbook = loaded.runbook.expect("valid");
+        let file = crate::yaml::parse("n: 3.0\nx: 3.0\n")
+            .expect("YAML")
+            .root;
+        let inputs = ParamInputs {
+            sets: Vec::new(),
+            file: Some(file),
+        };
+        let errors = resolve(&runbook, &inputs, &|_| None).expect_err("n is refused");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(
+            errors[0].to_string(),
+            "param `n` must be an integer (from --params file), got `3.0`"
+        );
     }
 }
