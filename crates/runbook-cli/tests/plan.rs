@@ -111,3 +111,41 @@ fn a_params_file_that_is_not_a_regular_file_is_refused() {
         "{message}"
     );
 }
+
+/// A param that a step uses as a whole typed field is checked as that
+/// type before anything runs: `--set rollout_timeout=5` would otherwise
+/// fail five rollout waits minutes into an incident.
+#[test]
+fn a_param_used_as_a_typed_field_must_parse_as_its_type() {
+    let message = usage_error(&[
+        "plan",
+        "runbooks/sev1-service-down.yaml",
+        "--set",
+        "rollout_timeout=5",
+        "--set",
+        "chat_webhook=http://127.0.0.1:9/chat",
+        "--set",
+        "status_page_webhook=http://127.0.0.1:9/status",
+    ]);
+    assert!(
+        message.contains(
+            "param `rollout_timeout` is `5`, which steps `wait-memory`, `wait-restart`, `wait-scale`, `wait-undo` and `wait-restore` use as their `timeout`: it must be a duration (`5` has no unit)"
+        ),
+        "{message}"
+    );
+    let ok = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args([
+            "plan",
+            "runbooks/sev1-service-down.yaml",
+            "--set",
+            "rollout_timeout=90s",
+            "--set",
+            "chat_webhook=http://127.0.0.1:9/chat",
+            "--set",
+            "status_page_webhook=http://127.0.0.1:9/status",
+        ])
+        .current_dir(repo_root())
+        .output()
+        .expect("the runbook binary runs");
+    assert_eq!(ok.status.code(), Some(0), "{ok:?}");
+}

@@ -42,7 +42,7 @@ fn is_runbook_name(text: &str) -> bool {
 }
 
 /// A param name: `^[a-z_][a-z0-9_]*$`.
-fn is_param_name(text: &str) -> bool {
+pub(crate) fn is_param_name(text: &str) -> bool {
     is_identifier(
         text,
         |c| c.is_ascii_lowercase() || c == '_',

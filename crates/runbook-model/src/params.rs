@@ -96,6 +96,21 @@ pub enum ParamError {
         /// Where the params file gives it.
         at: Option<Span>,
     },
+    /// A param's value cannot be what a step uses it as: a field written
+    /// as just `{{params.NAME}}` whose type the value does not parse as.
+    #[error("param `{name}` is {shown}, which {} `{field}`: {why}", users(.steps))]
+    UnusableAs {
+        /// The param.
+        name: String,
+        /// The steps using it so, in file order.
+        steps: Vec<String>,
+        /// The field it is used as.
+        field: String,
+        /// Why the value does not fit, in words.
+        why: String,
+        /// The value, or `***` for a secret.
+        shown: String,
+    },
     /// A `--set` argument without `=`.
     #[error("`--set {0}` must have the form NAME=VALUE")]
     Malformed(String),
@@ -127,8 +142,20 @@ impl ParamError {
             | ParamError::WrongType { at, .. }
             | ParamError::NotAllowed { at, .. }
             | ParamError::BadFile { at, .. } => *at,
-            ParamError::Missing { .. } | ParamError::Malformed(_) => None,
+            ParamError::Missing { .. }
+            | ParamError::Malformed(_)
+            | ParamError::UnusableAs { .. } => None,
         }
+    }
+}
+
+/// "step `a` uses as its" or "steps `a` and `b` use as their".
+fn users(steps: &[String]) -> String {
+    let named: Vec<String> = steps.iter().map(|s| format!("`{s}`")).collect();
+    match named.as_slice() {
+        [one] => format!("step {one} uses as its"),
+        [rest @ .., last] => format!("steps {} and {last} use as their", rest.join(", ")),
+        [] => "no step uses as its".to_string(),
     }
 }
 
@@ -295,10 +322,85 @@ pub fn resolve(
         );
     }
     if errors.is_empty() {
+        errors = unusable_uses(runbook, &resolved);
+    }
+    if errors.is_empty() {
         Ok(resolved)
     } else {
         Err(errors)
     }
+}
+
+/// Typed fields written as just `{{params.NAME}}` whose param's value does
+/// not parse as the field's type: such a step would fail when it starts,
+/// however far into the run (a `timeout` of `5`, a `replicas` of `three`),
+/// so the value is refused with the others before anything runs.
+fn unusable_uses(runbook: &Runbook, resolved: &IndexMap<String, ResolvedParam>) -> Vec<ParamError> {
+    let mut errors = Vec::new();
+    let mut steps: Vec<&crate::Step> = Vec::new();
+    for step in runbook.all_steps() {
+        steps.push(step);
+        if let Some(crate::Rollback::Step(rollback)) = &step.rollback {
+            steps.push(rollback);
+        }
+    }
+    for step in steps {
+        for (field, template) in step.templates() {
+            let Some(name) = template
+                .text
+                .trim()
+                .strip_prefix("{{")
+                .and_then(|t| t.strip_suffix("}}"))
+                .and_then(|t| t.trim().strip_prefix("params."))
+                .filter(|n| crate::lower::is_param_name(n))
+            else {
+                continue;
+            };
+            let Some(param) = resolved.get(name) else {
+                continue;
+            };
+            let text = param.value.to_text();
+            let why = match field {
+                "timeout" | "since" | "grace" | "expect.max_latency" => {
+                    crate::parse_duration(&text)
+                        .err()
+                        .map(|e| format!("it must be a duration ({e})"))
+                }
+                "replicas" | "tail" | "to_revision" => text
+                    .trim()
+                    .parse::<i64>()
+                    .is_err()
+                    .then(|| "it must be an integer".to_string()),
+                "read_only" | "insecure" | "dry_run" => (!matches!(text.trim(), "true" | "false"))
+                    .then(|| "it must be `true` or `false`".to_string()),
+                "patch_type" => (!matches!(text.trim(), "strategic" | "merge" | "json"))
+                    .then(|| "it must be `strategic`, `merge` or `json`".to_string()),
+                "on_timeout" => (!matches!(text.trim(), "reject" | "approve"))
+                    .then(|| "it must be `reject` or `approve`".to_string()),
+                _ => None,
+            };
+            let Some(why) = why else { continue };
+            // One error per param and field, naming every step.
+            let same = errors.iter_mut().find(|e| {
+                matches!(e, ParamError::UnusableAs { name: n, field: f, .. } if n == name && f == field)
+            });
+            match same {
+                Some(ParamError::UnusableAs { steps, .. }) => steps.push(step.id.value.clone()),
+                _ => errors.push(ParamError::UnusableAs {
+                    name: name.to_string(),
+                    steps: vec![step.id.value.clone()],
+                    field: field.to_string(),
+                    why,
+                    shown: if param.secret {
+                        "***".to_string()
+                    } else {
+                        format!("`{text}`")
+                    },
+                }),
+            }
+        }
+    }
+    errors
 }
 
 fn shown(param: &Param, text: &str) -> String {
@@ -363,9 +465,7 @@ mod tests {
             "version: 1\nname: t\nparams:\n  n: {type: integer}\n  x: {type: number}\nsteps:\n  s: {type: shell, run: echo}\n",
         );
         let runbook = loaded.runbook.expect("valid");
-        let file = crate::yaml::parse("n: 3.0\nx: 3.0\n")
-            .expect("YAML")
-            .root;
+        let file = crate::yaml::parse("n: 3.0\nx: 3.0\n").expect("YAML").root;
         let inputs = ParamInputs {
             sets: Vec::new(),
             file: Some(file),
