@@ -977,6 +977,17 @@ impl<'a> Dispatcher<'a> {
                 return;
             }
         };
+        let mut event = self.mark_started(i, id);
+        // Each attempt's limit: a person watching a long wait knows how
+        // long it may still take.
+        event.timeout_ms = Some(millis(job.timeout));
+        self.emit(event);
+        self.spawn(job);
+    }
+
+    /// Marks step `i` (`id`) as running its first attempt, and returns the
+    /// `step_started` event to emit.
+    fn mark_started(&mut self, i: usize, id: String) -> Event {
         let state = &mut self.states[i];
         state.status = StepStatus::Running;
         state.started = Some(Instant::now());
@@ -986,11 +997,7 @@ impl<'a> Dispatcher<'a> {
         event.step = Some(id);
         event.phase = Some(self.nodes[i].phase.key().to_string());
         event.attempt = Some(1);
-        // Each attempt's limit: a person watching a long wait knows how
-        // long it may still take.
-        event.timeout_ms = Some(millis(job.timeout));
-        self.emit(event);
-        self.spawn(job);
+        event
     }
 
     /// Under `--dry-run`, a step this one reads (in any template, `when`
@@ -1024,15 +1031,7 @@ impl<'a> Dispatcher<'a> {
     /// which only would have run in this dry run.
     fn plan_only(&mut self, i: usize, read: &str) {
         let id = self.nodes[i].step.id.value.clone();
-        let state = &mut self.states[i];
-        state.status = StepStatus::Running;
-        state.started = Some(Instant::now());
-        state.attempts = 1;
-        self.update_context(i);
-        let mut event = Event::new(EventKind::StepStarted, &self.options.run_id);
-        event.step = Some(id);
-        event.phase = Some(self.nodes[i].phase.key().to_string());
-        event.attempt = Some(1);
+        let event = self.mark_started(i, id);
         self.emit(event);
         let outputs = crate::runner::would_run_outputs(&self.nodes[i].step);
         self.step_finished(

@@ -661,6 +661,18 @@ async fn patch_three_types_record_previous_and_roll_back() {
     }
 }
 
+/// Step `s` of the runbook `text`.
+fn step_s(text: &str) -> runbook_model::Step {
+    let loaded = runbook_model::load(std::path::Path::new("t.yaml"), text);
+    loaded
+        .runbook
+        .unwrap_or_else(|| panic!("{:?}", loaded.diagnostics))
+        .steps
+        .get("s")
+        .cloned()
+        .expect("step s")
+}
+
 /// A patch value that is only a reference keeps the referenced value's
 /// type: `replicas: "{{params.replicas}}"` sends the number, which the API
 /// server accepts, not the string "7", which it refuses.
@@ -671,14 +683,7 @@ async fn a_templated_patch_value_keeps_its_type() {
         "version: 1\nname: t\nparams:\n  replicas: {{type: integer, default: 7}}\nsteps:\n  s:\n    type: kubectl-action\n    kubeconfig: {}\n    namespace: {NS}\n    action: patch\n    resource: deployment/{DEPLOY}\n    patch_type: merge\n    patch: {{spec: {{replicas: \"{{{{params.replicas}}}}\"}}}}\n",
         env.kubeconfig.display()
     );
-    let loaded = runbook_model::load(std::path::Path::new("t.yaml"), &text);
-    let step = loaded
-        .runbook
-        .unwrap_or_else(|| panic!("{:?}", loaded.diagnostics))
-        .steps
-        .get("s")
-        .cloned()
-        .expect("step s");
+    let step = step_s(&text);
     let (ctx, _rx) = StepContextBuilder::new("s")
         .context(json!({
             "params": {"replicas": 7},
@@ -702,14 +707,7 @@ async fn a_templated_patch_type_is_rendered_before_the_patch_is_sent() {
         "version: 1\nname: t\nparams:\n  how: {{default: merge}}\nsteps:\n  s:\n    type: kubectl-action\n    kubeconfig: {}\n    namespace: {NS}\n    action: patch\n    resource: deployment/{DEPLOY}\n    patch_type: \"{{{{params.how}}}}\"\n    patch: {{metadata: {{labels: {{incident: sev1}}}}}}\n",
         env.kubeconfig.display()
     );
-    let loaded = runbook_model::load(std::path::Path::new("t.yaml"), &text);
-    let step = loaded
-        .runbook
-        .unwrap_or_else(|| panic!("{:?}", loaded.diagnostics))
-        .steps
-        .get("s")
-        .cloned()
-        .expect("step s");
+    let step = step_s(&text);
     let context = |how: &str| {
         StepContextBuilder::new("s")
             .context(json!({
