@@ -51,10 +51,20 @@ pub fn run(args: &RunsArgs) -> anyhow::Result<ExitCode> {
         }
         RunsFormat::Human => {
             write!(stdout, "{}", table(&runs))?;
-            if runs.iter().any(|r| r.status == "stopped") {
+            let stopped: Vec<&str> = runs
+                .iter()
+                .filter(|r| r.status == "stopped")
+                .map(|r| r.id.as_str())
+                .collect();
+            if !stopped.is_empty() {
+                // With one, a command that can be pasted as it is.
+                let id = match stopped.as_slice() {
+                    [one] => one,
+                    _ => "RUN_ID",
+                };
                 eprintln!(
                     "a stopped run's engine died before it finished; `{}` continues it",
-                    command_hint("resume", "RUN_ID", args.state_dir.as_deref())
+                    command_hint("resume", id, args.state_dir.as_deref())
                 );
             }
             if runs.iter().any(|r| r.status == "incomplete") {

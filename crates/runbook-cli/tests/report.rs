@@ -391,10 +391,20 @@ fn a_killed_run_is_running_then_stopped_with_its_step_interrupted() {
     child.wait().expect("reap");
     let runs = runs_json(state);
     assert_eq!(runs[0]["status"], "stopped");
-    let human = stdout(&output(state, &["runs"]));
+    let listed = output(state, &["runs"]);
+    let human = stdout(&listed);
     assert!(human.contains(" stopped "), "{human}");
     // It ran past its last event for as long as nobody knows.
     assert!(human.contains("at least "), "{human}");
+    // The one stopped run's id is in the hint, ready to paste.
+    assert!(
+        stderr(&listed).contains(&format!(
+            "runbook resume --state-dir {} {id}",
+            state.display()
+        )),
+        "{}",
+        stderr(&listed)
+    );
 
     let report = output(state, &["report", &id, "--format", "json"]);
     assert!(report.status.success(), "{}", stderr(&report));

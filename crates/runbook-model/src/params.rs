@@ -240,6 +240,10 @@ pub fn resolve(
     }
     for set in &inputs.sets {
         match set.split_once('=') {
+            // `--set =x` names no param: the form is wrong, not the name.
+            Some((name, _)) if name.trim().is_empty() => {
+                errors.push(ParamError::Malformed(set.clone()));
+            }
             Some((name, value)) => {
                 given.insert(
                     name.trim().to_string(),
@@ -475,6 +479,24 @@ mod tests {
         assert_eq!(
             errors[0].to_string(),
             "param `n` must be an integer (from --params file), got `3.0`"
+        );
+    }
+
+    #[test]
+    fn a_set_without_a_name_is_malformed() {
+        let loaded = crate::load(
+            std::path::Path::new("t.yaml"),
+            "version: 1\nname: t\nparams:\n  n: {default: a}\nsteps:\n  s: {type: shell, run: echo}\n",
+        );
+        let runbook = loaded.runbook.expect("valid");
+        let inputs = ParamInputs {
+            sets: vec!["=x".into()],
+            file: None,
+        };
+        let errors = resolve(&runbook, &inputs, &|_| None).expect_err("refused");
+        assert_eq!(
+            errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["`--set =x` must have the form NAME=VALUE"]
         );
     }
 }
