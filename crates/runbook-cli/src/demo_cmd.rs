@@ -83,7 +83,16 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .find(|(name, _)| *name == args.scenario)
         .map_or("", |(_, what)| *what);
-    eprintln!("runbook demo: scenario `{}` — {description}", args.scenario);
+    // The scenarios' lines tell what the SEV1 runbook does; another runbook
+    // does what it says.
+    if args.runbook.is_some() {
+        eprintln!(
+            "runbook demo: scenario `{}` (with the SEV1 runbook: {description})",
+            args.scenario
+        );
+    } else {
+        eprintln!("runbook demo: scenario `{}` — {description}", args.scenario);
+    }
     eprintln!(
         "  simulated Kubernetes API  {} (namespace omendb-prod)",
         env.cluster().url()
@@ -145,6 +154,11 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         }
     };
 
+    // A runbook refused before it ran (exit 2) did nothing to report on.
+    if status.code() == Some(2) {
+        env.shutdown().await;
+        return Ok(ExitCode::Usage);
+    }
     eprintln!();
     eprintln!("runbook demo: what the outside world saw");
     for message in env.messages() {
