@@ -17,16 +17,26 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::Usage);
     };
     let plan = runbook_model::plan::plan(&runbook, &params);
-    let mut out = std::io::stdout().lock();
-    match args.format {
-        PlanFormat::Human => out.write_all(plan.render_human().as_bytes())?,
-        PlanFormat::Json => {
-            serde_json::to_writer_pretty(&mut out, &plan)?;
-            writeln!(out)?;
+    let text = match args.format {
+        PlanFormat::Human => plan.render_human(),
+        PlanFormat::Json => serde_json::to_string_pretty(&plan)? + "\n",
+        PlanFormat::Mermaid => plan.render_mermaid(),
+        PlanFormat::Dot => plan.render_dot(),
+    };
+    // By value, as a run masks them: a secret written in a step's text, a
+    // URL's password given in a param.
+    let redactor = runbook_engine::Redactor::new();
+    for param in params.values() {
+        let value = param.value.to_text();
+        if param.secret {
+            redactor.add(&value);
         }
-        PlanFormat::Mermaid => out.write_all(plan.render_mermaid().as_bytes())?,
-        PlanFormat::Dot => out.write_all(plan.render_dot().as_bytes())?,
+        for password in runbook_model::plan::url_passwords(&value) {
+            redactor.add(&password);
+        }
     }
+    let mut out = std::io::stdout().lock();
+    out.write_all(redactor.redact(&text).as_bytes())?;
     out.flush()?;
     Ok(ExitCode::Success)
 }

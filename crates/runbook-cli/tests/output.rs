@@ -246,6 +246,23 @@ fn a_credential_written_in_a_header_is_masked_before_its_step_runs() {
     assert!(!journal.contains(key), "key in the journal:\n{journal}");
 }
 
+/// A URL's password given in a param is a secret from the run's start:
+/// masked in `run_started`'s params and wherever else it turns up.
+#[test]
+fn a_url_password_given_in_a_param_is_masked_in_the_journal() {
+    let yaml = "version: 1\nname: u\nparams:\n  base: {}\nsteps:\n  a:\n    type: shell\n    shell: [sh, -c]\n    run: echo {{params.base}}\n";
+    let (code, stderr, events) = run(yaml, &["--set", "base=http://u:SetPass77@127.0.0.1:1/"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let journal = events
+        .iter()
+        .map(Value::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(!journal.contains("SetPass77"), "{journal}");
+    assert!(!stderr.contains("SetPass77"), "{stderr}");
+    assert!(journal.contains("http://u:***@127.0.0.1:1/"), "{journal}");
+}
+
 /// Answers one HTTP request on 127.0.0.1 with `body` as JSON; returns the
 /// URL to ask.
 fn one_response_server(body: &'static str) -> String {

@@ -149,3 +149,29 @@ fn a_param_used_as_a_typed_field_must_parse_as_its_type() {
         .expect("the runbook binary runs");
     assert_eq!(ok.status.code(), Some(0), "{ok:?}");
 }
+
+/// Masked by value as a run masks them: a URL's password given in a
+/// param, a secret written in a step's text.
+#[test]
+fn plan_masks_a_url_password_in_a_param_and_a_secret_in_step_text() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("p.yaml");
+    std::fs::write(
+        &file,
+        "version: 1\nname: p\nparams:\n  base: {default: \"http://admin:pa55word@127.0.0.1:1/\"}\n  pw: {secret: true, default: hunter22pw}\nsteps:\n  a: {type: http-check, url: \"{{params.base}}health\"}\n  b: {type: shell, run: echo hunter22pw}\n",
+    )
+    .expect("write");
+    for format in ["human", "json", "mermaid", "dot"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
+            .args(["plan", "--format", format])
+            .arg(&file)
+            .output()
+            .expect("plan");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{format}");
+        assert!(
+            !text.contains("pa55word") && !text.contains("hunter22pw"),
+            "{format}: {text}"
+        );
+    }
+}

@@ -210,7 +210,7 @@ fn a_killed_run_resumes_with_every_side_effect_once_and_the_interrupted_step_aga
     );
     let runs = sandbox.runbook(&["runs"]).output().expect("runs");
     assert!(
-        stderr(&runs).contains(&format!("`runbook resume --state-dir {state} RUN_ID`")),
+        stderr(&runs).contains(&format!("`runbook resume --state-dir {state} {id}`")),
         "{}",
         stderr(&runs)
     );

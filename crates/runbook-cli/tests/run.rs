@@ -463,6 +463,9 @@ fn gates_are_approved_by_flag() {
     assert!(done.stderr.contains("[after] decided by --approve"));
     let decided = done.step_event("gate_decided", "ask");
     assert_eq!(decided["approved"], true);
+    // No `gate_waiting` carries the question; the decision does, so the
+    // report's Decisions can show it.
+    assert_eq!(decided["message"], "Restart the service?");
     // Decided in advance, the gate never waited: no `gate_waiting`, and no
     // "waiting for approval" with commands that would find nothing.
     let never_waited = |done: &Finished| {
@@ -781,7 +784,12 @@ fn gate_conditions_decide_alone() {
     let sandbox = Sandbox::new();
     let done = sandbox.run("gate-condition.yaml", &["--set", "healthy=true"]);
     assert_eq!(done.code, Some(1), "{}", done.stderr);
-    assert_eq!(done.step_event("gate_decided", "ask")["approved"], false);
+    let decided = done.step_event("gate_decided", "ask");
+    assert_eq!(decided["approved"], false);
+    assert!(
+        decided["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{decided}"
+    );
 }
 
 #[test]

@@ -457,6 +457,9 @@ struct Dispatcher<'a> {
     /// Per step id: the `steps.X` its templates read, or `None` when a
     /// template reads `steps` as a whole.
     reads: HashMap<String, Option<Vec<String>>>,
+    /// The rendered message of each gate asked or decided, until its
+    /// `gate_decided`.
+    gate_messages: HashMap<String, String>,
     /// Under `--dry-run`, [`outputs_read`] of each step, once computed.
     outputs_read: HashMap<String, Option<Vec<String>>>,
     snapshot: Option<Arc<Value>>,
@@ -498,8 +501,13 @@ impl<'a> Dispatcher<'a> {
     ) -> Self {
         let redactor = Redactor::new();
         for param in options.params.values() {
+            let text = param.value.to_text();
             if param.secret {
-                redactor.add(&param.value.to_text());
+                redactor.add(&text);
+            }
+            // A URL's password is a secret, given in a param or not.
+            for password in runbook_model::plan::url_passwords(&text) {
+                redactor.add(&password);
             }
         }
         let mut nodes = Vec::new();
@@ -597,6 +605,7 @@ impl<'a> Dispatcher<'a> {
             context,
             reads: HashMap::new(),
             outputs_read: HashMap::new(),
+            gate_messages: HashMap::new(),
             snapshot: None,
             base_context: None,
             templates,
@@ -1424,6 +1433,9 @@ impl<'a> Dispatcher<'a> {
                 let error = self.redactor.redact(&error);
                 self.sink.attempt_failed(&step, attempt, &error, delay);
             }
+            Wake::Internal(Internal::GateAsked(request)) => {
+                self.gate_messages.insert(request.gate, request.message);
+            }
             Wake::Internal(Internal::GateWaiting(request)) => {
                 let mut event = Event::new(EventKind::GateWaiting, &self.options.run_id);
                 event.phase = self.phase_of(&request.gate);
@@ -1828,6 +1840,9 @@ impl<'a> Dispatcher<'a> {
             return;
         };
         let mut event = Event::new(EventKind::GateDecided, &self.options.run_id);
+        // Also for a gate nobody was asked (approved in advance, or by its
+        // condition), which has no `gate_waiting` to carry its message.
+        event.message = self.gate_messages.remove(&gate);
         event.step = Some(gate);
         event.phase = Some(phase.key().to_string());
         event.approved = Some(*approved);
@@ -1892,7 +1907,10 @@ impl<'a> Dispatcher<'a> {
                     let value = if p.secret {
                         Value::String("***".into())
                     } else {
-                        p.value.to_json()
+                        // Another secret (a URL's password) may be in it.
+                        let mut value = p.value.to_json();
+                        self.redactor.redact_json(&mut value);
+                        value
                     };
                     (name.clone(), value)
                 })

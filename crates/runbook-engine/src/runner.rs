@@ -89,6 +89,9 @@ pub(crate) enum Internal {
         delay: Duration,
     },
     GateWaiting(GateRequest),
+    /// A gate's rendered message, whether anyone is asked or not: it goes
+    /// with the gate's decision (`gate_decided`).
+    GateAsked(GateRequest),
 }
 
 /// How a job ended.
@@ -419,12 +422,19 @@ impl Approvals for ReportingApprovals {
     async fn decide(&self, gate: &GateRequest, cancel: &CancellationToken) -> Option<Decision> {
         let mut request = gate.clone();
         request.message = self.redactor.redact(&request.message);
+        let _ = self.internal.send(Internal::GateAsked(request.clone()));
         let announce = || {
             let _ = self.internal.send(Internal::GateWaiting(request.clone()));
         };
         self.inner
             .decide_announced(&request, cancel, &announce)
             .await
+    }
+
+    fn decided_alone(&self, gate: &GateRequest) {
+        let mut request = gate.clone();
+        request.message = self.redactor.redact(&request.message);
+        let _ = self.internal.send(Internal::GateAsked(request));
     }
 }
 

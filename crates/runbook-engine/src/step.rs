@@ -308,6 +308,10 @@ pub trait Approvals: Send + Sync {
         announce();
         self.decide(gate, cancel).await
     }
+
+    /// Told of a gate that decides by itself (its `condition`), which
+    /// asks nobody: the engine records its message with the decision.
+    fn decided_alone(&self, _gate: &GateRequest) {}
 }
 
 /// A manual gate waiting for a decision.

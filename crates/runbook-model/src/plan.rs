@@ -353,6 +353,34 @@ impl Plan {
     }
 }
 
+/// The password of the `scheme://user:password@host` URL that `text` is
+/// (as written, and percent-decoded when that differs): a URL's password
+/// is a secret wherever the URL comes from, a param's value included.
+pub fn url_passwords(text: &str) -> Vec<String> {
+    let text = text.trim();
+    let masked = without_url_password(text);
+    let Some(start) = masked.find("***") else {
+        return Vec::new();
+    };
+    // The password ends where the text after the stars resumes.
+    let tail = &masked[start + 3..];
+    let Some(password) = text
+        .get(start..)
+        .and_then(|rest| rest.strip_suffix(tail))
+        .filter(|p| !p.is_empty())
+    else {
+        return Vec::new();
+    };
+    let mut out = vec![password.to_string()];
+    let decoded = percent_encoding::percent_decode_str(password)
+        .decode_utf8_lossy()
+        .into_owned();
+    if decoded != password {
+        out.push(decoded);
+    }
+    out
+}
+
 /// `url` with the password of its `user:password@` shown as `***`, as a run
 /// shows it (a URL's password is a secret).
 fn without_url_password(url: &str) -> std::borrow::Cow<'_, str> {
@@ -380,6 +408,20 @@ fn without_url_password(url: &str) -> std::borrow::Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::without_url_password;
+
+    #[test]
+    fn the_password_of_a_url_is_found_as_written_and_decoded() {
+        assert_eq!(
+            super::url_passwords("http://admin:pa55word@127.0.0.1:1/"),
+            ["pa55word"]
+        );
+        assert_eq!(
+            super::url_passwords("https://u:p%40ss@h/x"),
+            ["p%40ss", "p@ss"]
+        );
+        assert!(super::url_passwords("http://host/").is_empty());
+        assert!(super::url_passwords("user@host").is_empty());
+    }
 
     #[test]
     fn a_url_password_is_hidden_and_nothing_else_changes() {

@@ -580,6 +580,9 @@ impl Builder {
                     }
                 };
                 decision.decided_at = Some(e.ts.clone());
+                if decision.message.is_none() {
+                    decision.message = e.message.clone();
+                }
                 decision.approved = e.approved.or(match e.status.as_deref() {
                     Some("approved") => Some(true),
                     Some("rejected") => Some(false),

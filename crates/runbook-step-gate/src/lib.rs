@@ -81,6 +81,13 @@ async fn run_gate(gate: &GateStep, ctx: &StepContext) -> Result<StepOutcome, Ste
         // A condition only reads the run's state, so it is evaluated under
         // --dry-run too.
         let approved = ctx.render_condition("condition", condition)?;
+        ctx.approvals().decided_alone(&GateRequest {
+            run_id: ctx.run_id().to_string(),
+            gate: ctx.step_id().to_string(),
+            message,
+            timeout: ctx.timeout(),
+            question: Question::Approval,
+        });
         return Ok(decided(
             approved,
             "condition",
