@@ -139,7 +139,7 @@ fn row(run: &RunEntry) -> [String; 6] {
         (None, _) => "-".into(),
     };
     let mut status = run.status.clone();
-    if run.dry_run {
+    if run.dry_run == Some(true) {
         status.push_str(" (dry run)");
     }
     let by = if run.status == "unreadable" {

@@ -323,6 +323,9 @@ fn report_errors_name_the_problem() {
         .collect();
     assert_eq!(statuses, ["succeeded", "unreadable"]);
     assert_eq!(runs[1]["error"], "journal line 2 is not a valid event");
+    // Unknown, as every field the journal cannot give.
+    assert_eq!(runs[1]["dry_run"], Value::Null);
+    assert_eq!(runs[0]["dry_run"], false);
     let human = stdout(&output(state, &["runs"]));
     assert!(
         human.contains("unreadable") && human.contains("journal line 2"),

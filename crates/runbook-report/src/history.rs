@@ -31,8 +31,8 @@ pub struct RunEntry {
     pub ended_at: Option<String>,
     /// From start to `ended_at`; `None` while it runs.
     pub duration_ms: Option<u64>,
-    /// Whether it is a `--dry-run`.
-    pub dry_run: bool,
+    /// Whether it is a `--dry-run`; `None` when the journal cannot say.
+    pub dry_run: Option<bool>,
     /// Who started it.
     pub started_by: Option<Runner>,
     /// Who resumed it, in order.
@@ -154,7 +154,7 @@ pub fn summarize(report: &Report) -> RunEntry {
         started_at: report.started_at.clone(),
         ended_at: report.ended_at.clone(),
         duration_ms: report.duration_ms,
-        dry_run: report.dry_run,
+        dry_run: (!report.sessions.is_empty()).then_some(report.dry_run),
         started_by: report.sessions.first().map(runner),
         resumed_by: report.sessions.iter().skip(1).map(runner).collect(),
         error: if report.sessions.is_empty() {
@@ -183,7 +183,7 @@ fn unreadable(id: &str, error: &ReadJournalError) -> RunEntry {
         started_at: None,
         ended_at: None,
         duration_ms: None,
-        dry_run: false,
+        dry_run: None,
         started_by: None,
         resumed_by: Vec::new(),
         error: Some(reason),

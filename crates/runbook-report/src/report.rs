@@ -653,7 +653,7 @@ impl Builder {
                     text.push_str(&format!(" after {n} attempts"));
                 }
                 if let Some(would) = &step.would_run {
-                    text.push_str(&format!(" (dry run: would run {would})"));
+                    text.push_str(&format!(" (dry run: {})", crate::words::would(would)));
                 }
                 if let Some(reason) = &step.reason {
                     text.push_str(&format!(" ({reason})"));

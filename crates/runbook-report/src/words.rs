@@ -152,7 +152,7 @@ pub(crate) fn rollback_row(rb: &RollbackReport, start: Option<&str>) -> Rollback
             .as_deref()
             .map(first_line)
             .or_else(|| rb.reason.clone())
-            .or_else(|| rb.would_run.as_ref().map(|w| format!("would run: {w}")))
+            .or_else(|| rb.would_run.as_deref().map(would))
             .unwrap_or_default(),
     }
 }
@@ -177,8 +177,8 @@ fn step_note(step: &StepReport) -> String {
     if let Some(error) = &step.error {
         notes.push(first_line(error));
     }
-    if let Some(would) = &step.would_run {
-        notes.push(format!("would run: {}", first_line(would)));
+    if let Some(planned) = &step.would_run {
+        notes.push(would(&first_line(planned)));
     }
     for d in &step.decisions {
         let text = match (d.kind, d.approved) {
@@ -217,4 +217,26 @@ fn step_note(step: &StepReport) -> String {
         });
     }
     notes.join("; ")
+}
+
+/// What a dry run says a step would have done: `would run: TEXT`, unless
+/// the text says it itself (a gate's "would wait for a decision: …").
+pub(crate) fn would(text: &str) -> String {
+    if text.starts_with("would ") {
+        text.to_string()
+    } else {
+        format!("would run: {text}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_plan_that_says_would_is_not_said_twice() {
+        assert_eq!(super::would("echo hi"), "would run: echo hi");
+        assert_eq!(
+            super::would("would wait for a decision: go?"),
+            "would wait for a decision: go?"
+        );
+    }
 }
