@@ -169,7 +169,12 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
     if !failed_steps.is_empty() || !failed_rollbacks.is_empty() {
         writeln!(out, "## Failures\n")?;
         for step in failed_steps {
-            writeln!(out, "### {} {}\n", code(&step.id), step.status.as_str())?;
+            writeln!(
+                out,
+                "### {} {}\n",
+                code_span(&step.id),
+                step.status.as_str()
+            )?;
             block(out, step.error.as_deref().unwrap_or(""))?;
         }
         for rb in failed_rollbacks {
@@ -193,11 +198,11 @@ fn write_report(out: &mut String, r: &Report) -> std::fmt::Result {
         writeln!(out, "## Outputs\n")?;
         writeln!(out, "{}\n", words::OUTPUTS_NOTE)?;
         for step in with_outputs {
-            writeln!(out, "### {}\n", code(&step.id))?;
+            writeln!(out, "### {}\n", code_span(&step.id))?;
             outputs(out, &step.outputs)?;
         }
         for rb in rollback_outputs {
-            writeln!(out, "### rollback of {}\n", code(&rb.step))?;
+            writeln!(out, "### rollback of {}\n", code_span(&rb.step))?;
             outputs(out, &rb.outputs)?;
         }
     }
@@ -215,8 +220,8 @@ fn outputs(out: &mut String, views: &[OutputView]) -> std::fmt::Result {
         writeln!(
             out,
             "- {}: {}{}",
-            code(&view.name),
-            code(&view.text),
+            code_span(&view.name),
+            code_span(&view.text),
             trimmed
         )?;
     }
@@ -229,7 +234,7 @@ fn outputs(out: &mut String, views: &[OutputView]) -> std::fmt::Result {
             .as_deref()
             .map(|t| format!(" ({})", inline(t)))
             .unwrap_or_default();
-        writeln!(out, "{}{}:\n", code(&view.name), trimmed)?;
+        writeln!(out, "{}{}:\n", code_span(&view.name), trimmed)?;
         block(out, &view.text)?;
     }
     Ok(())
@@ -261,9 +266,16 @@ pub(crate) fn inline(text: &str) -> String {
     out
 }
 
-/// A code span that holds any text: the fence is longer than any run of
-/// backticks inside, and a cell's `|` is escaped.
+/// A code span for a table cell: as [`code_span`], with `|` escaped, since
+/// a table row ends its cell at any `|` (GitHub unescapes it inside code).
 pub(crate) fn code(text: &str) -> String {
+    code_span(&text.replace('|', "\\|"))
+}
+
+/// A code span that holds any text, outside a table: the fence is longer
+/// than any run of backticks inside. Nothing is escaped, since a backslash
+/// inside a code span is shown as it is.
+pub(crate) fn code_span(text: &str) -> String {
     let one_line = text.replace(['\n', '\r'], " ");
     let longest = longest_backtick_run(&one_line);
     let fence = "`".repeat(longest + 1);
@@ -272,7 +284,7 @@ pub(crate) fn code(text: &str) -> String {
     } else {
         ""
     };
-    format!("{fence}{pad}{}{pad}{fence}", one_line.replace('|', "\\|"))
+    format!("{fence}{pad}{one_line}{pad}{fence}")
 }
 
 /// A fenced block that holds any text (the fence outgrows any backtick run).
@@ -298,6 +310,7 @@ mod tests {
         assert_eq!(inline("a|b <script>\nx*y"), "a\\|b &lt;script&gt;<br>x\\*y");
         assert_eq!(code("ls | wc"), "`ls \\| wc`");
         assert_eq!(code("a `b` c"), "`` a `b` c ``");
+        assert_eq!(code_span("ls | wc"), "`ls | wc`");
         let mut out = String::new();
         block(&mut out, "```\ninside\n```").expect("write");
         assert!(out.starts_with("````text\n"), "{out}");
