@@ -262,37 +262,48 @@ impl Redactor {
     }
 
     /// Redacts every string inside a JSON value, keys included, and every
-    /// number whose digits are a secret.
-    pub fn redact_json(&self, value: &mut serde_json::Value) {
+    /// number whose digits are a secret. Returns whether anything was
+    /// masked.
+    pub fn redact_json(&self, value: &mut serde_json::Value) -> bool {
         if self.is_empty() {
-            return;
+            return false;
         }
         match value {
             serde_json::Value::String(s) => {
                 let redacted = self.redact(s);
-                if redacted != *s {
+                let changed = redacted != *s;
+                if changed {
                     *s = redacted;
                 }
+                changed
             }
-            serde_json::Value::Array(items) => items.iter_mut().for_each(|v| self.redact_json(v)),
+            serde_json::Value::Array(items) => items
+                .iter_mut()
+                .fold(false, |changed, v| self.redact_json(v) | changed),
             serde_json::Value::Object(map) => {
                 let entries: Vec<(String, serde_json::Value)> =
                     std::mem::take(map).into_iter().collect();
+                let mut changed = false;
                 for (key, mut v) in entries {
-                    self.redact_json(&mut v);
-                    map.insert(self.redact(&key), v);
+                    changed |= self.redact_json(&mut v);
+                    let masked_key = self.redact(&key);
+                    changed |= masked_key != key;
+                    map.insert(masked_key, v);
                 }
+                changed
             }
             // A secret that is all digits (an account number, a PIN) parsed
             // as a number: masked as text, since `***` is no number.
             serde_json::Value::Number(n) => {
                 let text = n.to_string();
                 let redacted = self.redact(&text);
-                if redacted != text {
+                let changed = redacted != text;
+                if changed {
                     *value = serde_json::Value::String(redacted);
                 }
+                changed
             }
-            serde_json::Value::Null | serde_json::Value::Bool(_) => {}
+            serde_json::Value::Null | serde_json::Value::Bool(_) => false,
         }
     }
 }

@@ -462,6 +462,9 @@ struct Dispatcher<'a> {
     gate_messages: HashMap<String, String>,
     /// Under `--dry-run`, [`outputs_read`] of each step, once computed.
     outputs_read: HashMap<String, Option<Vec<String>>>,
+    /// Under `--dry-run`, the steps that only would have run, whose outputs
+    /// are placeholders.
+    planned: BTreeSet<String>,
     snapshot: Option<Arc<Value>>,
     /// See [`Dispatcher::base_context`].
     base_context: Option<Arc<Value>>,
@@ -605,6 +608,7 @@ impl<'a> Dispatcher<'a> {
             context,
             reads: HashMap::new(),
             outputs_read: HashMap::new(),
+            planned: BTreeSet::new(),
             gate_messages: HashMap::new(),
             snapshot: None,
             base_context: None,
@@ -806,6 +810,9 @@ impl<'a> Dispatcher<'a> {
                 state.error = record.error.clone();
                 state.reason = record.reason.clone();
                 state.would_run = record.would_run.clone();
+                if record.would_run.is_some() {
+                    self.planned.insert(id.clone());
+                }
                 state.finished_seq = record.seq;
                 self.completions = self.completions.max(record.seq);
                 self.update_context(i);
@@ -1023,16 +1030,10 @@ impl<'a> Dispatcher<'a> {
             .entry(step.id.value.clone())
             .or_insert_with(|| outputs_read(step))
             .clone();
-        let mut planned = self
-            .nodes
-            .iter()
-            .zip(&self.states)
-            .filter(|(_, state)| state.would_run.is_some())
-            .map(|(node, _)| &node.step.id.value);
         match reads {
-            Some(ids) => planned.find(|id| ids.contains(id)).cloned(),
+            Some(ids) => ids.into_iter().find(|id| self.planned.contains(id)),
             // Reads it cannot name (`lookup`): any planned step may be one.
-            None => planned.next().cloned(),
+            None => self.planned.first().cloned(),
         }
     }
 
@@ -1568,6 +1569,9 @@ impl<'a> Dispatcher<'a> {
                 (StepStatus::Cancelled, Some(error))
             }
         };
+        if result.would_run.is_some() {
+            self.planned.insert(self.nodes[i].step.id.value.clone());
+        }
         let state = &mut self.states[i];
         state.status = status;
         state.attempts = result.attempts;
@@ -1871,13 +1875,9 @@ impl<'a> Dispatcher<'a> {
         }
         if let Some(mut outputs) = event.outputs.take() {
             let mut masked = Vec::new();
-            if !r.is_empty() {
-                for (name, value) in outputs.iter_mut() {
-                    let before = value.clone();
-                    r.redact_json(value);
-                    if *value != before {
-                        masked.push(name.clone());
-                    }
+            for (name, value) in outputs.iter_mut() {
+                if r.redact_json(value) {
+                    masked.push(name.clone());
                 }
             }
             event.masked_outputs = (!masked.is_empty()).then_some(masked);
@@ -1909,7 +1909,7 @@ impl<'a> Dispatcher<'a> {
                     } else {
                         // Another secret (a URL's password) may be in it.
                         let mut value = p.value.to_json();
-                        self.redactor.redact_json(&mut value);
+                        let _ = self.redactor.redact_json(&mut value);
                         value
                     };
                     (name.clone(), value)
@@ -1941,7 +1941,7 @@ impl<'a> Dispatcher<'a> {
             .zip(states)
             .map(|(node, state)| {
                 let mut outputs = Value::Object(state.outputs);
-                self.redactor.redact_json(&mut outputs);
+                let _ = self.redactor.redact_json(&mut outputs);
                 StepRecord {
                     id: node.step.id.value.clone(),
                     phase: node.phase,

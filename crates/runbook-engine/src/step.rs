@@ -678,7 +678,7 @@ impl StepContext {
     /// Masks registered secrets in every string (keys too) and number of
     /// `value`.
     pub fn redact_json(&self, value: &mut serde_json::Value) {
-        self.redactor.redact_json(value);
+        let _ = self.redactor.redact_json(value);
     }
 
     /// Masks registered secrets in `text`, whose end was cut at a limit,

@@ -379,7 +379,7 @@ async fn a_text_body_is_sent_as_written() {
 /// redactor knows masked.
 fn as_stored(redactor: &Redactor, outputs: &serde_json::Map<String, Value>) -> Value {
     let mut stored = Value::Object(outputs.clone());
-    redactor.redact_json(&mut stored);
+    let _ = redactor.redact_json(&mut stored);
     stored
 }
 
