@@ -4,7 +4,7 @@ use crate::exit::ExitCode;
 use crate::{ValidateArgs, ValidateFormat};
 use anyhow::Context as _;
 use runbook_model::diagnostic::{
-    FileDiagnostics, JsonDiagnostic, render_github, render_human, render_sarif,
+    FileDiagnostics, JsonDiagnostic, render_github, render_github_error, render_human, render_sarif,
 };
 use runbook_model::{Diagnostic, Severity};
 use std::io::{IsTerminal, Write};
@@ -18,6 +18,41 @@ struct Checked {
 }
 
 pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
+    let files = match files_to_check(args) {
+        Ok(files) => files,
+        Err(error) => {
+            // A CI job reading stdout gets the reason there too, in its
+            // format, rather than nothing to parse (exit 2 as well).
+            let message = format!("{error:#}");
+            let mut stdout = std::io::stdout().lock();
+            match args.format {
+                ValidateFormat::Json => writeln!(
+                    stdout,
+                    "{}",
+                    serde_json::json!({
+                        "files": 0,
+                        "errors": 0,
+                        "warnings": 0,
+                        "diagnostics": [],
+                        "error": message,
+                    })
+                )?,
+                ValidateFormat::Github => writeln!(
+                    stdout,
+                    "{}",
+                    render_github_error(&format!("runbook validate: {message}"))
+                )?,
+                ValidateFormat::Human | ValidateFormat::Sarif => {}
+            }
+            return Err(error);
+        }
+    };
+    check(args, files)
+}
+
+/// The runbook files the paths name, each once, Kubernetes manifests found
+/// in directories left out.
+fn files_to_check(args: &ValidateArgs) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for path in &args.paths {
         collect(path, &mut files)?;
@@ -44,6 +79,10 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     if files.is_empty() {
         anyhow::bail!("no runbook files (*.yaml, *.yml) found in the given paths");
     }
+    Ok(files)
+}
+
+fn check(args: &ValidateArgs, files: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
     let checked: Vec<Checked> = check_all(files);
     let errors = checked
         .iter()

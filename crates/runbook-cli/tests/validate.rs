@@ -250,6 +250,25 @@ fn usage_errors_exit_2() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("does/not/exist.yaml"));
     let out = runbook(&["validate", "--format", "xml", "tests/fixtures/valid"]);
     assert_eq!(out.status.code(), Some(2));
+    // A CI job that parses stdout gets the reason in its format.
+    let out = runbook(&["validate", "--format", "json", "does/not/exist.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("a JSON report on stdout");
+    assert!(
+        report["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("does/not/exist.yaml")),
+        "{report}"
+    );
+    assert_eq!(report["files"], 0);
+    let out = runbook(&["validate", "--format", "github", "does/not/exist.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("::error::runbook validate: cannot read"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]

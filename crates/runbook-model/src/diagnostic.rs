@@ -430,6 +430,12 @@ pub fn render_github(path: &Path, diagnostic: &Diagnostic) -> String {
     )
 }
 
+/// A GitHub Actions error annotation with no file: a problem with the
+/// invocation itself (a path that does not exist).
+pub fn render_github_error(message: &str) -> String {
+    format!("::error::{}", escape_github_data(message))
+}
+
 // The workflow-command grammar reserves these characters; unescaped they
 // would cut the message short or split the annotation.
 fn escape_github_data(text: &str) -> String {
