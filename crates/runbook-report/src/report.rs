@@ -562,7 +562,17 @@ impl Builder {
             EventKind::GateDecided => {
                 let kind = self.decision_kind(&step_id);
                 let step = self.step(&step_id, e.phase.as_ref());
-                let open = step.decisions.iter().rposition(|d| d.decided_at.is_none());
+                // A question asked before the step's latest start (by an
+                // engine that then died) was never answered: this decision
+                // is the new run's, and did not wait across the downtime.
+                let latest_start = step.attempt_log.last().map(|a| a.started_at.clone());
+                let open = step.decisions.iter().rposition(|d| {
+                    d.decided_at.is_none()
+                        && match (&d.waiting_since, &latest_start) {
+                            (Some(asked), Some(started)) => asked >= started,
+                            _ => true,
+                        }
+                });
                 let decision = match open {
                     Some(index) => &mut step.decisions[index],
                     None => {
@@ -990,6 +1000,53 @@ mod tests {
 
     fn contents(events: Vec<Event>) -> JournalContents {
         JournalContents { events, torn: None }
+    }
+
+    /// A gate asked by an engine that died, then approved in advance in
+    /// the resumed run: two decisions, the first never answered, the
+    /// second without a wait across the downtime.
+    #[test]
+    fn a_gate_asked_before_the_engine_died_is_not_the_one_decided_after_the_resume() {
+        let mut waiting = event(
+            "2026-11-26T10:00:01.000Z",
+            EventKind::GateWaiting,
+            Some("g"),
+        );
+        waiting.message = Some("go?".into());
+        let mut resumed = event("2026-11-26T10:05:00.000Z", EventKind::RunStarted, None);
+        resumed.resumed = Some(true);
+        let mut decided = event(
+            "2026-11-26T10:05:00.200Z",
+            EventKind::GateDecided,
+            Some("g"),
+        );
+        decided.approved = Some(true);
+        decided.decided_by = Some("--approve".into());
+        let report = build_report(
+            "r1",
+            &contents(vec![
+                event("2026-11-26T10:00:00.000Z", EventKind::RunStarted, None),
+                event(
+                    "2026-11-26T10:00:00.500Z",
+                    EventKind::StepStarted,
+                    Some("g"),
+                ),
+                waiting,
+                resumed,
+                event(
+                    "2026-11-26T10:05:00.100Z",
+                    EventKind::StepStarted,
+                    Some("g"),
+                ),
+                decided,
+            ]),
+            false,
+        );
+        let decisions = &report.steps[0].decisions;
+        assert_eq!(decisions.len(), 2, "{decisions:?}");
+        assert_eq!(decisions[0].decided_at, None);
+        assert_eq!(decisions[1].waiting_since, None);
+        assert_eq!(decisions[1].approved, Some(true));
     }
 
     #[test]
