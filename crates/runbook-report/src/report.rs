@@ -998,6 +998,14 @@ mod tests {
         e
     }
 
+    /// Gate `g` decided at `ts`.
+    fn gate_decided(ts: &str, approved: bool, by: &str) -> Event {
+        let mut e = event(ts, EventKind::GateDecided, Some("g"));
+        e.approved = Some(approved);
+        e.decided_by = Some(by.into());
+        e
+    }
+
     fn contents(events: Vec<Event>) -> JournalContents {
         JournalContents { events, torn: None }
     }
@@ -1015,13 +1023,7 @@ mod tests {
         waiting.message = Some("go?".into());
         let mut resumed = event("2026-11-26T10:05:00.000Z", EventKind::RunStarted, None);
         resumed.resumed = Some(true);
-        let mut decided = event(
-            "2026-11-26T10:05:00.200Z",
-            EventKind::GateDecided,
-            Some("g"),
-        );
-        decided.approved = Some(true);
-        decided.decided_by = Some("--approve".into());
+        let decided = gate_decided("2026-11-26T10:05:00.200Z", true, "--approve");
         let report = build_report(
             "r1",
             &contents(vec![
@@ -1051,13 +1053,7 @@ mod tests {
 
     #[test]
     fn a_condition_gate_is_a_decision_without_a_wait() {
-        let mut decided = event(
-            "2026-11-26T10:00:01.000Z",
-            EventKind::GateDecided,
-            Some("g"),
-        );
-        decided.approved = Some(false);
-        decided.decided_by = Some("condition".into());
+        let decided = gate_decided("2026-11-26T10:00:01.000Z", false, "condition");
         let mut finished = event(
             "2026-11-26T10:00:01.000Z",
             EventKind::StepFinished,
