@@ -615,6 +615,21 @@ impl JsonSchema for SignalName {
     }
 }
 
+/// One of a few words, each with its description, or a template rendering
+/// to one of them.
+fn choice_or_template(description: &str, choices: &[(&str, &str)]) -> Schema {
+    let mut any_of: Vec<serde_json::Value> = choices
+        .iter()
+        .map(|(word, what)| serde_json::json!({"type": "string", "const": word, "description": what}))
+        .collect();
+    any_of.push(serde_json::json!({
+        "type": "string",
+        "pattern": TEMPLATE_PATTERN,
+        "description": "A template rendering to one of these.",
+    }));
+    json_schema!({"description": description, "anyOf": any_of})
+}
+
 /// Schema-only type: a `patch_type`, or a template rendering to one.
 pub struct PatchTypeOrTemplate;
 
@@ -623,15 +638,17 @@ impl JsonSchema for PatchTypeOrTemplate {
         "PatchType".into()
     }
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "description": "How a `patch` document is applied.",
-            "anyOf": [
-                {"type": "string", "const": "strategic", "description": "Kubernetes strategic merge patch (lists merged by key)."},
-                {"type": "string", "const": "merge", "description": "RFC 7386 JSON merge patch."},
-                {"type": "string", "const": "json", "description": "RFC 6902 JSON patch (a list of operations)."},
-                {"type": "string", "pattern": TEMPLATE_PATTERN, "description": "A template rendering to one of these."},
-            ]
-        })
+        choice_or_template(
+            "How a `patch` document is applied.",
+            &[
+                (
+                    "strategic",
+                    "Kubernetes strategic merge patch (lists merged by key).",
+                ),
+                ("merge", "RFC 7386 JSON merge patch."),
+                ("json", "RFC 6902 JSON patch (a list of operations)."),
+            ],
+        )
     }
 }
 
@@ -643,14 +660,13 @@ impl JsonSchema for OnTimeoutOrTemplate {
         "OnTimeout".into()
     }
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "description": "What a gate does when its timeout passes.",
-            "anyOf": [
-                {"type": "string", "const": "reject", "description": "Reject (the gate fails)."},
-                {"type": "string", "const": "approve", "description": "Approve."},
-                {"type": "string", "pattern": TEMPLATE_PATTERN, "description": "A template rendering to one of these."},
-            ]
-        })
+        choice_or_template(
+            "What a gate does when its timeout passes.",
+            &[
+                ("reject", "Reject (the gate fails)."),
+                ("approve", "Approve."),
+            ],
+        )
     }
 }
 
