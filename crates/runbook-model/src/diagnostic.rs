@@ -66,6 +66,9 @@ pub enum Code {
     /// A template inserts a step output that is a list or a mapping, which
     /// renders as Handlebars' placeholder text rather than its content.
     StructureInserted,
+    /// A shell step's `run` or `shell` reads a secret param: the rendered
+    /// command line is readable by every user of the machine (warning).
+    SecretOnCommandLine,
     /// A field that does not apply in this context (warning or error).
     FieldNotApplicable,
     /// A param given on the command line or in a params file is wrong.
@@ -101,6 +104,7 @@ impl Code {
             Code::RawShellInsertion => "RB307",
             Code::UnsafeShellInsertion => "RB308",
             Code::StructureInserted => "RB309",
+            Code::SecretOnCommandLine => "RB310",
             Code::RollbackNotInvertible => "RB401",
             Code::InvalidParam => "RB501",
         }
@@ -134,6 +138,7 @@ impl Code {
             Code::RawShellInsertion => "raw-shell-insertion",
             Code::UnsafeShellInsertion => "unsafe-shell-insertion",
             Code::StructureInserted => "structure-inserted",
+            Code::SecretOnCommandLine => "secret-on-command-line",
             Code::RollbackNotInvertible => "rollback-not-invertible",
             Code::InvalidParam => "invalid-param",
         }

@@ -7,7 +7,7 @@ use crate::graph::Graph;
 use crate::lower::{Lowered, did_you_mean};
 use crate::model::*;
 use crate::span::Span;
-use crate::template::{HELPERS, Template, analyze};
+use crate::template::{HELPERS, Template, VariableRef, analyze};
 use crate::yaml::{Node, ScalarKind};
 use indexmap::{IndexMap, IndexSet};
 
@@ -27,7 +27,12 @@ pub(crate) fn validate(lowered: &Lowered, source: &str) -> Vec<Diagnostic> {
         }
     }
     for (name, value) in &lowered.runbook.env {
-        v.template(value, &format!("env.{name}"), Scope::Global, false);
+        v.template(
+            value,
+            &format!("env.{name}"),
+            Scope::Global,
+            Lands::Elsewhere,
+        );
     }
     v.diagnostics
 }
@@ -40,6 +45,16 @@ struct Validator<'a> {
     /// Visit stamps for [`Validator::depends_on`], reused across queries.
     visited: Vec<u32>,
     generation: u32,
+}
+
+/// Where a template's rendered text ends up, for the checks that depend on it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lands {
+    /// A shell step's script: quoted for the shell, and on the command line.
+    ShellScript,
+    /// A word of a shell step's `shell`: on the command line.
+    ShellArgv,
+    Elsewhere,
 }
 
 /// What a template may read from `steps`.
@@ -166,7 +181,12 @@ impl<'a> Validator<'a> {
     fn step(&mut self, step: &Step, scope: Scope<'_>) {
         let is_shell = matches!(step.kind, StepKind::Shell(_));
         for (field, template) in step.templates() {
-            self.template(template, field, scope, is_shell && field == "run");
+            let lands = match field {
+                "run" if is_shell => Lands::ShellScript,
+                "shell" if is_shell => Lands::ShellArgv,
+                _ => Lands::Elsewhere,
+            };
+            self.template(template, field, scope, lands);
         }
         for (field, tree) in step.template_trees() {
             let mut strings: Vec<(&Node, &str)> = Vec::new();
@@ -177,12 +197,13 @@ impl<'a> Validator<'a> {
                     span: node.span,
                     style: node.style.unwrap_or(ScalarKind::Plain),
                 };
-                self.template(&template, field, scope, false);
+                self.template(&template, field, scope, Lands::Elsewhere);
             }
         }
     }
 
-    fn template(&mut self, template: &Template, field: &str, scope: Scope<'_>, shell_run: bool) {
+    fn template(&mut self, template: &Template, field: &str, scope: Scope<'_>, lands: Lands) {
+        let shell_run = lands == Lands::ShellScript;
         if !template.is_templated() {
             return;
         }
@@ -304,8 +325,59 @@ impl<'a> Validator<'a> {
         for var in &analysis.variables {
             self.variable(template, field, &var.path, &var.raw, scope);
         }
+        if lands != Lands::Elsewhere {
+            self.secrets_on_command_line(template, field, &analysis.variables);
+        }
         for var in &analysis.inserted {
             self.inserted_structure(template, field, &var.path, &var.raw);
+        }
+    }
+
+    /// A script is the shell's last argument, and `ps` shows every process's
+    /// arguments to every user of the machine for as long as the step runs;
+    /// masking can only clean what the engine itself prints and stores. A
+    /// process's environment is readable by its own user alone.
+    fn secrets_on_command_line(
+        &mut self,
+        template: &Template,
+        field: &str,
+        variables: &[VariableRef],
+    ) {
+        let mut warned = std::collections::BTreeSet::new();
+        for var in variables {
+            let [root, name, ..] = var.path.as_slice() else {
+                continue;
+            };
+            let Some(param) = self
+                .runbook
+                .params
+                .get(name)
+                .filter(|p| root == "params" && p.secret)
+            else {
+                continue;
+            };
+            if !warned.insert(name.as_str()) {
+                continue;
+            }
+            // The variable the param is already read from, if any, is the
+            // name its users know.
+            let variable = param
+                .env
+                .clone()
+                .unwrap_or_else(|| name.to_ascii_uppercase());
+            self.diagnostics.push(
+                Diagnostic::warning(
+                    Code::SecretOnCommandLine,
+                    self.locate(template, &var.raw),
+                    format!(
+                        "`{field}` reads the secret param `{name}`: the rendered command line can be read by every user of this machine (`ps`) while the step runs"
+                    ),
+                )
+                .with_label("secret on the command line")
+                .with_help(format!(
+                    "pass it in the step's environment, `env: {{{variable}: \"{{{{params.{name}}}}}\"}}`, and write \"${variable}\" in the script"
+                )),
+            );
         }
     }
 
