@@ -117,8 +117,14 @@ fn started(run: &RunEntry) -> String {
     if let Some(at) = &run.started_at {
         return at.clone();
     }
+    // Any directory under `runs/` is listed, so its name may be anything:
+    // only `YYYYMMDD-HHMMSS…` in ASCII digits is read as a time.
     let id = run.id.as_bytes();
-    if id.len() >= 15 && id[8] == b'-' {
+    let digits = |range: std::ops::Range<usize>| {
+        id.get(range)
+            .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
+    };
+    if digits(0..8) && id.get(8) == Some(&b'-') && digits(9..15) {
         let (date, time) = (&run.id[..8], &run.id[9..15]);
         return format!(
             "{}-{}-{}T{}:{}:{}",

@@ -397,3 +397,30 @@ fn runs_of_the_same_second_are_ordered_by_their_start_and_a_headless_journal_is_
         ]
     );
 }
+
+#[test]
+fn a_directory_not_named_like_a_run_is_listed_as_unreadable() {
+    let state = tempfile::tempdir().expect("state dir");
+    // Names that look like an id up to a byte that is not an ASCII digit
+    // (`é` straddles the seconds' last digit).
+    for id in [
+        "20260101-12345é",
+        "2026010é-123456-aa",
+        "backup",
+        "20260101-123456-aaaaaa",
+    ] {
+        std::fs::create_dir_all(state.path().join("runs").join(id)).expect("run dir");
+    }
+    let runs = runbook_report::list_runs(state.path()).expect("list");
+    // The one whose name gives a time first, then the others by name,
+    // descending.
+    assert_eq!(
+        ids_and_statuses(&runs),
+        [
+            ("20260101-123456-aaaaaa", "unreadable"),
+            ("backup", "unreadable"),
+            ("2026010é-123456-aa", "unreadable"),
+            ("20260101-12345é", "unreadable"),
+        ]
+    );
+}
