@@ -1,6 +1,6 @@
 //! Who is running the engine, for journals and gate decisions: `$USER`,
 //! else `$LOGNAME`, else the name of the process's user id in
-//! `/etc/passwd`. Containers and cron often set neither variable, and a
+//! `/etc/passwd` or, failing that, the system's name service. Containers and cron often set neither variable, and a
 //! timeline that says `?` about who acted is no use in a post-incident
 //! review.
 
@@ -14,9 +14,20 @@ pub fn current_user() -> Option<String> {
 }
 
 fn user_from_passwd() -> Option<String> {
-    let uid = nix::unistd::getuid().to_string();
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    name_of_uid(&passwd, &uid)
+    let uid = nix::unistd::getuid();
+    // `/etc/passwd` first: reading it is cheaper than the name service at
+    // every start. A user from a directory (LDAP, SSSD), common on
+    // bastions, is only known to the name service.
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|passwd| name_of_uid(&passwd, &uid.to_string()))
+        .or_else(|| {
+            nix::unistd::User::from_uid(uid)
+                .ok()
+                .flatten()
+                .map(|user| user.name)
+                .filter(|name| !name.is_empty())
+        })
 }
 
 /// The name of `uid` in the text of an `/etc/passwd` file.
