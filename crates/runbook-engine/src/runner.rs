@@ -173,7 +173,10 @@ pub(crate) async fn run_job(job: Job) -> JobResult {
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
                     () = job.token.cancelled() => {
-                        return result(Ended::Cancelled, outputs, None, None);
+                        // The attempts' failures are reported to the
+                        // terminal only; the journal keeps the last one.
+                        let detail = format!("while waiting to retry; attempt {attempt} failed: {error}");
+                        return result(Ended::Cancelled, outputs, Some(detail), None);
                     }
                 }
                 reason = Some(format!("attempt {attempt} failed: {error}"));

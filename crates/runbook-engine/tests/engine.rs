@@ -768,6 +768,33 @@ finally:
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_interrupt_during_a_retry_wait_keeps_the_last_failure() {
+    let stop = runbook_engine::StopSignals::new();
+    let trigger = stop.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(secs(1.5)).await;
+        trigger.interrupt();
+    });
+    let o = run_with(
+        r#"
+version: 1
+name: t
+steps:
+  flaky: {type: shell, run: "fail nope", retry: {attempts: 3, delay: 10s}}
+"#,
+        |o| o.stop = stop,
+    )
+    .await;
+    let flaky = o.step("flaky");
+    assert_eq!(flaky.status, StepStatus::Cancelled);
+    assert_eq!(
+        flaky.error.as_deref(),
+        Some("cancelled: interrupted (while waiting to retry; attempt 1 failed: nope)")
+    );
+    assert_eq!(o.elapsed, secs(1.5));
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_second_interrupt_abandons_the_rollbacks() {
     let stop = runbook_engine::StopSignals::new();
     let trigger = stop.clone();
