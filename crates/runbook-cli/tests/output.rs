@@ -211,6 +211,45 @@ fn a_secret_split_across_two_reads_is_masked_in_live_output_and_outputs() {
 }
 
 #[test]
+fn a_secret_in_output_cut_at_1_mib_reaches_a_later_step_and_is_masked_in_the_journal() {
+    let secret = "S3cretTok99";
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let received = scratch.path().join("received");
+    let yaml = format!(
+        "version: 1\nname: cut\nparams:\n  tok: {{secret: true}}\nsteps:\n  login:\n    type: shell\n    shell: [sh, -c]\n    run: |\n      head -c 1100000 /dev/zero | tr '\\0' '.'; echo\n      echo {{{{params.tok}}}}\n  use:\n    type: shell\n    shell: [sh, -c]\n    needs: login\n    env: {{TOK: \"{{{{last steps.login.outputs.lines}}}}\"}}\n    run: printf '%s' \"$TOK\" > {}\n",
+        received.display()
+    );
+    let set = format!("tok={secret}");
+    let (code, stderr, events) = run(&yaml, &["--set", &set]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&received).expect("received"),
+        secret
+    );
+    let login = events
+        .iter()
+        .find(|e| e["event"] == "step_finished" && e["step"] == "login")
+        .expect("login finished");
+    let stdout = login["outputs"]["stdout"].as_str().expect("stdout");
+    assert!(
+        stdout.starts_with("[runbook: output truncated"),
+        "{}",
+        &stdout[..80]
+    );
+    assert!(
+        stdout.ends_with("\n***"),
+        "{}",
+        &stdout[stdout.len() - 20..]
+    );
+    assert_eq!(
+        login["masked_outputs"],
+        serde_json::json!(["stdout", "lines"])
+    );
+    let journal = events.iter().map(Value::to_string).collect::<String>();
+    assert!(!journal.contains(secret), "secret in the journal");
+}
+
+#[test]
 fn a_reader_that_stops_early_ends_the_output_quietly() {
     // `runbook schema | head -1`: the reader is gone before the write.
     let mut child = Command::new(BIN)

@@ -246,19 +246,27 @@ impl Redactor {
     /// were kept): a secret's end at the start of `text` is masked too.
     pub fn redact_cut_start(&self, text: &str) -> String {
         let out = self.redact(text);
+        self.mask_cut_start(&out).unwrap_or(out)
+    }
+
+    /// `text` with only the end of a secret that a cut left at its start
+    /// masked, or `None` when it starts with none: the whole secrets in it
+    /// are left for whoever prints or stores it to mask. No later step can
+    /// use a piece of a secret, and once stored no redaction would know it
+    /// for one.
+    pub fn mask_cut_start(&self, text: &str) -> Option<String> {
         let longest = self
             .read()
             .iter()
             .filter_map(|secret| {
                 (1..=secret.len().saturating_sub(MIN_SECRET_LEN))
-                    .find(|&from| secret.is_char_boundary(from) && out.starts_with(&secret[from..]))
+                    .find(|&from| {
+                        secret.is_char_boundary(from) && text.starts_with(&secret[from..])
+                    })
                     .map(|from| secret.len() - from)
             })
-            .max();
-        match longest {
-            Some(n) => format!("***{}", &out[n..]),
-            None => out,
-        }
+            .max()?;
+        Some(format!("***{}", &text[longest..]))
     }
 
     /// Redacts every string inside a JSON value, keys included, and every

@@ -692,6 +692,12 @@ impl StepContext {
     pub fn redact_cut_start(&self, text: &str) -> String {
         self.redactor.redact_cut_start(text)
     }
+
+    /// Masks the end of a secret that a cut left at the start of `text`,
+    /// and nothing else (see [`Redactor::mask_cut_start`]).
+    pub fn mask_cut_start(&self, text: &str) -> Option<String> {
+        self.redactor.mask_cut_start(text)
+    }
 }
 
 fn field_error(field: &str, template: &Template, message: &str) -> StepFailure {

@@ -347,10 +347,15 @@ impl Prepared {
 
         let mut stdout = out_tail.finish();
         let mut stderr = err_tail.finish();
-        // Output cut at its start may begin with the end of a secret.
+        // Output cut at its start may begin with the end of a secret, which
+        // nothing downstream could recognise. Whole secrets stay: outputs
+        // keep what the step wrote for later steps, and are masked where
+        // they are printed or stored.
         for captured in [&mut stdout, &mut stderr] {
-            if captured.dropped > 0 {
-                captured.text = ctx.redact_cut_start(&captured.text);
+            if captured.dropped > 0
+                && let Some(masked) = ctx.mask_cut_start(&captured.text)
+            {
+                captured.text = masked;
             }
         }
         let mut outputs = Outputs::new();
