@@ -250,6 +250,24 @@ fn a_secret_in_output_cut_at_1_mib_reaches_a_later_step_and_is_masked_in_the_jou
 }
 
 #[test]
+fn a_nul_byte_reaching_a_command_fails_the_step_naming_the_field() {
+    let yaml = "version: 1\nname: nul\nsteps:\n  a:\n    type: shell\n    shell: [sh, -c]\n    run: printf 'id-\\0-x'\n  b:\n    type: shell\n    shell: [sh, -c]\n    needs: a\n    env: {X: \"{{steps.a.outputs.stdout}}\"}\n    run: echo \"$X\"\n";
+    let (code, stderr, events) = run(yaml, &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    let b = events
+        .iter()
+        .find(|e| e["event"] == "step_finished" && e["step"] == "b")
+        .expect("b finished");
+    assert_eq!(b["status"], "failed");
+    assert!(
+        b["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("`env.X` rendered to text with a NUL byte")),
+        "{b}"
+    );
+}
+
+#[test]
 fn a_reader_that_stops_early_ends_the_output_quietly() {
     // `runbook schema | head -1`: the reader is gone before the write.
     let mut child = Command::new(BIN)

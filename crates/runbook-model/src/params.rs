@@ -276,7 +276,11 @@ pub fn resolve(
                 None => {
                     errors.push(ParamError::WrongType {
                         name: name.clone(),
-                        expected: type_words(param.kind),
+                        expected: if text.contains('\0') {
+                            "text without a NUL byte, which no command line or environment variable can carry"
+                        } else {
+                            type_words(param.kind)
+                        },
                         origin: source,
                         shown: shown(param, &text),
                         at: at.map(|(_, value)| value),
@@ -410,6 +414,10 @@ fn unusable_uses(runbook: &Runbook, resolved: &IndexMap<String, ResolvedParam>) 
 fn shown(param: &Param, text: &str) -> String {
     if param.secret {
         "***".to_string()
+    } else if text.chars().any(char::is_control) {
+        // Printed, a NUL or an escape sequence would be invisible or act on
+        // the terminal.
+        format!("`{}`", text.escape_debug())
     } else {
         format!("`{text}`")
     }
@@ -440,7 +448,7 @@ fn scalar_text(node: &Node) -> Option<String> {
 /// environment as a value of `kind`.
 pub fn parse_value(kind: ParamType, text: &str) -> Option<ParamValue> {
     match kind {
-        ParamType::String => Some(ParamValue::String(text.to_string())),
+        ParamType::String => (!text.contains('\0')).then(|| ParamValue::String(text.to_string())),
         ParamType::Integer => text.trim().parse().ok().map(ParamValue::Integer),
         ParamType::Number => text
             .trim()
@@ -479,6 +487,15 @@ mod tests {
         assert_eq!(
             errors[0].to_string(),
             "param `n` must be an integer (from --params file), got `3.0`"
+        );
+    }
+
+    #[test]
+    fn a_nul_byte_in_a_text_value_is_refused() {
+        assert_eq!(parse_value(ParamType::String, "a\0b"), None);
+        assert_eq!(
+            parse_value(ParamType::String, "a b"),
+            Some(ParamValue::String("a b".into()))
         );
     }
 

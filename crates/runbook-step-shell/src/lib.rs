@@ -161,6 +161,17 @@ enum Ending {
     },
 }
 
+/// Refuses a rendered value that holds a NUL byte, which an argument, an
+/// environment variable or a path cannot carry.
+fn without_nul(field: &str, value: &str) -> Result<(), StepFailure> {
+    if value.contains('\0') {
+        return Err(StepFailure::new(format!(
+            "`{field}` rendered to text with a NUL byte, which a command line, an environment variable or a path cannot carry (a param or an output it reads holds one)"
+        )));
+    }
+    Ok(())
+}
+
 impl Prepared {
     fn new(shell: &ShellStep, ctx: &StepContext) -> Result<Self, StepFailure> {
         let script = ctx.render_script("run", &shell.run)?;
@@ -171,6 +182,15 @@ impl Prepared {
                 .collect::<Result<Vec<_>, _>>()?,
             None => DEFAULT_SHELL.iter().map(|s| s.to_string()).collect(),
         };
+        // The kernel takes arguments and the environment as C strings:
+        // spawning would fail with a message that names neither.
+        without_nul("run", &script)?;
+        for word in &argv {
+            without_nul("shell", word)?;
+        }
+        for (name, value) in ctx.env() {
+            without_nul(&format!("env.{name}"), value)?;
+        }
         if argv.first().is_none_or(|program| program.is_empty()) {
             return Err(StepFailure::new(
                 "`shell` must start with the program to run, such as `bash`",
@@ -178,7 +198,9 @@ impl Prepared {
         }
         let workdir = match &shell.workdir {
             Some(t) => {
-                let dir = PathBuf::from(ctx.render("workdir", t)?);
+                let dir = ctx.render("workdir", t)?;
+                without_nul("workdir", &dir)?;
+                let dir = PathBuf::from(dir);
                 // Checked here because a missing working directory makes
                 // spawn fail with ENOENT, which reads like a missing shell.
                 if !dir.is_dir() {
