@@ -202,23 +202,26 @@ fn expression_at(text: &str, line: usize, col: usize) -> Option<&str> {
 fn registry() -> Handlebars<'static> {
     let mut hb = Handlebars::new();
     hb.set_strict_mode(true);
-    hb.register_helper("contains", Box::new(contains));
-    hb.register_helper("default", Box::new(default));
-    hb.register_helper("json", Box::new(json));
-    hb.register_helper("lower", Box::new(lower));
-    hb.register_helper("upper", Box::new(upper));
-    hb.register_helper("trim", Box::new(trim));
-    hb.register_helper("join", Box::new(join));
-    hb.register_helper("split", Box::new(split));
-    hb.register_helper("replace", Box::new(replace));
-    hb.register_helper("starts_with", Box::new(starts_with));
-    hb.register_helper("ends_with", Box::new(ends_with));
-    hb.register_helper("to_int", Box::new(to_int));
-    hb.register_helper("concat", Box::new(concat));
-    hb.register_helper("matches", Box::new(matches));
-    hb.register_helper("first", Box::new(first));
-    hb.register_helper("last", Box::new(last));
-    hb.register_helper("quote", Box::new(quote));
+    hb.register_helper("contains", Box::new(contains_helper));
+    hb.register_helper("default", Box::new(default_helper));
+    hb.register_helper("json", Box::new(json_helper));
+    hb.register_helper("lower", Box::new(lower_helper));
+    hb.register_helper("upper", Box::new(upper_helper));
+    hb.register_helper("trim", Box::new(trim_helper));
+    hb.register_helper("join", Box::new(join_helper));
+    hb.register_helper("split", Box::new(split_helper));
+    hb.register_helper("replace", Box::new(replace_helper));
+    hb.register_helper("starts_with", Box::new(starts_with_helper));
+    hb.register_helper("ends_with", Box::new(ends_with_helper));
+    hb.register_helper("to_int", Box::new(to_int_helper));
+    hb.register_helper("concat", Box::new(concat_helper));
+    hb.register_helper("matches", Box::new(matches_helper));
+    hb.register_helper("first", Box::new(first_helper));
+    hb.register_helper("last", Box::new(last_helper));
+    hb.register_helper("quote", Box::new(quote_helper));
+    // Replaces Handlebars' own, which counts a text's bytes and gives 0
+    // for a number.
+    hb.register_helper("len", Box::new(len_helper));
     hb
 }
 
@@ -397,6 +400,24 @@ value_fn!(matches_impl, |h| {
     let re = regex_lite(&pattern)?;
     Ok(Value::Bool(re(&s)))
 });
+value_fn!(len_impl, |h| {
+    let count =
+        match param(h, 0, "len")? {
+            Value::String(s) => s.chars().count(),
+            Value::Array(items) => items.len(),
+            Value::Object(map) => map.len(),
+            // An optional list that is absent has nothing in it.
+            Value::Null => 0,
+            other => {
+                return Err(RenderErrorReason::Other(format!(
+                "len: counts the characters of a text or the items of a list or a mapping, not {}",
+                if other.is_number() { "a number" } else { "a boolean" }
+            ))
+            .into());
+            }
+        };
+    Ok(Value::from(count))
+});
 value_fn!(first_impl, |h| Ok(match param(h, 0, "first")? {
     Value::Array(items) => items.first().cloned().unwrap_or(Value::Null),
     other => other.clone(),
@@ -426,47 +447,17 @@ helper!(matches_helper, matches_impl);
 helper!(first_helper, first_impl);
 helper!(last_helper, last_impl);
 helper!(quote_helper, quote_impl);
-
-#[allow(non_upper_case_globals)]
-const contains: contains_helper = contains_helper;
-#[allow(non_upper_case_globals)]
-const default: default_helper = default_helper;
-#[allow(non_upper_case_globals)]
-const json: json_helper = json_helper;
-#[allow(non_upper_case_globals)]
-const lower: lower_helper = lower_helper;
-#[allow(non_upper_case_globals)]
-const upper: upper_helper = upper_helper;
-#[allow(non_upper_case_globals)]
-const trim: trim_helper = trim_helper;
-#[allow(non_upper_case_globals)]
-const join: join_helper = join_helper;
-#[allow(non_upper_case_globals)]
-const split: split_helper = split_helper;
-#[allow(non_upper_case_globals)]
-const replace: replace_helper = replace_helper;
-#[allow(non_upper_case_globals)]
-const starts_with: starts_with_helper = starts_with_helper;
-#[allow(non_upper_case_globals)]
-const ends_with: ends_with_helper = ends_with_helper;
-#[allow(non_upper_case_globals)]
-const to_int: to_int_helper = to_int_helper;
-#[allow(non_upper_case_globals)]
-const concat: concat_helper = concat_helper;
-#[allow(non_upper_case_globals)]
-const matches: matches_helper = matches_helper;
-#[allow(non_upper_case_globals)]
-const first: first_helper = first_helper;
-#[allow(non_upper_case_globals)]
-const last: last_helper = last_helper;
-#[allow(non_upper_case_globals)]
-const quote: quote_helper = quote_helper;
+helper!(len_helper, len_impl);
 
 /// `matches` uses the same regex engine as `expect.body_matches`; compiled per
 /// call because templates are rendered once per step, not in a hot loop.
 fn regex_lite(pattern: &str) -> Result<impl Fn(&str) -> bool, RenderError> {
-    let re = regex::Regex::new(pattern)
-        .map_err(|e| RenderErrorReason::Other(format!("matches: invalid regex: {e}")))?;
+    let re = regex::Regex::new(pattern).map_err(|e| {
+        RenderErrorReason::Other(format!(
+            "matches: `{pattern}` is not a valid regular expression: {}",
+            runbook_model::regex_error_summary(&e)
+        ))
+    })?;
     Ok(move |s: &str| re.is_match(s))
 }
 
@@ -516,6 +507,40 @@ mod tests {
         }
         let error = render("{{to_int \"abc\"}}").expect_err("text");
         assert!(error.0.contains("is not a number"), "{error}");
+    }
+
+    #[test]
+    fn len_counts_characters_and_items_and_refuses_a_number() {
+        let t = Templates::new();
+        let context =
+            json!({"params": {"s": "Héllo ΣΑΣ", "n": 7, "l": [1, 2], "m": {"a": 1}, "z": null}});
+        let render = |text: &str| t.render(text, &context);
+        assert_eq!(render("{{len params.s}}").expect("text"), "9");
+        assert_eq!(
+            render("{{len params.l}} {{len params.m}} {{len params.z}}").expect("lists"),
+            "2 1 0"
+        );
+        let error = render("{{len params.n}}").expect_err("a number has no length");
+        assert!(error.0.contains("len: counts the characters of a text or the items of a list or a mapping, not a number"), "{error}");
+        let error = render("{{len params.nope}}").expect_err("undefined");
+        assert!(error.0.contains("`params.nope` is not defined"), "{error}");
+    }
+
+    #[test]
+    fn an_invalid_pattern_says_what_is_wrong_with_it() {
+        let t = Templates::new();
+        let error = t
+            .render(
+                "{{matches \"x\" params.re}}",
+                &json!({"params": {"re": "(["}}),
+            )
+            .expect_err("invalid regex");
+        assert!(
+            error.0.contains(
+                "matches: `([` is not a valid regular expression: unclosed character class"
+            ),
+            "{error}"
+        );
     }
 
     #[test]

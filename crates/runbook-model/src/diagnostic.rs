@@ -56,6 +56,8 @@ pub enum Code {
     UnknownHelper,
     /// A template reads a variable outside `params`, `env`, `steps`, `run`.
     UnknownVariable,
+    /// A helper or block is given too few or too many arguments.
+    WrongArgumentCount,
     /// `rollback: auto` on an action without an inverse.
     RollbackNotInvertible,
     /// Raw `{{{ }}}` insertion in a shell script (warning).
@@ -105,6 +107,7 @@ impl Code {
             Code::UnsafeShellInsertion => "RB308",
             Code::StructureInserted => "RB309",
             Code::SecretOnCommandLine => "RB310",
+            Code::WrongArgumentCount => "RB311",
             Code::RollbackNotInvertible => "RB401",
             Code::InvalidParam => "RB501",
         }
@@ -139,6 +142,7 @@ impl Code {
             Code::UnsafeShellInsertion => "unsafe-shell-insertion",
             Code::StructureInserted => "structure-inserted",
             Code::SecretOnCommandLine => "secret-on-command-line",
+            Code::WrongArgumentCount => "wrong-argument-count",
             Code::RollbackNotInvertible => "rollback-not-invertible",
             Code::InvalidParam => "invalid-param",
         }

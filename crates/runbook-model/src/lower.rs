@@ -2104,7 +2104,7 @@ fn kind_of(resource: &str) -> String {
 /// What a regex error says is wrong (`unclosed character class`), from its
 /// last line; the lines above it draw the pattern with a caret, which would
 /// repeat the source line the diagnostic already shows.
-pub(crate) fn regex_error_summary(error: &regex::Error) -> String {
+pub fn regex_error_summary(error: &regex::Error) -> String {
     let text = error.to_string();
     let last = text.lines().last().unwrap_or(&text).trim();
     last.strip_prefix("error: ").unwrap_or(last).to_string()

@@ -50,6 +50,32 @@ pub const HELPERS: &[&str] = &[
 /// Block helpers (used as `{{#name}}…{{/name}}`).
 pub const BLOCK_HELPERS: &[&str] = &["if", "unless", "each", "with"];
 
+/// How a helper or block is called: its arguments as docs/format.md names
+/// them, and how many it takes (`None`: any number from the first).
+/// Handlebars passes a helper whatever it is given; one argument too few
+/// fails only when the step renders it, one too many is silently ignored.
+pub fn helper_usage(name: &str) -> Option<(&'static str, usize, Option<usize>)> {
+    Some(match name {
+        "eq" | "ne" | "gt" | "gte" | "lt" | "lte" => ("A B", 2, Some(2)),
+        "and" | "or" => ("A B …", 2, None),
+        "not" | "json" | "to_int" | "if" | "unless" | "with" => ("VALUE", 1, Some(1)),
+        "len" => ("TEXT, LIST or MAP", 1, Some(1)),
+        "lookup" => ("MAP-OR-LIST KEY", 2, Some(2)),
+        "log" => ("VALUE …", 1, None),
+        "contains" => ("HAYSTACK NEEDLE", 2, Some(2)),
+        "default" => ("VALUE FALLBACK", 2, Some(2)),
+        "lower" | "upper" | "trim" | "quote" => ("TEXT", 1, Some(1)),
+        "join" => ("LIST [SEPARATOR]", 1, Some(2)),
+        "split" => ("TEXT SEPARATOR", 2, Some(2)),
+        "replace" => ("TEXT FROM TO", 3, Some(3)),
+        "starts_with" | "ends_with" => ("TEXT PIECE", 2, Some(2)),
+        "concat" => ("VALUE …", 1, None),
+        "matches" => ("TEXT REGEX", 2, Some(2)),
+        "first" | "last" | "each" => ("LIST", 1, Some(1)),
+        _ => return None,
+    })
+}
+
 /// A string value of a step. It may or may not contain `{{ }}` expressions.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Template {
@@ -81,6 +107,16 @@ impl Template {
     }
 }
 
+/// A helper or block called by a template, with how many positional
+/// arguments it was given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HelperCall {
+    /// The helper's name.
+    pub name: String,
+    /// How many arguments it was given.
+    pub arguments: usize,
+}
+
 /// A variable read by a template, such as `params.namespace`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VariableRef {
@@ -104,6 +140,9 @@ pub struct Analysis {
     pub variables: Vec<VariableRef>,
     /// Helpers called (excluding the block helpers).
     pub helpers: Vec<String>,
+    /// Every call of a helper or a block, built-in blocks included, in
+    /// order, for checking the number of arguments.
+    pub calls: Vec<HelperCall>,
     /// Raw `{{{ }}}` insertions, as written.
     pub raw_insertions: Vec<String>,
     /// Patterns given to `matches` as string literals, which can be
@@ -275,7 +314,21 @@ fn walk(elements: &[TemplateElement], at_root: bool, analysis: &mut Analysis) {
                 let is_call = !helper.params.is_empty() || !helper.hash.is_empty();
                 match &helper.name {
                     Parameter::Name(name) if is_call || HELPERS.contains(&name.as_str()) => {
-                        analysis.helpers.push(name.clone())
+                        analysis.helpers.push(name.clone());
+                        analysis.calls.push(HelperCall {
+                            name: name.clone(),
+                            arguments: helper.params.len(),
+                        });
+                    }
+                    // `{{upper}}`: Handlebars calls the helper, with nothing.
+                    Parameter::Path(handlebars::Path::Relative((_, raw)))
+                        if HELPERS.contains(&raw.as_str()) =>
+                    {
+                        analysis.helpers.push(raw.clone());
+                        analysis.calls.push(HelperCall {
+                            name: raw.clone(),
+                            arguments: 0,
+                        });
                     }
                     name => {
                         let before = analysis.variables.len();
@@ -302,6 +355,10 @@ fn walk(elements: &[TemplateElement], at_root: bool, analysis: &mut Analysis) {
                 if !BLOCK_HELPERS.contains(&name.as_str()) {
                     analysis.helpers.push(name.clone());
                 }
+                analysis.calls.push(HelperCall {
+                    name: name.clone(),
+                    arguments: helper.params.len(),
+                });
                 for p in helper.params.iter().chain(helper.hash.values()) {
                     parameter(p, at_root, analysis);
                 }
@@ -375,6 +432,28 @@ fn describe(param: &Parameter) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_helper_has_a_usage() {
+        for name in HELPERS.iter().chain(BLOCK_HELPERS) {
+            assert!(helper_usage(name).is_some(), "{name}");
+        }
+    }
+
+    #[test]
+    fn counts_the_arguments_of_every_call() {
+        let a = analyze("{{#if (default params.x)}}{{upper}}{{/if}}{{join params.l \", \"}}")
+            .expect("parses");
+        let calls: Vec<(&str, usize)> = a
+            .calls
+            .iter()
+            .map(|c| (c.name.as_str(), c.arguments))
+            .collect();
+        assert_eq!(
+            calls,
+            [("if", 1), ("default", 1), ("upper", 0), ("join", 2)]
+        );
+    }
 
     #[test]
     fn finds_variables_and_helpers() {

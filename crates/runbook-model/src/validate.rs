@@ -7,7 +7,7 @@ use crate::graph::Graph;
 use crate::lower::{Lowered, did_you_mean};
 use crate::model::*;
 use crate::span::Span;
-use crate::template::{HELPERS, Template, VariableRef, analyze};
+use crate::template::{HELPERS, Template, VariableRef, analyze, helper_usage};
 use crate::yaml::{Node, ScalarKind};
 use indexmap::{IndexMap, IndexSet};
 
@@ -267,6 +267,42 @@ impl<'a> Validator<'a> {
                 None => d.with_help(format!("available helpers: {}", HELPERS.join(", "))),
             };
             self.diagnostics.push(d);
+        }
+        for call in &analysis.calls {
+            // An unknown helper was reported above.
+            let Some((usage, min, max)) = helper_usage(&call.name) else {
+                continue;
+            };
+            if call.arguments >= min && max.is_none_or(|max| call.arguments <= max) {
+                continue;
+            }
+            let expected = match max {
+                Some(max) if max == min => min.to_string(),
+                Some(max) => format!("{min} or {max}"),
+                None => format!("at least {min}"),
+            };
+            let noun = if max == Some(1) {
+                "argument"
+            } else {
+                "arguments"
+            };
+            let name = &call.name;
+            self.diagnostics.push(
+                Diagnostic::error(
+                    Code::WrongArgumentCount,
+                    self.locate(template, name),
+                    format!(
+                        "`{name}` in `{field}` takes {expected} {noun}, got {}",
+                        call.arguments
+                    ),
+                )
+                .with_label(format!("{name} {usage}"))
+                .with_help(if call.arguments < min {
+                    "a missing argument would fail the step when it renders; see \"Templates\" in docs/format.md"
+                } else {
+                    "the extra ones would be ignored without a word; see \"Templates\" in docs/format.md"
+                }),
+            );
         }
         for pattern in &analysis.literal_patterns {
             if let Err(error) = regex::Regex::new(pattern) {
