@@ -36,14 +36,19 @@ use runbook_model::{KubectlAction, Step, StepKind};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OnceCell};
 
 /// Runs `kubectl-action` steps. Clients are cached per (kubeconfig,
 /// context), so a runbook's steps share connections and discovery.
 #[derive(Default)]
 pub struct KubectlExecutor {
-    clusters: Mutex<HashMap<(String, String), Arc<Cluster>>>,
+    /// Held only to find a cluster's cell: a cluster being set up must not
+    /// hold up steps on other clusters.
+    clusters: Mutex<HashMap<(String, String), ClusterCell>>,
 }
+
+/// A cluster's client, set up by the first step that needs it.
+type ClusterCell = Arc<OnceCell<Arc<Cluster>>>;
 
 impl KubectlExecutor {
     /// An executor with an empty client cache.
@@ -68,22 +73,35 @@ impl KubectlExecutor {
             format!("{source:?}"),
             context.unwrap_or_default().to_string(),
         );
-        let mut clusters = self.clusters.lock().await;
-        if let Some(c) = clusters.get(&key) {
-            return Ok(c.clone());
-        }
-        let loaded = config::load(&source, context).await?;
-        let namespace = loaded.config.default_namespace.clone();
-        let client = kube::Client::try_from(loaded.config).map_err(|e| {
-            KubectlError::Config(format!(
-                "cannot create a client for {}: {}",
-                loaded.endpoint,
-                error::cause_chain(&e)
-            ))
-        })?;
-        let cluster = Arc::new(Cluster::new(client, loaded.endpoint, namespace));
-        clusters.insert(key, cluster.clone());
-        Ok(cluster)
+        let cell = self.clusters.lock().await.entry(key).or_default().clone();
+        // A failed setup leaves the cell empty: the next step tries again.
+        let cluster = cell
+            .get_or_try_init(|| async {
+                let loaded = config::load(&source, context).await?;
+                let namespace = loaded.config.default_namespace.clone();
+                let endpoint = loaded.endpoint.clone();
+                // A kubeconfig `exec` credential plugin runs while the client
+                // is built, and kube waits for it without yielding: on the
+                // runtime's thread a plugin waiting for a login would stop
+                // the step's timeout and Ctrl-C from being noticed.
+                let client =
+                    tokio::task::spawn_blocking(move || kube::Client::try_from(loaded.config))
+                        .await
+                        .map_err(|e| {
+                            KubectlError::Config(format!(
+                                "cannot create a client for {endpoint}: {e}"
+                            ))
+                        })?
+                        .map_err(|e| {
+                            KubectlError::Config(format!(
+                                "cannot create a client for {endpoint}: {}",
+                                error::cause_chain(&e)
+                            ))
+                        })?;
+                Ok::<_, KubectlError>(Arc::new(Cluster::new(client, endpoint, namespace)))
+            })
+            .await?;
+        Ok(cluster.clone())
     }
 
     /// Renders the step and builds the call; `Err` is the step's outcome.
@@ -100,9 +118,17 @@ impl KubectlExecutor {
             ))));
         };
         let fields = Fields::render(kubectl, ctx).map_err(StepOutcome::Failed)?;
-        self.call_for(fields, ctx)
-            .await
-            .map_err(|e| failed(e.into(), ctx))
+        // Setting up a cluster can wait on a kubeconfig's credential plugin
+        // (a login in a browser, a hardware key), which cannot be
+        // interrupted: the step's timeout and Ctrl-C stop the wait, and the
+        // plugin is left to finish on its own.
+        tokio::select! {
+            biased;
+            call = self.call_for(fields, ctx) => call.map_err(|e| failed(e.into(), ctx)),
+            () = ctx.cancelled().cancelled() => Err(StepOutcome::Failed(StepFailure::new(
+                "stopped while setting up the Kubernetes client (a kubeconfig credential plugin had not returned)",
+            ))),
+        }
     }
 
     async fn call_for<'a>(

@@ -947,6 +947,56 @@ async fn not_found_and_unreachable_messages() {
     assert!(msg.to_lowercase().contains("refused"), "{msg}");
 }
 
+/// A kubeconfig credential plugin that waits (for a login, say) holds up
+/// neither the steps on other clusters nor its own step's stop.
+#[tokio::test]
+async fn a_credential_plugin_that_does_not_return_holds_up_nothing() {
+    let env = env("healthy").await;
+    let dir = tempfile::tempdir().expect("dir");
+    let pid_file = dir.path().join("plugin.pid");
+    let plugin = dir.path().join("plugin.sh");
+    std::fs::write(
+        &plugin,
+        format!(
+            "#!/bin/sh\necho $$ > {}\nexec sleep 30\n",
+            pid_file.display()
+        ),
+    )
+    .expect("write plugin");
+    std::fs::set_permissions(&plugin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let path = dir.path().join("kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: sso\nclusters:\n- name: c\n  cluster: {{server: 'http://127.0.0.1:1'}}\ncontexts:\n- name: sso\n  context: {{cluster: c, user: u}}\nusers:\n- name: u\n  user:\n    exec: {{apiVersion: client.authentication.k8s.io/v1, command: {}}}\n",
+            plugin.display()
+        ),
+    )
+    .expect("write kubeconfig");
+    let waiting = step("kubeconfig: KUBECONFIG\naction: get\nresource: pods", &path);
+    let (waiting_ctx, _rx) = ctx(false);
+    let stop = waiting_ctx.cancelled().clone();
+    // On this test's single thread, a plugin waited for in place would
+    // stop the other step from running at all.
+    let (waited, other) = tokio::join!(env.exec.run(&waiting, &waiting_ctx), async {
+        let outputs = env
+            .ok("action: get\nresource: deployment/prod-omendb")
+            .await;
+        stop.cancel();
+        outputs
+    });
+    assert_eq!(other["object"]["metadata"]["name"], "prod-omendb");
+    let (msg, _) = expect_failed(waited);
+    assert_eq!(
+        msg,
+        "stopped while setting up the Kubernetes client (a kubeconfig credential plugin had not returned)"
+    );
+    if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+        let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+    }
+}
+
 #[tokio::test]
 async fn a_conflict_is_retried_once_then_reported() {
     let env = env("healthy").await;
