@@ -343,30 +343,46 @@ pub(crate) fn command_hint(verb: &str, run: &str, state_dir: Option<&std::path::
     }
 }
 
-/// SIGINT and SIGTERM: the first cancels the running steps and lets the
-/// cleanup run, the second abandons the cleanup, the third exits at once.
-/// Steps run in their own process groups, so a terminal's Ctrl-C reaches
-/// only the engine, which decides what the steps get. SIGHUP (the terminal
-/// or the SSH session closed) counts as SIGTERM: by default it would kill
-/// the engine on the spot, leaving its steps running, the journal without
-/// an end and no rollback run.
+/// SIGINT, SIGTERM and SIGHUP: the first cancels the running steps and
+/// lets the cleanup run. Only a person abandons the cleanup: a second
+/// SIGINT does (a third exits at once), while another SIGTERM or SIGHUP
+/// (a service manager repeating itself, a closing SSH session whose shell
+/// passes the hang-up on) leaves it running. Signals within
+/// [`SAME_ACTION`] of the last one that counted are one action delivered
+/// twice: a Ctrl-C reaches both `timeout(1)` and the engine, and `timeout`
+/// forwards it. Steps run in their own process groups, so a terminal's
+/// Ctrl-C reaches only the engine, which decides what the steps get.
+/// SIGHUP counts as SIGTERM: by default it would kill the engine on the
+/// spot, leaving its steps running, the journal without an end and no
+/// rollback run.
 fn listen_for_signals(stop: StopSignals, screen: Arc<Screen>) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
     tokio::spawn(async move {
+        let mut counted: Option<std::time::Instant> = None;
         loop {
             let name = tokio::select! {
                 _ = interrupt.recv() => "SIGINT",
                 _ = terminate.recv() => "SIGTERM",
                 _ = hangup.recv() => "SIGHUP",
             };
+            if counted.is_some_and(|at| at.elapsed() < SAME_ACTION) {
+                continue;
+            }
+            if counted.is_some() && name != "SIGINT" {
+                screen.line(&format!(
+                    "{name}: the cleanup goes on (only a second Ctrl-C, SIGINT, abandons it)"
+                ));
+                continue;
+            }
+            counted = Some(std::time::Instant::now());
             match stop.interrupt() {
                 1 => screen.line(&format!(
                     // True in any phase: once cleanup has begun there is no
                     // main step left to cancel, and cleanup goes on.
-                    "{name}: no main step starts again and running ones are cancelled; rollbacks, on_failure and finally still run (send it again to abandon them)"
+                    "{name}: no main step starts again and running ones are cancelled; rollbacks, on_failure and finally still run (Ctrl-C again to abandon them)"
                 )),
                 2 => screen.line(&format!(
                     "{name} again: abandoning rollbacks and cleanup (a third exits at once)"
@@ -380,6 +396,9 @@ fn listen_for_signals(stop: StopSignals, screen: Arc<Screen>) -> anyhow::Result<
     });
     Ok(())
 }
+
+/// Signals closer together than this are one action delivered twice.
+const SAME_ACTION: std::time::Duration = std::time::Duration::from_millis(250);
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()

@@ -869,6 +869,8 @@ fn a_second_interrupt_abandons_the_rollbacks() {
     sandbox.wait_for_event("the slow rollback", |e| {
         e["event"] == "rollback_started" && e["step"] == "second"
     });
+    // Closer than a quarter of a second, two signals count as one.
+    std::thread::sleep(Duration::from_millis(400));
     let start = Instant::now();
     signal(&child, "INT");
     let done = sandbox.wait(child);
@@ -885,6 +887,69 @@ fn a_second_interrupt_abandons_the_rollbacks() {
     assert!(
         done.stderr
             .contains("rollbacks that did not complete: second, first"),
+        "{}",
+        done.stderr
+    );
+}
+
+/// Only a person abandons the cleanup: SIGTERM or SIGHUP repeated (a
+/// service manager, a closing SSH session) leaves it running, and so does a
+/// Ctrl-C delivered twice at once (the terminal's, and `timeout(1)`
+/// forwarding it).
+#[test]
+fn repeated_stop_signals_do_not_abandon_the_cleanup() {
+    let sandbox = Sandbox::new();
+    let child = sandbox.spawn("repeated-stop-signals.yaml", &[]);
+    sandbox.wait_for_event("long to start", |e| {
+        e["event"] == "step_started" && e["step"] == "long"
+    });
+    signal(&child, "TERM");
+    sandbox.wait_for_event("the slow rollback", |e| {
+        e["event"] == "rollback_started" && e["step"] == "second"
+    });
+    // Far enough apart not to count as the first one delivered twice.
+    std::thread::sleep(Duration::from_millis(400));
+    signal(&child, "TERM");
+    signal(&child, "HUP");
+    let done = sandbox.wait(child);
+    assert_eq!(done.code, Some(130), "{}", done.stderr);
+    for step in ["second", "first"] {
+        assert_eq!(
+            done.step_event("rollback_finished", step)["status"],
+            "succeeded",
+            "{}",
+            done.stderr
+        );
+    }
+    assert_eq!(done.finished_status("tidy"), "succeeded");
+    assert!(
+        done.stderr
+            .contains("SIGTERM: the cleanup goes on (only a second Ctrl-C, SIGINT, abandons it)"),
+        "{}",
+        done.stderr
+    );
+
+    let sandbox = Sandbox::new();
+    let child = sandbox.spawn("repeated-stop-signals.yaml", &[]);
+    sandbox.wait_for_event("long to start", |e| {
+        e["event"] == "step_started" && e["step"] == "long"
+    });
+    let pid = child.id().to_string();
+    let twice = Command::new("sh")
+        .args(["-c", "kill -INT $0; kill -INT $0", &pid])
+        .status()
+        .expect("kill twice");
+    assert!(twice.success());
+    let done = sandbox.wait(child);
+    assert_eq!(done.code, Some(130), "{}", done.stderr);
+    assert_eq!(
+        done.step_event("rollback_finished", "second")["status"],
+        "succeeded",
+        "{}",
+        done.stderr
+    );
+    assert!(
+        !done.stderr.contains("again: abandoning"),
         "{}",
         done.stderr
     );
