@@ -390,6 +390,21 @@ impl HumanReporter {
             }
             EventKind::RollbackFinished => {
                 let line = match e.status.as_deref() {
+                    // Under `--dry-run` a rollback that is not read-only
+                    // runs no more than its step did.
+                    Some("succeeded") if e.would_run.is_some() => {
+                        let would = e.would_run.as_deref().unwrap_or_default();
+                        let first = would.lines().next().unwrap_or_default();
+                        format!(
+                            "↺ {} rollback of {id} {}",
+                            self.screen.paint("36", "○"),
+                            if first.starts_with("would ") {
+                                first.to_string()
+                            } else {
+                                format!("would run: {first}")
+                            }
+                        )
+                    }
                     Some("succeeded") => format!("↺ {} {id} rolled back{took}", self.ok()),
                     Some("skipped") => format!(
                         "↺ {} rollback of {id} not run: {}",
@@ -504,9 +519,11 @@ impl HumanReporter {
             out.push('\n');
         }
         for rollback in &summary.rollbacks {
-            let status = match rollback.status {
-                RollbackStatus::Succeeded => "undone",
-                other => other.as_str(),
+            let status = match (rollback.status, &rollback.reason) {
+                // A reason for a success is what a dry run would have run.
+                (RollbackStatus::Succeeded, Some(_)) => "would run",
+                (RollbackStatus::Succeeded, None) => "undone",
+                (other, _) => other.as_str(),
             };
             let note = rollback
                 .error

@@ -416,6 +416,37 @@ fn dry_run_lists_what_would_run() {
     );
 }
 
+/// A dry run that fails rolls back what it only planned: the rollbacks
+/// are planned too, and said to be.
+#[test]
+fn a_dry_runs_rollbacks_say_they_would_run() {
+    let sandbox = Sandbox::new();
+    let done = sandbox.run("dry-run-rollback.yaml", &["--dry-run"]);
+    assert_eq!(done.code, Some(1), "{}", done.stderr);
+    let rollback = done.step_event("rollback_finished", "snapshot");
+    assert_eq!(rollback["would_run"], "delete-snapshot --all", "{rollback}");
+    assert!(
+        done.stderr
+            .contains("rollback of snapshot would run: delete-snapshot --all"),
+        "{}",
+        done.stderr
+    );
+    assert!(
+        !done.stderr.contains("snapshot rolled back"),
+        "{}",
+        done.stderr
+    );
+    assert!(
+        done.stderr
+            .lines()
+            .any(|l| l.trim_start().starts_with("rollback snapshot")
+                && l.contains("would run")
+                && !l.contains("undone")),
+        "{}",
+        done.stderr
+    );
+}
+
 #[test]
 fn a_dry_run_plans_what_reads_a_planned_steps_outputs_instead_of_deciding_on_placeholders() {
     let sandbox = Sandbox::new();

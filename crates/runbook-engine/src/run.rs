@@ -374,7 +374,8 @@ pub struct RollbackRecord {
     pub duration: Duration,
     /// Why it failed.
     pub error: Option<String>,
-    /// Why it did not run.
+    /// Why it did not run; for one that succeeded under `--dry-run`
+    /// without running, what it would have run.
     pub reason: Option<String>,
 }
 

@@ -757,6 +757,9 @@ impl Builder {
                 {
                     text.push_str(&format!(" in {}", format_duration(ms)));
                 }
+                if let Some(would) = &rollback.would_run {
+                    text.push_str(&format!(" (dry run: {})", crate::words::would(would)));
+                }
                 if let Some(reason) = &rollback.reason {
                     text.push_str(&format!(" ({reason})"));
                 }
