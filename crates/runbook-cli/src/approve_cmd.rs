@@ -35,7 +35,7 @@ pub struct ApproveArgs {
 pub fn run(args: &ApproveArgs) -> anyhow::Result<ExitCode> {
     let state = state_dir(args.state_dir.as_deref(), &|name| std::env::var(name).ok())?;
     let Some(run_dir) = RunDir::open(&state, &args.run_id) else {
-        eprintln!(
+        errln!(
             "error: no run `{}` in {} (is --state-dir or $RUNBOOK_STATE_DIR the same as the run's?)",
             args.run_id,
             runs_dir(&state).display()
@@ -47,12 +47,12 @@ pub fn run(args: &ApproveArgs) -> anyhow::Result<ExitCode> {
         let finished = runbook_report::load_report(&state, &run_dir.id)
             .is_ok_and(|report| !matches!(report.status, RunStatus::Stopped | RunStatus::Running));
         if finished {
-            eprintln!(
+            errln!(
                 "error: run {} has finished, so nothing is waiting for a decision",
                 run_dir.id
             );
         } else {
-            eprintln!(
+            errln!(
                 "error: run {} has no engine running (its engine stopped), so nothing is waiting for a decision; `{}` continues it and asks again",
                 run_dir.id,
                 command_hint("resume", &run_dir.id, args.state_dir.as_deref())
@@ -70,7 +70,7 @@ pub fn run(args: &ApproveArgs) -> anyhow::Result<ExitCode> {
             let (gate, run) = (&args.gate_id, &run_dir.id);
             match watch_for_decision(&run_dir, gate, journal_end, &record, TAKEN_WITHIN) {
                 Taken::Yes => {
-                    eprintln!(
+                    errln!(
                         "{verb} gate `{gate}` of run {run} (as {}); the run has taken the decision",
                         record.decided_by
                     );
@@ -82,21 +82,21 @@ pub fn run(args: &ApproveArgs) -> anyhow::Result<ExitCode> {
                     } else {
                         "rejected"
                     };
-                    eprintln!(
+                    errln!(
                         "error: gate `{gate}` of run {run} was {theirs} by {} before your decision reached it; yours was not applied",
                         decided.decided_by.as_deref().unwrap_or("unknown")
                     );
                     Ok(ExitCode::Failure)
                 }
                 Taken::StillWaiting => {
-                    eprintln!(
+                    errln!(
                         "{verb} gate `{gate}` of run {run} (as {}); the run has not taken the decision yet (`runbook runs` and the run's journal show when it does)",
                         record.decided_by
                     );
                     Ok(ExitCode::Success)
                 }
                 Taken::EngineGone => {
-                    eprintln!(
+                    errln!(
                         "error: the engine of run {run} stopped before it took your decision about gate `{gate}`; `{}` continues the run and asks again",
                         command_hint("resume", run, args.state_dir.as_deref())
                     );
@@ -109,7 +109,7 @@ pub fn run(args: &ApproveArgs) -> anyhow::Result<ExitCode> {
             | ApprovalError::AlreadyDecided { .. }
             | ApprovalError::InvalidGateId(_)),
         ) => {
-            eprintln!("error: {error}");
+            errln!("error: {error}");
             Ok(ExitCode::Usage)
         }
         Err(error) => Err(error.into()),

@@ -9,6 +9,7 @@
 use crate::exit::ExitCode;
 use anyhow::Context as _;
 use runbook_demo::{DemoEnvironment, SCENARIOS};
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -48,8 +49,9 @@ pub struct DemoArgs {
 
 pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     if args.list {
+        let mut stdout = std::io::stdout().lock();
         for (name, what) in SCENARIOS {
-            println!("{name:<14} {what}");
+            writeln!(stdout, "{name:<14} {what}")?;
         }
         return Ok(ExitCode::Success);
     }
@@ -86,24 +88,24 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     // The scenarios' lines tell what the SEV1 runbook does; another runbook
     // does what it says.
     if args.runbook.is_some() {
-        eprintln!(
+        errln!(
             "runbook demo: scenario `{}` (with the SEV1 runbook: {description})",
             args.scenario
         );
     } else {
-        eprintln!("runbook demo: scenario `{}` — {description}", args.scenario);
+        errln!("runbook demo: scenario `{}` — {description}", args.scenario);
     }
-    eprintln!(
+    errln!(
         "  simulated Kubernetes API  {} (namespace omendb-prod)",
         env.cluster().url()
     );
-    eprintln!("  simulated omendb service  {}", env.service_url());
-    eprintln!("  kubeconfig                {}", env.kubeconfig().display());
-    eprintln!("  runbook                   {}", runbook.display());
+    errln!("  simulated omendb service  {}", env.service_url());
+    errln!("  kubeconfig                {}", env.kubeconfig().display());
+    errln!("  runbook                   {}", runbook.display());
     if !args.approve_all {
-        eprintln!("  gates ask you; rerun with --approve-all to approve them all");
+        errln!("  gates ask you; rerun with --approve-all to approve them all");
     }
-    eprintln!();
+    errln!();
 
     let exe = std::env::current_exe().context("cannot find the runbook executable")?;
     let mut command = tokio::process::Command::new(exe);
@@ -159,8 +161,8 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         env.shutdown().await;
         return Ok(ExitCode::Usage);
     }
-    eprintln!();
-    eprintln!("runbook demo: what the outside world saw");
+    errln!();
+    errln!("runbook demo: what the outside world saw");
     for message in env.messages() {
         let text = message
             .body
@@ -168,9 +170,9 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             .or_else(|| message.body.get("message"))
             .and_then(|v| v.as_str())
             .map_or_else(|| message.body.to_string(), str::to_string);
-        eprintln!("  [{}] {text}", message.hook);
+        errln!("  [{}] {text}", message.hook);
     }
-    eprintln!(
+    errln!(
         "  service after the run: {}",
         if env.healthy() {
             "healthy"

@@ -1,6 +1,27 @@
 //! The `runbook` command. A thin layer over the library crates: argument
 //! parsing, rendering for terminals and machines, and exit codes.
 
+// Printing with `eprintln!` panics when stderr cannot be written (a
+// closed pipe, a full disk); these lose the message instead, and the exit
+// status still says what happened. Data for stdout is written with `?`.
+#![deny(clippy::print_stderr, clippy::print_stdout)]
+
+/// A line on stderr (see above).
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// Text on stderr (see above).
+macro_rules! errtext {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod approve_cmd;
 mod demo_cmd;
 mod exit;
@@ -130,7 +151,7 @@ fn main() -> std::process::ExitCode {
             if exit::is_broken_pipe(&error) {
                 return ExitCode::Success.into();
             }
-            eprintln!("error: {}", error_chain(&error));
+            errln!("error: {}", error_chain(&error));
             ExitCode::Usage.into()
         }
     }

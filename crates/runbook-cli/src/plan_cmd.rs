@@ -73,7 +73,7 @@ pub fn checked_runbook(
             },
             stderr_color(),
         );
-        eprint!("{rendered}");
+        errtext!("{rendered}");
     }
     let unreadable = loaded
         .diagnostics
@@ -85,7 +85,7 @@ pub fn checked_runbook(
         } else {
             "is not a valid runbook"
         };
-        eprintln!("error: `{}` {problem}{consequence}", file.display());
+        errln!("error: `{}` {problem}{consequence}", file.display());
     }
     loaded.runbook
 }
@@ -132,7 +132,7 @@ pub fn resolve_params(
                 },
                 stderr_color(),
             );
-            eprint!("{rendered}");
+            errtext!("{rendered}");
             return Ok(None);
         }
         file_text = text;
@@ -184,7 +184,7 @@ fn report_param_errors(errors: &[ParamError], file: Option<(&Path, &str)>, conse
                 } else {
                     source
                 };
-                eprint!(
+                errtext!(
                     "{}",
                     render_human(
                         &FileDiagnostics {
@@ -196,10 +196,10 @@ fn report_param_errors(errors: &[ParamError], file: Option<(&Path, &str)>, conse
                     )
                 );
             }
-            _ => eprintln!("error[{}]: {error}", code.as_str()),
+            _ => errln!("error[{}]: {error}", code.as_str()),
         }
     }
-    eprintln!(
+    errln!(
         "{} param error{}{consequence}",
         errors.len(),
         if errors.len() == 1 { "" } else { "s" }

@@ -84,7 +84,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let format = match chosen_format(args) {
         Ok(format) => format,
         Err(message) => {
-            eprintln!("error: {message}");
+            errln!("error: {message}");
             return Ok(ExitCode::Usage);
         }
     };
@@ -92,25 +92,25 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let mut report = match load_report(&state, &args.run_id) {
         Ok(report) => report,
         Err(error @ ReportError::UnknownRun { .. }) => {
-            eprintln!("error: {error}");
+            errln!("error: {error}");
             return Ok(ExitCode::Usage);
         }
         Err(error @ ReportError::Journal(_)) => {
-            eprintln!("error: {error}");
+            errln!("error: {error}");
             return Ok(ExitCode::Failure);
         }
     };
     if report.sessions.is_empty() {
         // Without `run_started` there is no runbook, param or start to
         // report; `runs` lists such a run as unreadable too.
-        eprintln!(
+        errln!(
             "error: the journal of run {} has no run_started event, so there is no run to report",
             args.run_id
         );
         return Ok(ExitCode::Failure);
     }
     if let Some(torn) = &report.journal.torn_line {
-        eprintln!(
+        errln!(
             "note: the journal ends with an incomplete line (line {}); the report covers everything before it",
             torn.line
         );
@@ -150,7 +150,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
             }
             file.write_all(text.as_bytes())
                 .with_context(|| format!("cannot write `{}`", path.display()))?;
-            eprintln!(
+            errln!(
                 "wrote the report of run {} to {}",
                 report.run_id,
                 path.display()

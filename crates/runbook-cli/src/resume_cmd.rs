@@ -47,7 +47,7 @@ pub fn run(args: &ResumeArgs) -> anyhow::Result<ExitCode> {
         std::env::var(name).ok()
     })?;
     let Some(run_dir) = RunDir::open(&state, &args.run_id) else {
-        eprintln!(
+        errln!(
             "error: no run `{}` in {} (is --state-dir or $RUNBOOK_STATE_DIR the same as the run's? `runbook runs` lists them)",
             args.run_id,
             runs_dir(&state).display()
@@ -57,7 +57,7 @@ pub fn run(args: &ResumeArgs) -> anyhow::Result<ExitCode> {
     let lock = match run_dir.lock() {
         Ok(lock) => lock,
         Err(error @ JournalError::Busy { .. }) => {
-            eprintln!("error: {error}; nothing was resumed");
+            errln!("error: {error}; nothing was resumed");
             return Ok(ExitCode::Usage);
         }
         Err(error) => return Err(error.into()),
@@ -65,11 +65,11 @@ pub fn run(args: &ResumeArgs) -> anyhow::Result<ExitCode> {
     let contents = match read_journal(&run_dir.journal_path()) {
         Ok(contents) => contents,
         Err(error @ ReadJournalError::Io { .. }) => {
-            eprintln!("error: {error}; nothing was resumed");
+            errln!("error: {error}; nothing was resumed");
             return Ok(ExitCode::Usage);
         }
         Err(error) => {
-            eprintln!(
+            errln!(
                 "error: {error}\n  a journal that is damaged anywhere but its last line cannot be trusted to say what already happened; nothing was resumed"
             );
             return Ok(ExitCode::Usage);
@@ -78,7 +78,7 @@ pub fn run(args: &ResumeArgs) -> anyhow::Result<ExitCode> {
     if let Some(why) = run_dir.journal_incomplete()
         && !args.force
     {
-        eprintln!(
+        errln!(
             "error: run {} cannot be resumed safely: {why}\n  resuming would run again steps that finished after the journal stopped. \
              Check what the run did, then resume with --force to continue from what the journal says, or start a new run.",
             run_dir.id
@@ -88,7 +88,7 @@ pub fn run(args: &ResumeArgs) -> anyhow::Result<ExitCode> {
     let mut point = match ResumePoint::from_events(&contents.events) {
         Ok(point) => point,
         Err(error) => {
-            eprintln!("error: {error}");
+            errln!("error: {error}");
             return Ok(ExitCode::Usage);
         }
     };
@@ -97,7 +97,7 @@ pub fn run(args: &ResumeArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::Usage);
     };
     let Some(file) = first.file.as_deref().map(PathBuf::from) else {
-        eprintln!(
+        errln!(
             "error: run {} does not record its runbook file, so it cannot be resumed",
             run_dir.id
         );
@@ -107,7 +107,7 @@ pub fn run(args: &ResumeArgs) -> anyhow::Result<ExitCode> {
     let content = match std::fs::read(&file) {
         Ok(content) => content,
         Err(error) => {
-            eprintln!(
+            errln!(
                 "error: cannot read `{}`, the runbook of run {}: {error}",
                 file.display(),
                 run_dir.id
@@ -118,7 +118,7 @@ pub fn run(args: &ResumeArgs) -> anyhow::Result<ExitCode> {
     let sha256 = hex(&Sha256::digest(&content));
     let changed = first.runbook_sha256.as_deref() != Some(sha256.as_str());
     if changed && !args.force {
-        eprintln!(
+        errln!(
             "error: `{}` changed since run {} started (sha256 {} then, {} now)\n  \
              resuming would mix two versions of the procedure: steps already done were planned \
              by the old one. Review the change, then resume with --force to use the file as it is now, \
@@ -132,7 +132,7 @@ pub fn run(args: &ResumeArgs) -> anyhow::Result<ExitCode> {
     }
 
     let Ok(source) = String::from_utf8(content) else {
-        eprintln!("error: `{}` is not UTF-8 text", file.display());
+        errln!("error: `{}` is not UTF-8 text", file.display());
         return Ok(ExitCode::Usage);
     };
     // Loaded from the very text that was hashed.
@@ -141,7 +141,7 @@ pub fn run(args: &ResumeArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::Usage);
     };
     if !changed && let Some(problem) = foreign_step(&runbook, &contents.events) {
-        eprintln!(
+        errln!(
             "error: the journal's {problem}, though the runbook is the one the run started with\n  \
              a journal that does not match its runbook cannot say what already happened; nothing was resumed"
         );
@@ -156,7 +156,7 @@ pub fn run(args: &ResumeArgs) -> anyhow::Result<ExitCode> {
         resolve_params(&runbook, &sets, args.params.as_deref(), "; nothing was run")?
     else {
         if first.params.iter().flatten().any(|(_, v)| v == "***") {
-            eprintln!(
+            errln!(
                 "note: secret params are never kept in the journal; give them again with --set NAME=VALUE, --params FILE or their environment variable"
             );
         }
@@ -324,7 +324,7 @@ fn param_sets(
         if let Some(value) = recorded.get(name)
             && value != "***"
         {
-            eprintln!(
+            errln!(
                 "error: param `{name}` keeps the value the run started with ({value}); a resumed run cannot change it (start a new run instead)"
             );
             return None;

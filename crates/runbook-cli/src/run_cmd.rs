@@ -61,7 +61,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::Usage);
     };
     if let Err(message) = check_approvals(&runbook, &args.engine.approve) {
-        eprintln!("error: {message}; nothing was run");
+        errln!("error: {message}; nothing was run");
         return Ok(ExitCode::Usage);
     }
     // The hash of the very text that was validated: `resume` refuses a file

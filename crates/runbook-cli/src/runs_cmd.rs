@@ -44,7 +44,7 @@ pub fn run(args: &RunsArgs) -> anyhow::Result<ExitCode> {
             writeln!(stdout, "{text}")?;
         }
         RunsFormat::Human if runs.is_empty() => {
-            eprintln!(
+            errln!(
                 "no runs recorded in {} yet (`runbook run` records every run there; is --state-dir or $RUNBOOK_STATE_DIR the one you ran with?)",
                 runs_dir(&state).display()
             );
@@ -62,13 +62,13 @@ pub fn run(args: &RunsArgs) -> anyhow::Result<ExitCode> {
                     [one] => one,
                     _ => "RUN_ID",
                 };
-                eprintln!(
+                errln!(
                     "a stopped run's engine died before it finished; `{}` continues it",
                     command_hint("resume", id, args.state_dir.as_deref())
                 );
             }
             if runs.iter().any(|r| r.status == "incomplete") {
-                eprintln!(
+                errln!(
                     "an incomplete run's journal could not all be written (a full disk): it does not say everything that ran, so it is not resumed"
                 );
             }

@@ -69,7 +69,7 @@ fn files_to_check(args: &ValidateArgs) -> anyhow::Result<Vec<PathBuf>> {
         .partition(|f| !args.paths.contains(f) && is_kubernetes_manifest(f));
     if !manifests.is_empty() && args.format == ValidateFormat::Human {
         let names: Vec<String> = manifests.iter().map(|m| m.display().to_string()).collect();
-        eprintln!(
+        errln!(
             "note: skipped {} Kubernetes manifest{} (apiVersion and kind, no steps): {}",
             manifests.len(),
             if manifests.len() == 1 { "" } else { "s" },
@@ -84,22 +84,42 @@ fn files_to_check(args: &ValidateArgs) -> anyhow::Result<Vec<PathBuf>> {
 
 fn check(args: &ValidateArgs, files: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
     let checked: Vec<Checked> = check_all(files);
-    let errors = checked
-        .iter()
-        .flat_map(|c| &c.diagnostics)
-        .filter(|d| d.severity == Severity::Error)
-        .count();
-    let warnings = checked
-        .iter()
-        .flat_map(|c| &c.diagnostics)
-        .filter(|d| d.severity == Severity::Warning)
-        .count();
+    let count = |severity| {
+        checked
+            .iter()
+            .flat_map(|c| &c.diagnostics)
+            .filter(|d| d.severity == severity)
+            .count()
+    };
+    let (errors, warnings) = (count(Severity::Error), count(Severity::Warning));
+    let verdict = if errors > 0 || (args.strict && warnings > 0) {
+        ExitCode::Failure
+    } else {
+        ExitCode::Success
+    };
+    // The verdict stands when a reader stops early: `runbook validate … |
+    // grep -q` or `| head` closing the pipe must not turn a broken
+    // runbook into a pass.
+    match print(args, &checked, errors, warnings) {
+        Err(error) if crate::exit::is_broken_pipe(&error) => Ok(verdict),
+        Err(error) => Err(error),
+        Ok(()) => Ok(verdict),
+    }
+}
+
+/// Prints the diagnostics in the chosen format.
+fn print(
+    args: &ValidateArgs,
+    checked: &[Checked],
+    errors: usize,
+    warnings: usize,
+) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     match args.format {
         ValidateFormat::Human => {
             let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
             let mut stderr = std::io::stderr().lock();
-            for file in &checked {
+            for file in checked {
                 if file.diagnostics.is_empty() {
                     continue;
                 }
@@ -148,7 +168,7 @@ fn check(args: &ValidateArgs, files: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
             writeln!(stdout)?;
         }
         ValidateFormat::Github => {
-            for file in &checked {
+            for file in checked {
                 for d in &file.diagnostics {
                     writeln!(stdout, "{}", render_github(&file.path, d))?;
                 }
@@ -168,11 +188,7 @@ fn check(args: &ValidateArgs, files: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
         }
     }
     stdout.flush()?;
-    Ok(if errors > 0 || (args.strict && warnings > 0) {
-        ExitCode::Failure
-    } else {
-        ExitCode::Success
-    })
+    Ok(())
 }
 
 fn plural(n: usize) -> &'static str {

@@ -399,3 +399,58 @@ fn special_files_in_a_directory_are_reported_not_read() {
     assert_eq!(stderr.matches("not a regular file").count(), 2, "{stderr}");
     assert!(stderr.contains("3 files checked"), "{stderr}");
 }
+
+/// A reader that stops early (`| grep -q`, `| head`) must not turn a
+/// broken runbook into a pass, nor make the command panic.
+#[test]
+fn a_closed_output_keeps_the_verdict() {
+    let broken = "tests/fixtures/invalid/61-many-problems.yaml";
+    for format in ["human", "json", "github"] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_runbook"))
+            .args(["validate", broken, "--format", format])
+            .current_dir(repo_root())
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the runbook binary runs");
+        // Both ends closed before anything is written.
+        drop(child.stdout.take());
+        drop(child.stderr.take());
+        let status = child.wait().expect("waits");
+        assert_eq!(status.code(), Some(1), "--format {format}");
+    }
+}
+
+/// Messages that cannot be written are lost, not a panic (exit 101): every
+/// command keeps its own exit status with stderr closed.
+#[test]
+fn a_closed_stderr_is_no_panic() {
+    let state = tempfile::tempdir().expect("state dir");
+    let state = state.path().to_str().expect("UTF-8 path");
+    for (args, code) in [
+        (vec!["report", "nosuchrun", "--state-dir", state], 2),
+        (vec!["resume", "nosuchrun", "--state-dir", state], 2),
+        (vec!["run", "nosuchfile.yaml", "--state-dir", state], 2),
+        (
+            vec!["plan", "tests/fixtures/invalid/61-many-problems.yaml"],
+            2,
+        ),
+        (
+            vec!["approve", "nosuchrun", "gate", "--state-dir", state],
+            2,
+        ),
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_runbook"))
+            .args(&args)
+            .current_dir(repo_root())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the runbook binary runs");
+        drop(child.stderr.take());
+        let status = child.wait().expect("waits");
+        assert_eq!(status.code(), Some(code), "{args:?}");
+    }
+}
