@@ -360,6 +360,12 @@ fn listen_for_signals(stop: StopSignals, screen: Arc<Screen>) -> anyhow::Result<
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    // Under a file-size limit (`ulimit -f`) a journal write past it would
+    // kill the engine on the spot, its rollbacks unrun. Caught (a handler,
+    // unlike an ignored signal, is not passed on to the steps), the write
+    // fails with EFBIG instead and the journal's full-disk handling applies.
+    // The handler stays installed when the stream is dropped.
+    let _ = signal(SignalKind::from_raw(nix::libc::SIGXFSZ)).context("cannot handle SIGXFSZ")?;
     tokio::spawn(async move {
         let mut counted: Option<std::time::Instant> = None;
         loop {
