@@ -975,7 +975,18 @@ impl<'a> Lowerer<'a> {
             (ParamType::String, Value::Str(s)) => Some(ParamValue::String(s.clone())),
             (ParamType::Integer, Value::Int(i)) => Some(ParamValue::Integer(*i)),
             (ParamType::Number, Value::Int(i)) => Some(ParamValue::Number(*i as f64)),
-            (ParamType::Number, Value::Float(f)) => Some(ParamValue::Number(*f)),
+            (ParamType::Number, Value::Float(f)) if f.is_finite() => Some(ParamValue::Number(*f)),
+            // `.nan` and `.inf` are YAML floats, but no comparison or command
+            // can use one: refused as `--set n=NaN` is.
+            (ParamType::Number, Value::Float(_)) => {
+                self.error(
+                    Code::InvalidValue,
+                    node.span,
+                    format!("`{field}` must be a finite number, not `.nan` or an infinity"),
+                )
+                .help = Some("no comparison or command can use one".to_string());
+                None
+            }
             (ParamType::Boolean, Value::Bool(b)) => Some(ParamValue::Boolean(*b)),
             _ => {
                 let expected = match kind {
