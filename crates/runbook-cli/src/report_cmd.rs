@@ -20,7 +20,7 @@ pub struct ReportArgs {
     #[arg(long, value_enum)]
     pub format: Option<ReportFormat>,
     /// Write the report to FILE (created or replaced, mode 0600) instead of
-    /// stdout.
+    /// stdout; `-` is stdout.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// Where runs are recorded (default: $RUNBOOK_STATE_DIR,
@@ -124,7 +124,8 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<ExitCode> {
         ReportFormat::Json => render_json(&report),
         ReportFormat::Html => render_html(&report),
     };
-    match &args.output {
+    // `-o -` is stdout, as for most tools that take an output file.
+    match args.output.as_ref().filter(|path| path.as_os_str() != "-") {
         Some(path) => {
             // Reports can hold command output; keep them as private as the
             // journal they come from. `mode` only applies to a file this

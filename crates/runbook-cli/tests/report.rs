@@ -189,6 +189,15 @@ fn runs_and_reports_of_real_runs() {
     let mode = std::fs::metadata(&file).expect("meta").permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
 
+    // `-o -` is stdout, not a file named `-`.
+    let dash = output(
+        state,
+        &["report", &failed_id, "--format", "json", "-o", "-"],
+    );
+    assert!(dash.status.success(), "{}", stderr(&dash));
+    let parsed: serde_json::Value = serde_json::from_str(&stdout(&dash)).expect("JSON on stdout");
+    assert_eq!(parsed["run_id"], failed_id.as_str());
+
     // Over an existing, longer, world-readable file: made private, and
     // nothing of the old content is left after the report.
     let existing = dir.path().join("existing.md");
