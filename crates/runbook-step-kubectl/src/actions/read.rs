@@ -227,7 +227,12 @@ pub async fn logs(call: &Call<'_>) -> ActionResult {
         .tail
         .filter(|t| *t >= 0)
         .or(selector_mode.then_some(SELECTOR_TAIL));
-    let since = call.fields.since.map(|d| d.as_secs().max(1) as i64);
+    // `since: 18446744073709551615s` is a valid duration; the API takes an
+    // i64, and anything past it means "all of it" just as well.
+    let since = call
+        .fields
+        .since
+        .map(|d| i64::try_from(d.as_secs().max(1)).unwrap_or(i64::MAX));
     let api: Api<k8s_openapi::api::core::v1::Pod> =
         Api::namespaced(call.cluster.client.clone(), &call.namespace);
     let several = selected.len() > 1;
