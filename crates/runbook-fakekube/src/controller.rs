@@ -771,7 +771,12 @@ impl Cluster {
                         Some(_) => current
                             .as_ref()
                             .and_then(|c| parse_timestamp(&c["lastUpdateTime"]))
-                            .is_some_and(|t| t + Duration::seconds(deadline) < self.now),
+                            .is_some_and(|t| {
+                                // Past chrono's range, a deadline never comes.
+                                Duration::try_seconds(deadline)
+                                    .and_then(|d| t.checked_add_signed(d))
+                                    .is_some_and(|end| end < self.now)
+                            }),
                         None => false,
                     };
                     if timed_out {

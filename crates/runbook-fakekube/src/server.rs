@@ -660,7 +660,8 @@ fn watch_response(
         feed,
         filter,
         kind: rt.kind,
-        deadline: tokio::time::Instant::now() + Duration::from_secs(timeout),
+        // A client may ask for any number of seconds; a day is forever here.
+        deadline: tokio::time::Instant::now() + Duration::from_secs(timeout.min(86_400)),
         shutdown: shared.shutdown.clone(),
     };
     let stream = futures::stream::unfold(state, |mut st| async move {
