@@ -314,17 +314,11 @@ async fn cancellation_stops_the_whole_process_tree() {
     let grandchild = read_pid(&pidfile).await;
     assert!(is_alive(grandchild));
 
-    let started = Instant::now();
     cancel.cancel();
     let (message, outputs) = failed(task.await.expect("join"));
+    // Not "killed with SIGKILL after 5s grace": SIGTERM alone did it.
     assert_eq!(message, "stopped with SIGTERM");
     assert_eq!(outputs["exit_code"], Value::Null);
-    // Well inside the 5 s grace: SIGTERM alone did it.
-    assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "{:?}",
-        started.elapsed()
-    );
     assert!(gone(grandchild).await, "grandchild {grandchild} survived");
     let _ = std::fs::remove_file(pidfile);
 }
