@@ -439,11 +439,13 @@ impl Prepared {
                     signal_hint(code),
                     last_words(&outputs, ctx)
                 ),
+                // An OOM kill's reason is often on the last line before it.
                 None => format!(
-                    "killed by signal {}",
+                    "killed by signal {}{}",
                     status
                         .signal()
-                        .map_or_else(|| "unknown".to_string(), process_group::signal_name)
+                        .map_or_else(|| "unknown".to_string(), process_group::signal_name),
+                    last_words(&outputs, ctx)
                 ),
             },
             Ending::Exited(Err(error)) => format!("lost track of the process: {error}"),

@@ -221,11 +221,15 @@ async fn the_quoted_stderr_line_hides_secrets_and_control_characters() {
 
 #[tokio::test]
 async fn a_process_killed_by_a_signal_has_no_exit_code() {
-    let step = step("    run: kill -KILL $$\n");
+    let killed = step("    run: kill -KILL $$\n");
     let (ctx, _messages) = context("").build();
-    let (message, outputs) = failed(run(&step, &ctx).await);
+    let (message, outputs) = failed(run(&killed, &ctx).await);
     assert_eq!(message, "killed by signal SIGKILL");
     assert_eq!(outputs["exit_code"], Value::Null);
+    // What it said last before it was killed is quoted, as for an exit.
+    let last_words = step("    run: echo 'out of memory' >&2; kill -KILL $$\n");
+    let (message, _) = failed(run(&last_words, &ctx).await);
+    assert_eq!(message, "killed by signal SIGKILL: out of memory");
 }
 
 #[tokio::test]
