@@ -119,6 +119,8 @@ enum Attempt {
     Failed {
         error: String,
         outputs: Outputs,
+        /// No other attempt could do better (see `StepFailure::permanent`).
+        permanent: bool,
     },
     Cancelled {
         detail: Option<String>,
@@ -160,8 +162,12 @@ pub(crate) async fn run_job(job: Job) -> JobResult {
             Attempt::Cancelled { detail, outputs } => {
                 return result(Ended::Cancelled, outputs, detail, None);
             }
-            Attempt::Failed { error, outputs } => {
-                let Some(delay) = delays.next() else {
+            Attempt::Failed {
+                error,
+                outputs,
+                permanent,
+            } => {
+                let Some(delay) = delays.next().filter(|_| !permanent) else {
                     return result(Ended::Failed, outputs, Some(error), None);
                 };
                 let _ = job.shared.internal.send(Internal::AttemptFailed {
@@ -294,21 +300,27 @@ async fn run_attempt(job: &Job, attempt: u32) -> Attempt {
                 // A gate's timeout is its `on_timeout` decision, which the
                 // gate reports itself.
                 Ok(outcome) if is_gate => finished(outcome),
+                // A timeout is worth another attempt, whatever the step
+                // said as it stopped.
                 Ok(StepOutcome::Failed(failure)) => Attempt::Failed {
                     error: with_detail(base, &failure.message),
                     outputs: failure.outputs,
+                    permanent: false,
                 },
                 Ok(StepOutcome::Succeeded(outputs)) => Attempt::Failed {
                     error: base,
                     outputs,
+                    permanent: false,
                 },
                 Ok(StepOutcome::WouldRun(_)) => Attempt::Failed {
                     error: base,
                     outputs: Outputs::new(),
+                    permanent: false,
                 },
                 Err(_) => Attempt::Failed {
                     error: format!("{base}; {abandoned}"),
                     outputs: Outputs::new(),
+                    permanent: false,
                 },
             }
         }
@@ -383,6 +395,7 @@ fn finished(outcome: StepOutcome) -> Attempt {
         StepOutcome::Failed(failure) => Attempt::Failed {
             error: failure.message,
             outputs: failure.outputs,
+            permanent: failure.permanent,
         },
     }
 }

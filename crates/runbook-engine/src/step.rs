@@ -42,6 +42,10 @@ pub struct StepFailure {
     pub message: String,
     /// Whatever outputs were gathered before the failure.
     pub outputs: Outputs,
+    /// Another attempt would fail the same way (a template that does not
+    /// render: what it reads is fixed for the run), so `retry` is not
+    /// applied.
+    pub permanent: bool,
 }
 
 impl StepFailure {
@@ -50,6 +54,7 @@ impl StepFailure {
         StepFailure {
             message: message.into(),
             outputs: Outputs::new(),
+            permanent: false,
         }
     }
 
@@ -58,13 +63,22 @@ impl StepFailure {
         StepFailure {
             message: message.into(),
             outputs,
+            permanent: false,
+        }
+    }
+
+    /// A failure no retry can mend (see [`StepFailure::permanent`]).
+    pub fn permanent(message: impl Into<String>) -> Self {
+        StepFailure {
+            permanent: true,
+            ..StepFailure::new(message)
         }
     }
 }
 
 impl From<crate::template::RenderFailure> for StepFailure {
     fn from(error: crate::template::RenderFailure) -> Self {
-        StepFailure::new(error.0)
+        StepFailure::permanent(error.0)
     }
 }
 
@@ -560,7 +574,7 @@ impl StepContext {
             Typed::Template(t) => {
                 let text = self.render(field, t)?;
                 T::parse_rendered(text.trim()).map_err(|expected| {
-                    StepFailure::new(format!(
+                    StepFailure::permanent(format!(
                         "`{field}` (line {}) rendered to `{}`, which is not {expected}",
                         t.span.line,
                         self.redactor.redact(&text)
@@ -701,7 +715,7 @@ impl StepContext {
 }
 
 fn field_error(field: &str, template: &Template, message: &str) -> StepFailure {
-    StepFailure::new(format!(
+    StepFailure::permanent(format!(
         "template in `{field}` (line {}, column {}): {message}",
         template.span.line, template.span.col
     ))

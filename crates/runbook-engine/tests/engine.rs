@@ -480,6 +480,29 @@ steps:
     );
 }
 
+/// What a template reads is fixed for the run: a step whose template does
+/// not render would fail the same way at every attempt, after every delay.
+#[tokio::test(start_paused = true)]
+async fn a_template_that_does_not_render_is_not_retried() {
+    let o = run(r#"
+version: 1
+name: t
+params:
+  opt: {required: false}
+steps:
+  tpl: {type: shell, run: "print {{params.opt}}", retry: {attempts: 3, delay: 10s}}
+"#)
+    .await;
+    let tpl = o.step("tpl");
+    assert_eq!(tpl.status, StepStatus::Failed);
+    assert_eq!(tpl.attempts, 1);
+    assert!(
+        tpl.error.as_deref().unwrap_or("").contains("params.opt"),
+        "{tpl:?}"
+    );
+    assert_eq!(o.elapsed, secs(0.0));
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_step_fails_when_its_last_attempt_fails() {
     let o = run(r#"
