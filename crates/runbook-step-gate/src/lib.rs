@@ -15,10 +15,9 @@
 //! `ctx.timeout()` (the engine's timer for a gate runs a moment longer, so
 //! that the gate's `on_timeout` decision is what gets reported). When its
 //! timer fires, `on_timeout` applies. When `ctx.cancelled()` fires first,
-//! the run was cancelled and the gate fails without a decision, unless the
-//! gate had already waited to within [`TIMEOUT_TOLERANCE`] (at most a
-//! quarter of the timeout) of its timeout: an engine that cancels exactly at
-//! the timeout still gets `on_timeout`.
+//! however close to the timeout, the run was cancelled and the gate fails
+//! without a decision: a Ctrl-C in a gate's last second must not approve it
+//! by `on_timeout: approve`.
 
 pub mod approval_file;
 mod approvals;
@@ -35,13 +34,7 @@ use runbook_engine::{
 };
 use runbook_model::{GateStep, OnTimeout, Step, StepKind};
 use serde_json::Value;
-use std::time::Duration;
-use tokio::time::Instant;
-
-/// How close to the timeout a cancellation must come to count as the
-/// timeout (see the module docs); capped at a quarter of the timeout so
-/// that short test timeouts still tell the two apart.
-pub const TIMEOUT_TOLERANCE: Duration = Duration::from_secs(1);
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Runs `type: gate` steps. Stateless; one instance serves every step.
 #[derive(Clone, Copy, Debug, Default)]
@@ -117,11 +110,12 @@ async fn run_gate(gate: &GateStep, ctx: &StepContext) -> Result<StepOutcome, Ste
         timeout: ctx.timeout(),
         question: Question::Approval,
     };
-    let started = Instant::now();
     // Fires at the gate's own timeout, or with the attempt's token.
     let waiting = ctx.cancelled().child_token();
+    let timed_out = AtomicBool::new(false);
     let timer = async {
         tokio::time::sleep(ctx.timeout()).await;
+        timed_out.store(true, Ordering::SeqCst);
         waiting.cancel();
         // Leave the approvals source to notice and return by itself.
         std::future::pending::<()>().await;
@@ -139,7 +133,7 @@ async fn run_gate(gate: &GateStep, ctx: &StepContext) -> Result<StepOutcome, Ste
             "no decision could be obtained for this gate",
         ));
     }
-    if ctx.cancelled().is_cancelled() && !is_timeout(started.elapsed(), ctx.timeout()) {
+    if !timed_out.load(Ordering::SeqCst) {
         return Err(StepFailure::new("cancelled while waiting for a decision"));
     }
     let waited = humantime::format_duration(ctx.timeout());
@@ -158,11 +152,6 @@ async fn run_gate(gate: &GateStep, ctx: &StepContext) -> Result<StepOutcome, Ste
     })
 }
 
-/// Whether a wait of `elapsed` that was cancelled reached the timeout.
-fn is_timeout(elapsed: Duration, timeout: Duration) -> bool {
-    elapsed + TIMEOUT_TOLERANCE.min(timeout / 4) >= timeout
-}
-
 /// The outcome of a decision; `rejection` is the failure message.
 fn decided(approved: bool, decided_by: &str, rejection: &str) -> StepOutcome {
     let mut outputs = Outputs::new();
@@ -176,21 +165,5 @@ fn decided(approved: bool, decided_by: &str, rejection: &str) -> StepOutcome {
         StepOutcome::Succeeded(outputs)
     } else {
         StepOutcome::Failed(StepFailure::with_outputs(rejection, outputs))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cancellation_near_the_timeout_is_the_timeout() {
-        let min = Duration::from_secs(60);
-        assert!(is_timeout(min, min));
-        assert!(is_timeout(min - Duration::from_millis(900), min));
-        assert!(!is_timeout(min - Duration::from_secs(2), min));
-        let short = Duration::from_millis(400);
-        assert!(is_timeout(Duration::from_millis(350), short));
-        assert!(!is_timeout(Duration::from_millis(100), short));
     }
 }
