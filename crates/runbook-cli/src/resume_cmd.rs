@@ -183,6 +183,15 @@ pub fn run(args: &ResumeArgs) -> anyhow::Result<ExitCode> {
             .find_map(|map| map.get(step))
     };
     let must_not_run_twice = |step: &str| step_named(step).is_some_and(|s| !s.idempotent);
+    // A process group is filed under its attempt's id: `X`, or
+    // `X.rollback` for the rollback of X.
+    let step_or_rollback = |id: &str| match id.strip_suffix(".rollback") {
+        Some(parent) => step_named(parent).and_then(|s| match &s.rollback {
+            Some(runbook_model::Rollback::Step(rollback)) => Some(rollback.as_ref()),
+            _ => None,
+        }),
+        None => step_named(id),
+    };
     let leftovers = runbook_step_shell::leftover_groups(&run_dir.path);
     // A step still running had started, whatever the journal kept (its
     // `step_started` may be the torn last line). A rollback's group
@@ -226,6 +235,15 @@ pub fn run(args: &ResumeArgs) -> anyhow::Result<ExitCode> {
     let (awaited, to_stop): (Vec<_>, Vec<_>) = leftovers
         .into_iter()
         .partition(|leftover| must_not_run_twice(leftover.step()));
+    // Worked out here: the stopping runs on a thread of its own.
+    let plans: std::collections::HashMap<String, _> = to_stop
+        .iter()
+        .map(|l| {
+            let id = l.step().to_string();
+            let plan = runbook_step_shell::stop_plan(step_or_rollback(&id));
+            (id, plan)
+        })
+        .collect();
     let happened = if awaited.is_empty() && to_stop.is_empty() {
         Vec::new()
     } else {
@@ -247,9 +265,12 @@ pub fn run(args: &ResumeArgs) -> anyhow::Result<ExitCode> {
                 shown.line(&line);
                 happened.push(line);
             }
-            for stopped in
-                runbook_step_shell::stop_groups(to_stop, runbook_step_shell::DEFAULT_GRACE)
-            {
+            for stopped in runbook_step_shell::stop_groups(to_stop, |id| {
+                plans
+                    .get(id)
+                    .copied()
+                    .unwrap_or_else(|| runbook_step_shell::stop_plan(None))
+            }) {
                 shown.line(&stopped);
                 happened.push(stopped);
             }

@@ -19,6 +19,7 @@
 use nix::sys::signal::{Signal, killpg};
 use nix::time::{ClockId, clock_gettime};
 use nix::unistd::Pid;
+use runbook_model::{Step, StepKind, Typed};
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -234,27 +235,60 @@ pub fn forget_groups(run_dir: &Path) {
     let _ = std::fs::remove_file(run_dir.join(LOG_NAME));
 }
 
-/// Stops `leftovers`: the stop signal, then SIGKILL after `grace`. Returns
+/// How the engine stops a step: its `stop_signal`, then SIGKILL after its
+/// `grace`. A templated field's value died with the engine that rendered
+/// it; the default stands in for it.
+pub fn stop_plan(step: Option<&Step>) -> (Signal, Duration) {
+    let Some(StepKind::Shell(shell)) = step.map(|s| &s.kind) else {
+        return (Signal::SIGTERM, crate::DEFAULT_GRACE);
+    };
+    let signal = match &shell.stop_signal {
+        Some(Typed::Literal(name)) => crate::process_group::parse_signal(&name.value),
+        _ => None,
+    };
+    let grace = match &shell.grace {
+        Some(Typed::Literal(grace)) => Some(grace.value),
+        _ => None,
+    };
+    (
+        signal.unwrap_or(Signal::SIGTERM),
+        grace.unwrap_or(crate::DEFAULT_GRACE),
+    )
+}
+
+/// Stops `leftovers` as the engine would have: each group gets the stop
+/// signal `plan` gives for its step, then SIGKILL after that grace. Returns
 /// one line per group stopped, naming its step.
-pub fn stop_groups(leftovers: Vec<Leftover>, grace: Duration) -> Vec<String> {
-    for leftover in &leftovers {
-        let _ = killpg(leftover.pgid, Signal::SIGTERM);
-    }
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline && leftovers.iter().any(Leftover::alive) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    leftovers
+pub fn stop_groups(
+    leftovers: Vec<Leftover>,
+    plan: impl Fn(&str) -> (Signal, Duration),
+) -> Vec<String> {
+    let stopping: Vec<(Leftover, Signal, Instant)> = leftovers
         .into_iter()
         .map(|leftover| {
+            let (signal, grace) = plan(&leftover.step);
+            let _ = killpg(leftover.pgid, signal);
+            (leftover, signal, Instant::now() + grace)
+        })
+        .collect();
+    while stopping
+        .iter()
+        .any(|(leftover, _, deadline)| Instant::now() < *deadline && leftover.alive())
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stopping
+        .into_iter()
+        .map(|(leftover, signal, _)| {
             let killed =
                 group_alive(leftover.pgid) && killpg(leftover.pgid, Signal::SIGKILL).is_ok();
             format!(
-                "stopped what step `{}` of the dead engine left running (process group {}{})",
+                "stopped what step `{}` of the dead engine left running (process group {}, with {}{})",
                 leftover.step,
                 leftover.pgid,
+                signal.as_str(),
                 if killed {
-                    ", with SIGKILL after the grace"
+                    ", then SIGKILL after the grace"
                 } else {
                     ""
                 }
@@ -300,5 +334,62 @@ mod tests {
         assert!(group_alive(pgid));
         let _ = sleeper.kill();
         let _ = sleeper.wait();
+    }
+
+    /// A step that saves its work on SIGINT gets SIGINT from a resume too.
+    #[test]
+    fn a_leftover_gets_its_steps_own_stop_signal() {
+        // Exits only on SIGINT (SIGTERM is ignored), within the grace.
+        let mut child = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "trap '' TERM; trap 'exit 0' INT; while :; do sleep 0.05; done",
+            ])
+            .process_group(0)
+            .spawn()
+            .expect("spawn sh");
+        let pgid = Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+        // Its traps are set once it runs the loop.
+        std::thread::sleep(Duration::from_millis(300));
+        let reaper = std::thread::spawn(move || child.wait());
+        let leftover = Leftover {
+            pgid,
+            step: "save".to_string(),
+        };
+        let lines = stop_groups(vec![leftover], |step| {
+            assert_eq!(step, "save");
+            (Signal::SIGINT, Duration::from_secs(30))
+        });
+        assert_eq!(
+            lines,
+            [format!(
+                "stopped what step `save` of the dead engine left running (process group {pgid}, with SIGINT)"
+            )]
+        );
+        let status = reaper.join().expect("reaper").expect("wait");
+        assert_eq!(status.code(), Some(0), "it exited by its INT trap");
+    }
+
+    #[test]
+    fn a_stop_plan_reads_literal_fields_and_defaults_templated_ones() {
+        let load = |fields: &str| {
+            let text = format!(
+                "version: 1\nname: t\nparams:\n  s: {{default: SIGINT}}\nsteps:\n  a:\n    type: shell\n    run: x\n{fields}"
+            );
+            let loaded = runbook_model::load(Path::new("t.yaml"), &text);
+            let runbook = loaded.runbook.expect("loads");
+            runbook.steps.get("a").cloned().expect("step a")
+        };
+        let literal = load("    stop_signal: SIGINT\n    grace: 2m\n");
+        assert_eq!(
+            stop_plan(Some(&literal)),
+            (Signal::SIGINT, Duration::from_secs(120))
+        );
+        let templated = load("    stop_signal: \"{{params.s}}\"\n");
+        assert_eq!(
+            stop_plan(Some(&templated)),
+            (Signal::SIGTERM, crate::DEFAULT_GRACE)
+        );
+        assert_eq!(stop_plan(None), (Signal::SIGTERM, crate::DEFAULT_GRACE));
     }
 }

@@ -97,7 +97,7 @@ pub struct ShellExecutor {
     pipes: std::sync::Arc<FloodPipes>,
 }
 
-pub use leftovers::{Leftover, forget_groups, leftover_groups, stop_groups};
+pub use leftovers::{Leftover, forget_groups, leftover_groups, stop_groups, stop_plan};
 
 impl ShellExecutor {
     /// The executor.
