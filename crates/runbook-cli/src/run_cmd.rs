@@ -196,16 +196,25 @@ pub(crate) fn launch(launch: Launch<'_>) -> anyhow::Result<ExitCode> {
         // them, not on this thread (block_on's): the steps it spawns then
         // start on the same worker and their completions wake it there,
         // instead of every start and end of a step waking another thread.
-        let (summary, mut sink) = tokio::spawn(async move {
+        let engine_task = tokio::spawn(async move {
             let summary = engine().run(&runbook, options, &mut sink).await;
             // The process exits right after the run: freeing a large
             // runbook piece by piece only delays that (a 10,000-step
             // run's exit took 24 ms longer), and it holds no resource.
             std::mem::forget(runbook);
             (summary, sink)
-        })
-        .await
-        .context("the engine stopped unexpectedly")?;
+        });
+        let (summary, mut sink) = match engine_task.await {
+            Ok(done) => done,
+            // Steps may have run: not the exit status of a runbook that
+            // was refused before anything ran.
+            Err(error) => {
+                screen.line(&format!(
+                    "error: the engine stopped unexpectedly ({error}); steps may have run and may still be running: see the journal {journal_path}"
+                ));
+                return anyhow::Ok(None);
+            }
+        };
         sink.human.summary(&summary, &journal_path);
         let unwritten = sink.journal_unwritten();
         if unwritten > 0 {
@@ -229,8 +238,12 @@ pub(crate) fn launch(launch: Launch<'_>) -> anyhow::Result<ExitCode> {
                 "note: the journal fell behind while it could not be written; every event was written once there was room",
             );
         }
-        anyhow::Ok(summary)
+        anyhow::Ok(Some(summary))
     })?;
+    let Some(summary) = summary else {
+        runtime.shutdown_background();
+        return Ok(ExitCode::Failure);
+    };
     // Steps that were abandoned may still be finishing their cleanup in
     // the background; the run is over, so do not wait for them.
     runtime.shutdown_background();
