@@ -152,7 +152,7 @@ impl Leftover {
 /// container's own shell never does) kept a resume waiting for a step that
 /// had long finished, so the members' states are read from `/proc`; where
 /// it cannot be read, the signal's answer stands.
-fn group_alive(pgid: Pid) -> bool {
+pub(crate) fn group_alive(pgid: Pid) -> bool {
     if killpg(pgid, None).is_err() {
         return false;
     }

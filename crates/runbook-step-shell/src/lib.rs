@@ -81,6 +81,14 @@ pub const LEFTOVER_WINDOW: Duration = Duration::from_millis(250);
 /// is then abandoned.
 const FINAL_DRAIN: Duration = Duration::from_secs(2);
 
+/// How often a stopped step whose script has exited looks whether the rest
+/// of its process group is gone too.
+const GROUP_POLL: Duration = Duration::from_millis(50);
+
+/// Said when the step's output is held by a process out of reach of its
+/// process group: the step ends without it.
+const DETACHED_HOLDER: &str = "a process that left the step's process group (setsid) still holds its output: it is not stopped, and what it writes is no longer read";
+
 /// Lines of the script shown by `--dry-run`.
 const DRY_RUN_PREVIEW_LINES: usize = 10;
 
@@ -365,7 +373,13 @@ impl Prepared {
             self.supervise(&mut child, &mut group, pumps, ctx).await
         };
         // Also covers a normal exit: leftovers of the script die with it.
-        group.kill_remaining();
+        // Said, for the `kubectl port-forward … &` that a later step
+        // expected to find.
+        if group.kill_leftovers() && matches!(ending, Ending::Exited(_)) {
+            ctx.progress(
+                "killed what the script left running in its process group (a process meant to outlive its step must leave the group, with setsid)",
+            );
+        }
 
         let mut stdout = out_tail.finish();
         let mut stderr = err_tail.finish();
@@ -503,13 +517,21 @@ impl Prepared {
         if let Some(status) = exited {
             ctx.settle();
             if !drained && timeout(LEFTOVER_WINDOW, pumps.as_mut()).await.is_err() {
-                // Something the script started still holds its stdout or
-                // stderr. Kill it so the pipes close and the step can end.
-                ctx.progress(
-                    "the script exited but left processes holding its output; killing them",
-                );
-                group.kill_remaining();
-                let _ = timeout(FINAL_DRAIN, pumps.as_mut()).await;
+                if group.is_empty() {
+                    // No signal to the group reaches what holds the pipes.
+                    ctx.progress(DETACHED_HOLDER);
+                } else {
+                    // Something the script started still holds its stdout
+                    // or stderr. Kill it so the pipes close and the step
+                    // can end.
+                    ctx.progress(
+                        "the script exited but left processes holding its output; killing them",
+                    );
+                    group.kill_remaining();
+                    if timeout(FINAL_DRAIN, pumps.as_mut()).await.is_err() {
+                        ctx.progress(DETACHED_HOLDER);
+                    }
+                }
             }
             return Ending::Exited(status);
         }
@@ -520,12 +542,15 @@ impl Prepared {
         let deadline = runbook_engine::deadline_after(self.grace);
         let mut status = None;
         let finished_in_grace = loop {
-            if status.is_some() && drained {
+            if status.is_some() && (drained || group.is_empty()) {
                 break true;
             }
             tokio::select! {
                 s = child.wait(), if status.is_none() => status = Some(s),
                 () = pumps.as_mut(), if !drained => drained = true,
+                // Once the script is gone, whether the rest of its group
+                // is: members leave without waking anything here.
+                () = tokio::time::sleep(GROUP_POLL), if status.is_some() => {}
                 () = sleep_until(deadline) => break false,
             }
         };
@@ -536,7 +561,14 @@ impl Prepared {
             status = timeout(FINAL_DRAIN, child.wait()).await.ok();
         }
         if !drained {
-            let _ = timeout(FINAL_DRAIN, pumps.as_mut()).await;
+            let wait = if finished_in_grace {
+                LEFTOVER_WINDOW
+            } else {
+                FINAL_DRAIN
+            };
+            if timeout(wait, pumps.as_mut()).await.is_err() {
+                ctx.progress(DETACHED_HOLDER);
+            }
         }
         Ending::Stopped {
             killed_after_grace: !finished_in_grace,

@@ -39,6 +39,27 @@ impl ProcessGroup {
         let _ = killpg(self.pgid, signal);
     }
 
+    /// Whether no live process is left in the group (once its leader was
+    /// reaped): what still holds the step's output then left the group.
+    /// Zombies do not count: orphans are reparented to PID 1, which in a
+    /// container may never reap them.
+    pub(crate) fn is_empty(&self) -> bool {
+        !crate::leftovers::group_alive(self.pgid)
+    }
+
+    /// Kills what the script left running in its group once it is over,
+    /// and says whether anything was (zombies aside). One `kill(-pgid, 0)`
+    /// when nothing is left, the common case.
+    pub(crate) fn kill_leftovers(&mut self) -> bool {
+        self.armed = false;
+        if killpg(self.pgid, None).is_err() {
+            return false;
+        }
+        let alive = crate::leftovers::group_alive(self.pgid);
+        self.signal(Signal::SIGKILL);
+        alive
+    }
+
     /// SIGKILLs whatever is left of the group and disarms the guard.
     ///
     /// Called once the step is over. The leader has been reaped by then,

@@ -429,6 +429,73 @@ async fn processes_left_behind_do_not_hold_the_step() {
     let _ = std::fs::remove_file(pidfile);
 }
 
+/// The progress notes a step sent.
+fn progress_notes(messages: &mut UnboundedReceiver<StepMessage>) -> Vec<String> {
+    let mut notes = Vec::new();
+    while let Ok(message) = messages.try_recv() {
+        if let StepMessage::Progress { message, .. } = message {
+            notes.push(message);
+        }
+    }
+    notes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_script_leaves_running_is_killed_and_said_so() {
+    let leaves = step("    run: |\n      sleep 300 >/dev/null 2>&1 &\n      echo started\n");
+    let (ctx, mut messages) = context("").build();
+    let outputs = succeeded(run(&leaves, &ctx).await);
+    assert_eq!(outputs["stdout"], json!("started"));
+    assert_eq!(
+        progress_notes(&mut messages),
+        [
+            "killed what the script left running in its process group (a process meant to outlive its step must leave the group, with setsid)"
+        ]
+    );
+    // Nothing left: nothing said.
+    let alone = step("    run: echo alone\n");
+    let (ctx, mut messages) = context("").build();
+    succeeded(run(&alone, &ctx).await);
+    assert!(progress_notes(&mut messages).is_empty());
+}
+
+/// A process that left the group with `setsid` and holds the output is out
+/// of the group's reach: the step is stopped by its stop signal alone (not
+/// "killed after the grace", which would also take the whole grace), and
+/// ends without that output, saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detached_process_holding_the_output_is_named_not_waited_for() {
+    let pidfile = unique("pidfile-detached");
+    let step = step(
+        "    run: |\n      setsid sh -c 'echo $$ > {{params.v}}; exec sleep 300' &\n      sleep 300\n",
+    );
+    let cancel = CancellationToken::new();
+    let (ctx, mut messages) = context(&pidfile.display().to_string())
+        .cancel(cancel.clone())
+        .build();
+    let task = tokio::spawn(async move {
+        let outcome = ShellExecutor::new().run(&step, &ctx).await;
+        (outcome, ctx)
+    });
+    let detached = read_pid(&pidfile).await;
+    cancel.cancel();
+    let (outcome, _ctx) = task.await.expect("join");
+    let (message, _) = failed(outcome);
+    assert_eq!(message, "stopped with SIGTERM");
+    assert_eq!(
+        progress_notes(&mut messages),
+        [
+            "a process that left the step's process group (setsid) still holds its output: it is not stopped, and what it writes is no longer read"
+        ]
+    );
+    assert!(is_alive(detached), "not ours to stop");
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(detached),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let _ = std::fs::remove_file(pidfile);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_output_keeps_only_the_tail() {
     // 200 MB of 1000-byte lines, then a marker: the pipe must be drained as
