@@ -221,31 +221,50 @@ impl RunDir {
                 path: path.clone(),
                 source,
             })?;
-        match file.try_lock() {
-            Ok(()) => Ok(RunLock { _file: file }),
-            Err(std::fs::TryLockError::WouldBlock) => Err(JournalError::Busy {
-                id: self.id.clone(),
-            }),
-            Err(std::fs::TryLockError::Error(source)) => Err(JournalError::Lock { path, source }),
+        // `is_live` (from `runs`, `approve`, a report) holds a shared lock
+        // for an instant: a few tries over a fifth of a second ride over
+        // such a probe, where an engine holds it for as long as it runs.
+        let mut tries = 0;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(RunLock { _file: file }),
+                Err(std::fs::TryLockError::WouldBlock) if tries < LOCK_TRIES => {
+                    tries += 1;
+                    std::thread::sleep(LOCK_RETRY);
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(JournalError::Busy {
+                        id: self.id.clone(),
+                    });
+                }
+                Err(std::fs::TryLockError::Error(source)) => {
+                    return Err(JournalError::Lock { path, source });
+                }
+            }
         }
     }
 
     /// Whether an engine is running this run now (someone holds its lock).
     /// A run without a lock file (never started, or from an older build)
-    /// is not live.
+    /// is not live. An engine taking the lock in this instant waits for
+    /// the probe (see [`Self::lock`]).
     pub fn is_live(&self) -> bool {
         let Ok(file) = File::open(self.path.join(LOCK_FILE)) else {
             return false;
         };
         // A shared lock is granted unless an engine holds the exclusive one;
-        // it is dropped at once, so at worst an engine starting in this
-        // instant sees the run as busy and says so.
+        // it is dropped at once.
         matches!(
             file.try_lock_shared(),
             Err(std::fs::TryLockError::WouldBlock)
         )
     }
 }
+
+/// How many times [`RunDir::lock`] tries again, [`LOCK_RETRY`] apart,
+/// before it calls a run busy.
+const LOCK_TRIES: u32 = 20;
+const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// The run's lock (see [`RunDir::lock`]); released when dropped.
 #[derive(Debug)]
@@ -929,6 +948,25 @@ mod tests {
         drop(lock);
         assert!(!dir.is_live());
         let _again = dir.lock().expect("lock after release");
+        std::fs::remove_dir_all(state).expect("cleanup");
+    }
+
+    /// `runbook approve` or `runs` looking whether the run is live must
+    /// not make a resume starting at that moment give up on a busy run.
+    #[test]
+    fn a_liveness_probe_does_not_make_an_engine_starting_meanwhile_fail() {
+        let state = temp_dir("probe");
+        let dir = RunDir::create(&state).expect("create");
+        drop(dir.lock().expect("the lock file exists"));
+        // A probe's shared lock, held longer than any probe holds it.
+        let probe = File::open(dir.path.join(LOCK_FILE)).expect("open");
+        probe.try_lock_shared().expect("shared lock");
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            drop(probe);
+        });
+        let _lock = dir.lock().expect("taken once the probe let go");
+        release.join().expect("join");
         std::fs::remove_dir_all(state).expect("cleanup");
     }
 
