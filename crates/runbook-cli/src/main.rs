@@ -26,6 +26,7 @@ mod approve_cmd;
 mod demo_cmd;
 mod exit;
 mod fd_table;
+mod pipe_writer;
 mod plan_cmd;
 mod prompt;
 mod report_cmd;

@@ -5,7 +5,7 @@
 use crate::reporter::Screen;
 use async_trait::async_trait;
 use runbook_engine::{Decision, GateRequest, Question};
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::{Mutex, mpsc};
@@ -86,11 +86,7 @@ impl runbook_step_gate::Prompt for TerminalPrompt {
         // never waits under a different gate's words.
         let _asking = self.screen.asking(&question);
         loop {
-            {
-                let mut err = std::io::stderr().lock();
-                let _ = err.write_all(question.as_bytes());
-                let _ = err.flush();
-            }
+            self.screen.write_raw(question.as_bytes());
             let answer = lines.recv().await?;
             match answer.trim().to_ascii_lowercase().as_str() {
                 "y" | "yes" => return Some(decision(true)),

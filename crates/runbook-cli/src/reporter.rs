@@ -3,6 +3,7 @@
 //! events on stdout for `--output json`, and the journal. [`RunSink`] fans
 //! each event out to all three; the engine has already redacted it.
 
+use crate::pipe_writer::{PipeWriter, Stream as PipeStream, WhenFull};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use runbook_engine::{
     Event, EventKind, EventSink, Journal, RollbackStatus, RunStatus, RunSummary, StepStatus,
@@ -27,6 +28,9 @@ pub struct Screen {
     /// The question a prompt is waiting on: lines printed meanwhile start
     /// below it, and another gate's notice is followed by it again.
     question: Arc<std::sync::Mutex<Option<Pending>>>,
+    /// When stderr is a pipe: its writer, which never makes the engine
+    /// wait for the reader (see [`PipeWriter`]).
+    pipe: Option<PipeWriter>,
 }
 
 /// A question waiting for its answer.
@@ -64,7 +68,28 @@ impl Screen {
             announced: std::sync::Mutex::new(Vec::new()),
             announcement: tokio::sync::Notify::new(),
             question: Arc::new(std::sync::Mutex::new(None)),
+            pipe: PipeWriter::for_stream(PipeStream::Stderr, WhenFull::Drop),
         })
+    }
+
+    /// Writes `bytes` to stderr as they are, errors ignored: there is
+    /// nowhere left to report them.
+    pub fn write_raw(&self, bytes: &[u8]) {
+        match &self.pipe {
+            Some(pipe) => {
+                let _ = pipe.write(bytes);
+            }
+            None => {
+                let _ = std::io::stderr().lock().write_all(bytes);
+            }
+        }
+    }
+
+    /// Waits until everything printed has reached stderr.
+    pub fn flush(&self) {
+        if let Some(pipe) = &self.pipe {
+            pipe.flush();
+        }
     }
 
     /// Marks `question` as waiting for an answer, the cursor after it,
@@ -105,7 +130,7 @@ impl Screen {
     fn notice(&self, text: &str) {
         match self.beside_question(text, true) {
             Some(framed) => {
-                let _ = std::io::stderr().lock().write_all(framed.as_bytes());
+                self.write_raw(framed.as_bytes());
             }
             None => self.line(text),
         }
@@ -142,7 +167,7 @@ impl Screen {
     /// stderr are ignored: there is nowhere left to report them.
     pub fn line(&self, text: &str) {
         if let Some(framed) = self.beside_question(text, false) {
-            let _ = std::io::stderr().lock().write_all(framed.as_bytes());
+            self.write_raw(framed.as_bytes());
             return;
         }
         match &self.bars {
@@ -155,7 +180,7 @@ impl Screen {
                 let mut line = String::with_capacity(text.len() + 1);
                 line.push_str(text);
                 line.push('\n');
-                let _ = std::io::stderr().lock().write_all(line.as_bytes());
+                self.write_raw(line.as_bytes());
             }
         }
     }
@@ -169,7 +194,7 @@ impl Screen {
             let text = String::from_utf8_lossy(block);
             let text = text.strip_suffix('\n').unwrap_or(&text);
             if let Some(framed) = self.beside_question(text, false) {
-                let _ = std::io::stderr().lock().write_all(framed.as_bytes());
+                self.write_raw(framed.as_bytes());
                 return;
             }
         }
@@ -179,7 +204,7 @@ impl Screen {
                 let _ = bars.println(text.strip_suffix('\n').unwrap_or(&text));
             }
             _ => {
-                let _ = std::io::stderr().lock().write_all(block);
+                self.write_raw(block);
             }
         }
     }
@@ -665,6 +690,10 @@ pub struct RunSink {
     pub json: bool,
     /// stdout was closed (`| head`); stop writing to it, quietly.
     stdout_closed: bool,
+    /// When stdout is a pipe: its writer (see [`PipeWriter`]). Events are
+    /// for a program, which must get all of them: past the writer's
+    /// backlog, the engine waits for the reader after all.
+    stdout_pipe: Option<PipeWriter>,
     journal: Journal,
     journal_failures: u64,
 }
@@ -676,9 +705,20 @@ impl RunSink {
             human,
             json,
             stdout_closed: false,
+            stdout_pipe: json
+                .then(|| PipeWriter::for_stream(PipeStream::Stdout, WhenFull::Wait))
+                .flatten(),
             journal,
             journal_failures: 0,
         }
+    }
+
+    /// Waits until every event and line has been written out.
+    pub fn flush_output(&self) {
+        if let Some(pipe) = &self.stdout_pipe {
+            pipe.flush();
+        }
+        self.human.screen.flush();
     }
 
     /// How many times writing or syncing the journal failed.
@@ -710,8 +750,13 @@ impl RunSink {
         }
         let mut line = event.to_json_line();
         line.push('\n');
-        let mut out = std::io::stdout().lock();
-        let result = out.write_all(line.as_bytes()).and_then(|()| out.flush());
+        let result = match &self.stdout_pipe {
+            Some(pipe) => pipe.write(line.as_bytes()),
+            None => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(line.as_bytes()).and_then(|()| out.flush())
+            }
+        };
         match result {
             Ok(()) => {}
             // A reader that went away (`runbook run --output json | head`)

@@ -238,6 +238,8 @@ pub(crate) fn launch(launch: Launch<'_>) -> anyhow::Result<ExitCode> {
                 "note: the journal fell behind while it could not be written; every event was written once there was room",
             );
         }
+        // Written out before anything else is printed or the process ends.
+        sink.flush_output();
         anyhow::Ok(Some(summary))
     })?;
     let Some(summary) = summary else {

@@ -267,6 +267,59 @@ fn a_nul_byte_reaching_a_command_fails_the_step_naming_the_field() {
     );
 }
 
+/// A reader that stops reading (`| less` left on a page) fills its pipe;
+/// the engine goes on regardless: a step's timeout still fires, and the
+/// run ends, before the reader takes anything more.
+#[test]
+fn a_reader_that_pauses_does_not_hold_up_the_run() {
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let state = scratch.path().join("state");
+    let file = scratch.path().join("runbook.yaml");
+    // 300 KB of output: its step_finished event alone overfills a pipe.
+    std::fs::write(
+        &file,
+        "version: 1\nname: pause\nsteps:\n  chatty:\n    type: shell\n    shell: [sh, -c]\n    run: head -c 300000 /dev/zero | tr '\\0' 'x'; echo\n  stuck:\n    type: shell\n    shell: [sh, -c]\n    needs: chatty\n    timeout: 1s\n    run: sleep 30\n",
+    )
+    .expect("write runbook");
+    let woke = scratch.path().join("reader-woke");
+    let script = "\"$0\" run \"$1\" --state-dir \"$2\" --output json 2>&1 | { sleep 6; date +%s%3N > \"$3\"; cat > /dev/null; }";
+    let status = Command::new("sh")
+        .args(["-c", script, BIN])
+        .arg(&file)
+        .arg(&state)
+        .arg(&woke)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .status()
+        .expect("run the pipeline");
+    assert!(status.success() || status.code().is_some());
+    let events = journal(&state);
+    let stuck = events
+        .iter()
+        .find(|e| e["event"] == "step_finished" && e["step"] == "stuck")
+        .expect("stuck finished");
+    assert!(
+        stuck["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("timed out after 1s")),
+        "{stuck}"
+    );
+    let finished = events.last().expect("events");
+    assert_eq!(finished["event"], "run_finished");
+    let ended_ms = chrono::DateTime::parse_from_rfc3339(finished["ts"].as_str().expect("ts"))
+        .expect("RFC 3339")
+        .timestamp_millis();
+    let woke_ms: i64 = std::fs::read_to_string(&woke)
+        .expect("the reader woke")
+        .trim()
+        .parse()
+        .expect("milliseconds");
+    assert!(
+        ended_ms < woke_ms,
+        "the run ended at {ended_ms}, after its reader woke at {woke_ms}"
+    );
+}
+
 #[test]
 fn a_reader_that_stops_early_ends_the_output_quietly() {
     // `runbook schema | head -1`: the reader is gone before the write.
