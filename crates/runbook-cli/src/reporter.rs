@@ -696,6 +696,8 @@ pub struct RunSink {
     stdout_pipe: Option<PipeWriter>,
     journal: Journal,
     journal_failures: u64,
+    /// The journal was deleted or emptied by something else during the run.
+    journal_tampered: Option<String>,
 }
 
 impl RunSink {
@@ -710,7 +712,13 @@ impl RunSink {
                 .flatten(),
             journal,
             journal_failures: 0,
+            journal_tampered: None,
         }
+    }
+
+    /// What deleted or emptied the journal during the run did, if anything.
+    pub fn journal_tampered(&self) -> Option<&str> {
+        self.journal_tampered.as_deref()
     }
 
     /// Waits until every event and line has been written out.
@@ -736,6 +744,18 @@ impl RunSink {
     /// an incident because a disk is full would be worse), and the summary
     /// says the journal is incomplete.
     fn journal_failed(&mut self, error: &runbook_engine::JournalError) {
+        if let runbook_engine::JournalError::Tampered { what, .. } = error {
+            self.human.screen.line(&format!(
+                "warning: {error}: {}; the run continues",
+                if *what == "deleted" {
+                    "nothing that happens from now on is recorded"
+                } else {
+                    "what happened before is lost from it"
+                }
+            ));
+            self.journal_tampered = Some(error.to_string());
+            return;
+        }
         if self.journal_failures == 0 {
             self.human.screen.line(&format!(
                 "warning: {error}; the run continues, and the events it cannot journal are kept to be written once there is room"

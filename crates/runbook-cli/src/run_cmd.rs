@@ -217,7 +217,19 @@ pub(crate) fn launch(launch: Launch<'_>) -> anyhow::Result<ExitCode> {
         };
         sink.human.summary(&summary, &journal_path);
         let unwritten = sink.journal_unwritten();
-        if unwritten > 0 {
+        if let Some(what) = sink.journal_tampered() {
+            // Whatever is left of it cannot be trusted to resume from.
+            let why = format!("{what}; it does not say everything that ran");
+            let marked = run_dir.mark_journal_incomplete(&why).is_ok();
+            screen.line(&format!(
+                "warning: {why}{}",
+                if marked {
+                    "; `runbook resume` will refuse this run"
+                } else {
+                    ""
+                }
+            ));
+        } else if unwritten > 0 {
             // The journal now looks like that of an engine that died: a
             // resume would run finished steps again. Say it where resume
             // and runs will look.

@@ -245,3 +245,41 @@ fn a_journal_that_could_not_be_written_for_a_while_catches_up_in_order() {
     );
     assert!(!run_dir.join("journal-incomplete").exists());
 }
+
+/// A journal deleted or emptied during the run (a clean-up script, an
+/// `rm` in the wrong directory) takes writes without an error: the engine
+/// notices at the next step, says so, and marks the run as one `resume`
+/// must refuse.
+#[test]
+fn a_journal_deleted_or_emptied_during_the_run_is_reported() {
+    for (how, said) in [
+        ("rm -f", "was deleted during the run"),
+        (": >", "was truncated during the run"),
+    ] {
+        let sandbox = Sandbox::new();
+        let file = sandbox.write_runbook(&format!(
+            "version: 1\nname: tamper\nparams:\n  state: {{}}\nsteps:\n  tamper:\n    type: shell\n    shell: [sh, -c]\n    run: |\n      for f in \"{{{{params.state}}}}\"/runs/*/events.jsonl; do {how} \"$f\"; done\n  after:\n    type: shell\n    shell: [sh, -c]\n    needs: tamper\n    run: echo after\n"
+        ));
+        let state = sandbox.state.path().display().to_string();
+        let out = sandbox
+            .runbook(&[
+                "run",
+                file.to_str().expect("path"),
+                "--set",
+                &format!("state={state}"),
+            ])
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        assert!(stderr.contains(said), "{how}: {stderr}");
+        assert!(
+            stderr.contains("`runbook resume` will refuse this run"),
+            "{how}: {stderr}"
+        );
+        assert!(
+            sandbox.run_dir().join("journal-incomplete").exists(),
+            "{how}: marked"
+        );
+    }
+}

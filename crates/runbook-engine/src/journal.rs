@@ -15,7 +15,7 @@
 use crate::event::{Event, EventKind};
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// The journal's file name inside a run directory.
@@ -73,6 +73,14 @@ pub enum JournalError {
         path: PathBuf,
         /// Why.
         source: std::io::Error,
+    },
+    /// Something else deleted or emptied the journal while the run went on.
+    #[error("the journal `{path}` was {what} during the run")]
+    Tampered {
+        /// The file.
+        path: PathBuf,
+        /// `deleted` or `truncated`.
+        what: &'static str,
     },
 }
 
@@ -304,6 +312,8 @@ pub struct Journal {
     backlog_bytes: usize,
     /// Events given up on because the backlog was full.
     dropped: u64,
+    /// A deleted or emptied journal was reported (see [`Journal::sync`]).
+    tampering_reported: bool,
 }
 
 /// The most event text kept in memory while the journal cannot be written:
@@ -454,6 +464,7 @@ impl Journal {
             backlog: std::collections::VecDeque::new(),
             backlog_bytes: 0,
             dropped: 0,
+            tampering_reported: false,
         })
     }
 
@@ -499,6 +510,7 @@ impl Journal {
             backlog: std::collections::VecDeque::new(),
             backlog_bytes: 0,
             dropped: 0,
+            tampering_reported: false,
         };
         Ok((journal, contents.torn))
     }
@@ -571,6 +583,29 @@ impl Journal {
     pub fn sync(&mut self) -> Result<(), JournalError> {
         if !std::mem::take(&mut self.unsynced) {
             return Ok(());
+        }
+        // A journal deleted or emptied by hand (a clean-up script, a
+        // mistaken `rm`) takes writes without complaint; said once, since
+        // nothing here can bring it back.
+        if !self.tampering_reported
+            && let Ok(meta) = self.file.metadata()
+        {
+            let what = if meta.nlink() == 0 {
+                Some("deleted")
+            } else if meta.len() < self.len {
+                Some("truncated")
+            } else {
+                None
+            };
+            if let Some(what) = what {
+                self.tampering_reported = true;
+                // Where a failed write is cut back to, from now on.
+                self.len = meta.len();
+                return Err(JournalError::Tampered {
+                    path: self.path.clone(),
+                    what,
+                });
+            }
         }
         let synced = match &self.syncer {
             Some(syncer) if syncer.thread.is_some() => syncer.request().map_or(Ok(()), Err),
