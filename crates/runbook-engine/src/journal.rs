@@ -655,32 +655,64 @@ impl std::fmt::Display for TornLine {
 /// other bad line (a complete line that is not an event, text that is not
 /// UTF-8) is an error naming its line number.
 pub fn read_journal(path: &Path) -> Result<JournalContents, ReadJournalError> {
-    let bytes = std::fs::read(path).map_err(|source| ReadJournalError::Io {
+    read_journal_keeping(path, true)
+}
+
+/// [`read_journal`] without the steps' outputs, for what needs only the
+/// course of a run (`runbook runs`): a journal of large outputs costs the
+/// memory of one of them at a time instead of many times its size.
+pub fn read_journal_without_outputs(path: &Path) -> Result<JournalContents, ReadJournalError> {
+    read_journal_keeping(path, false)
+}
+
+fn read_journal_keeping(path: &Path, outputs: bool) -> Result<JournalContents, ReadJournalError> {
+    use std::io::BufRead;
+    let io_error = |source| ReadJournalError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
-    let complete_len = bytes
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(0, |end| end + 1);
-    let (complete, tail) = bytes.split_at(complete_len);
+    };
+    // A line at a time: the journal of a run with large outputs is tens of
+    // megabytes, which need not all be in memory at once.
+    let mut reader = std::io::BufReader::new(File::open(path).map_err(io_error)?);
     let mut events: Vec<Event> = Vec::new();
+    let mut line = Vec::new();
     let mut line_count = 0;
-    for (n, line) in complete.split_inclusive(|&b| b == b'\n').enumerate() {
-        line_count = n + 1;
+    let mut complete_len: u64 = 0;
+    let mut torn = None;
+    loop {
+        line.clear();
+        let read = reader.read_until(b'\n', &mut line).map_err(io_error)?;
+        if read == 0 {
+            break;
+        }
+        let n = line_count;
+        line_count += 1;
+        if line.last() != Some(&b'\n') {
+            torn = Some(TornLine {
+                line: line_count,
+                bytes: line.len() as u64,
+                offset: complete_len,
+            });
+            break;
+        }
+        complete_len += line.len() as u64;
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
         // Without its newline, so that the parser's position is a column
         // of this line (an event cut short ends at its last byte, not at
         // "line 2, column 0").
-        let line = line.strip_suffix(b"\n").unwrap_or(line);
-        let event: Event =
-            serde_json::from_slice(line).map_err(|source| ReadJournalError::Parse {
+        let text = line.strip_suffix(b"\n").unwrap_or(&line);
+        let mut event: Event =
+            serde_json::from_slice(text).map_err(|source| ReadJournalError::Parse {
                 path: path.to_path_buf(),
                 line: n + 1,
                 source,
             })?;
+        if !outputs && let Some(kept) = &mut event.outputs {
+            // A gate's decision is part of the course of the run.
+            kept.retain(|name, _| name == "approved" || name == "decided_by");
+        }
         let run_id = events
             .first()
             .map_or(event.run_id.as_str(), |e| e.run_id.as_str());
@@ -693,11 +725,6 @@ pub fn read_journal(path: &Path) -> Result<JournalContents, ReadJournalError> {
         }
         events.push(event);
     }
-    let torn = (!tail.is_empty()).then(|| TornLine {
-        line: line_count + 1,
-        bytes: tail.len() as u64,
-        offset: complete_len as u64,
-    });
     Ok(JournalContents { events, torn })
 }
 
@@ -983,6 +1010,48 @@ mod tests {
         drop(lock);
         assert!(!dir.is_live());
         let _again = dir.lock().expect("lock after release");
+        std::fs::remove_dir_all(state).expect("cleanup");
+    }
+
+    #[test]
+    fn a_journal_read_without_outputs_keeps_only_gate_decisions() {
+        let state = temp_dir("lean");
+        let dir = RunDir::create(&state).expect("create");
+        let _lock = dir.lock().expect("lock");
+        let mut journal = Journal::create(&dir).expect("journal");
+        journal
+            .append(&Event::new(EventKind::RunStarted, &dir.id))
+            .expect("append");
+        for (step, outputs) in [
+            (
+                "big",
+                serde_json::json!({"stdout": "x".repeat(10_000), "lines": ["x"]}),
+            ),
+            (
+                "gate",
+                serde_json::json!({"approved": true, "decided_by": "carol"}),
+            ),
+        ] {
+            let mut finished = Event::new(EventKind::StepFinished, &dir.id);
+            finished.step = Some(step.into());
+            finished.phase = Some("steps".into());
+            finished.status = Some("succeeded".into());
+            finished.outputs = outputs.as_object().cloned();
+            journal.append(&finished).expect("append");
+        }
+        drop(journal);
+        let full = read_journal(&dir.journal_path()).expect("read");
+        let lean = read_journal_without_outputs(&dir.journal_path()).expect("read");
+        assert_eq!(full.events.len(), lean.events.len());
+        let names = |contents: &JournalContents, i: usize| -> Vec<String> {
+            contents.events[i]
+                .outputs
+                .as_ref()
+                .map_or_else(Vec::new, |o| o.keys().cloned().collect())
+        };
+        assert_eq!(names(&full, 1), ["stdout", "lines"]);
+        assert!(names(&lean, 1).is_empty());
+        assert_eq!(names(&lean, 2), ["approved", "decided_by"]);
         std::fs::remove_dir_all(state).expect("cleanup");
     }
 

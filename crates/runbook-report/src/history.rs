@@ -5,7 +5,7 @@
 
 use crate::report::{Report, build_report};
 use runbook_engine::RunDir;
-use runbook_engine::journal::{ReadJournalError, read_journal, runs_dir};
+use runbook_engine::journal::{ReadJournalError, read_journal_without_outputs, runs_dir};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -90,7 +90,7 @@ pub fn list_runs(state_dir: &Path) -> Result<Vec<RunEntry>, HistoryError> {
         .into_iter()
         .filter_map(|id| {
             let run_dir = RunDir::open(state_dir, &id)?;
-            let mut entry = match read_journal(&run_dir.journal_path()) {
+            let mut entry = match read_journal_without_outputs(&run_dir.journal_path()) {
                 Ok(contents) => summarize(&build_report(&id, &contents, run_dir.is_live())),
                 Err(error) => unreadable(&id, &error),
             };
