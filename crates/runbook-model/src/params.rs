@@ -385,6 +385,21 @@ fn unusable_uses(runbook: &Runbook, resolved: &IndexMap<String, ResolvedParam>) 
                     .then(|| "it must be `strategic`, `merge` or `json`".to_string()),
                 "on_timeout" => (!matches!(text.trim(), "reject" | "approve"))
                     .then(|| "it must be `reject` or `approve`".to_string()),
+                "stop_signal" => {
+                    // As the step reads it: `TERM` is `SIGTERM`.
+                    let name = text.trim();
+                    let full = if name.starts_with("SIG") {
+                        name.to_string()
+                    } else {
+                        format!("SIG{name}")
+                    };
+                    (!crate::SIGNALS.contains(&full.as_str()))
+                        .then(|| format!("it must be one of {}", crate::SIGNALS.join(", ")))
+                }
+                "expect.status" => crate::parse_status_list(&text).is_none().then(|| {
+                    "it must be a status code or a class such as `2xx`, or several separated by commas"
+                        .to_string()
+                }),
                 _ => None,
             };
             let Some(why) = why else { continue };
@@ -487,6 +502,33 @@ mod tests {
         assert_eq!(
             errors[0].to_string(),
             "param `n` must be an integer (from --params file), got `3.0`"
+        );
+    }
+
+    #[test]
+    fn a_param_used_as_a_whole_stop_signal_or_status_must_be_one() {
+        let loaded = crate::load(
+            std::path::Path::new("t.yaml"),
+            "version: 1\nname: t\nparams:\n  sig: {default: TERM}\n  st: {default: 2xx}\nsteps:\n  c: {type: shell, stop_signal: \"{{params.sig}}\", run: echo}\n  h: {type: http-check, url: \"http://127.0.0.1:1/\", expect: {status: \"{{params.st}}\"}}\n",
+        );
+        let runbook = loaded.runbook.expect("valid");
+        let with = |sets: &[&str]| {
+            let inputs = ParamInputs {
+                sets: sets.iter().map(|s| s.to_string()).collect(),
+                file: None,
+            };
+            resolve(&runbook, &inputs, &|_| None)
+        };
+        assert!(with(&[]).is_ok(), "the defaults are fine");
+        assert!(with(&["sig=SIGINT", "st=200, 204"]).is_ok());
+        let errors = with(&["sig=SIGFOO", "st=bogus"]).expect_err("both refused");
+        let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            messages,
+            [
+                "param `sig` is `SIGFOO`, which step `c` uses as its `stop_signal`: it must be one of SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGKILL, SIGUSR1, SIGUSR2",
+                "param `st` is `bogus`, which step `h` uses as its `expect.status`: it must be a status code or a class such as `2xx`, or several separated by commas",
+            ]
         );
     }
 
