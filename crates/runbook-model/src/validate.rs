@@ -443,6 +443,11 @@ impl<'a> Validator<'a> {
         }
         // What it is, and how to read one part of it.
         let (what, part) = match path {
+            // Whole parts of the context: `{{params}}`, `{{steps.check}}`.
+            [root] if matches!(root.as_str(), "params" | "steps" | "run" | "env") => {
+                ("is a mapping", format!("`{raw}.NAME`"))
+            }
+            [root, _] if root == "steps" => ("is a mapping", format!("`{raw}.status`")),
             [root, _, outputs] if root == "steps" && outputs == "outputs" => {
                 ("is a mapping", format!("`{raw}.NAME`"))
             }
