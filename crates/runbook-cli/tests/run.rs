@@ -461,6 +461,9 @@ fn a_dry_run_plans_what_reads_a_planned_steps_outputs_instead_of_deciding_on_pla
                 .is_some_and(|w| w.contains("reads the outputs of `create`")),
             "{step}: {finished}"
         );
+        // Its start says how long it may take, as every first start does.
+        let started = done.step_event("step_started", step);
+        assert!(started["timeout_ms"].is_u64(), "{step}: {started}");
     }
     assert!(!done.stderr.contains("[show]"), "{}", done.stderr);
     // Whether `create` succeeded is known: `after` runs (it is read-only).

@@ -1042,7 +1042,14 @@ impl<'a> Dispatcher<'a> {
     /// which only would have run in this dry run.
     fn plan_only(&mut self, i: usize, read: &str) {
         let id = self.nodes[i].step.id.value.clone();
-        let event = self.mark_started(i, id);
+        // As any first `step_started` has it, when it can be known without
+        // the planned outputs.
+        let timeout = self
+            .prepare(&self.nodes[i].step)
+            .ok()
+            .map(|(timeout, _)| millis(timeout));
+        let mut event = self.mark_started(i, id);
+        event.timeout_ms = timeout;
         self.emit(event);
         let outputs = crate::runner::would_run_outputs(&self.nodes[i].step);
         self.step_finished(
