@@ -415,7 +415,7 @@ fn listen_for_signals(stop: StopSignals, screen: Arc<Screen>) -> anyhow::Result<
                 1 => screen.line(&format!(
                     // True in any phase: once cleanup has begun there is no
                     // main step left to cancel, and cleanup goes on.
-                    "{name}: no main step starts again and running ones are cancelled; rollbacks, on_failure and finally still run (Ctrl-C again to abandon them)"
+                    "{name}: no main step starts again and running ones are cancelled; the cleanup that is due (rollbacks, on_failure, finally) still runs (Ctrl-C again to abandon it)"
                 )),
                 2 => screen.line(&format!(
                     "{name} again: abandoning rollbacks and cleanup (a third exits at once)"
