@@ -412,7 +412,9 @@ struct State {
     attempts: u32,
     started: Option<Instant>,
     duration: Duration,
-    outputs: Outputs,
+    // Its outputs live in the template context only (`steps.ID.outputs`,
+    // see `Dispatcher::outputs`): a copy here doubled the memory of a run
+    // whose steps print megabytes of JSON.
     error: Option<String>,
     reason: Option<String>,
     would_run: Option<String>,
@@ -569,7 +571,6 @@ impl<'a> Dispatcher<'a> {
                 attempts: 0,
                 started: None,
                 duration: Duration::ZERO,
-                outputs: Outputs::new(),
                 error: None,
                 reason: None,
                 would_run: None,
@@ -807,7 +808,6 @@ impl<'a> Dispatcher<'a> {
                 state.status = record.status;
                 state.attempts = record.attempts;
                 state.duration = record.duration;
-                state.outputs = record.outputs.clone();
                 state.error = record.error.clone();
                 state.reason = record.reason.clone();
                 state.would_run = record.would_run.clone();
@@ -817,6 +817,7 @@ impl<'a> Dispatcher<'a> {
                 state.finished_seq = record.seq;
                 self.completions = self.completions.max(record.seq);
                 self.update_context(i);
+                self.set_outputs(i, record.outputs.clone());
             } else if point.interrupted.contains(&id)
                 && !self.nodes[i].step.idempotent
                 && !self.options.dry_run
@@ -1151,13 +1152,13 @@ impl<'a> Dispatcher<'a> {
         state.status = StepStatus::Succeeded;
         state.attempts = 0;
         state.duration = state.started.map_or(Duration::ZERO, |s| s.elapsed());
-        state.outputs = Outputs::new();
         state.reason = Some(format!(
             "confirmed completed by {decided_by} (it was running when the engine stopped; not run again)"
         ));
         self.completions += 1;
         state.finished_seq = self.completions;
         self.update_context(i);
+        self.set_outputs(i, Outputs::new());
         self.emit_step_finished(i);
         self.release(i);
     }
@@ -1584,7 +1585,6 @@ impl<'a> Dispatcher<'a> {
         state.status = status;
         state.attempts = result.attempts;
         state.duration = state.started.map_or(Duration::ZERO, |s| s.elapsed());
-        state.outputs = result.outputs;
         state.error = error;
         state.would_run = result.would_run;
         self.completions += 1;
@@ -1592,8 +1592,9 @@ impl<'a> Dispatcher<'a> {
         let id = self.nodes[i].step.id.value.clone();
         self.report_not_shown(i, &id);
         self.update_context(i);
+        self.set_outputs(i, result.outputs);
         if let StepKind::Gate(_) = self.nodes[i].step.kind {
-            let outputs = self.states[i].outputs.clone();
+            let outputs = self.outputs(i).clone();
             self.emit_gate_decided(id, self.nodes[i].phase, &outputs);
         }
         self.emit_step_finished(i);
@@ -1688,9 +1689,32 @@ impl<'a> Dispatcher<'a> {
         event.duration_ms = Some(millis(state.duration));
         event.error = state.error.clone();
         event.reason = state.reason.clone();
-        event.outputs = Some(state.outputs.clone());
+        event.outputs = Some(self.outputs(i).clone());
         event.would_run = state.would_run.clone();
         self.emit(event);
+    }
+
+    /// Step `i`'s outputs, as its templates see them.
+    fn outputs(&self, i: usize) -> &Outputs {
+        static NONE: std::sync::LazyLock<Outputs> = std::sync::LazyLock::new(Outputs::new);
+        match self.context["steps"][&self.nodes[i].step.id.value]["outputs"] {
+            Value::Object(ref outputs) => outputs,
+            _ => &NONE,
+        }
+    }
+
+    /// Makes `outputs` step `i`'s, in the template context (see `State`).
+    fn set_outputs(&mut self, i: usize, outputs: Outputs) {
+        self.snapshot = None;
+        let id = &self.nodes[i].step.id.value;
+        if let Some(Value::Object(entry)) = self
+            .context
+            .get_mut("steps")
+            .and_then(Value::as_object_mut)
+            .and_then(|steps| steps.get_mut(id))
+        {
+            entry.insert("outputs".to_string(), Value::Object(outputs));
+        }
     }
 
     fn update_context(&mut self, i: usize) {
@@ -1767,7 +1791,7 @@ impl<'a> Dispatcher<'a> {
             Some(Rollback::Step(step)) => (Arc::new((**step).clone()), JobMode::Run),
             Some(Rollback::Auto(_)) | None => (
                 parent.clone(),
-                JobMode::RollbackAuto(self.states[i].outputs.clone()),
+                JobMode::RollbackAuto(self.outputs(i).clone()),
             ),
         };
         let ctx_id = format!("{id}.rollback");
@@ -1939,7 +1963,13 @@ impl<'a> Dispatcher<'a> {
         // The run is over: the template context goes, and the records take
         // the steps' outputs instead of copies, so a long run's outputs are
         // not held three times over at its end.
-        self.context = Value::Null;
+        let mut entries = match std::mem::take(&mut self.context) {
+            Value::Object(mut context) => match context.remove("steps") {
+                Some(Value::Object(steps)) => steps,
+                _ => Map::new(),
+            },
+            _ => Map::new(),
+        };
         self.snapshot = None;
         self.base_context = None;
         let states = std::mem::take(&mut self.states);
@@ -1948,7 +1978,12 @@ impl<'a> Dispatcher<'a> {
             .iter()
             .zip(states)
             .map(|(node, state)| {
-                let mut outputs = Value::Object(state.outputs);
+                let mut outputs = match entries.get_mut(&node.step.id.value) {
+                    Some(Value::Object(entry)) => {
+                        entry.remove("outputs").unwrap_or(Value::Object(Map::new()))
+                    }
+                    _ => Value::Object(Map::new()),
+                };
                 let _ = self.redactor.redact_json(&mut outputs);
                 StepRecord {
                     id: node.step.id.value.clone(),
@@ -2041,13 +2076,16 @@ fn fill_step_context(entry: &mut Map<String, Value>, state: &State) {
     );
     set("failed", Value::Bool(state.status == StepStatus::Failed));
     set("skipped", Value::Bool(state.status == StepStatus::Skipped));
-    set("outputs", Value::Object(state.outputs.clone()));
     set(
         "error",
         state.error.clone().map_or(Value::Null, Value::String),
     );
     set("attempts", Value::from(state.attempts));
     set("duration_ms", Value::from(millis(state.duration)));
+    // Set by `Dispatcher::set_outputs` once the step has some.
+    if !entry.contains_key("outputs") {
+        entry.insert("outputs".to_string(), Value::Object(Map::new()));
+    }
 }
 
 fn initial_context(runbook: &Runbook, options: &RunOptions, nodes: &[Node]) -> Value {
@@ -2066,7 +2104,6 @@ fn initial_context(runbook: &Runbook, options: &RunOptions, nodes: &[Node]) -> V
         attempts: 0,
         started: None,
         duration: Duration::ZERO,
-        outputs: Outputs::new(),
         error: None,
         reason: None,
         would_run: None,
