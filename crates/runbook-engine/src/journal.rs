@@ -285,7 +285,7 @@ pub struct RunLock {
 /// Every event is written with one `write` call as soon as it happens, so a
 /// reader (or a `resume` after the engine was killed) sees it at once. The
 /// `fdatasync` that makes it survive a power loss runs on a background
-/// thread, which gathers the requests made within [`SYNC_COALESCE_WINDOW`]
+/// thread, which gathers the requests made within `SYNC_COALESCE_WINDOW`
 /// of its last sync into one: syncing on the dispatcher's thread cost a few
 /// milliseconds per event and dominated short runs. Dropping the journal
 /// syncs once more, on the dropping thread.

@@ -222,7 +222,7 @@ impl Redactor {
 
     /// `text`, redacted, when it was cut at its end (a size limit): a secret
     /// cut in two leaves only its beginning, which the search for whole
-    /// secrets cannot find. An end of [`MIN_SECRET_LEN`] or more bytes that
+    /// secrets cannot find. An end of `MIN_SECRET_LEN` or more bytes that
     /// begins a secret is masked too.
     pub fn redact_cut_end(&self, text: &str) -> String {
         let mut out = self.redact(text);

@@ -1,11 +1,11 @@
 //! The `http-check` step kind: one HTTP request per attempt, checked against
 //! the step's expectations.
 //!
-//! An attempt goes: render every template ([`request`]), register credential
+//! An attempt goes: render every template (`request`), register credential
 //! headers as secrets, pick a client for the step's TLS settings
-//! ([`client`]), send, read at most 1 MiB of the body ([`response`]), check
-//! every expectation ([`expect`]). Transport failures are described in
-//! operator terms ([`error`]). Outputs are kept on failure too: a failing
+//! (`client`), send, read at most 1 MiB of the body (`response`), check
+//! every expectation (`expect`). Transport failures are described in
+//! operator terms (`error`). Outputs are kept on failure too: a failing
 //! check's status and body are data for the next step.
 //!
 //! Retries and the attempt's deadline belong to the engine; this crate runs

@@ -3,28 +3,28 @@
 //!
 //! [`KubectlExecutor`] implements the engine's `StepExecutor` for the
 //! `kubectl-action` type. It finds the cluster as kubectl does
-//! ([`config`]), keeps one client per (kubeconfig, context), and runs each
+//! (`config`), keeps one client per (kubeconfig, context), and runs each
 //! action with kubectl's own decision logic, which lives in pure modules
-//! ([`status`], [`history`], [`pods`], [`previous`], [`events`],
-//! [`quantity`]) so it can be table-tested against kubectl's sources.
+//! (`status`, `history`, `pods`, `previous`, `events`,
+//! `quantity`) so it can be table-tested against kubectl's sources.
 //!
 //! Under `--dry-run` (or `dry_run: true` on the step) mutations are sent
 //! with server-side dry run (`dryRun=All`) and succeed with the server's
 //! would-be result; `exec` has no dry run and is reported as "would run".
 
-pub mod actions;
-pub mod cluster;
-pub mod config;
-pub mod discovery;
-pub mod error;
-pub mod events;
-pub mod fields;
-pub mod history;
-pub mod json;
-pub mod pods;
-pub mod previous;
-pub mod quantity;
-pub mod status;
+mod actions;
+mod cluster;
+mod config;
+mod discovery;
+mod error;
+mod events;
+mod fields;
+mod history;
+mod json;
+mod pods;
+mod previous;
+mod quantity;
+mod status;
 
 use actions::{ActionResult, Call, Failure};
 use async_trait::async_trait;
