@@ -146,16 +146,17 @@ fn main() -> std::process::ExitCode {
         Command::Runs(args) => runs_cmd::run(&args),
         Command::Report(args) => report_cmd::run(&args),
     };
-    match result {
-        Ok(code) => code.into(),
+    let code = match result {
+        Ok(code) => code,
+        Err(error) if exit::is_broken_pipe(&error) => ExitCode::Success,
         Err(error) => {
-            if exit::is_broken_pipe(&error) {
-                return ExitCode::Success.into();
-            }
             errln!("error: {}", error_chain(&error));
-            ExitCode::Usage.into()
+            ExitCode::Usage
         }
-    }
+    };
+    // What is still queued for a pipe is written before the process ends.
+    pipe_writer::flush_all(None);
+    code.into()
 }
 
 /// The error and its causes joined by `: `, as `{:#}` would, except that a

@@ -7,23 +7,43 @@
 //! So text for a pipe or a socket is queued and written by a thread of its
 //! own; files, `/dev/null` and terminals, which do not wait on a reader,
 //! are written directly by the caller (no thread, no hand-off per line).
+//!
+//! Every writer is registered so that [`flush_all`] can empty them before
+//! the process ends, whoever still holds them.
 
 use std::io::Write;
 use std::os::fd::AsFd;
-use std::sync::{Arc, Condvar, Mutex};
-
-/// What to do when the reader has fallen this far behind.
-const BACKLOG_LIMIT: usize = 64 << 20;
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 /// When the backlog is full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum WhenFull {
-    /// Leave text out and say how much, once the reader catches up: live
-    /// lines for people, who can read the journal for the rest.
+    /// Past 64 MiB unread, leave text out and say how much: live lines for
+    /// people, whose steps' outputs the journal keeps.
     Drop,
-    /// Wait for the reader: events for a program, which must get them all.
+    /// Events for a program, which must get them all: they queue up to
+    /// 1 GiB (more than the journal of any run holds, see `BACKLOG_WAIT`),
+    /// and only past that does the engine wait for the reader.
     Wait,
 }
+
+impl WhenFull {
+    fn limit(self) -> usize {
+        match self {
+            WhenFull::Drop => 64 << 20,
+            WhenFull::Wait => BACKLOG_WAIT,
+        }
+    }
+}
+
+/// Where events stop queueing: waiting on a reader stops the engine's
+/// clock, so only a reader stuck while a run writes this much of them.
+const BACKLOG_WAIT: usize = 1 << 30;
+
+/// The most buffer capacity a writer keeps between writes; a burst's
+/// buffers are given back.
+const KEPT_CAPACITY: usize = 1 << 20;
 
 /// The stream a [`PipeWriter`] writes.
 #[derive(Clone, Copy, Debug)]
@@ -50,12 +70,16 @@ struct Shared {
 #[derive(Default)]
 struct State {
     pending: Vec<u8>,
-    /// The writer thread holds text taken from `pending`.
-    writing: bool,
+    /// Bytes the writer thread took from `pending` and is writing: they
+    /// count against the limit too.
+    in_flight: usize,
     dropped: u64,
     /// The first error writing: later text is not written.
     failed: Option<std::io::ErrorKind>,
 }
+
+/// Every writer made, to be flushed at the end (see [`flush_all`]).
+static WRITERS: Mutex<Vec<Weak<Shared>>> = Mutex::new(Vec::new());
 
 impl PipeWriter {
     /// A writer for `stream` when it is a pipe or a socket; `None` for
@@ -82,6 +106,10 @@ impl PipeWriter {
             })
             .spawn(move || writer.run(stream))
             .ok()?;
+        if let Ok(mut writers) = WRITERS.lock() {
+            writers.retain(|w| w.strong_count() > 0);
+            writers.push(Arc::downgrade(&shared));
+        }
         Some(PipeWriter { shared })
     }
 
@@ -91,11 +119,13 @@ impl PipeWriter {
         let Ok(mut state) = self.shared.state.lock() else {
             return Err(std::io::ErrorKind::Other.into());
         };
+        let limit = self.shared.when_full.limit();
         loop {
             if let Some(kind) = state.failed {
                 return Err(kind.into());
             }
-            if state.pending.len() + bytes.len() <= BACKLOG_LIMIT || state.pending.is_empty() {
+            let queued = state.pending.len() + state.in_flight;
+            if queued == 0 || queued + bytes.len() <= limit {
                 break;
             }
             match self.shared.when_full {
@@ -109,14 +139,7 @@ impl PipeWriter {
                 },
             }
         }
-        if state.dropped > 0 {
-            let note = format!(
-                "[runbook: {} bytes of output not shown here: this stream was not read fast enough; the journal has the events]\n",
-                state.dropped
-            );
-            state.pending.extend_from_slice(note.as_bytes());
-            state.dropped = 0;
-        }
+        state.note_dropped();
         state.pending.extend_from_slice(bytes);
         self.shared.text.notify_one();
         Ok(())
@@ -124,15 +147,7 @@ impl PipeWriter {
 
     /// Waits until everything queued is written, or writing failed.
     pub(crate) fn flush(&self) {
-        let Ok(mut state) = self.shared.state.lock() else {
-            return;
-        };
-        while (state.writing || !state.pending.is_empty()) && state.failed.is_none() {
-            match self.shared.written.wait(state) {
-                Ok(next) => state = next,
-                Err(_) => return,
-            }
-        }
+        self.shared.flush(None);
     }
 }
 
@@ -144,7 +159,63 @@ impl Drop for PipeWriter {
     }
 }
 
+/// Empties every writer still alive, waiting at most `limit` for each
+/// (none: as long as its reader takes). Called as the process ends, since
+/// clones of the screen held by tasks and threads never drop.
+pub(crate) fn flush_all(limit: Option<Duration>) {
+    let writers: Vec<Arc<Shared>> = match WRITERS.lock() {
+        Ok(writers) => writers.iter().filter_map(Weak::upgrade).collect(),
+        Err(_) => return,
+    };
+    for writer in writers {
+        writer.flush(limit);
+    }
+}
+
+impl State {
+    /// Says, in the stream, how much was left out, once there is room.
+    fn note_dropped(&mut self) {
+        if self.dropped > 0 {
+            let note = format!(
+                "[runbook: {} bytes of output not shown here: this stream was not read fast enough; the journal keeps the steps' outputs]\n",
+                self.dropped
+            );
+            self.pending.extend_from_slice(note.as_bytes());
+            self.dropped = 0;
+        }
+    }
+}
+
 impl Shared {
+    fn flush(&self, limit: Option<Duration>) {
+        let deadline = limit.map(|limit| Instant::now() + limit);
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        // Text left out at the very end is said too.
+        if state.dropped > 0 && state.failed.is_none() {
+            state.note_dropped();
+            self.text.notify_one();
+        }
+        while (state.in_flight > 0 || !state.pending.is_empty()) && state.failed.is_none() {
+            state = match deadline {
+                None => match self.written.wait(state) {
+                    Ok(next) => next,
+                    Err(_) => return,
+                },
+                Some(deadline) => {
+                    let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                        return;
+                    };
+                    match self.written.wait_timeout(state, left) {
+                        Ok((next, _)) => next,
+                        Err(_) => return,
+                    }
+                }
+            };
+        }
+    }
+
     fn run(&self, stream: Stream) {
         let mut taken = Vec::new();
         loop {
@@ -152,7 +223,7 @@ impl Shared {
                 let Ok(mut state) = self.state.lock() else {
                     return;
                 };
-                state.writing = false;
+                state.in_flight = 0;
                 self.written.notify_all();
                 while state.pending.is_empty() {
                     match self.text.wait(state) {
@@ -161,7 +232,7 @@ impl Shared {
                     }
                 }
                 std::mem::swap(&mut taken, &mut state.pending);
-                state.writing = true;
+                state.in_flight = taken.len();
             }
             let result = match stream {
                 Stream::Stdout => {
@@ -171,12 +242,15 @@ impl Shared {
                 Stream::Stderr => std::io::stderr().lock().write_all(&taken),
             };
             taken.clear();
+            if taken.capacity() > KEPT_CAPACITY {
+                taken = Vec::new();
+            }
             if let Err(error) = result
                 && let Ok(mut state) = self.state.lock()
             {
                 state.failed = Some(error.kind());
                 state.pending = Vec::new();
-                state.writing = false;
+                state.in_flight = 0;
                 self.written.notify_all();
                 return;
             }
