@@ -394,40 +394,81 @@ fn listen_for_signals(stop: StopSignals, screen: Arc<Screen>) -> anyhow::Result<
     // The handler stays installed when the stream is dropped.
     let _ = signal(SignalKind::from_raw(nix::libc::SIGXFSZ)).context("cannot handle SIGXFSZ")?;
     tokio::spawn(async move {
-        let mut counted: Option<std::time::Instant> = None;
+        let mut requests = StopRequests::default();
         loop {
             let name = tokio::select! {
                 _ = interrupt.recv() => "SIGINT",
                 _ = terminate.recv() => "SIGTERM",
                 _ = hangup.recv() => "SIGHUP",
             };
-            if counted.is_some_and(|at| at.elapsed() < SAME_ACTION) {
-                continue;
-            }
-            if counted.is_some() && name != "SIGINT" {
-                screen.line(&format!(
+            match requests.on(name, std::time::Instant::now()) {
+                StopVerdict::SameAction => {}
+                StopVerdict::CleanupGoesOn => screen.line(&format!(
                     "{name}: the cleanup goes on (only a second Ctrl-C, SIGINT, abandons it)"
-                ));
-                continue;
-            }
-            counted = Some(std::time::Instant::now());
-            match stop.interrupt() {
-                1 => screen.line(&format!(
-                    // True in any phase: once cleanup has begun there is no
-                    // main step left to cancel, and cleanup goes on.
-                    "{name}: no main step starts again and running ones are cancelled; the cleanup that is due (rollbacks, on_failure, finally) still runs (Ctrl-C again to abandon it)"
                 )),
-                2 => screen.line(&format!(
-                    "{name} again: abandoning rollbacks and cleanup (a third exits at once)"
+                StopVerdict::AlreadyAbandoned => screen.line(&format!(
+                    "{name}: the cleanup is already abandoned (a third Ctrl-C exits at once)"
                 )),
-                _ => {
-                    screen.line(&format!("{name} a third time: exiting now"));
-                    std::process::exit(130);
-                }
+                StopVerdict::Counted => match stop.interrupt() {
+                    1 => screen.line(&format!(
+                        // True in any phase: once cleanup has begun there is
+                        // no main step left to cancel, and cleanup goes on.
+                        "{name}: no main step starts again and running ones are cancelled; the cleanup that is due (rollbacks, on_failure, finally) still runs (Ctrl-C again to abandon it)"
+                    )),
+                    2 => screen.line(&format!(
+                        "{name} again: abandoning rollbacks and cleanup (a third exits at once)"
+                    )),
+                    _ => {
+                        screen.line(&format!("{name} a third time: exiting now"));
+                        // A reader that is not reading must not hold this up.
+                        crate::pipe_writer::flush_all(Some(std::time::Duration::from_secs(1)));
+                        std::process::exit(130);
+                    }
+                },
             }
         }
     });
     Ok(())
+}
+
+/// What one stop signal does, given the ones before it.
+#[derive(Debug, PartialEq, Eq)]
+enum StopVerdict {
+    /// The last counted one, delivered again.
+    SameAction,
+    /// A service manager or a hang-up repeating itself during the cleanup.
+    CleanupGoesOn,
+    /// Another SIGTERM or SIGHUP once the cleanup was abandoned.
+    AlreadyAbandoned,
+    /// A step up: cancel, abandon, exit.
+    Counted,
+}
+
+/// The stop signals counted so far (see [`listen_for_signals`]).
+#[derive(Default)]
+struct StopRequests {
+    last_counted: Option<std::time::Instant>,
+    counted: u32,
+}
+
+impl StopRequests {
+    fn on(&mut self, signal: &str, now: std::time::Instant) -> StopVerdict {
+        if self
+            .last_counted
+            .is_some_and(|at| now.saturating_duration_since(at) < SAME_ACTION)
+        {
+            return StopVerdict::SameAction;
+        }
+        match (self.counted, signal) {
+            (0, _) | (_, "SIGINT") => {
+                self.last_counted = Some(now);
+                self.counted += 1;
+                StopVerdict::Counted
+            }
+            (1, _) => StopVerdict::CleanupGoesOn,
+            _ => StopVerdict::AlreadyAbandoned,
+        }
+    }
 }
 
 /// Signals closer together than this are one action delivered twice.
@@ -439,6 +480,42 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::{SAME_ACTION, StopRequests, StopVerdict};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn only_a_person_escalates_a_stop() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut requests = StopRequests::default();
+        // One Ctrl-C reaching the engine twice (the terminal, and timeout(1)
+        // forwarding it) is one.
+        assert_eq!(requests.on("SIGINT", at(0)), StopVerdict::Counted);
+        assert_eq!(requests.on("SIGINT", at(5)), StopVerdict::SameAction);
+        // A service manager repeating SIGTERM, an SSH hang-up passed on.
+        assert_eq!(
+            requests.on("SIGTERM", at(1_000)),
+            StopVerdict::CleanupGoesOn
+        );
+        assert_eq!(requests.on("SIGHUP", at(1_100)), StopVerdict::CleanupGoesOn);
+        // A second Ctrl-C abandons the cleanup; after it, others say so.
+        assert_eq!(requests.on("SIGINT", at(2_000)), StopVerdict::Counted);
+        assert_eq!(
+            requests.on("SIGTERM", at(3_000)),
+            StopVerdict::AlreadyAbandoned
+        );
+        assert_eq!(requests.on("SIGINT", at(3_100)), StopVerdict::Counted);
+
+        let mut requests = StopRequests::default();
+        assert_eq!(requests.on("SIGTERM", at(0)), StopVerdict::Counted);
+        let just_after = SAME_ACTION.as_millis() as u64;
+        assert_eq!(
+            requests.on("SIGINT", at(just_after - 1)),
+            StopVerdict::SameAction
+        );
+        assert_eq!(requests.on("SIGINT", at(just_after)), StopVerdict::Counted);
+    }
+
     #[test]
     fn hex_is_lower_case_and_padded() {
         assert_eq!(super::hex(&[0, 15, 255]), "000fff");

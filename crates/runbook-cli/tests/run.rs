@@ -929,7 +929,9 @@ fn a_second_interrupt_abandons_the_rollbacks() {
 /// Only a person abandons the cleanup: SIGTERM or SIGHUP repeated (a
 /// service manager, a closing SSH session) leaves it running, and so does a
 /// Ctrl-C delivered twice at once (the terminal's, and `timeout(1)`
-/// forwarding it).
+/// forwarding it). The kernel may merge two signals sent back to back
+/// before the engine sees either: the rule for ones it does see apart is
+/// unit-tested with `StopRequests`.
 #[test]
 fn repeated_stop_signals_do_not_abandon_the_cleanup() {
     let sandbox = Sandbox::new();
@@ -1121,9 +1123,8 @@ fn stop_signal_grace_and_read_only_accept_templates() {
     let done = bad.run("templated-shell-fields.yaml", &["--set", "signal=SIGFOO"]);
     assert_eq!(done.code, Some(2), "{}", done.stderr);
     assert!(
-        done.stderr.contains(
-            "param `signal` is `SIGFOO`, which step `trapped` uses as its `stop_signal`"
-        ),
+        done.stderr
+            .contains("param `signal` is `SIGFOO`, which step `trapped` uses as its `stop_signal`"),
         "{}",
         done.stderr
     );
