@@ -340,17 +340,24 @@ mod tests {
     #[test]
     fn a_leftover_gets_its_steps_own_stop_signal() {
         // Exits only on SIGINT (SIGTERM is ignored), within the grace.
+        let ready = std::env::temp_dir().join(format!("runbook-traps-set-{}", std::process::id()));
+        let _ = std::fs::remove_file(&ready);
         let mut child = std::process::Command::new("sh")
             .args([
                 "-c",
-                "trap '' TERM; trap 'exit 0' INT; while :; do sleep 0.05; done",
+                "trap '' TERM; trap 'exit 0' INT; : > \"$0\"; while :; do sleep 0.05; done",
             ])
+            .arg(&ready)
             .process_group(0)
             .spawn()
             .expect("spawn sh");
         let pgid = Pid::from_raw(i32::try_from(child.id()).expect("pid"));
-        // Its traps are set once it runs the loop.
-        std::thread::sleep(Duration::from_millis(300));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !ready.exists() {
+            assert!(Instant::now() < deadline, "the traps were never set");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = std::fs::remove_file(&ready);
         let reaper = std::thread::spawn(move || child.wait());
         let leftover = Leftover {
             pgid,
