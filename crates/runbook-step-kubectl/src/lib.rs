@@ -126,7 +126,7 @@ impl KubectlExecutor {
             biased;
             call = self.call_for(fields, ctx) => call.map_err(|e| failed(e.into(), ctx)),
             () = ctx.cancelled().cancelled() => Err(StepOutcome::Failed(StepFailure::new(
-                "stopped while setting up the Kubernetes client (a kubeconfig credential plugin had not returned)",
+                "stopped while setting up the Kubernetes client (reading the kubeconfig, or waiting for its credential plugin)",
             ))),
         }
     }

@@ -81,13 +81,15 @@ pub const LEFTOVER_WINDOW: Duration = Duration::from_millis(250);
 /// is then abandoned.
 const FINAL_DRAIN: Duration = Duration::from_secs(2);
 
-/// How often a stopped step whose script has exited looks whether the rest
-/// of its process group is gone too.
+/// How soon a stopped step whose script has exited first looks whether the
+/// rest of its process group is gone too; the looks then grow apart, up to
+/// [`GROUP_POLL_MAX`].
 const GROUP_POLL: Duration = Duration::from_millis(50);
+const GROUP_POLL_MAX: Duration = Duration::from_secs(1);
 
 /// Said when the step's output is held by a process out of reach of its
 /// process group: the step ends without it.
-const DETACHED_HOLDER: &str = "a process that left the step's process group (setsid) still holds its output: it is not stopped, and what it writes is no longer read";
+const DETACHED_HOLDER: &str = "a process that left the step's process group (setsid) still holds its output: it is out of the step's reach, and the step stops reading it (its next write gets SIGPIPE)";
 
 /// Lines of the script shown by `--dry-run`.
 const DRY_RUN_PREVIEW_LINES: usize = 10;
@@ -541,6 +543,7 @@ impl Prepared {
         group.signal(self.stop_signal);
         let deadline = runbook_engine::deadline_after(self.grace);
         let mut status = None;
+        let mut poll = GROUP_POLL;
         let finished_in_grace = loop {
             if status.is_some() && (drained || group.is_empty()) {
                 break true;
@@ -549,8 +552,11 @@ impl Prepared {
                 s = child.wait(), if status.is_none() => status = Some(s),
                 () = pumps.as_mut(), if !drained => drained = true,
                 // Once the script is gone, whether the rest of its group
-                // is: members leave without waking anything here.
-                () = tokio::time::sleep(GROUP_POLL), if status.is_some() => {}
+                // is: members leave without waking anything here. Each look
+                // can read all of /proc, so they grow further apart.
+                () = tokio::time::sleep(poll), if status.is_some() => {
+                    poll = (poll * 2).min(GROUP_POLL_MAX);
+                }
                 () = sleep_until(deadline) => break false,
             }
         };

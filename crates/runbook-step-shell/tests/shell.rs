@@ -485,7 +485,7 @@ async fn a_detached_process_holding_the_output_is_named_not_waited_for() {
     assert_eq!(
         progress_notes(&mut messages),
         [
-            "a process that left the step's process group (setsid) still holds its output: it is not stopped, and what it writes is no longer read"
+            "a process that left the step's process group (setsid) still holds its output: it is out of the step's reach, and the step stops reading it (its next write gets SIGPIPE)"
         ]
     );
     assert!(is_alive(detached), "not ours to stop");
