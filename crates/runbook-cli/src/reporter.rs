@@ -544,8 +544,7 @@ impl HumanReporter {
             out.push('\n');
         }
         for rollback in &summary.rollbacks {
-            let status = match (rollback.status, &rollback.reason) {
-                // A reason for a success is what a dry run would have run.
+            let status = match (rollback.status, &rollback.would_run) {
                 (RollbackStatus::Succeeded, Some(_)) => "would run",
                 (RollbackStatus::Succeeded, None) => "undone",
                 (other, _) => other.as_str(),
@@ -554,6 +553,7 @@ impl HumanReporter {
                 .error
                 .as_ref()
                 .or(rollback.reason.as_ref())
+                .or(rollback.would_run.as_ref())
                 .map(|n| first_line(n, 60))
                 .unwrap_or_default();
             out.push_str(

@@ -584,6 +584,10 @@ impl Journal {
         if !std::mem::take(&mut self.unsynced) {
             return Ok(());
         }
+        let synced = match &self.syncer {
+            Some(syncer) if syncer.thread.is_some() => syncer.request().map_or(Ok(()), Err),
+            _ => self.file.sync_data(),
+        };
         // A journal deleted or emptied by hand (a clean-up script, a
         // mistaken `rm`) takes writes without complaint; said once, since
         // nothing here can bring it back.
@@ -607,10 +611,6 @@ impl Journal {
                 });
             }
         }
-        let synced = match &self.syncer {
-            Some(syncer) if syncer.thread.is_some() => syncer.request().map_or(Ok(()), Err),
-            _ => self.file.sync_data(),
-        };
         synced.map_err(|source| JournalError::Write {
             path: self.path.clone(),
             source,

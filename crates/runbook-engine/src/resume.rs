@@ -195,6 +195,7 @@ impl ResumePoint {
                             duration: Duration::from_millis(event.duration_ms.unwrap_or(0)),
                             error: event.error.clone(),
                             reason: event.reason.clone(),
+                            would_run: event.would_run.clone(),
                         },
                     );
                 }

@@ -374,9 +374,10 @@ pub struct RollbackRecord {
     pub duration: Duration,
     /// Why it failed.
     pub error: Option<String>,
-    /// Why it did not run; for one that succeeded under `--dry-run`
-    /// without running, what it would have run.
+    /// Why it did not run.
     pub reason: Option<String>,
+    /// Under `--dry-run`, what it would have run (it ran nothing).
+    pub would_run: Option<String>,
 }
 
 /// The result of a run.
@@ -1045,10 +1046,7 @@ impl<'a> Dispatcher<'a> {
         let id = self.nodes[i].step.id.value.clone();
         // As any first `step_started` has it, when it can be known without
         // the planned outputs.
-        let timeout = self
-            .prepare(&self.nodes[i].step)
-            .ok()
-            .map(|(timeout, _)| millis(timeout));
+        let timeout = self.timeout_of(&self.nodes[i].step).ok().map(millis);
         let mut event = self.mark_started(i, id);
         event.timeout_ms = timeout;
         self.emit(event);
@@ -1212,10 +1210,10 @@ impl<'a> Dispatcher<'a> {
         step.retry_policy(self.runbook.defaults.retry.as_ref())
     }
 
-    /// Renders what the engine itself needs before a step can start: its
-    /// timeout and its environment (the runbook's `env`, then the step's).
-    fn prepare(&self, step: &Step) -> Result<(Duration, Vec<(String, String)>), String> {
-        let timeout = match &step.timeout {
+    /// The limit of each attempt of `step`: its `timeout` (rendered, if a
+    /// template), else the default.
+    fn timeout_of(&self, step: &Step) -> Result<Duration, String> {
+        Ok(match &step.timeout {
             Some(Typed::Literal(d)) => d.value,
             Some(Typed::Template(t)) => {
                 let text = self
@@ -1243,7 +1241,13 @@ impl<'a> Dispatcher<'a> {
                 (None, StepKind::Gate(_)) => DEFAULT_GATE_TIMEOUT,
                 (None, _) => DEFAULT_TIMEOUT,
             },
-        };
+        })
+    }
+
+    /// Renders what the engine itself needs before a step can start: its
+    /// timeout and its environment (the runbook's `env`, then the step's).
+    fn prepare(&self, step: &Step) -> Result<(Duration, Vec<(String, String)>), String> {
+        let timeout = self.timeout_of(step)?;
         let mut env = Vec::new();
         for (name, template) in self.runbook.env.iter().chain(step.env.iter()) {
             let value = self
@@ -1769,6 +1773,7 @@ impl<'a> Dispatcher<'a> {
             duration: Duration::ZERO,
             error: None,
             reason: Some(reason.to_string()),
+            would_run: None,
         };
         let mut event = Event::new(EventKind::RollbackFinished, &self.options.run_id);
         event.step = Some(record.step.clone());
@@ -1843,7 +1848,8 @@ impl<'a> Dispatcher<'a> {
             attempts: result.attempts,
             duration,
             error: result.error.clone(),
-            reason: result.would_run.clone(),
+            reason: None,
+            would_run: result.would_run.clone(),
         };
         // A rollback that is a gate is decided like any gate: whoever waits
         // on `gate_waiting` (a reader of the stream, `runbook approve`)
