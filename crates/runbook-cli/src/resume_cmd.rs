@@ -70,7 +70,7 @@ pub fn run(args: &ResumeArgs) -> anyhow::Result<ExitCode> {
         }
         Err(error) => {
             errln!(
-                "error: {error}\n  a journal that is damaged anywhere but its last line cannot be trusted to say what already happened; nothing was resumed"
+                "error: {error}\n  only a last line cut short (an engine killed while writing it) is forgiven, and cut off; a journal with a complete line that is not a valid event cannot be trusted to say what already happened; nothing was resumed"
             );
             return Ok(ExitCode::Usage);
         }
