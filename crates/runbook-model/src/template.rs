@@ -143,6 +143,10 @@ pub struct Analysis {
     /// Every call of a helper or a block, built-in blocks included, in
     /// order, for checking the number of arguments.
     pub calls: Vec<HelperCall>,
+    /// The reads of [`Analysis::variables`] that only decide something
+    /// (a predicate's argument such as `eq`'s, an `#if`'s condition): none
+    /// of their text is rendered.
+    pub tested: Vec<VariableRef>,
     /// Raw `{{{ }}}` insertions, as written.
     pub raw_insertions: Vec<String>,
     /// Patterns given to `matches` as string literals, which can be
@@ -214,7 +218,7 @@ pub fn analyze(text: &str) -> Result<Analysis, SyntaxError> {
         position: error.pos(),
         over_limit: false,
     })?;
-    walk(&template.elements, true, &mut analysis);
+    walk(&template.elements, true, false, &mut analysis);
     for element in &template.elements {
         if let TemplateElement::RawString(text) = element {
             analysis.outer_text.push_str(text);
@@ -298,7 +302,28 @@ fn nests_too_deep(text: &str) -> Option<(usize, usize)> {
     None
 }
 
-fn walk(elements: &[TemplateElement], at_root: bool, analysis: &mut Analysis) {
+/// Helpers whose result says something about their arguments (a boolean,
+/// a count) without carrying their text.
+const PREDICATES: &[&str] = &[
+    "eq",
+    "ne",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "and",
+    "or",
+    "not",
+    "len",
+    "contains",
+    "starts_with",
+    "ends_with",
+    "matches",
+];
+
+/// `tested`: the values read here only decide something (the arguments of
+/// a predicate, an `#if`'s condition); none of their text is rendered.
+fn walk(elements: &[TemplateElement], at_root: bool, tested: bool, analysis: &mut Analysis) {
     for element in elements {
         match element {
             TemplateElement::Expression(helper) | TemplateElement::HtmlExpression(helper) => {
@@ -332,7 +357,7 @@ fn walk(elements: &[TemplateElement], at_root: bool, analysis: &mut Analysis) {
                     }
                     name => {
                         let before = analysis.variables.len();
-                        parameter(name, at_root, analysis);
+                        parameter(name, at_root, tested, analysis);
                         if analysis.variables.len() == before + 1
                             && let Some(variable) = analysis.variables.last()
                         {
@@ -346,8 +371,9 @@ fn walk(elements: &[TemplateElement], at_root: bool, analysis: &mut Analysis) {
                 {
                     analysis.literal_patterns.push(pattern.clone());
                 }
+                let predicate = matches!(&helper.name, Parameter::Name(name) if PREDICATES.contains(&name.as_str()));
                 for p in helper.params.iter().chain(helper.hash.values()) {
-                    parameter(p, at_root, analysis);
+                    parameter(p, at_root, tested || predicate, analysis);
                 }
             }
             TemplateElement::HelperBlock(helper) => {
@@ -359,17 +385,18 @@ fn walk(elements: &[TemplateElement], at_root: bool, analysis: &mut Analysis) {
                     name: name.clone(),
                     arguments: helper.params.len(),
                 });
+                let condition = matches!(name.as_str(), "if" | "unless");
                 for p in helper.params.iter().chain(helper.hash.values()) {
-                    parameter(p, at_root, analysis);
+                    parameter(p, at_root, tested || condition, analysis);
                 }
                 // Inside `each` and `with` the context moves to the item, so
                 // relative paths no longer name root variables.
                 let inner_root = at_root && !matches!(name.as_str(), "each" | "with");
                 if let Some(inner) = &helper.template {
-                    walk(&inner.elements, inner_root, analysis);
+                    walk(&inner.elements, inner_root, tested, analysis);
                 }
                 if let Some(inverse) = &helper.inverse {
-                    walk(&inverse.elements, at_root, analysis);
+                    walk(&inverse.elements, at_root, tested, analysis);
                 }
             }
             TemplateElement::DecoratorExpression(_) | TemplateElement::DecoratorBlock(_) => {
@@ -385,10 +412,16 @@ fn walk(elements: &[TemplateElement], at_root: bool, analysis: &mut Analysis) {
     }
 }
 
-fn parameter(param: &Parameter, at_root: bool, analysis: &mut Analysis) {
+fn parameter(param: &Parameter, at_root: bool, tested: bool, analysis: &mut Analysis) {
+    let mut read = |variable: VariableRef| {
+        if tested {
+            analysis.tested.push(variable.clone());
+        }
+        analysis.variables.push(variable);
+    };
     match param {
         Parameter::Name(name) if at_root => {
-            analysis.variables.push(VariableRef {
+            read(VariableRef {
                 path: vec![name.clone()],
                 raw: name.clone(),
             });
@@ -405,16 +438,19 @@ fn parameter(param: &Parameter, at_root: bool, analysis: &mut Analysis) {
                     })
                     .collect();
                 if path.first().is_some_and(|first| first != "this") {
-                    analysis.variables.push(VariableRef {
+                    read(VariableRef {
                         path,
                         raw: raw.clone(),
                     });
                 }
             }
         }
-        Parameter::Subexpression(sub) => {
-            walk(std::slice::from_ref(&sub.element), at_root, analysis)
-        }
+        Parameter::Subexpression(sub) => walk(
+            std::slice::from_ref(&sub.element),
+            at_root,
+            tested,
+            analysis,
+        ),
         _ => {}
     }
 }

@@ -7,7 +7,7 @@ use crate::graph::Graph;
 use crate::lower::{Lowered, did_you_mean};
 use crate::model::*;
 use crate::span::Span;
-use crate::template::{HELPERS, Template, VariableRef, analyze, helper_usage};
+use crate::template::{Analysis, HELPERS, Template, VariableRef, analyze, helper_usage};
 use crate::yaml::{Node, ScalarKind};
 use indexmap::{IndexMap, IndexSet};
 
@@ -362,7 +362,7 @@ impl<'a> Validator<'a> {
             self.variable(template, field, &var.path, &var.raw, scope);
         }
         if lands != Lands::Elsewhere {
-            self.secrets_on_command_line(template, field, &analysis.variables);
+            self.secrets_on_command_line(template, field, &analysis);
         }
         for var in &analysis.inserted {
             self.inserted_structure(template, field, &var.path, &var.raw);
@@ -373,48 +373,73 @@ impl<'a> Validator<'a> {
     /// arguments to every user of the machine for as long as the step runs;
     /// masking can only clean what the engine itself prints and stores. A
     /// process's environment is readable by its own user alone.
-    fn secrets_on_command_line(
+    fn secrets_on_command_line(&mut self, template: &Template, field: &str, analysis: &Analysis) {
+        let mut warned = std::collections::BTreeSet::new();
+        let reads = |var: &VariableRef, of: &[VariableRef]| {
+            of.iter().filter(|v| v.path == var.path).count()
+        };
+        for var in &analysis.variables {
+            // `{{#if params.token}}` decides; it puts nothing on the line.
+            if reads(var, &analysis.variables) == reads(var, &analysis.tested) {
+                continue;
+            }
+            // `{{json params}}`, `{{lookup params "token"}}`, `{{#each
+            // params}}`: every param, the secret ones too.
+            let names: Vec<&String> = match var.path.as_slice() {
+                [root] if root == "params" => self
+                    .runbook
+                    .params
+                    .iter()
+                    .filter(|(_, p)| p.secret)
+                    .map(|(name, _)| name)
+                    .collect(),
+                [root, name, ..] if root == "params" => vec![name],
+                _ => continue,
+            };
+            for name in names {
+                self.secret_on_command_line(template, field, var, name, &mut warned);
+            }
+        }
+    }
+
+    fn secret_on_command_line<'n>(
         &mut self,
         template: &Template,
         field: &str,
-        variables: &[VariableRef],
+        var: &VariableRef,
+        name: &'n String,
+        warned: &mut std::collections::BTreeSet<&'n str>,
     ) {
-        let mut warned = std::collections::BTreeSet::new();
-        for var in variables {
-            let [root, name, ..] = var.path.as_slice() else {
-                continue;
-            };
-            let Some(param) = self
-                .runbook
-                .params
-                .get(name)
-                .filter(|p| root == "params" && p.secret)
-            else {
-                continue;
-            };
-            if !warned.insert(name.as_str()) {
-                continue;
-            }
-            // The variable the param is already read from, if any, is the
-            // name its users know.
-            let variable = param
-                .env
-                .clone()
-                .unwrap_or_else(|| name.to_ascii_uppercase());
-            self.diagnostics.push(
-                Diagnostic::warning(
-                    Code::SecretOnCommandLine,
-                    self.locate(template, &var.raw),
-                    format!(
-                        "`{field}` reads the secret param `{name}`: the rendered command line can be read by every user of this machine (`ps`) while the step runs"
-                    ),
-                )
-                .with_label("secret on the command line")
-                .with_help(format!(
-                    "pass it in the step's environment, `env: {{{variable}: \"{{{{params.{name}}}}}\"}}`, and write \"${variable}\" in the script"
-                )),
-            );
+        let Some(param) = self.runbook.params.get(name).filter(|p| p.secret) else {
+            return;
+        };
+        if !warned.insert(name.as_str()) {
+            return;
         }
+        // The variable the param is already read from, if any, is the
+        // name its users know.
+        let variable = param
+            .env
+            .clone()
+            .unwrap_or_else(|| name.to_ascii_uppercase());
+        self.diagnostics.push(
+            Diagnostic::warning(
+                Code::SecretOnCommandLine,
+                self.locate(template, &var.raw),
+                format!(
+                    "`{field}` reads {}: the rendered command line can be read by every user of this machine (`ps`) while the step runs",
+                    if var.path.len() == 1 {
+                        format!("every param, the secret `{name}` too")
+                    } else {
+                        format!("the secret param `{name}`")
+                    }
+                ),
+            )
+            .with_label("secret on the command line")
+            .with_help(format!(
+                "pass it in the step's environment, `env: {{{variable}: \"{{{{params.{name}}}}}\"}}`, and write \"${variable}\" in the script"
+            )),
+        );
     }
 
     /// `{{steps.get.outputs.items}}` renders `[object]` or `[a, b]`, never
