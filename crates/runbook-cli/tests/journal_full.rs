@@ -283,3 +283,55 @@ fn a_journal_deleted_or_emptied_during_the_run_is_reported() {
         );
     }
 }
+
+/// An engine killed after its journal was emptied must not leave a journal
+/// that `resume` trusts: the run directory says so as soon as the engine
+/// noticed, not only at the end it never reached.
+#[test]
+fn an_engine_killed_after_its_journal_was_emptied_leaves_a_run_resume_refuses() {
+    let sandbox = Sandbox::new();
+    let started = sandbox.scratch.path().join("waiting");
+    let file = sandbox.write_runbook(&format!(
+        "version: 1\nname: tamper-then-die\nparams:\n  state: {{}}\nsteps:\n  once:\n    type: shell\n    shell: [sh, -c]\n    run: echo once >> {marks}\n  tamper:\n    type: shell\n    shell: [sh, -c]\n    needs: once\n    run: |\n      for f in \"{{{{params.state}}}}\"/runs/*/events.jsonl; do : > \"$f\"; done\n  wait:\n    type: shell\n    shell: [sh, -c]\n    needs: tamper\n    run: touch {started}; sleep 20\n",
+        marks = sandbox.scratch.path().join("marks").display(),
+        started = started.display(),
+    ));
+    let state = sandbox.state.path().display().to_string();
+    let mut engine = sandbox
+        .runbook(&[
+            "run",
+            file.to_str().expect("path"),
+            "--set",
+            &format!("state={state}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !started.exists() {
+        assert!(Instant::now() < deadline, "the last step never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    engine.kill().expect("kill the engine");
+    engine.wait().expect("reap");
+    let run_dir = sandbox.run_dir();
+    let why = std::fs::read_to_string(run_dir.join("journal-incomplete"))
+        .expect("marked as soon as the engine noticed");
+    assert!(why.contains("truncated"), "{why}");
+    // The step the dead engine left sleeping.
+    let _ = Command::new("pkill")
+        .args(["-f", &started.display().to_string()])
+        .status();
+    let run_id = run_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("run id")
+        .to_string();
+    let resumed = sandbox
+        .runbook(&["resume", &run_id])
+        .output()
+        .expect("resume");
+    assert_eq!(resumed.status.code(), Some(2), "{}", stderr(&resumed));
+    assert_eq!(sandbox.marks(), "once\n", "nothing ran twice");
+}

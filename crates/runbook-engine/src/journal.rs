@@ -314,6 +314,9 @@ pub struct Journal {
     dropped: u64,
     /// A deleted or emptied journal was reported (see [`Journal::sync`]).
     tampering_reported: bool,
+    /// The run directory says the journal is missing events
+    /// ([`INCOMPLETE_FILE`]), for as long as it is.
+    marked_incomplete: bool,
 }
 
 /// The most event text kept in memory while the journal cannot be written:
@@ -465,6 +468,7 @@ impl Journal {
             backlog_bytes: 0,
             dropped: 0,
             tampering_reported: false,
+            marked_incomplete: false,
         })
     }
 
@@ -511,6 +515,7 @@ impl Journal {
             backlog_bytes: 0,
             dropped: 0,
             tampering_reported: false,
+            marked_incomplete: false,
         };
         Ok((journal, contents.torn))
     }
@@ -557,6 +562,9 @@ impl Journal {
                 // A line cut short by a full disk would join the next one
                 // into a line no reader can parse: cut it off.
                 let _ = self.file.set_len(self.len);
+                self.mark_incomplete(
+                    "events of this run wait to be written to its journal (a write failed); until they are, it does not say everything that ran",
+                );
                 return Err(JournalError::Write {
                     path: self.path.clone(),
                     source,
@@ -567,7 +575,28 @@ impl Journal {
             self.backlog.pop_front();
             self.unsynced = true;
         }
+        if self.marked_incomplete && self.dropped == 0 && !self.tampering_reported {
+            // Caught up: the journal says everything again.
+            if let Some(dir) = self.path.parent() {
+                let _ = std::fs::remove_file(dir.join(INCOMPLETE_FILE));
+            }
+            self.marked_incomplete = false;
+        }
         Ok(())
+    }
+
+    /// Says in the run directory, at once, that the journal is missing
+    /// events: an engine killed before the run ends must not leave a
+    /// journal that `resume` would trust to run finished steps again.
+    /// Best effort: on a full disk this write may fail too.
+    fn mark_incomplete(&mut self, why: &str) {
+        if self.marked_incomplete {
+            return;
+        }
+        if let Some(dir) = self.path.parent() {
+            self.marked_incomplete =
+                std::fs::write(dir.join(INCOMPLETE_FILE), format!("{why}\n")).is_ok();
+        }
     }
 
     /// How many events are not in the journal: waiting to be written, or
@@ -603,6 +632,9 @@ impl Journal {
             };
             if let Some(what) = what {
                 self.tampering_reported = true;
+                self.mark_incomplete(&format!(
+                    "its journal was {what} during the run; it does not say everything that ran"
+                ));
                 // Where a failed write is cut back to, from now on.
                 self.len = meta.len();
                 return Err(JournalError::Tampered {
