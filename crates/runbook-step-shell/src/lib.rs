@@ -81,6 +81,10 @@ pub const LEFTOVER_WINDOW: Duration = Duration::from_millis(250);
 /// is then abandoned.
 const FINAL_DRAIN: Duration = Duration::from_secs(2);
 
+/// How long what a script left in its group may take to leave it (`setsid`
+/// between its fork and its call) before it is taken for a leftover.
+const LEAVING_THE_GROUP: Duration = Duration::from_millis(100);
+
 /// How soon a stopped step whose script has exited first looks whether the
 /// rest of its process group is gone too; the looks then grow apart, up to
 /// [`GROUP_POLL_MAX`].
@@ -376,7 +380,12 @@ impl Prepared {
         };
         // Also covers a normal exit: leftovers of the script die with it.
         // Said, for the `kubectl port-forward … &` that a later step
-        // expected to find.
+        // expected to find. A process on its way out of the group
+        // (`setsid cmd &` just before the script ends) is given a moment to
+        // leave it, rather than be killed or named for nothing.
+        if group.has_live_members() {
+            tokio::time::sleep(LEAVING_THE_GROUP).await;
+        }
         if group.kill_leftovers() && matches!(ending, Ending::Exited(_)) {
             ctx.progress(
                 "killed what the script left running in its process group (a process meant to outlive its step must leave the group, with setsid)",

@@ -47,6 +47,12 @@ impl ProcessGroup {
         !crate::leftovers::group_alive(self.pgid)
     }
 
+    /// Whether anything but zombies is still in the group. One
+    /// `kill(-pgid, 0)` when nothing is, the common case.
+    pub(crate) fn has_live_members(&self) -> bool {
+        killpg(self.pgid, None).is_ok() && crate::leftovers::group_alive(self.pgid)
+    }
+
     /// Kills what the script left running in its group once it is over,
     /// and says whether anything was (zombies aside). One `kill(-pgid, 0)`
     /// when nothing is left, the common case.

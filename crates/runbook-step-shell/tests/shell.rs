@@ -459,6 +459,29 @@ async fn what_a_script_leaves_running_is_killed_and_said_so() {
     assert!(progress_notes(&mut messages).is_empty());
 }
 
+/// `setsid cmd &` as a script's last words, the way to start something a
+/// later step needs: the process is on its way out of the group as the
+/// script ends, and must be neither killed nor named as killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_leaving_the_group_as_the_script_ends_is_left_alone() {
+    for round in 0..3 {
+        let pidfile = unique(&format!("pidfile-setsid-{round}"));
+        let leaves = step(
+            "    run: setsid sh -c 'echo $$ > {{params.v}}; exec sleep 300' >/dev/null 2>&1 </dev/null & echo x\n",
+        );
+        let (ctx, mut messages) = context(&pidfile.display().to_string()).build();
+        succeeded(run(&leaves, &ctx).await);
+        assert!(progress_notes(&mut messages).is_empty(), "round {round}");
+        let detached = read_pid(&pidfile).await;
+        assert!(is_alive(detached), "round {round}: killed");
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(detached),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = std::fs::remove_file(pidfile);
+    }
+}
+
 /// A process that left the group with `setsid` and holds the output is out
 /// of the group's reach: the step is stopped by its stop signal alone (not
 /// "killed after the grace", which would also take the whole grace), and
