@@ -413,10 +413,11 @@ fn listen_for_signals(stop: StopSignals, screen: Arc<Screen>) -> anyhow::Result<
                     1 => screen.line(&format!(
                         // True in any phase: once cleanup has begun there is
                         // no main step left to cancel, and cleanup goes on.
-                        "{name}: no main step starts again and running ones are cancelled; the cleanup that is due (rollbacks, on_failure, finally) still runs (Ctrl-C again to abandon it)"
+                        "{name}: no main step starts again and running ones are cancelled; the cleanup that is due (rollbacks, on_failure, finally) still runs ({} to abandon it)",
+                        if name == "SIGINT" { "Ctrl-C again" } else { "a Ctrl-C" }
                     )),
                     2 => screen.line(&format!(
-                        "{name} again: abandoning rollbacks and cleanup (a third exits at once)"
+                        "{name}: abandoning rollbacks and cleanup (a third stop signal exits at once)"
                     )),
                     _ => {
                         screen.line(&format!("{name} a third time: exiting now"));

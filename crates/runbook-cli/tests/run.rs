@@ -985,7 +985,7 @@ fn repeated_stop_signals_do_not_abandon_the_cleanup() {
         done.stderr
     );
     assert!(
-        !done.stderr.contains("again: abandoning"),
+        !done.stderr.contains("abandoning rollbacks"),
         "{}",
         done.stderr
     );

@@ -281,7 +281,7 @@ impl<'a> Validator<'a> {
                 Some(max) => format!("{min} or {max}"),
                 None => format!("at least {min}"),
             };
-            let noun = if max == Some(1) {
+            let noun = if max == Some(1) || (max.is_none() && min == 1) {
                 "argument"
             } else {
                 "arguments"
