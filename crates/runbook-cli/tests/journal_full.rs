@@ -252,10 +252,8 @@ fn a_journal_that_could_not_be_written_for_a_while_catches_up_in_order() {
 /// must refuse.
 #[test]
 fn a_journal_deleted_or_emptied_during_the_run_is_reported() {
-    for (how, said) in [
-        ("rm -f", "was deleted during the run"),
-        (": >", "was truncated during the run"),
-    ] {
+    for (how, what) in [("rm -f", "deleted"), (": >", "truncated")] {
+        let said = format!("was {what} during the run");
         let sandbox = Sandbox::new();
         let file = sandbox.write_runbook(&format!(
             "version: 1\nname: tamper\nparams:\n  state: {{}}\nsteps:\n  tamper:\n    type: shell\n    shell: [sh, -c]\n    run: |\n      for f in \"{{{{params.state}}}}\"/runs/*/events.jsonl; do {how} \"$f\"; done\n  after:\n    type: shell\n    shell: [sh, -c]\n    needs: tamper\n    run: echo after\n"
@@ -272,7 +270,7 @@ fn a_journal_deleted_or_emptied_during_the_run_is_reported() {
             .expect("run");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "{stderr}");
-        assert!(stderr.contains(said), "{how}: {stderr}");
+        assert!(stderr.contains(&said), "{how}: {stderr}");
         assert!(
             stderr.contains("`runbook resume` will refuse this run"),
             "{how}: {stderr}"
@@ -280,6 +278,20 @@ fn a_journal_deleted_or_emptied_during_the_run_is_reported() {
         assert!(
             sandbox.run_dir().join("journal-incomplete").exists(),
             "{how}: marked"
+        );
+        // `runs` tells what happened rather than only that the journal is
+        // unreadable.
+        let listed = sandbox
+            .runbook(&["runs", "--format", "json"])
+            .output()
+            .expect("runs");
+        let listed: Value = serde_json::from_slice(&listed.stdout).expect("runs JSON");
+        assert_eq!(listed["runs"][0]["status"], "incomplete", "{how}: {listed}");
+        assert!(
+            listed["runs"][0]["error"]
+                .as_str()
+                .is_some_and(|e| e.contains(what)),
+            "{how}: {listed}"
         );
     }
 }

@@ -96,8 +96,10 @@ pub fn list_runs(state_dir: &Path) -> Result<Vec<RunEntry>, HistoryError> {
             };
             // A journal its engine could not finish writing looks like one
             // whose engine died, but `resume` must not be offered for it.
+            // Nor for one left unreadable by whatever emptied or deleted it
+            // during the run: the marker says what happened.
             if let Some(why) = run_dir.journal_incomplete()
-                && entry.status == "stopped"
+                && matches!(entry.status.as_str(), "stopped" | "unreadable")
             {
                 entry.status = "incomplete".into();
                 entry.error = Some(why);
