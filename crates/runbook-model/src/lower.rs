@@ -972,6 +972,14 @@ impl<'a> Lowerer<'a> {
 
     fn param_value(&mut self, node: &Node, kind: ParamType, field: &str) -> Option<ParamValue> {
         match (kind, &node.value) {
+            (ParamType::String, Value::Str(s)) if s.contains('\0') => {
+                self.error(
+                    Code::InvalidValue,
+                    node.span,
+                    format!("`{field}` holds a NUL byte, which no command line or environment variable can carry"),
+                );
+                None
+            }
             (ParamType::String, Value::Str(s)) => Some(ParamValue::String(s.clone())),
             (ParamType::Integer, Value::Int(i)) => Some(ParamValue::Integer(*i)),
             (ParamType::Number, Value::Int(i)) => Some(ParamValue::Number(*i as f64)),

@@ -343,7 +343,10 @@ pub fn resolve(
 /// not parse as the field's type: such a step would fail when it starts,
 /// however far into the run (a `timeout` of `5`, a `replicas` of `three`),
 /// so the value is refused with the others before anything runs.
-fn unusable_uses(runbook: &Runbook, resolved: &IndexMap<String, ResolvedParam>) -> Vec<ParamError> {
+pub(crate) fn unusable_uses(
+    runbook: &Runbook,
+    resolved: &IndexMap<String, ResolvedParam>,
+) -> Vec<ParamError> {
     let mut errors = Vec::new();
     let mut steps: Vec<&crate::Step> = Vec::new();
     for step in runbook.all_steps() {

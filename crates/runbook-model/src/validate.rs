@@ -34,6 +34,7 @@ pub(crate) fn validate(lowered: &Lowered, source: &str) -> Vec<Diagnostic> {
             Lands::Elsewhere,
         );
     }
+    v.defaults_used_as_typed_fields();
     v.diagnostics
 }
 
@@ -366,6 +367,43 @@ impl<'a> Validator<'a> {
         }
         for var in &analysis.inserted {
             self.inserted_structure(template, field, &var.path, &var.raw);
+        }
+    }
+
+    /// A default that a step uses as a whole typed field (`timeout:
+    /// "{{params.rollout_timeout}}"` with `default: "5"`) fails every run
+    /// given no other value; `plan` and `run` refuse it, and so does this.
+    fn defaults_used_as_typed_fields(&mut self) {
+        let defaults: IndexMap<String, crate::params::ResolvedParam> = self
+            .runbook
+            .params
+            .iter()
+            .filter_map(|(name, param)| {
+                let value = param.default.clone()?;
+                Some((
+                    name.clone(),
+                    crate::params::ResolvedParam {
+                        value,
+                        source: crate::params::ParamSource::Default,
+                        secret: param.secret,
+                    },
+                ))
+            })
+            .collect();
+        for error in crate::params::unusable_uses(self.runbook, &defaults) {
+            let crate::params::ParamError::UnusableAs { name, .. } = &error else {
+                continue;
+            };
+            let span = self
+                .runbook
+                .params
+                .get(name)
+                .map_or_else(Span::default, |p| p.span);
+            self.diagnostics.push(
+                Diagnostic::error(Code::InvalidValue, span, format!("the default of {error}"))
+                    .with_label("declared here")
+                    .with_help("give it a default the field accepts, or none (then every run must give a value)"),
+            );
         }
     }
 

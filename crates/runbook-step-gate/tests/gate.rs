@@ -480,7 +480,8 @@ async fn on_timeout_may_be_a_template() {
 #[tokio::test]
 async fn an_on_timeout_that_renders_to_neither_word_fails_before_the_wait() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let step = step("    message: go?\n    on_timeout: \"{{params.env}}\"\n");
+    // Not a bare `{{params.X}}`, which `validate` would check.
+    let step = step("    message: go?\n    on_timeout: \"{{lower params.env}}\"\n");
     let (ctx, _messages) = context(dir.path())
         .timeout(Duration::from_secs(3600))
         .approvals(Arc::new(FileApprovals::new(dir.path())))

@@ -229,7 +229,8 @@ async fn status_and_max_latency_can_be_templated() {
     );
     let failure = failed(
         run(&format!(
-            "url: {}\nexpect:\n  status: '{{{{params.service}}}}'",
+            // Not a bare `{{params.X}}`, which `validate` would check.
+            "url: {}\nexpect:\n  status: '{{{{lower params.service}}}}'",
             server.url("/ok")
         ))
         .await,
