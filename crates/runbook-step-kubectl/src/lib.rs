@@ -31,24 +31,55 @@ use async_trait::async_trait;
 use cluster::Cluster;
 use error::KubectlError;
 use fields::Fields;
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 use runbook_engine::{Outputs, StepContext, StepExecutor, StepFailure, StepOutcome};
 use runbook_model::{KubectlAction, Step, StepKind};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
-use tokio::sync::{Mutex, OnceCell};
+use tokio::sync::Mutex;
+
+/// Loads the kubeconfig and builds the client of one cluster.
+async fn set_up(
+    source: config::Source,
+    context: Option<String>,
+) -> Result<Arc<Cluster>, Arc<KubectlError>> {
+    let loaded = config::load(&source, context.as_deref())
+        .await
+        .map_err(Arc::new)?;
+    let namespace = loaded.config.default_namespace.clone();
+    let endpoint = loaded.endpoint.clone();
+    // A kubeconfig `exec` credential plugin runs while the client is built,
+    // and kube waits for it without yielding: on the runtime's thread a
+    // plugin waiting for a login would stop timeouts and Ctrl-C from being
+    // noticed.
+    let client = tokio::task::spawn_blocking(move || kube::Client::try_from(loaded.config))
+        .await
+        .map_err(|e| KubectlError::Config(format!("cannot create a client for {endpoint}: {e}")))
+        .and_then(|built| {
+            built.map_err(|e| {
+                KubectlError::Config(format!(
+                    "cannot create a client for {endpoint}: {}",
+                    error::cause_chain(&e)
+                ))
+            })
+        })
+        .map_err(Arc::new)?;
+    Ok(Arc::new(Cluster::new(client, endpoint, namespace)))
+}
+
+/// A cluster's setup, shared by every step that needs it.
+type ClusterSetup = Shared<BoxFuture<'static, Result<Arc<Cluster>, Arc<KubectlError>>>>;
 
 /// Runs `kubectl-action` steps. Clients are cached per (kubeconfig,
 /// context), so a runbook's steps share connections and discovery.
 #[derive(Default)]
 pub struct KubectlExecutor {
-    /// Held only to find a cluster's cell: a cluster being set up must not
-    /// hold up steps on other clusters.
-    clusters: Mutex<HashMap<(String, String), ClusterCell>>,
+    /// Held only to find a cluster's setup: a cluster being set up must
+    /// not hold up steps on other clusters.
+    clusters: Mutex<HashMap<(String, String), ClusterSetup>>,
 }
-
-/// A cluster's client, set up by the first step that needs it.
-type ClusterCell = Arc<OnceCell<Arc<Cluster>>>;
 
 impl KubectlExecutor {
     /// An executor with an empty client cache.
@@ -73,35 +104,44 @@ impl KubectlExecutor {
             format!("{source:?}"),
             context.unwrap_or_default().to_string(),
         );
-        let cell = self.clusters.lock().await.entry(key).or_default().clone();
-        // A failed setup leaves the cell empty: the next step tries again.
-        let cluster = cell
-            .get_or_try_init(|| async {
-                let loaded = config::load(&source, context).await?;
-                let namespace = loaded.config.default_namespace.clone();
-                let endpoint = loaded.endpoint.clone();
-                // A kubeconfig `exec` credential plugin runs while the client
-                // is built, and kube waits for it without yielding: on the
-                // runtime's thread a plugin waiting for a login would stop
-                // the step's timeout and Ctrl-C from being noticed.
-                let client =
-                    tokio::task::spawn_blocking(move || kube::Client::try_from(loaded.config))
-                        .await
-                        .map_err(|e| {
-                            KubectlError::Config(format!(
-                                "cannot create a client for {endpoint}: {e}"
-                            ))
-                        })?
-                        .map_err(|e| {
-                            KubectlError::Config(format!(
-                                "cannot create a client for {endpoint}: {}",
-                                error::cause_chain(&e)
-                            ))
-                        })?;
-                Ok::<_, KubectlError>(Arc::new(Cluster::new(client, endpoint, namespace)))
-            })
-            .await?;
-        Ok(cluster.clone())
+        // One setup per cluster, in a task of its own: the steps that need
+        // it wait for the same one, each as long as its own timeout allows,
+        // and one that gives up does not start another (a second credential
+        // plugin waiting for the same login).
+        let setup = {
+            let mut clusters = self.clusters.lock().await;
+            clusters
+                .entry(key.clone())
+                .or_insert_with(|| {
+                    let context = context.map(str::to_string);
+                    let task = tokio::spawn(set_up(source, context));
+                    async move {
+                        task.await.unwrap_or_else(|e| {
+                            Err(Arc::new(KubectlError::Config(format!(
+                                "setting up the Kubernetes client failed: {e}"
+                            ))))
+                        })
+                    }
+                    .boxed()
+                    .shared()
+                })
+                .clone()
+        };
+        match setup.await {
+            Ok(cluster) => Ok(cluster),
+            Err(error) => {
+                // A setup that failed is forgotten: the next step tries again.
+                let mut clusters = self.clusters.lock().await;
+                if clusters
+                    .get(&key)
+                    .is_some_and(|setup| setup.peek().is_some_and(Result::is_err))
+                {
+                    clusters.remove(&key);
+                }
+                Err(Arc::try_unwrap(error)
+                    .unwrap_or_else(|shared| KubectlError::Config(shared.to_string())))
+            }
+        }
     }
 
     /// Renders the step and builds the call; `Err` is the step's outcome.

@@ -958,7 +958,7 @@ async fn a_credential_plugin_that_does_not_return_holds_up_nothing() {
     std::fs::write(
         &plugin,
         format!(
-            "#!/bin/sh\necho $$ > {}\nexec sleep 30\n",
+            "#!/bin/sh\necho $$ >> {}\nexec sleep 30\n",
             pid_file.display()
         ),
     )
@@ -992,9 +992,20 @@ async fn a_credential_plugin_that_does_not_return_holds_up_nothing() {
         msg,
         "stopped while setting up the Kubernetes client (reading the kubeconfig, or waiting for its credential plugin)"
     );
-    if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+    // A later step on that cluster waits for the same plugin rather than
+    // starting a second one.
+    let (again_ctx, _rx) = ctx(false);
+    let stop_again = again_ctx.cancelled().clone();
+    let (again, ()) = tokio::join!(env.exec.run(&waiting, &again_ctx), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop_again.cancel();
+    });
+    expect_failed(again);
+    let pids = std::fs::read_to_string(&pid_file).unwrap_or_default();
+    for pid in pids.lines() {
         let _ = std::process::Command::new("kill").arg(pid.trim()).status();
     }
+    assert_eq!(pids.lines().count(), 1, "plugins started: {pids:?}");
 }
 
 #[tokio::test]
