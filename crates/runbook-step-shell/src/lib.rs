@@ -385,11 +385,14 @@ impl Prepared {
         // leave it, rather than be killed or named for nothing.
         if group.has_live_members() {
             tokio::time::sleep(LEAVING_THE_GROUP).await;
-        }
-        if group.kill_leftovers() && matches!(ending, Ending::Exited(_)) {
-            ctx.progress(
-                "killed what the script left running in its process group (a process meant to outlive its step must leave the group, with setsid)",
-            );
+            if group.kill_leftovers() && matches!(ending, Ending::Exited(_)) {
+                ctx.progress(
+                    "killed what the script left running in its process group (a process meant to outlive its step must leave the group, with setsid)",
+                );
+            }
+        } else {
+            // Nothing left: no second look at the group, no kill.
+            group.disarm();
         }
 
         let mut stdout = out_tail.finish();
