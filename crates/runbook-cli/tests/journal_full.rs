@@ -75,6 +75,16 @@ impl Sandbox {
         dirs.remove(0)
     }
 
+    /// `runbook resume` of the only run.
+    fn resume_the_run(&self) -> Output {
+        let run_dir = self.run_dir();
+        let run_id = run_dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("run id");
+        self.runbook(&["resume", run_id]).output().expect("resume")
+    }
+
     fn marks(&self) -> String {
         std::fs::read_to_string(self.scratch.path().join("marks")).unwrap_or_default()
     }
@@ -160,15 +170,7 @@ fn a_journal_left_behind_by_a_full_disk_has_whole_lines_and_resume_refuses_it() 
         .expect("the run directory says its journal is incomplete");
     assert!(why.contains("could not be written"), "{why}");
 
-    let run_id = run_dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .expect("run id")
-        .to_string();
-    let resumed = sandbox
-        .runbook(&["resume", &run_id])
-        .output()
-        .expect("resume");
+    let resumed = sandbox.resume_the_run();
     assert_eq!(resumed.status.code(), Some(2), "{}", stderr(&resumed));
     assert!(
         stderr(&resumed).contains("cannot be resumed safely"),
@@ -335,15 +337,7 @@ fn an_engine_killed_after_its_journal_was_emptied_leaves_a_run_resume_refuses() 
     let _ = Command::new("pkill")
         .args(["-f", &started.display().to_string()])
         .status();
-    let run_id = run_dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .expect("run id")
-        .to_string();
-    let resumed = sandbox
-        .runbook(&["resume", &run_id])
-        .output()
-        .expect("resume");
+    let resumed = sandbox.resume_the_run();
     assert_eq!(resumed.status.code(), Some(2), "{}", stderr(&resumed));
     assert_eq!(sandbox.marks(), "once\n", "nothing ran twice");
 }
