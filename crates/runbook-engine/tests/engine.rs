@@ -750,14 +750,20 @@ finally:
     assert_eq!(o.elapsed, secs(13.0));
 }
 
-#[tokio::test(start_paused = true)]
-async fn an_interrupt_cancels_then_cleans_up() {
+/// Stop signals that get one interrupt `after` the run starts.
+fn interrupted_after(after: Duration) -> runbook_engine::StopSignals {
     let stop = runbook_engine::StopSignals::new();
     let trigger = stop.clone();
     tokio::spawn(async move {
-        tokio::time::sleep(secs(2.5)).await;
+        tokio::time::sleep(after).await;
         trigger.interrupt();
     });
+    stop
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupt_cancels_then_cleans_up() {
+    let stop = interrupted_after(secs(2.5));
     let o = run_with(
         r#"
 version: 1
@@ -792,12 +798,7 @@ finally:
 
 #[tokio::test(start_paused = true)]
 async fn an_interrupt_during_a_retry_wait_keeps_the_last_failure() {
-    let stop = runbook_engine::StopSignals::new();
-    let trigger = stop.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(secs(1.5)).await;
-        trigger.interrupt();
-    });
+    let stop = interrupted_after(secs(1.5));
     let o = run_with(
         r#"
 version: 1
