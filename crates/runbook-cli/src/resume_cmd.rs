@@ -235,12 +235,23 @@ pub fn run(args: &ResumeArgs) -> anyhow::Result<ExitCode> {
     let (awaited, to_stop): (Vec<_>, Vec<_>) = leftovers
         .into_iter()
         .partition(|leftover| must_not_run_twice(leftover.step()));
-    // Worked out here: the stopping runs on a thread of its own.
+    // Worked out here: the stopping runs on a thread of its own. A
+    // templated `stop_signal` or `grace` renders as it did if it read only
+    // params or the environment.
+    let templates = runbook_engine::template::Templates::new();
+    let context = serde_json::json!({
+        "params": params
+            .iter()
+            .map(|(name, p)| (name.clone(), p.value.to_json()))
+            .collect::<serde_json::Map<_, _>>(),
+        "env": std::env::vars().collect::<std::collections::BTreeMap<_, _>>(),
+    });
+    let render = |t: &runbook_model::Template| templates.render(&t.text, &context).ok();
     let plans: std::collections::HashMap<String, _> = to_stop
         .iter()
         .map(|l| {
             let id = l.step().to_string();
-            let plan = runbook_step_shell::stop_plan(step_or_rollback(&id));
+            let plan = runbook_step_shell::stop_plan(step_or_rollback(&id), &render);
             (id, plan)
         })
         .collect();
@@ -269,7 +280,7 @@ pub fn run(args: &ResumeArgs) -> anyhow::Result<ExitCode> {
                 plans
                     .get(id)
                     .copied()
-                    .unwrap_or_else(|| runbook_step_shell::stop_plan(None))
+                    .unwrap_or_else(|| runbook_step_shell::stop_plan(None, &|_| None))
             }) {
                 shown.line(&stopped);
                 happened.push(stopped);

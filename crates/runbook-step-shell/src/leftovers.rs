@@ -19,7 +19,7 @@
 use nix::sys::signal::{Signal, killpg};
 use nix::time::{ClockId, clock_gettime};
 use nix::unistd::Pid;
-use runbook_model::{Step, StepKind, Typed};
+use runbook_model::{Step, StepKind, Template, Typed};
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -236,19 +236,34 @@ pub fn forget_groups(run_dir: &Path) {
 }
 
 /// How the engine stops a step: its `stop_signal`, then SIGKILL after its
-/// `grace`. A templated field's value died with the engine that rendered
-/// it; the default stands in for it.
-pub fn stop_plan(step: Option<&Step>) -> (Signal, Duration) {
+/// `grace`. A templated field is given to `render`, which knows what a
+/// resume still knows (the params, the environment); one it cannot render
+/// (it read a step's outputs, which died with the engine) gets the default.
+pub fn stop_plan(
+    step: Option<&Step>,
+    render: &dyn Fn(&Template) -> Option<String>,
+) -> (Signal, Duration) {
     let Some(StepKind::Shell(shell)) = step.map(|s| &s.kind) else {
         return (Signal::SIGTERM, crate::DEFAULT_GRACE);
     };
     let signal = match &shell.stop_signal {
         Some(Typed::Literal(name)) => crate::process_group::parse_signal(&name.value),
-        _ => None,
+        Some(Typed::Template(template)) => render(template).and_then(|text| {
+            let name = text.trim();
+            if name.starts_with("SIG") {
+                crate::process_group::parse_signal(name)
+            } else {
+                crate::process_group::parse_signal(&format!("SIG{name}"))
+            }
+        }),
+        None => None,
     };
     let grace = match &shell.grace {
         Some(Typed::Literal(grace)) => Some(grace.value),
-        _ => None,
+        Some(Typed::Template(template)) => {
+            render(template).and_then(|text| runbook_model::parse_duration(text.trim()).ok())
+        }
+        None => None,
     };
     (
         signal.unwrap_or(Signal::SIGTERM),
@@ -381,22 +396,36 @@ mod tests {
     fn a_stop_plan_reads_literal_fields_and_defaults_templated_ones() {
         let load = |fields: &str| {
             let text = format!(
-                "version: 1\nname: t\nparams:\n  s: {{default: SIGINT}}\nsteps:\n  a:\n    type: shell\n    run: x\n{fields}"
+                "version: 1\nname: t\nparams:\n  s: {{default: SIGINT}}\n  g: {{default: 5s}}\nsteps:\n  a:\n    type: shell\n    run: x\n{fields}"
             );
             let loaded = runbook_model::load(Path::new("t.yaml"), &text);
             let runbook = loaded.runbook.expect("loads");
             runbook.steps.get("a").cloned().expect("step a")
         };
+        let unknown = |_: &Template| None;
         let literal = load("    stop_signal: SIGINT\n    grace: 2m\n");
         assert_eq!(
-            stop_plan(Some(&literal)),
+            stop_plan(Some(&literal), &unknown),
             (Signal::SIGINT, Duration::from_secs(120))
         );
-        let templated = load("    stop_signal: \"{{params.s}}\"\n");
+        let templated = load("    stop_signal: \"{{params.s}}\"\n    grace: \"{{params.g}}\"\n");
         assert_eq!(
-            stop_plan(Some(&templated)),
+            stop_plan(Some(&templated), &unknown),
             (Signal::SIGTERM, crate::DEFAULT_GRACE)
         );
-        assert_eq!(stop_plan(None), (Signal::SIGTERM, crate::DEFAULT_GRACE));
+        // What a resume can still render: the params.
+        let params = |t: &Template| match t.text.as_str() {
+            "{{params.s}}" => Some("INT".to_string()),
+            "{{params.g}}" => Some("2m".to_string()),
+            _ => None,
+        };
+        assert_eq!(
+            stop_plan(Some(&templated), &params),
+            (Signal::SIGINT, Duration::from_secs(120))
+        );
+        assert_eq!(
+            stop_plan(None, &unknown),
+            (Signal::SIGTERM, crate::DEFAULT_GRACE)
+        );
     }
 }
