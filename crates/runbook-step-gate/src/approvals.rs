@@ -3,7 +3,7 @@
 //! first of `runbook approve` from another shell (the approval file
 //! protocol) and an interactive prompt supplied by the CLI.
 
-use crate::approval_file::{self, WaitingGate};
+use crate::approval_file::{self, ApprovalError, WaitingGate};
 use async_trait::async_trait;
 use runbook_engine::{Approvals, Decision, GateRequest, Question};
 use std::collections::BTreeSet;
@@ -149,7 +149,23 @@ impl Approvals for FileApprovals {
         };
         // Held until this function returns: the waiting file disappears as
         // soon as the gate stops waiting, whatever the reason.
-        let guard = match approval_file::mark_waiting(&self.run_dir, &gate.gate, &waiting) {
+        // Off the runtime's threads: the file is synced, which on a slow or
+        // network disk would hold up every step's timers meanwhile.
+        let marked = {
+            let (run_dir, id) = (self.run_dir.clone(), gate.gate.clone());
+            tokio::task::spawn_blocking(move || {
+                approval_file::mark_waiting(&run_dir, &id, &waiting)
+            })
+            .await
+            .unwrap_or_else(|e| {
+                Err(ApprovalError::Io {
+                    action: "mark",
+                    path: self.run_dir.clone(),
+                    source: std::io::Error::other(e.to_string()),
+                })
+            })
+        };
+        let guard = match marked {
             Ok(guard) => Some(guard),
             Err(error) => {
                 self.warn(format!(
