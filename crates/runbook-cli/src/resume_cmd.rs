@@ -75,8 +75,14 @@ pub fn run(args: &ResumeArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::Usage);
         }
     };
+    // A run that finished has nothing to resume, whatever its journal lacks.
+    let finished = contents
+        .events
+        .iter()
+        .any(|e| e.event == runbook_engine::EventKind::RunFinished);
     if let Some(why) = run_dir.journal_incomplete()
         && !args.force
+        && !finished
     {
         errln!(
             "error: run {} cannot be resumed safely: {why}\n  resuming would run again steps that finished after the journal stopped. \

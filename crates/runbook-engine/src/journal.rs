@@ -209,7 +209,11 @@ impl RunDir {
     pub fn journal_incomplete(&self) -> Option<String> {
         std::fs::read_to_string(self.path.join(INCOMPLETE_FILE))
             .ok()
-            .map(|why| why.trim().to_string())
+            .map(|why| match why.trim() {
+                // Made on a full disk, with no room left for the reason.
+                "" => "events of this run could not be written to its journal (the disk was full?); it does not say everything that ran".to_string(),
+                why => why.to_string(),
+            })
     }
 
     /// Takes the run's lock, held until the returned guard is dropped (or
@@ -594,8 +598,11 @@ impl Journal {
             return;
         }
         if let Some(dir) = self.path.parent() {
-            self.marked_incomplete =
-                std::fs::write(dir.join(INCOMPLETE_FILE), format!("{why}\n")).is_ok();
+            let marker = dir.join(INCOMPLETE_FILE);
+            // On a full disk the file may be made but stay empty: it marks
+            // the run all the same, and must go once the journal catches up.
+            let _ = std::fs::write(&marker, format!("{why}\n"));
+            self.marked_incomplete = marker.exists();
         }
     }
 
@@ -1042,6 +1049,22 @@ mod tests {
         drop(lock);
         assert!(!dir.is_live());
         let _again = dir.lock().expect("lock after release");
+        std::fs::remove_dir_all(state).expect("cleanup");
+    }
+
+    /// On a full disk the marker may be made with no room for its reason.
+    #[test]
+    fn an_empty_incomplete_marker_still_gives_a_reason() {
+        let state = temp_dir("marker");
+        let dir = RunDir::create(&state).expect("create");
+        assert_eq!(dir.journal_incomplete(), None);
+        std::fs::write(dir.path.join(INCOMPLETE_FILE), "").expect("empty marker");
+        assert!(
+            dir.journal_incomplete()
+                .is_some_and(|why| why.contains("could not be written")),
+            "{:?}",
+            dir.journal_incomplete()
+        );
         std::fs::remove_dir_all(state).expect("cleanup");
     }
 
