@@ -334,7 +334,24 @@ fn walk(elements: &[TemplateElement], at_root: bool, tested: bool, analysis: &mu
                 if let TemplateElement::HtmlExpression(_) = element
                     && !quoted_by_helper
                 {
-                    analysis.raw_insertions.push(describe(&helper.name));
+                    // With its arguments as written, so that `{{{json a}}}`
+                    // and `{{{json b}}}` are told apart.
+                    // A subexpression has no text of its own here: the
+                    // helper's name alone then.
+                    let simple = !helper
+                        .params
+                        .iter()
+                        .any(|p| matches!(p, Parameter::Subexpression(_)));
+                    let written = if simple {
+                        std::iter::once(&helper.name)
+                            .chain(&helper.params)
+                            .map(describe)
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    } else {
+                        describe(&helper.name)
+                    };
+                    analysis.raw_insertions.push(written);
                 }
                 let is_call = !helper.params.is_empty() || !helper.hash.is_empty();
                 match &helper.name {
@@ -568,7 +585,9 @@ mod tests {
         let a = analyze("echo {{{params.cmd}}} {{params.x}}").expect("parses");
         assert_eq!(a.raw_insertions, ["params.cmd"]);
         let a = analyze("echo {{{quote params.cmd}}} {{{lower params.y}}}").expect("parses");
-        assert_eq!(a.raw_insertions, ["lower"]);
+        assert_eq!(a.raw_insertions, ["lower params.y"]);
+        let a = analyze("{{{json (first params.l)}}}").expect("parses");
+        assert_eq!(a.raw_insertions, ["json"]);
     }
 
     #[test]
