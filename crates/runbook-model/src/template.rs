@@ -143,6 +143,9 @@ pub struct Analysis {
     /// Every call of a helper or a block, built-in blocks included, in
     /// order, for checking the number of arguments.
     pub calls: Vec<HelperCall>,
+    /// The blocks that name block params (`{{#each x as |item i|}}`), with
+    /// how many they name.
+    pub block_params: Vec<(String, usize)>,
     /// The reads of [`Analysis::variables`] that only decide something
     /// (a predicate's argument such as `eq`'s, an `#if`'s condition): none
     /// of their text is rendered.
@@ -402,6 +405,16 @@ fn walk(elements: &[TemplateElement], at_root: bool, tested: bool, analysis: &mu
                     name: name.clone(),
                     arguments: helper.params.len(),
                 });
+                match &helper.block_param {
+                    Some(handlebars::template::BlockParam::Single(_)) => {
+                        analysis.block_params.push((name.clone(), 1));
+                    }
+                    Some(handlebars::template::BlockParam::Pair(_)) => {
+                        analysis.block_params.push((name.clone(), 2));
+                    }
+                    // Forms a later Handlebars may add name nothing we check.
+                    _ => {}
+                }
                 let condition = matches!(name.as_str(), "if" | "unless");
                 for p in helper.params.iter().chain(helper.hash.values()) {
                     parameter(p, at_root, tested || condition, analysis);

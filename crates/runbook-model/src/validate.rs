@@ -305,6 +305,33 @@ impl<'a> Validator<'a> {
                 }),
             );
         }
+        for (block, named) in &analysis.block_params {
+            // `each` gives an item and its index or key; `with` one value;
+            // the others none.
+            let gives = match block.as_str() {
+                "each" => 2,
+                "with" => 1,
+                _ => 0,
+            };
+            if *named > gives {
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        Code::WrongArgumentCount,
+                        self.locate(template, &format!("{{{{#{block}")),
+                        format!(
+                            "`#{block}` in `{field}` names {named} block params (`as |…|`), but gives {}",
+                            match gives {
+                                0 => "none".to_string(),
+                                1 => "one value".to_string(),
+                                n => format!("{n} values"),
+                            }
+                        ),
+                    )
+                    .with_label("block params")
+                    .with_help("a name it does not give is never defined, and reading it fails the step"),
+                );
+            }
+        }
         for pattern in &analysis.literal_patterns {
             if let Err(error) = regex::Regex::new(pattern) {
                 // The literal as written, quotes and escapes included, so a
