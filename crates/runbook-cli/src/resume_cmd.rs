@@ -299,7 +299,7 @@ pub fn run(args: &ResumeArgs) -> anyhow::Result<ExitCode> {
                 // Nothing ran and nothing was journaled; the log of process
                 // groups stays, so the next resume finds what is left.
                 screen.line(&format!(
-                    "{signal}: resume stopped before running anything; what the dead engine left running is left as it is, and the next `runbook resume` picks it up"
+                    "{signal}: resume stopped before running anything; what the dead engine left running may already have had its stop signal (not SIGKILL), and the next `runbook resume` picks up whatever is left"
                 ));
                 return Ok(ExitCode::Interrupted);
             }
