@@ -221,7 +221,7 @@ pub fn analyze(text: &str) -> Result<Analysis, SyntaxError> {
         position: error.pos(),
         over_limit: false,
     })?;
-    walk(&template.elements, true, false, &mut analysis);
+    walk(&template.elements, true, false, true, &mut analysis);
     for element in &template.elements {
         if let TemplateElement::RawString(text) = element {
             analysis.outer_text.push_str(text);
@@ -326,7 +326,15 @@ const PREDICATES: &[&str] = &[
 
 /// `tested`: the values read here only decide something (the arguments of
 /// a predicate, an `#if`'s condition); none of their text is rendered.
-fn walk(elements: &[TemplateElement], at_root: bool, tested: bool, analysis: &mut Analysis) {
+/// `inserting`: an expression here is written into the text (not a
+/// subexpression's value handed to a helper).
+fn walk(
+    elements: &[TemplateElement],
+    at_root: bool,
+    tested: bool,
+    inserting: bool,
+    analysis: &mut Analysis,
+) {
     for element in elements {
         match element {
             TemplateElement::Expression(helper) | TemplateElement::HtmlExpression(helper) => {
@@ -392,8 +400,20 @@ fn walk(elements: &[TemplateElement], at_root: bool, tested: bool, analysis: &mu
                     analysis.literal_patterns.push(pattern.clone());
                 }
                 let predicate = matches!(&helper.name, Parameter::Name(name) if PREDICATES.contains(&name.as_str()));
-                for p in helper.params.iter().chain(helper.hash.values()) {
+                // `{{default steps.a.outputs.lines "none"}}` writes the list
+                // as it is, like `{{steps.a.outputs.lines}}`.
+                let passes_first_through =
+                    inserting && matches!(&helper.name, Parameter::Name(name) if name == "default");
+                for (i, p) in helper.params.iter().chain(helper.hash.values()).enumerate() {
+                    let before = analysis.variables.len();
                     parameter(p, at_root, tested || predicate, analysis);
+                    if i == 0
+                        && passes_first_through
+                        && analysis.variables.len() == before + 1
+                        && let Some(variable) = analysis.variables.last()
+                    {
+                        analysis.inserted.push(variable.clone());
+                    }
                 }
             }
             TemplateElement::HelperBlock(helper) => {
@@ -423,10 +443,10 @@ fn walk(elements: &[TemplateElement], at_root: bool, tested: bool, analysis: &mu
                 // relative paths no longer name root variables.
                 let inner_root = at_root && !matches!(name.as_str(), "each" | "with");
                 if let Some(inner) = &helper.template {
-                    walk(&inner.elements, inner_root, tested, analysis);
+                    walk(&inner.elements, inner_root, tested, true, analysis);
                 }
                 if let Some(inverse) = &helper.inverse {
-                    walk(&inverse.elements, at_root, tested, analysis);
+                    walk(&inverse.elements, at_root, tested, true, analysis);
                 }
             }
             TemplateElement::DecoratorExpression(_) | TemplateElement::DecoratorBlock(_) => {
@@ -479,6 +499,7 @@ fn parameter(param: &Parameter, at_root: bool, tested: bool, analysis: &mut Anal
             std::slice::from_ref(&sub.element),
             at_root,
             tested,
+            false,
             analysis,
         ),
         _ => {}
