@@ -35,10 +35,35 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
             redactor.add(&password);
         }
     }
+    let mut text = redactor.redact(&text);
+    if args.format == PlanFormat::Human {
+        text = visible(&text);
+    }
     let mut out = std::io::stdout().lock();
-    out.write_all(redactor.redact(&text).as_bytes())?;
+    out.write_all(text.as_bytes())?;
     out.flush()?;
     Ok(ExitCode::Success)
+}
+
+/// `text` with control characters other than line breaks and tabs written
+/// as escapes: a param's value (`--set s=$'\e[2J'`) printed as it is would
+/// act on the terminal instead of being read.
+fn visible(text: &str) -> String {
+    if !text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Loads and validates a runbook and resolves its params, printing every

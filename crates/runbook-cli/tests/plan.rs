@@ -175,3 +175,31 @@ fn plan_masks_a_url_password_in_a_param_and_a_secret_in_step_text() {
         );
     }
 }
+
+/// A value with terminal escapes is shown, not obeyed.
+#[test]
+fn control_characters_in_a_value_are_shown_as_escapes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("p.yaml");
+    std::fs::write(
+        &file,
+        "version: 1\nname: p\nparams:\n  s: {default: x}\nsteps:\n  a: {type: shell, run: \"echo {{params.s}}\"}\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args([
+            "plan",
+            file.to_str().expect("path"),
+            "--set",
+            "s=a\x1b[2Jb\x07",
+        ])
+        .output()
+        .expect("the runbook binary runs");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !stdout.contains('\x1b') && !stdout.contains('\x07'),
+        "{stdout:?}"
+    );
+    assert!(stdout.contains(r"s = a\u{1b}[2Jb\u{7}"), "{stdout}");
+}
