@@ -154,19 +154,11 @@ fn a_param_used_as_a_typed_field_must_parse_as_its_type() {
 /// param, a secret written in a step's text.
 #[test]
 fn plan_masks_a_url_password_in_a_param_and_a_secret_in_step_text() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let file = dir.path().join("p.yaml");
-    std::fs::write(
-        &file,
-        "version: 1\nname: p\nparams:\n  base: {default: \"http://admin:pa55word@127.0.0.1:1/\"}\n  pw: {secret: true, default: hunter22pw}\nsteps:\n  a: {type: http-check, url: \"{{params.base}}health\"}\n  b: {type: shell, run: echo hunter22pw}\n",
-    )
-    .expect("write");
     for format in ["human", "json", "mermaid", "dot"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
-            .args(["plan", "--format", format])
-            .arg(&file)
-            .output()
-            .expect("plan");
+        let out = plan_of(
+            "version: 1\nname: p\nparams:\n  base: {default: \"http://admin:pa55word@127.0.0.1:1/\"}\n  pw: {secret: true, default: hunter22pw}\nsteps:\n  a: {type: http-check, url: \"{{params.base}}health\"}\n  b: {type: shell, run: echo hunter22pw}\n",
+            &["--format", format],
+        );
         let text = String::from_utf8_lossy(&out.stdout);
         assert_eq!(out.status.code(), Some(0), "{format}");
         assert!(
@@ -179,22 +171,10 @@ fn plan_masks_a_url_password_in_a_param_and_a_secret_in_step_text() {
 /// A value with terminal escapes is shown, not obeyed.
 #[test]
 fn control_characters_in_a_value_are_shown_as_escapes() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let file = dir.path().join("p.yaml");
-    std::fs::write(
-        &file,
+    let out = plan_of(
         "version: 1\nname: p\nparams:\n  s: {default: x}\nsteps:\n  a: {type: shell, run: \"echo {{params.s}}\"}\n",
-    )
-    .expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
-        .args([
-            "plan",
-            file.to_str().expect("path"),
-            "--set",
-            "s=a\x1b[2Jb\x07",
-        ])
-        .output()
-        .expect("the runbook binary runs");
+        &["--set", "s=a\x1b[2Jb\x07"],
+    );
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -202,4 +182,17 @@ fn control_characters_in_a_value_are_shown_as_escapes() {
         "{stdout:?}"
     );
     assert!(stdout.contains(r"s = a\u{1b}[2Jb\u{7}"), "{stdout}");
+}
+
+/// `runbook plan` of `yaml`, written to a scratch file, with `args`.
+fn plan_of(yaml: &str, args: &[&str]) -> std::process::Output {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("p.yaml");
+    std::fs::write(&file, yaml).expect("write");
+    Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .arg("plan")
+        .arg(&file)
+        .args(args)
+        .output()
+        .expect("the runbook binary runs")
 }

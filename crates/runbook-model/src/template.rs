@@ -525,6 +525,12 @@ mod tests {
         for name in HELPERS.iter().chain(BLOCK_HELPERS) {
             assert!(helper_usage(name).is_some(), "{name}");
         }
+        for name in PREDICATES {
+            assert!(
+                HELPERS.contains(name),
+                "{name} is a predicate but no helper"
+            );
+        }
     }
 
     #[test]
