@@ -248,14 +248,9 @@ pub fn stop_plan(
     };
     let signal = match &shell.stop_signal {
         Some(Typed::Literal(name)) => crate::process_group::parse_signal(&name.value),
-        Some(Typed::Template(template)) => render(template).and_then(|text| {
-            let name = text.trim();
-            if name.starts_with("SIG") {
-                crate::process_group::parse_signal(name)
-            } else {
-                crate::process_group::parse_signal(&format!("SIG{name}"))
-            }
-        }),
+        Some(Typed::Template(template)) => {
+            render(template).and_then(|text| crate::process_group::parse_rendered_signal(&text))
+        }
         None => None,
     };
     let grace = match &shell.grace {

@@ -236,12 +236,7 @@ impl Prepared {
             Some(Typed::Template(template)) => {
                 let text = ctx.render("stop_signal", template)?;
                 let name = text.trim();
-                let full = if name.starts_with("SIG") {
-                    name.to_string()
-                } else {
-                    format!("SIG{name}")
-                };
-                process_group::parse_signal(&full).ok_or_else(|| {
+                process_group::parse_rendered_signal(name).ok_or_else(|| {
                     StepFailure::new(format!(
                         "`stop_signal` (line {}) rendered to `{}`, which is not one of {}",
                         template.span.line,

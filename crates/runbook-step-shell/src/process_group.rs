@@ -99,6 +99,17 @@ pub(crate) fn parse_signal(name: &str) -> Option<Signal> {
     Signal::from_str(name).ok()
 }
 
+/// A signal as a template renders it: surrounding space ignored, and the
+/// `SIG` prefix optional (`TERM` is `SIGTERM`).
+pub(crate) fn parse_rendered_signal(text: &str) -> Option<Signal> {
+    let name = text.trim();
+    if name.starts_with("SIG") {
+        parse_signal(name)
+    } else {
+        parse_signal(&format!("SIG{name}"))
+    }
+}
+
 /// The name of signal number `signal` (`SIGKILL`), or `signal N`.
 pub(crate) fn signal_name(signal: i32) -> String {
     match Signal::try_from(signal) {
