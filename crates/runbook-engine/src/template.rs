@@ -146,7 +146,7 @@ fn set_aside(value: &str) -> String {
 
 /// Quotes `value` as exactly one POSIX shell word.
 pub fn shell_quote(value: &str) -> String {
-    shell_words::quote(value).into_owned()
+    runbook_model::script_quoting::quote_word(value)
 }
 
 fn describe(error: &RenderError, text: &str) -> String {

@@ -32,6 +32,21 @@ pub const MARK_OPEN: char = '\u{E000}';
 /// Ends a marker.
 pub const MARK_CLOSE: char = '\u{E001}';
 
+/// `value` as exactly one inert shell word, in bash and in dash alike.
+///
+/// Left bare only when every character is one no shell reads specially in
+/// any place a word can stand: `shell_words` also leaves `{`, `}`, `,`, `.`,
+/// `+` and `^` bare, but bash reads `{a,b}` as two words, a `}` ends an
+/// enclosing `${V:-…}`, and `.` or `+` inside `[[ … =~ … ]]` are a pattern.
+pub fn quote_word(value: &str) -> String {
+    let bare = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '/' | ':' | '@' | '%' | '=');
+    if !value.is_empty() && value.chars().all(bare) {
+        value.to_string()
+    } else {
+        format!("'{}'", value.replace('\'', r"'\''"))
+    }
+}
+
 /// Checks a shell `run` template before any value exists: each `{{expr}}`
 /// gets a neutral value (`0`), raw `{{{ }}}` insertions and block tags are
 /// left out (both branches of an `{{#if}}` are read one after the other),
@@ -650,9 +665,7 @@ impl<'v> Lexer<'_, 'v> {
 
     fn insert(&mut self, value: &str) -> Result<(), String> {
         let written = match self.top() {
-            Frame::Command { .. } | Frame::Brace { double: false } => {
-                shell_words::quote(value).into_owned()
-            }
+            Frame::Command { .. } | Frame::Brace { double: false } => quote_word(value),
             // bash pairs single quotes even inside `"${…}"` (dash does not),
             // so a lone `'` there has no spelling both read the same way.
             Frame::Brace { double: true } if value.contains('\'') => {
@@ -700,7 +713,25 @@ fn escape_double(value: &str, quote_char: bool) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::check_template;
+    use super::{check_template, quote_word};
+
+    #[test]
+    fn only_plain_words_stay_bare() {
+        for bare in ["prod-omendb", "deployment/api", "a@b:c=d%e_f", "0"] {
+            assert_eq!(quote_word(bare), bare);
+        }
+        for (value, quoted) in [
+            ("", "''"),
+            ("{a,b}", "'{a,b}'"),
+            ("x}", "'x}'"),
+            ("1.10", "'1.10'"),
+            ("a b", "'a b'"),
+            ("it's", r"'it'\''s'"),
+            ("$(reboot)", "'$(reboot)'"),
+        ] {
+            assert_eq!(quote_word(value), quoted, "{value:?}");
+        }
+    }
 
     #[test]
     fn templates_are_checked_before_any_value_exists() {

@@ -289,6 +289,24 @@ async fn quoted_params_are_inert_and_raw_params_are_not() {
     let _ = std::fs::remove_file(raw);
 }
 
+/// Characters that some quoting leaves bare but bash reads: brace
+/// expansion splits `{a,b}` into two words, a `}` closes `${V:-…}` early,
+/// and `.` or `+` after `=~` are a pattern, not text.
+#[tokio::test]
+async fn a_param_is_one_literal_word_wherever_bash_reads_words() {
+    let script = "    run: |\n      unset V\n      printf '<%s>' {{params.v}} ${V:-{{params.v}}}\n      [[ {{params.v}} =~ {{params.v}} ]] && printf ' same'\n      [[ axb =~ {{params.v}} ]] && printf ' pattern' || true\n";
+    for value in ["{old,keep}", "{1..3}", "x}-oops", "a.b", "a+b", "^", "it's"] {
+        let step = step(script);
+        let (ctx, _messages) = context(value).build();
+        let outputs = succeeded(run(&step, &ctx).await);
+        assert_eq!(
+            outputs["stdout"],
+            json!(format!("<{value}><{value}> same")),
+            "value {value:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn dry_run_lists_the_command_unless_read_only() {
     let marker = unique("dry-run");
