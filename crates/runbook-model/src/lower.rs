@@ -11,6 +11,7 @@ use crate::template::Template;
 use crate::yaml::{Entry, Node, ScalarKind, Value};
 use indexmap::{IndexMap, IndexSet};
 use regex::Regex;
+use std::ops::RangeInclusive;
 use std::path::Path;
 use std::time::Duration;
 
@@ -486,16 +487,25 @@ impl<'a> Lowerer<'a> {
         }
     }
 
-    fn typed_int(&mut self, node: &Node, field: &str, min: i64) -> Option<Typed<i64>> {
+    fn typed_int(&mut self, node: &Node, field: &str, range: RangeInclusive<i64>) -> Option<Typed<i64>> {
         match &node.value {
-            Value::Int(i) if *i >= min => Some(Typed::Literal(Spanned::new(*i, node.span))),
+            Value::Int(i) if range.contains(i) => Some(Typed::Literal(Spanned::new(*i, node.span))),
+            Value::Int(i) if i < range.start() => {
+                self.error(
+                    Code::InvalidValue,
+                    node.span,
+                    format!("`{field}` must be at least {}, found {i}", range.start()),
+                )
+                .label = Some("too small".into());
+                None
+            }
             Value::Int(i) => {
                 self.error(
                     Code::InvalidValue,
                     node.span,
-                    format!("`{field}` must be at least {min}, found {i}"),
+                    format!("`{field}` must be at most {}, found {i}", range.end()),
                 )
-                .label = Some("too small".into());
+                .label = Some("too large".into());
                 None
             }
             Value::Str(s) if s.contains("{{") => {
@@ -508,7 +518,7 @@ impl<'a> Lowerer<'a> {
                     span: node.span,
                     style: node.style,
                 };
-                self.typed_int(&value, field, min)
+                self.typed_int(&value, field, range)
             }
             _ => {
                 self.wrong_type(node, field, "an integer or a template");
@@ -1835,11 +1845,11 @@ impl<'a> Lowerer<'a> {
                 "field_selector" => step.field_selector = self.template(v, key),
                 "dry_run" => step.dry_run = self.typed_bool(v, key),
                 "container" => step.container = self.template(v, key),
-                "tail" => step.tail = self.typed_int(v, key, -1),
+                "tail" => step.tail = self.typed_int(v, key, -1..=i64::MAX),
                 "since" => step.since = self.typed_duration(v, key),
                 "for" => step.for_resource = self.template(v, key),
-                "replicas" => step.replicas = self.typed_int(v, key, 0),
-                "to_revision" => step.to_revision = self.typed_int(v, key, 0),
+                "replicas" => step.replicas = self.typed_int(v, key, crate::REPLICAS),
+                "to_revision" => step.to_revision = self.typed_int(v, key, 0..=i64::MAX),
                 "patch" => match &v.value {
                     Value::Map(_) | Value::Seq(_) => step.patch = Some(v.clone()),
                     Value::Str(s) => match serde_json::from_str::<serde_json::Value>(s) {

@@ -8,6 +8,7 @@ use crate::template::Template;
 use crate::yaml::Node;
 use indexmap::IndexMap;
 use schemars::JsonSchema;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -886,3 +887,8 @@ pub const STEP_CONTEXT_FIELDS: &[&str] = &[
 
 /// Fields of `run` in the template context.
 pub const RUN_CONTEXT_FIELDS: &[&str] = &["id", "name", "started_at", "dry_run", "status", "error"];
+
+/// The values a `scale` step's `replicas` can take: Kubernetes keeps a
+/// scale as a 32-bit integer, so a larger count would reach the API server
+/// only to be refused there.
+pub const REPLICAS: RangeInclusive<i64> = 0..=i32::MAX as i64;

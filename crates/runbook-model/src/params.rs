@@ -373,11 +373,18 @@ pub(crate) fn unusable_uses(
             let text = param.value.to_text();
             let why = match field {
                 "timeout" | "since" | "grace" | "expect.max_latency" => {
-                    crate::parse_duration(&text)
-                        .err()
-                        .map(|e| format!("it must be a duration ({e})"))
+                    crate::parse_duration(&text).err().map(|e| {
+                        if param.secret {
+                            // The parser's reason quotes what it could not read.
+                            "it must be a duration".to_string()
+                        } else {
+                            format!("it must be a duration ({e})")
+                        }
+                    })
                 }
-                "replicas" | "tail" | "to_revision" => text
+                "replicas" => (!text.trim().parse::<i64>().is_ok_and(|n| crate::REPLICAS.contains(&n)))
+                    .then(|| format!("it must be an integer from 0 to {}", crate::REPLICAS.end())),
+                "tail" | "to_revision" => text
                     .trim()
                     .parse::<i64>()
                     .is_err()

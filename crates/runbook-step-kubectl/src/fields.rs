@@ -120,7 +120,20 @@ impl Fields {
             command,
         };
         fields.refuse_selector_on_named_object()?;
+        fields.refuse_replicas_out_of_range()?;
         Ok(fields)
+    }
+
+    /// A rendered `replicas` beyond what Kubernetes stores would be refused
+    /// by the API server with a decoding error that does not name the field.
+    fn refuse_replicas_out_of_range(&self) -> Result<(), StepFailure> {
+        match self.replicas {
+            Some(n) if !runbook_model::REPLICAS.contains(&n) => Err(StepFailure::permanent(format!(
+                "`replicas` must be from 0 to {}, got {n}",
+                runbook_model::REPLICAS.end()
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// A selector next to `kind/name` would be silently dropped, and a

@@ -838,6 +838,18 @@ async fn a_selector_next_to_a_rendered_object_name_is_refused_before_any_request
 }
 
 #[tokio::test]
+async fn a_rendered_replica_count_beyond_int32_is_refused_before_any_request() {
+    let env = env("healthy").await;
+    let (msg, _) = env
+        .fails(&format!(
+            "action: scale\nresource: deployment/{DEPLOY}\nreplicas: '{{{{to_int \"2147483648\"}}}}'"
+        ))
+        .await;
+    assert_eq!(msg, "`replicas` must be from 0 to 2147483647, got 2147483648");
+    assert!(env.requests("PATCH").is_empty() && env.requests("PUT").is_empty());
+}
+
+#[tokio::test]
 async fn plural_version_group_names_resolve_like_kubectl() {
     let env = env("healthy").await;
     for kind in ["deployments.v1.apps", "deployment.apps", "deploy"] {
