@@ -222,6 +222,9 @@ fn registry() -> Handlebars<'static> {
     // Replaces Handlebars' own, which counts a text's bytes and gives 0
     // for a number.
     hb.register_helper("len", Box::new(len_helper));
+    // Replace Handlebars' own, which tell `3.0` from `3`.
+    hb.register_helper("eq", Box::new(eq_helper));
+    hb.register_helper("ne", Box::new(ne_helper));
     hb
 }
 
@@ -279,6 +282,32 @@ fn contains_value(haystack: &Value, needle: &Value) -> bool {
         _ => false,
     }
 }
+
+/// Equality as a reader of the runbook means it: numbers by value, so
+/// `3.0` (a JSON output, a number param's `1.0`) equals `3`. Handlebars'
+/// own `eq` compares how the number is stored and says they differ, while
+/// `gte` and `lte` both hold.
+fn equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
+            (Some(i), Some(j)) => i == j,
+            _ => match (x.as_u64(), y.as_u64()) {
+                (Some(i), Some(j)) => i == j,
+                _ => x.as_f64() == y.as_f64(),
+            },
+        },
+        _ => a == b,
+    }
+}
+
+value_fn!(eq_impl, |h| Ok(Value::Bool(equal(
+    param(h, 0, "eq")?,
+    param(h, 1, "eq")?
+))));
+value_fn!(ne_impl, |h| Ok(Value::Bool(!equal(
+    param(h, 0, "ne")?,
+    param(h, 1, "ne")?
+))));
 
 value_fn!(contains_impl, |h| Ok(Value::Bool(contains_value(
     param(h, 0, "contains")?,
@@ -430,6 +459,8 @@ value_fn!(quote_impl, |h| Ok(Value::String(shell_quote(&text(
     param(h, 0, "quote")?
 )))));
 
+helper!(eq_helper, eq_impl);
+helper!(ne_helper, ne_impl);
 helper!(contains_helper, contains_impl);
 helper!(default_helper, default_impl);
 helper!(json_helper, json_impl);
@@ -485,13 +516,13 @@ mod tests {
         let t = Templates::new();
         let error = t
             .render_condition(
-                "{{eq steps.skipped.outputs.stdout \"x\"}}",
+                "{{gt steps.skipped.outputs.stdout 1}}",
                 &json!({"steps": {"skipped": {"outputs": {}}}}),
             )
             .expect_err("undefined");
         assert_eq!(
             error.0,
-            "`eq` has no value for its argument 1 in `{{eq steps.skipped.outputs.stdout \"x\"}}`: it is missing, or a variable it reads is not defined (a step that did not run has no outputs; `(default VALUE \"...\")` gives a fallback)"
+            "`gt` has no value for its argument 1 in `{{gt steps.skipped.outputs.stdout 1}}`: it is missing, or a variable it reads is not defined (a step that did not run has no outputs; `(default VALUE \"...\")` gives a fallback)"
         );
     }
 
@@ -507,6 +538,18 @@ mod tests {
         }
         let error = render("{{to_int \"abc\"}}").expect_err("text");
         assert!(error.0.contains("is not a number"), "{error}");
+    }
+
+    #[test]
+    fn eq_and_ne_compare_numbers_by_value() {
+        let t = Templates::new();
+        let context = json!({"params": {"ratio": 1.0, "n": 3, "s": "3"}, "steps": {"src": {"outputs": {"json": {"replicas": 3.0}}}}});
+        let render = |text: &str| t.render(text, &context).expect(text);
+        assert_eq!(render("{{eq params.ratio 1}} {{eq 1 1.0}}"), "true true");
+        assert_eq!(render("{{eq steps.src.outputs.json.replicas params.n}}"), "true");
+        assert_eq!(render("{{ne steps.src.outputs.json.replicas 3}} {{ne 2 2.5}}"), "false true");
+        // Text is not a number: `when` keeps telling "3" from 3.
+        assert_eq!(render("{{eq params.s params.n}} {{eq params.s \"3\"}}"), "false true");
     }
 
     #[test]
