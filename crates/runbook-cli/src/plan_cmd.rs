@@ -7,7 +7,7 @@ use indexmap::IndexMap;
 use runbook_model::Runbook;
 use runbook_model::diagnostic::{FileDiagnostics, render_human};
 use runbook_model::params::ResolvedParam;
-use runbook_model::params::{ParamError, ParamInputs};
+use runbook_model::params::{ParamError, ParamInputs, ParamsFile};
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 
@@ -142,7 +142,10 @@ pub fn resolve_params(
             .map_err(|e| anyhow::anyhow!("cannot read params file `{}`: {e}", path.display()))?;
         let diagnostics = match runbook_model::yaml::parse(&text) {
             Ok(parsed) if parsed.diagnostics.is_empty() => {
-                inputs.file = Some(parsed.root);
+                inputs.file = Some(ParamsFile {
+                    root: parsed.root,
+                    source: text.clone(),
+                });
                 Vec::new()
             }
             Ok(parsed) => parsed.diagnostics,

@@ -423,9 +423,10 @@ impl<'a> Lowerer<'a> {
     fn scalar_template(&mut self, node: &Node, field: &str) -> Option<Template> {
         let text = match &node.value {
             Value::Str(s) => s.clone(),
-            Value::Int(i) => i.to_string(),
-            Value::Float(f) => f.to_string(),
-            Value::Bool(b) => b.to_string(),
+            // Text as written: `VERSION: 1.10` is not `1.1`, `0x10` not `16`.
+            Value::Int(_) | Value::Float(_) | Value::Bool(_) => {
+                crate::yaml::written_text(node, self.source)
+            }
             _ => {
                 self.wrong_type(node, field, "a string");
                 return None;
@@ -2276,6 +2277,17 @@ mod tests {
         assert_eq!(parse_status_class("2xx"), Some(StatusPattern::Class(2)));
         assert_eq!(parse_status_class("404"), Some(StatusPattern::Code(404)));
         assert_eq!(parse_status_class("7xx"), None);
+    }
+
+    #[test]
+    fn a_number_in_a_text_field_is_kept_as_written() {
+        let text = "version: 1\nname: q\nenv: {A: 1.50, B: 0x10, C: 010, D: 12345678901234567890123, E: True}\nsteps:\n  s:\n    type: shell\n    run: echo\n    env:\n      F: 1.10   # why\n";
+        let loaded = crate::load(std::path::Path::new("q.yaml"), text);
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        let runbook = loaded.runbook.expect("a runbook");
+        let env: Vec<&str> = runbook.env.values().map(|t| t.text.as_str()).collect();
+        assert_eq!(env, ["1.50", "0x10", "010", "12345678901234567890123", "True"]);
+        assert_eq!(runbook.steps["s"].env["F"].text, "1.10");
     }
 
     #[test]

@@ -187,7 +187,17 @@ pub struct ParamInputs {
     /// `--set NAME=VALUE` arguments, in order (a later one wins).
     pub sets: Vec<String>,
     /// The parsed `--params FILE`, if given.
-    pub file: Option<Node>,
+    pub file: Option<ParamsFile>,
+}
+
+/// A parsed `--params FILE`.
+#[derive(Clone, Debug)]
+pub struct ParamsFile {
+    /// Its root mapping.
+    pub root: Node,
+    /// The text it was parsed from: a text param keeps a value as written
+    /// (`version: 1.10` is `1.10`, not the number 1.1).
+    pub source: String,
 }
 
 /// A value given for a param: its text, where from, and, from the params
@@ -202,11 +212,20 @@ pub fn resolve(
 ) -> Result<IndexMap<String, ResolvedParam>, Vec<ParamError>> {
     let mut errors = Vec::new();
     let mut given: IndexMap<String, Given> = IndexMap::new();
-    if let Some(file) = &inputs.file {
+    if let Some(ParamsFile { root: file, source }) = &inputs.file {
         match &file.value {
             Value::Map(entries) => {
                 for entry in entries {
-                    match scalar_text(&entry.value) {
+                    let as_text = runbook
+                        .params
+                        .get(&entry.key)
+                        .is_some_and(|p| p.kind == ParamType::String);
+                    let text = if as_text && !matches!(entry.value.value, Value::Seq(_) | Value::Map(_) | Value::Null) {
+                        Some(crate::yaml::written_text(&entry.value, source))
+                    } else {
+                        scalar_text(&entry.value)
+                    };
+                    match text {
                         Some(text) => {
                             given.insert(
                                 entry.key.clone(),
@@ -502,17 +521,42 @@ mod tests {
             "version: 1\nname: t\nparams:\n  n: {type: integer}\n  x: {type: number}\nsteps:\n  s: {type: shell, run: echo}\n",
         );
         let runbook = loaded.runbook.expect("valid");
-        let file = crate::yaml::parse("n: 3.0\nx: 3.0\n").expect("YAML").root;
-        let inputs = ParamInputs {
-            sets: Vec::new(),
-            file: Some(file),
-        };
-        let errors = resolve(&runbook, &inputs, &|_| None).expect_err("n is refused");
+        let errors = resolve(&runbook, &with_file("n: 3.0\nx: 3.0\n"), &|_| None)
+            .expect_err("n is refused");
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert_eq!(
             errors[0].to_string(),
             "param `n` must be an integer (from --params file), got `3.0`"
         );
+    }
+
+    fn with_file(source: &str) -> ParamInputs {
+        ParamInputs {
+            sets: Vec::new(),
+            file: Some(ParamsFile {
+                root: crate::yaml::parse(source).expect("YAML").root,
+                source: source.to_string(),
+            }),
+        }
+    }
+
+    /// A text param takes a params file's value as written, where YAML
+    /// would read `1.10` as the number 1.1 and `0x1F` as 31; typed params
+    /// still take the value YAML reads.
+    #[test]
+    fn a_text_param_keeps_a_number_as_written_in_a_params_file() {
+        let loaded = crate::load(
+            std::path::Path::new("t.yaml"),
+            "version: 1\nname: t\nparams:\n  v: {allowed: ['1.10', '0x1F', 'True', '1e3']}\n  w: {default: x}\n  n: {type: integer}\nsteps:\n  s: {type: shell, run: echo}\n",
+        );
+        let runbook = loaded.runbook.expect("valid");
+        for written in ["1.10", "0x1F", "True", "1e3"] {
+            let source = format!("v: {written}\nw: {written}   # a comment\nn: 0x10\n");
+            let resolved = resolve(&runbook, &with_file(&source), &|_| None).expect(written);
+            assert_eq!(resolved["v"].value.to_text(), written);
+            assert_eq!(resolved["w"].value.to_text(), written);
+            assert_eq!(resolved["n"].value.to_text(), "16");
+        }
     }
 
     #[test]

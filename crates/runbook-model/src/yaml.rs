@@ -585,6 +585,26 @@ fn measure(node: &Node) -> Measure {
     total
 }
 
+/// A scalar's text as the author wrote it in `source`, the text the node
+/// was parsed from: a plain `1.10` resolves to the number 1.1, but read as
+/// text it is `1.10`. Falls back to the resolved value where the written
+/// form is not the value's text (quoted or block scalars, a tag).
+pub fn written_text(node: &Node, source: &str) -> String {
+    let written = (node.style == Some(ScalarKind::Plain))
+        .then(|| source.get(node.span.start..node.span.end))
+        .flatten()
+        .map(str::trim_end)
+        .filter(|w| !w.is_empty() && !w.starts_with('!'));
+    match (written, &node.value) {
+        (Some(written), _) => written.to_string(),
+        (None, Value::Str(s)) => s.clone(),
+        (None, Value::Int(i)) => i.to_string(),
+        (None, Value::Float(f)) => f.to_string(),
+        (None, Value::Bool(b)) => b.to_string(),
+        (None, _) => String::new(),
+    }
+}
+
 /// A key's text. A plain key that does not resolve to a string keeps what
 /// was written: `~` or an empty key is not the id `null`, and `.inf` is not
 /// `inf`, so the name rules judge the key the author sees.
