@@ -546,10 +546,19 @@ mod tests {
         let context = json!({"params": {"ratio": 1.0, "n": 3, "s": "3"}, "steps": {"src": {"outputs": {"json": {"replicas": 3.0}}}}});
         let render = |text: &str| t.render(text, &context).expect(text);
         assert_eq!(render("{{eq params.ratio 1}} {{eq 1 1.0}}"), "true true");
-        assert_eq!(render("{{eq steps.src.outputs.json.replicas params.n}}"), "true");
-        assert_eq!(render("{{ne steps.src.outputs.json.replicas 3}} {{ne 2 2.5}}"), "false true");
+        assert_eq!(
+            render("{{eq steps.src.outputs.json.replicas params.n}}"),
+            "true"
+        );
+        assert_eq!(
+            render("{{ne steps.src.outputs.json.replicas 3}} {{ne 2 2.5}}"),
+            "false true"
+        );
         // Text is not a number: `when` keeps telling "3" from 3.
-        assert_eq!(render("{{eq params.s params.n}} {{eq params.s \"3\"}}"), "false true");
+        assert_eq!(
+            render("{{eq params.s params.n}} {{eq params.s \"3\"}}"),
+            "false true"
+        );
     }
 
     #[test]

@@ -488,7 +488,12 @@ impl<'a> Lowerer<'a> {
         }
     }
 
-    fn typed_int(&mut self, node: &Node, field: &str, range: RangeInclusive<i64>) -> Option<Typed<i64>> {
+    fn typed_int(
+        &mut self,
+        node: &Node,
+        field: &str,
+        range: RangeInclusive<i64>,
+    ) -> Option<Typed<i64>> {
         match &node.value {
             Value::Int(i) if range.contains(i) => Some(Typed::Literal(Spanned::new(*i, node.span))),
             Value::Int(i) if i < range.start() => {
@@ -2286,7 +2291,10 @@ mod tests {
         assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
         let runbook = loaded.runbook.expect("a runbook");
         let env: Vec<&str> = runbook.env.values().map(|t| t.text.as_str()).collect();
-        assert_eq!(env, ["1.50", "0x10", "010", "12345678901234567890123", "True"]);
+        assert_eq!(
+            env,
+            ["1.50", "0x10", "010", "12345678901234567890123", "True"]
+        );
         assert_eq!(runbook.steps["s"].env["F"].text, "1.10");
     }
 

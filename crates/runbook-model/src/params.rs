@@ -220,7 +220,11 @@ pub fn resolve(
                         .params
                         .get(&entry.key)
                         .is_some_and(|p| p.kind == ParamType::String);
-                    let text = if as_text && !matches!(entry.value.value, Value::Seq(_) | Value::Map(_) | Value::Null) {
+                    let text = if as_text
+                        && !matches!(
+                            entry.value.value,
+                            Value::Seq(_) | Value::Map(_) | Value::Null
+                        ) {
                         Some(crate::yaml::written_text(&entry.value, source))
                     } else {
                         scalar_text(&entry.value)
@@ -521,8 +525,8 @@ mod tests {
             "version: 1\nname: t\nparams:\n  n: {type: integer}\n  x: {type: number}\nsteps:\n  s: {type: shell, run: echo}\n",
         );
         let runbook = loaded.runbook.expect("valid");
-        let errors = resolve(&runbook, &with_file("n: 3.0\nx: 3.0\n"), &|_| None)
-            .expect_err("n is refused");
+        let errors =
+            resolve(&runbook, &with_file("n: 3.0\nx: 3.0\n"), &|_| None).expect_err("n is refused");
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert_eq!(
             errors[0].to_string(),

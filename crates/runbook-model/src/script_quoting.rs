@@ -39,7 +39,8 @@ pub const MARK_CLOSE: char = '\u{E001}';
 /// `+` and `^` bare, but bash reads `{a,b}` as two words, a `}` ends an
 /// enclosing `${V:-…}`, and `.` or `+` inside `[[ … =~ … ]]` are a pattern.
 pub fn quote_word(value: &str) -> String {
-    let bare = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '/' | ':' | '@' | '%' | '=');
+    let bare =
+        |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '/' | ':' | '@' | '%' | '=');
     if !value.is_empty() && value.chars().all(bare) {
         value.to_string()
     } else {

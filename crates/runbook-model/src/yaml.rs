@@ -158,6 +158,7 @@ impl Node {
 struct Positions<'a> {
     /// Byte offset of each character, only built when the text is not ASCII.
     char_to_byte: Option<Vec<usize>>,
+    content_end: Span,
     len: usize,
     _text: std::marker::PhantomData<&'a str>,
 }
@@ -171,6 +172,7 @@ impl<'a> Positions<'a> {
         });
         Positions {
             char_to_byte,
+            content_end: content_end(text),
             len: text.len(),
             _text: std::marker::PhantomData,
         }
@@ -186,12 +188,116 @@ impl<'a> Positions<'a> {
     fn span(&self, span: &saphyr_parser::Span) -> Span {
         let start = self.byte(span.start.index());
         let end = self.byte(span.end.index()).max(start);
-        Span {
+        self.within_content(Span {
             start,
             end,
             line: u32::try_from(span.start.line()).unwrap_or(u32::MAX),
             col: u32::try_from(span.start.col() + 1).unwrap_or(u32::MAX),
+        })
+    }
+
+    /// `span`, or the end of the last line with text when it starts past it:
+    /// the scanner places the end of the input on a line after the last,
+    /// which an editor does not show (a file without a final newline has
+    /// no such line at all).
+    fn within_content(&self, span: Span) -> Span {
+        if span.start < self.content_end.start {
+            span
+        } else {
+            self.content_end
         }
+    }
+}
+
+/// Where the last line with text ends: trailing line breaks are not lines
+/// an editor can jump to.
+fn content_end(text: &str) -> Span {
+    let content = text.trim_end_matches(['\n', '\r']);
+    let line_start = content.rfind(['\n', '\r']).map_or(0, |i| i + 1);
+    let line = content.bytes().filter(|&b| b == b'\n').count()
+        + content.bytes().filter(|&b| b == b'\r').count()
+        - content.matches("\r\n").count()
+        + 1;
+    Span {
+        start: content.len(),
+        end: content.len(),
+        line: u32::try_from(line).unwrap_or(u32::MAX),
+        col: u32::try_from(content[line_start..].chars().count() + 1).unwrap_or(u32::MAX),
+    }
+}
+
+/// A scanner error, said the way an author finds the mistake: the
+/// scanner notices a tab or a missing `:` only further on, on the line
+/// after, so the two commonest slips are pointed at where they are.
+fn syntax_error(text: &str, span: Span, info: &str) -> Diagnostic {
+    let lines: Vec<&str> = text.lines().collect();
+    let first_line = usize::try_from(span.line).unwrap_or(usize::MAX).max(1);
+    if info.contains("tab") {
+        let tabbed = lines
+            .iter()
+            .enumerate()
+            .skip(first_line - 1)
+            .find_map(|(i, line)| {
+                let indent = &line[..line.len() - line.trim_start_matches([' ', '\t']).len()];
+                indent.find('\t').map(|at| (i, at))
+            });
+        if let Some((index, at)) = tabbed {
+            return Diagnostic::error(
+                Code::YamlSyntax,
+                span_at(text, &lines, index, at),
+                "invalid YAML: a tab in the indentation".to_string(),
+            )
+            .with_label("tab here")
+            .with_help("YAML indents with spaces only; replace the tab with spaces");
+        }
+    }
+    if info.starts_with("simple key expect") {
+        // The line the scanner stopped on, if it stopped at its end, else
+        // the one before: the nearest line with text that is not a comment.
+        let at_end = lines.get(first_line - 1).is_some_and(|line| {
+            line.trim_end().chars().count() < usize::try_from(span.col).unwrap_or(0)
+        });
+        let last = if at_end { first_line } else { first_line - 1 };
+        let keyless = (0..last.min(lines.len()))
+            .rev()
+            .find(|&i| {
+                let line = lines[i].trim();
+                !line.is_empty() && !line.starts_with('#')
+            })
+            .filter(|&i| {
+                let line = lines[i].trim();
+                !line.contains(':')
+                    && !line.starts_with(['-', '[', '{', '"', '\'', '|', '>', '&', '*', '!'])
+            });
+        if let Some(index) = keyless {
+            let at = lines[index].len() - lines[index].trim_start().len();
+            let word = lines[index].trim();
+            return Diagnostic::error(
+                Code::YamlSyntax,
+                span_at(text, &lines, index, at),
+                format!("invalid YAML: `{word}` is neither `key: value` nor a list item"),
+            )
+            .with_label("no `:` after this")
+            .with_help(match word.split_once(char::is_whitespace) {
+                Some((key, value)) => format!("is a `:` missing, as in `{key}: {}`?", value.trim()),
+                None => format!("is a `:` missing, as in `{word}: ...`?"),
+            });
+        }
+    }
+    Diagnostic::error(Code::YamlSyntax, span, format!("invalid YAML: {info}")).with_label("here")
+}
+
+/// The position of byte `at` of line `index` (0-based) of `lines`, the
+/// lines of `text`.
+fn span_at(text: &str, lines: &[&str], index: usize, at: usize) -> Span {
+    let line = lines[index];
+    // `lines` are slices of `text`, so the offset is the pointers' distance.
+    let start = line.as_ptr() as usize - text.as_ptr() as usize + at;
+    Span {
+        start,
+        end: start + line[at..].chars().next().map_or(0, char::len_utf8),
+        line: u32::try_from(index + 1).unwrap_or(u32::MAX),
+        col: u32::try_from(line[..at].chars().count() + 1).unwrap_or(u32::MAX),
     }
 }
 
@@ -253,17 +359,20 @@ pub fn parse(text: &str) -> Result<Parsed, Vec<Diagnostic>> {
                     line: u32::try_from(marker.line()).unwrap_or(u32::MAX),
                     col: u32::try_from(marker.col() + 1).unwrap_or(u32::MAX),
                 };
+                let span = positions.within_content(span);
                 // The scanner's own depth limit for `[[[…` is a limit, not
                 // a syntax error: the same code as our block-nesting limit.
-                let (code, message) = if error.info().contains("recursion limit") {
-                    (
+                let diagnostic = if error.info().contains("recursion limit") {
+                    Diagnostic::error(
                         Code::YamlLimits,
+                        span,
                         format!("YAML nested too deeply: {}", error.info()),
                     )
+                    .with_label("here")
                 } else {
-                    (Code::YamlSyntax, format!("invalid YAML: {}", error.info()))
+                    syntax_error(text, span, error.info())
                 };
-                diagnostics.push(Diagnostic::error(code, span, message).with_label("here"));
+                diagnostics.push(diagnostic);
                 return Err(diagnostics);
             }
         };
@@ -897,5 +1006,21 @@ mod tests {
         let node = parse(text).expect("valid").root;
         let b = node.get("b").expect("b");
         assert_eq!(&text[b.span.start..b.span.end], "x");
+    }
+
+    /// The end of the input is shown at the end of the last line with
+    /// text, with or without line breaks after it, never on a line past it.
+    #[test]
+    fn the_end_of_the_input_is_on_the_last_line() {
+        for text in ["---", "---\n", "---\n\n", "---\r\n"] {
+            let root = parse(text).expect("valid").root;
+            assert_eq!(
+                (root.span.line, root.span.col, root.span.start),
+                (1, 4, 3),
+                "{text:?}"
+            );
+        }
+        let errors = parse("a:\n  b: [1,\n").expect_err("unclosed");
+        assert_eq!((errors[0].span.line, errors[0].span.col), (2, 9));
     }
 }

@@ -128,10 +128,12 @@ impl Fields {
     /// by the API server with a decoding error that does not name the field.
     fn refuse_replicas_out_of_range(&self) -> Result<(), StepFailure> {
         match self.replicas {
-            Some(n) if !runbook_model::REPLICAS.contains(&n) => Err(StepFailure::permanent(format!(
-                "`replicas` must be from 0 to {}, got {n}",
-                runbook_model::REPLICAS.end()
-            ))),
+            Some(n) if !runbook_model::REPLICAS.contains(&n) => {
+                Err(StepFailure::permanent(format!(
+                    "`replicas` must be from 0 to {}, got {n}",
+                    runbook_model::REPLICAS.end()
+                )))
+            }
             _ => Ok(()),
         }
     }

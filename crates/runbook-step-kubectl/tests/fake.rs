@@ -845,7 +845,10 @@ async fn a_rendered_replica_count_beyond_int32_is_refused_before_any_request() {
             "action: scale\nresource: deployment/{DEPLOY}\nreplicas: '{{{{to_int \"2147483648\"}}}}'"
         ))
         .await;
-    assert_eq!(msg, "`replicas` must be from 0 to 2147483647, got 2147483648");
+    assert_eq!(
+        msg,
+        "`replicas` must be from 0 to 2147483647, got 2147483648"
+    );
     assert!(env.requests("PATCH").is_empty() && env.requests("PUT").is_empty());
 }
 
