@@ -1227,9 +1227,9 @@ impl<'a> Dispatcher<'a> {
                         text.trim()
                     )
                 })?;
-                if timeout.is_zero() {
+                if timeout < runbook_model::MIN_TIMEOUT {
                     return Err(format!(
-                        "`timeout` (line {}) rendered to `{}`: a step needs some time to run",
+                        "`timeout` (line {}) rendered to `{}`: a step needs at least a millisecond to run",
                         t.span.line,
                         text.trim()
                     ));

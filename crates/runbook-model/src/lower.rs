@@ -358,29 +358,30 @@ impl<'a> Lowerer<'a> {
         {
             // A whole number: either beyond what an integer holds, or
             // written with a fraction (`3.0`), which YAML reads as a float.
-            let (message, help) = if f.abs() >= 9.2e18 {
+            let written = self
+                .source
+                .get(node.span.start..node.span.end)
+                .unwrap_or_default()
+                .trim();
+            let (code, message, help) = if f.abs() >= 9.2e18 {
                 (
+                    Code::InvalidValue,
                     format!(
-                        "`{field}` is out of range: an integer is at most {}",
+                        "`{field}` must be {expected}, found `{written}`, beyond the largest integer ({})",
                         i64::MAX
                     ),
                     None,
                 )
             } else {
                 (
-                    format!(
-                        "`{field}` must be {expected}, found the float `{}`",
-                        self.source
-                            .get(node.span.start..node.span.end)
-                            .unwrap_or_default()
-                            .trim()
-                    ),
+                    Code::WrongType,
+                    format!("`{field}` must be {expected}, found the float `{written}`"),
                     Some(format!(
                         "write `{f}` without a fraction or exponent: YAML reads it as a float"
                     )),
                 )
             };
-            let d = self.error(Code::WrongType, node.span, message);
+            let d = self.error(code, node.span, message);
             d.label = Some(format!("expected {expected}"));
             d.help = help;
             return;
@@ -572,13 +573,18 @@ impl<'a> Lowerer<'a> {
     /// the run) at once, or not, by a race with its first event.
     fn timeout(&mut self, node: &Node, field: &str) -> Option<Spanned<Duration>> {
         let timeout = self.duration(node, field)?;
-        if timeout.value.is_zero() {
+        if timeout.value < crate::MIN_TIMEOUT {
+            let (why, label) = if timeout.value.is_zero() {
+                ("is zero", "zero")
+            } else {
+                ("is shorter than a millisecond", "too short")
+            };
             let d = self.error(
                 Code::InvalidDuration,
                 node.span,
-                format!("`{field}` is zero: nothing could run in it"),
+                format!("`{field}` {why}: nothing could run in it"),
             );
-            d.label = Some("zero".into());
+            d.label = Some(label.into());
             d.help = Some(
                 "give the time it may take, such as `30s`, or leave it out for the default".into(),
             );
@@ -693,7 +699,7 @@ impl<'a> Lowerer<'a> {
                     }
                     _ => {
                         ok = false;
-                        self.wrong_type(v, "retry.attempts", "an integer");
+                        self.wrong_type(v, "retry.attempts", "an integer from 1 to 1000");
                     }
                 },
                 "delay" => match self.duration(v, "retry.delay") {
@@ -833,20 +839,22 @@ impl<'a> Lowerer<'a> {
                         && steps.is_empty()
                         && matches!(&v.value, Value::Map(m) if m.is_empty())
                     {
-                        self.error(
+                        let d = self.error(
                             Code::InvalidValue,
                             v.span,
                             "`steps` must not be empty".into(),
-                        )
-                        .help = Some("add at least one step".into());
+                        );
+                        d.label = Some("no steps".into());
+                        d.help = Some("add at least one step".into());
                     }
                     if matches!(v.value, Value::Null) && phase == Phase::Main {
-                        self.error(
+                        let d = self.error(
                             Code::InvalidValue,
                             v.span,
                             "`steps` must not be empty".into(),
-                        )
-                        .help = Some("add at least one step".into());
+                        );
+                        d.label = Some("no steps".into());
+                        d.help = Some("add at least one step".into());
                     }
                     match phase {
                         Phase::Main => runbook.steps = steps,
@@ -1052,7 +1060,9 @@ impl<'a> Lowerer<'a> {
         all_ids: &mut IndexSet<String>,
     ) -> IndexMap<String, Step> {
         let mut out = IndexMap::new();
-        if matches!(node.value, Value::Null) && phase != Phase::Main {
+        // `on_failure:` with nothing under it has no steps; a `steps:` with
+        // nothing under it is reported as empty by the caller.
+        if matches!(node.value, Value::Null) {
             return out;
         }
         let Some(entries) = node.as_map() else {
@@ -1387,6 +1397,15 @@ impl<'a> Lowerer<'a> {
                         for item in items {
                             match item.value {
                                 Value::Int(c) if (0..=255).contains(&c) => codes.push(c as i32),
+                                Value::Int(c) => {
+                                    ok = false;
+                                    self.error(
+                                        Code::InvalidValue,
+                                        item.span,
+                                        format!("`success_exit_codes` must hold exit codes from 0 to 255, found {c}"),
+                                    )
+                                    .label = Some("not an exit code".into());
+                                }
                                 _ => {
                                     ok = false;
                                     self.wrong_type(

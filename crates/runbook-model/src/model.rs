@@ -892,3 +892,7 @@ pub const RUN_CONTEXT_FIELDS: &[&str] = &["id", "name", "started_at", "dry_run",
 /// scale as a 32-bit integer, so a larger count would reach the API server
 /// only to be refused there.
 pub const REPLICAS: RangeInclusive<i64> = 0..=i32::MAX as i64;
+
+/// The shortest `timeout`: timers count whole milliseconds, so anything
+/// shorter would time out before a step could start.
+pub const MIN_TIMEOUT: Duration = Duration::from_millis(1);
