@@ -58,6 +58,9 @@ pub enum Code {
     UnknownVariable,
     /// A helper or block is given too few or too many arguments.
     WrongArgumentCount,
+    /// Inside `{{#each}}` or `{{#with}}`, a path that starts with `params`,
+    /// `steps`, `env` or `run` is read from the block's item (warning).
+    RootNameInBlock,
     /// `rollback: auto` on an action without an inverse.
     RollbackNotInvertible,
     /// Raw `{{{ }}}` insertion in a shell script (warning).
@@ -108,6 +111,7 @@ impl Code {
             Code::StructureInserted => "RB309",
             Code::SecretOnCommandLine => "RB310",
             Code::WrongArgumentCount => "RB311",
+            Code::RootNameInBlock => "RB312",
             Code::RollbackNotInvertible => "RB401",
             Code::InvalidParam => "RB501",
         }
@@ -143,6 +147,7 @@ impl Code {
             Code::StructureInserted => "structure-inserted",
             Code::SecretOnCommandLine => "secret-on-command-line",
             Code::WrongArgumentCount => "wrong-argument-count",
+            Code::RootNameInBlock => "root-name-in-block",
             Code::RollbackNotInvertible => "rollback-not-invertible",
             Code::InvalidParam => "invalid-param",
         }

@@ -158,6 +158,11 @@ pub struct Analysis {
     /// Root variables inserted as they are (`{{steps.a.outputs.items}}`),
     /// not handed to a helper or a block.
     pub inserted: Vec<VariableRef>,
+    /// Paths inside `{{#each}}` or `{{#with}}` that start with a name of
+    /// the root (`params.ns`) but are read from the block's item, where
+    /// such a name is almost never found: `../params.ns` or
+    /// `@root.params.ns` reads the runbook's.
+    pub item_reads: Vec<VariableRef>,
     /// The literal text outside every expression and block, joined:
     /// `true ` in `true {{x}}`. A value that must render to one word
     /// cannot have any.
@@ -221,7 +226,7 @@ pub fn analyze(text: &str) -> Result<Analysis, SyntaxError> {
         position: error.pos(),
         over_limit: false,
     })?;
-    walk(&template.elements, true, false, true, &mut analysis);
+    walk(&template.elements, 0, false, true, &mut analysis);
     for element in &template.elements {
         if let TemplateElement::RawString(text) = element {
             analysis.outer_text.push_str(text);
@@ -330,7 +335,7 @@ const PREDICATES: &[&str] = &[
 /// subexpression's value handed to a helper).
 fn walk(
     elements: &[TemplateElement],
-    at_root: bool,
+    depth: usize,
     tested: bool,
     inserting: bool,
     analysis: &mut Analysis,
@@ -385,7 +390,7 @@ fn walk(
                     }
                     name => {
                         let before = analysis.variables.len();
-                        parameter(name, at_root, tested, analysis);
+                        parameter(name, depth, tested, analysis);
                         if analysis.variables.len() == before + 1
                             && let Some(variable) = analysis.variables.last()
                         {
@@ -406,7 +411,7 @@ fn walk(
                     inserting && matches!(&helper.name, Parameter::Name(name) if name == "default");
                 for (i, p) in helper.params.iter().chain(helper.hash.values()).enumerate() {
                     let before = analysis.variables.len();
-                    parameter(p, at_root, tested || predicate, analysis);
+                    parameter(p, depth, tested || predicate, analysis);
                     if i == 0
                         && passes_first_through
                         && analysis.variables.len() == before + 1
@@ -437,16 +442,16 @@ fn walk(
                 }
                 let condition = matches!(name.as_str(), "if" | "unless");
                 for p in helper.params.iter().chain(helper.hash.values()) {
-                    parameter(p, at_root, tested || condition, analysis);
+                    parameter(p, depth, tested || condition, analysis);
                 }
-                // Inside `each` and `with` the context moves to the item, so
-                // relative paths no longer name root variables.
-                let inner_root = at_root && !matches!(name.as_str(), "each" | "with");
-                if let Some(inner) = &helper.template {
-                    walk(&inner.elements, inner_root, tested, true, analysis);
+                // Inside `each` and `with` the context moves to the item:
+                // a path reaches the root again through as many `../`.
+                let inner = depth + usize::from(matches!(name.as_str(), "each" | "with"));
+                if let Some(template) = &helper.template {
+                    walk(&template.elements, inner, tested, true, analysis);
                 }
                 if let Some(inverse) = &helper.inverse {
-                    walk(&inverse.elements, at_root, tested, true, analysis);
+                    walk(&inverse.elements, depth, tested, true, analysis);
                 }
             }
             TemplateElement::DecoratorExpression(_) | TemplateElement::DecoratorBlock(_) => {
@@ -462,7 +467,11 @@ fn walk(
     }
 }
 
-fn parameter(param: &Parameter, at_root: bool, tested: bool, analysis: &mut Analysis) {
+/// The names at the top of the template context.
+const ROOT_NAMES: &[&str] = &["params", "steps", "env", "run"];
+
+/// `depth`: how many `each` and `with` blocks the parameter is inside.
+fn parameter(param: &Parameter, depth: usize, tested: bool, analysis: &mut Analysis) {
     let mut read = |variable: VariableRef| {
         if tested {
             analysis.tested.push(variable.clone());
@@ -470,34 +479,46 @@ fn parameter(param: &Parameter, at_root: bool, tested: bool, analysis: &mut Anal
         analysis.variables.push(variable);
     };
     match param {
-        Parameter::Name(name) if at_root => {
+        Parameter::Name(name) if depth == 0 => {
             read(VariableRef {
                 path: vec![name.clone()],
                 raw: name.clone(),
             });
         }
-        Parameter::Path(path) => {
-            if let handlebars::Path::Relative((segments, raw)) = path
-                && at_root
-            {
-                let path: Vec<String> = segments
-                    .iter()
-                    .filter_map(|s| match s {
-                        handlebars::PathSeg::Named(n) => Some(n.clone()),
-                        _ => None,
-                    })
-                    .collect();
-                if path.first().is_some_and(|first| first != "this") {
-                    read(VariableRef {
-                        path,
-                        raw: raw.clone(),
-                    });
-                }
+        Parameter::Name(name) if ROOT_NAMES.contains(&name.as_str()) => {
+            analysis.item_reads.push(VariableRef {
+                path: vec![name.clone()],
+                raw: name.clone(),
+            });
+        }
+        Parameter::Path(handlebars::Path::Relative((segments, raw))) => {
+            // Handlebars does not name its path rules publicly; the text
+            // as written says the same.
+            let from_root = raw.starts_with("@root");
+            let ups = raw.matches("../").count();
+            let path: Vec<String> = segments
+                .iter()
+                .filter_map(|s| match s {
+                    handlebars::PathSeg::Named(n) => Some(n.clone()),
+                    _ => None,
+                })
+                .collect();
+            let Some(first) = path.first() else { return };
+            let variable = VariableRef {
+                path: path.clone(),
+                raw: raw.clone(),
+            };
+            // Handlebars stops climbing at the root, so more `../` than
+            // blocks still reads it.
+            if from_root || ups >= depth {
+                read(variable);
+            } else if ups == 0 && ROOT_NAMES.contains(&first.as_str()) {
+                analysis.item_reads.push(variable);
             }
         }
         Parameter::Subexpression(sub) => walk(
             std::slice::from_ref(&sub.element),
-            at_root,
+            depth,
             tested,
             false,
             analysis,
@@ -608,6 +629,29 @@ mod tests {
         let a = analyze("{{#each steps.get.outputs.pods}}{{name}}{{/each}}").expect("parses");
         let paths: Vec<String> = a.variables.iter().map(|v| v.path.join(".")).collect();
         assert_eq!(paths, ["steps.get.outputs.pods"]);
+    }
+
+    /// `../` climbs out of one `each` or `with` (not `if`), `@root` out of
+    /// all; a root name read without either is the item's.
+    #[test]
+    fn paths_that_climb_to_the_root_are_root_variables() {
+        let a = analyze(
+            "{{#each params.l}}{{#if this}}{{../params.a}}{{/if}}{{#with this}}{{../../params.b}} {{../params.item}} {{@root.steps.c.outputs.x}} {{steps.d}}{{/with}}{{/each}}{{../params.e}}",
+        )
+        .expect("parses");
+        let paths: Vec<String> = a.variables.iter().map(|v| v.path.join(".")).collect();
+        assert_eq!(
+            paths,
+            [
+                "params.l",
+                "params.a",
+                "params.b",
+                "steps.c.outputs.x",
+                "params.e"
+            ]
+        );
+        let item: Vec<&str> = a.item_reads.iter().map(|v| v.raw.as_str()).collect();
+        assert_eq!(item, ["steps.d"]);
     }
 
     #[test]

@@ -354,6 +354,21 @@ impl<'a> Validator<'a> {
                 self.diagnostics.push(d);
             }
         }
+        for read in &analysis.item_reads {
+            let span = self.locate(template, &read.raw);
+            self.diagnostics.push(
+                Diagnostic::warning(
+                    Code::RootNameInBlock,
+                    span,
+                    format!(
+                        "`{}` in `{field}` is inside `{{{{#each}}}}` or `{{{{#with}}}}`, so it is read from the block's item, not from the runbook's `{}`",
+                        read.raw, read.path[0]
+                    ),
+                )
+                .with_label("read from the item")
+                .with_help(format!("write `@root.{}` to read the runbook's", read.raw)),
+            );
+        }
         for raw in &analysis.raw_insertions {
             if shell_run {
                 let span = self.locate(template, &format!("{{{{{{{raw}"));
