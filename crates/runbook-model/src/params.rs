@@ -412,7 +412,7 @@ pub(crate) fn unusable_uses(
                     .parse::<i64>()
                     .is_err()
                     .then(|| "it must be an integer".to_string()),
-                "read_only" | "insecure" | "dry_run" => (!matches!(text.trim(), "true" | "false"))
+                "read_only" | "insecure" | "dry_run" | "when" | "condition" => (!matches!(text.trim(), "true" | "false"))
                     .then(|| "it must be `true` or `false`".to_string()),
                 "patch_type" => (!matches!(text.trim(), "strategic" | "merge" | "json"))
                     .then(|| "it must be `strategic`, `merge` or `json`".to_string()),

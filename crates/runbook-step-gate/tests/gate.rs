@@ -106,7 +106,9 @@ async fn a_false_condition_rejects_even_in_a_dry_run() {
 #[tokio::test]
 async fn a_condition_that_is_not_a_boolean_fails() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let step = step("    message: go?\n    condition: \"{{params.env}}\"\n");
+    // Not just `{{params.env}}`, which `load` already refuses with its
+    // default `prod`.
+    let step = step("    message: go?\n    condition: \"{{lower params.env}}\"\n");
     let (ctx, _messages) = context(dir.path()).build();
     let (message, _) = failed(run(&step, &ctx).await);
     assert!(
