@@ -77,9 +77,31 @@ impl Templates {
         if !text.contains("{{") {
             return Ok(text.to_string());
         }
-        self.plain
-            .render_template(text, context)
-            .map_err(|e| RenderFailure(self.describe(&e, text)))
+        self.render_bounded(&self.plain, text, context)
+    }
+
+    /// Renders into a buffer that refuses to grow past
+    /// [`MAX_RENDERED_BYTES`] (the set-aside values of a script counted), so
+    /// nested `#each` over long outputs stops there instead of taking
+    /// minutes and gigabytes of memory first.
+    fn render_bounded(
+        &self,
+        registry: &Handlebars<'static>,
+        text: &str,
+        context: &Value,
+    ) -> Result<String, RenderFailure> {
+        SET_ASIDE_BYTES.with(|bytes| bytes.set(0));
+        let mut out = Bounded::default();
+        let rendered = registry.render_template_to_write(text, context, &mut out);
+        if out.too_large {
+            return Err(RenderFailure(format!(
+                "renders to more than {} MiB, the most a template may produce",
+                MAX_RENDERED_BYTES >> 20
+            )));
+        }
+        rendered.map_err(|e| RenderFailure(self.describe(&e, text)))?;
+        String::from_utf8(out.bytes)
+            .map_err(|_| RenderFailure("renders to text that is not UTF-8".to_string()))
     }
 
     /// Renders a shell script: each `{{x}}` is quoted for where it stands
@@ -96,10 +118,10 @@ impl Templates {
             ));
         }
         SET_ASIDE.with(|values| values.borrow_mut().clear());
-        let rendered = self.script.render_template(text, context);
+        let rendered = self.render_bounded(&self.script, text, context);
         // Taken before the error check, so no value outlives its render.
         let values = SET_ASIDE.with(|values| std::mem::take(&mut *values.borrow_mut()));
-        let rendered = rendered.map_err(|e| RenderFailure(self.describe(&e, text)))?;
+        let rendered = rendered?;
         runbook_model::script_quoting::place(&rendered, &values)
             .map_err(|refusal| RenderFailure(refusal.message))
     }
@@ -133,13 +155,58 @@ thread_local! {
     static SET_ASIDE: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+thread_local! {
+    /// The bytes of [`SET_ASIDE`]'s values, which count towards the size of
+    /// the render without passing through its buffer.
+    static SET_ASIDE_BYTES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The most text one field may render to. A shell script reaches the
+/// kernel as one argument, which Linux caps at 128 KiB; an HTTP body may be
+/// larger, so the limit is far above that and only stops runaway loops.
+pub const MAX_RENDERED_BYTES: usize = 16 << 20;
+
+/// A render's output, refusing writes past [`MAX_RENDERED_BYTES`]:
+/// Handlebars stops at the first refused write.
+#[derive(Default)]
+struct Bounded {
+    bytes: Vec<u8>,
+    too_large: bool,
+}
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let set_aside = SET_ASIDE_BYTES.with(std::cell::Cell::get);
+        if self.bytes.len() + buf.len() + set_aside > MAX_RENDERED_BYTES {
+            self.too_large = true;
+            return Err(std::io::Error::other("the render is too large"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The script registry's escape function: the value is kept aside and a
 /// marker holding its index takes its place in the rendered text.
 fn set_aside(value: &str) -> String {
     use runbook_model::script_quoting::{MARK_CLOSE, MARK_OPEN};
+    let total = SET_ASIDE_BYTES.with(|bytes| {
+        bytes.set(bytes.get().saturating_add(value.len()));
+        bytes.get()
+    });
     SET_ASIDE.with(|values| {
         let mut values = values.borrow_mut();
-        values.push(value.to_string());
+        // Past the limit the marker's own write fails the render; the
+        // value is not kept meanwhile.
+        values.push(if total > MAX_RENDERED_BYTES {
+            String::new()
+        } else {
+            value.to_string()
+        });
         format!("{MARK_OPEN}{}{MARK_CLOSE}", values.len() - 1)
     })
 }
@@ -538,6 +605,36 @@ mod tests {
         }
         let error = render("{{to_int \"abc\"}}").expect_err("text");
         assert!(error.0.contains("is not a number"), "{error}");
+    }
+
+    /// Nested loops over long outputs stop at the limit, counting the
+    /// values a script sets aside as well as the text around them.
+    #[test]
+    fn a_render_stops_at_its_size_limit() {
+        let t = Templates::new();
+        let lines: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
+        let context = json!({"params": {"lines": lines, "big": "y".repeat(1 << 20)}});
+        let nested = "{{#each params.lines}}{{#each ../params.lines}}{{#each ../../params.lines}}x{{/each}}{{/each}}{{/each}}";
+        let error = t.render(nested, &context).expect_err("a billion bytes");
+        assert_eq!(
+            error.0,
+            "renders to more than 16 MiB, the most a template may produce"
+        );
+        let script = "{{#each params.lines}}echo {{../params.big}}\n{{/each}}";
+        let error = t
+            .render_script(script, &context)
+            .expect_err("a gigabyte set aside");
+        assert!(
+            error.0.starts_with("renders to more than 16 MiB"),
+            "{error}"
+        );
+        // Below the limit, and after a refused render, rendering is as usual.
+        assert_eq!(
+            t.render_script("echo {{params.big}}", &context)
+                .expect("1 MiB")
+                .len(),
+            (1 << 20) + 5
+        );
     }
 
     #[test]
