@@ -115,6 +115,9 @@ pub struct HelperCall {
     pub name: String,
     /// How many arguments it was given.
     pub arguments: usize,
+    /// The names of its named arguments (`sep="-"`), which no helper or
+    /// block of ours reads.
+    pub named: Vec<String>,
 }
 
 /// A variable read by a template, such as `params.namespace`.
@@ -376,6 +379,7 @@ fn walk(
                         analysis.calls.push(HelperCall {
                             name: name.clone(),
                             arguments: helper.params.len(),
+                            named: helper.hash.keys().cloned().collect(),
                         });
                     }
                     // `{{upper}}`: Handlebars calls the helper, with nothing.
@@ -386,6 +390,7 @@ fn walk(
                         analysis.calls.push(HelperCall {
                             name: raw.clone(),
                             arguments: 0,
+                            named: Vec::new(),
                         });
                     }
                     name => {
@@ -429,6 +434,7 @@ fn walk(
                 analysis.calls.push(HelperCall {
                     name: name.clone(),
                     arguments: helper.params.len(),
+                    named: helper.hash.keys().cloned().collect(),
                 });
                 match &helper.block_param {
                     Some(handlebars::template::BlockParam::Single(_)) => {

@@ -274,6 +274,18 @@ impl<'a> Validator<'a> {
             let Some((usage, min, max)) = helper_usage(&call.name) else {
                 continue;
             };
+            if let Some(first) = call.named.first() {
+                let name = &call.name;
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        Code::WrongArgumentCount,
+                        self.locate(template, &format!("{first}=")),
+                        format!("`{name}` in `{field}` takes no named arguments, got `{first}=`"),
+                    )
+                    .with_label(format!("{name} {usage}"))
+                    .with_help("a named argument is ignored without a word; give its value in place, as the usage shows"),
+                );
+            }
             if call.arguments >= min && max.is_none_or(|max| call.arguments <= max) {
                 continue;
             }
