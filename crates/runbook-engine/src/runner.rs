@@ -341,6 +341,9 @@ fn cancelled(outcome: StepOutcome) -> Attempt {
     match outcome {
         StepOutcome::Succeeded(outputs) => Attempt::Succeeded(outputs),
         StepOutcome::WouldRun(text) => Attempt::WouldRun(text),
+        // Decided from what the step was given (a template that does not
+        // render), not by the cancellation it may not even have seen.
+        StepOutcome::Failed(failure) if failure.permanent => finished(StepOutcome::Failed(failure)),
         StepOutcome::Failed(failure) => Attempt::Cancelled {
             detail: (!failure.message.is_empty()).then_some(failure.message),
             outputs: failure.outputs,
@@ -456,8 +459,22 @@ impl Approvals for ReportingApprovals {
 
 #[cfg(test)]
 mod tests {
-    use super::format_duration;
+    use super::{Attempt, cancelled, format_duration};
+    use crate::step::{StepFailure, StepOutcome};
     use std::time::Duration;
+
+    /// Two steps failing their own templates at once: whichever ends second
+    /// finds the run stopping, and still failed by itself.
+    #[test]
+    fn a_permanent_failure_seen_after_a_cancellation_is_a_failure() {
+        let own = StepOutcome::Failed(StepFailure::permanent("template in `run`: no"));
+        assert!(matches!(
+            cancelled(own),
+            Attempt::Failed { ref error, permanent: true, .. } if error == "template in `run`: no"
+        ));
+        let stopped = StepOutcome::Failed(StepFailure::new("stopped with SIGTERM"));
+        assert!(matches!(cancelled(stopped), Attempt::Cancelled { .. }));
+    }
 
     #[test]
     fn durations_are_short() {
