@@ -139,7 +139,13 @@ pub fn resolve_params(
                     std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text")
                 })
             })
-            .map_err(|e| anyhow::anyhow!("cannot read params file `{}`: {e}", path.display()))?;
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot read params file `{}`: {}",
+                    path.display(),
+                    runbook_model::io_error_words(&e)
+                )
+            })?;
         let diagnostics = match runbook_model::yaml::parse(&text) {
             Ok(parsed) if parsed.diagnostics.is_empty() => {
                 inputs.file = Some(ParamsFile {

@@ -2,7 +2,6 @@
 
 use crate::exit::ExitCode;
 use crate::{ValidateArgs, ValidateFormat};
-use anyhow::Context as _;
 use runbook_model::diagnostic::{
     FileDiagnostics, JsonDiagnostic, render_github, render_github_error, render_human, render_sarif,
 };
@@ -276,20 +275,37 @@ fn collect_under(
     out: &mut Vec<PathBuf>,
     seen: &mut std::collections::HashSet<PathBuf>,
 ) -> anyhow::Result<()> {
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("cannot read `{}`", path.display()))?;
-    if meta.is_file() {
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        // A link that leads nowhere readable (a loop) exists: checking it
+        // says why it cannot be read, as for any file given by name.
+        Err(_) if std::fs::symlink_metadata(path).is_ok() => {
+            out.push(path.to_path_buf());
+            return Ok(());
+        }
+        Err(error) => anyhow::bail!(
+            "cannot read `{}`: {}",
+            path.display(),
+            runbook_model::io_error_words(&error)
+        ),
+    };
+    // Anything but a directory is checked as a runbook, so a FIFO or a
+    // device is RB001 (not a regular file) rather than a usage error.
+    if !meta.is_dir() {
         out.push(path.to_path_buf());
         return Ok(());
-    }
-    if !meta.is_dir() {
-        anyhow::bail!("`{}` is neither a file nor a directory", path.display());
     }
     if !seen.insert(std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())) {
         return Ok(());
     }
     let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-        .with_context(|| format!("cannot list directory `{}`", path.display()))?
+        .map_err(|error| {
+            anyhow::anyhow!(
+                "cannot list directory `{}`: {}",
+                path.display(),
+                runbook_model::io_error_words(&error)
+            )
+        })?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .collect();
     entries.sort();

@@ -398,6 +398,17 @@ fn special_files_in_a_directory_are_reported_not_read() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.matches("not a regular file").count(), 2, "{stderr}");
     assert!(stderr.contains("3 files checked"), "{stderr}");
+
+    // Named one by one, they are runbooks that cannot be read (RB001, exit
+    // 1), as is a link that loops, not a usage error (exit 2).
+    std::os::unix::fs::symlink("loop.yaml", dir.path().join("loop.yaml")).expect("symlink");
+    for name in ["fifo.yaml", "zero.yaml", "loop.yaml"] {
+        let out = runbook(&["validate", &dir.path().join(name).display().to_string()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
+        assert!(stderr.contains("error[RB001]"), "{name}: {stderr}");
+        assert!(!stderr.contains("os error"), "{name}: {stderr}");
+    }
 }
 
 /// A reader that stops early (`| grep -q`, `| head`) must not turn a

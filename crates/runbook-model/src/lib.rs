@@ -71,6 +71,16 @@ pub fn load(path: &Path, text: &str) -> Loaded {
 /// far below what reading `/dev/zero` would take.
 pub const MAX_RUNBOOK_BYTES: u64 = 64 << 20;
 
+/// An I/O error in words, without the `(os error 2)` that Rust's own
+/// rendering appends for the programmer: "No such file or directory".
+pub fn io_error_words(error: &std::io::Error) -> String {
+    let text = error.to_string();
+    match text.rfind(" (os error ") {
+        Some(at) if text.ends_with(')') => text[..at].to_string(),
+        _ => text,
+    }
+}
+
 /// Reads a file a runbook names or is, refusing what is not a regular file
 /// (a FIFO would block, `/dev/zero` never ends) and anything over `limit`
 /// bytes, instead of reading until memory runs out.
@@ -140,7 +150,7 @@ pub fn load_file(path: &Path) -> (String, Loaded) {
                     line: 1,
                     col: 1,
                 },
-                format!("cannot read the file: {error}"),
+                format!("cannot read the file: {}", io_error_words(&error)),
             );
             (
                 String::new(),

@@ -40,7 +40,10 @@ pub(crate) enum TlsSettings {
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ClientError {
     /// `ca_cert` could not be read.
-    #[error("cannot read `ca_cert` file `{path}`: {source}")]
+    #[error(
+        "cannot read `ca_cert` file `{path}`: {}",
+        runbook_model::io_error_words(source)
+    )]
     ReadCaCert {
         /// The file.
         path: PathBuf,

@@ -342,8 +342,9 @@ impl Prepared {
             Ok(child) => child,
             Err(error) => {
                 return StepOutcome::Failed(StepFailure::new(format!(
-                    "cannot start `{}`: {error}",
-                    self.argv[0]
+                    "cannot start `{}`: {}",
+                    self.argv[0],
+                    runbook_model::io_error_words(&error)
                 )));
             }
         };

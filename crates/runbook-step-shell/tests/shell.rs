@@ -812,7 +812,7 @@ async fn the_program_is_looked_up_along_the_path_the_child_gets() {
         let (message, _) = failed(executor.run(&missing, ctx).await);
         assert_eq!(
             message,
-            "cannot start `no-such-shell-here`: No such file or directory (os error 2)"
+            "cannot start `no-such-shell-here`: No such file or directory"
         );
     }
 }
