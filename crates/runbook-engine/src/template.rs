@@ -242,6 +242,17 @@ fn describe(error: &RenderError, text: &str) -> String {
         RenderErrorReason::MissingVariable(None) => {
             "a value it reads is not defined (such as a `lookup` of a key that is not there; `{{#if (contains MAP KEY)}}{{lookup MAP KEY}}{{else}}...{{/if}}` reads one that may be missing)".to_string()
         }
+        RenderErrorReason::InvalidJsonIndex(index) => {
+            let expression = error
+                .line_no
+                .zip(error.column_no)
+                .and_then(|(line, col)| expression_at(text, line, col))
+                .map(|e| format!(" in `{e}`"))
+                .unwrap_or_default();
+            format!(
+                "`{index}` is not an index of a list{expression}: items are numbered from 0 (`.[0]`), and `last` gives the last one"
+            )
+        }
         other => other.to_string(),
     }
 }
@@ -634,6 +645,18 @@ mod tests {
                 .expect("1 MiB")
                 .len(),
             (1 << 20) + 5
+        );
+    }
+
+    #[test]
+    fn a_list_read_with_a_name_or_a_negative_index_says_how_lists_are_indexed() {
+        let t = Templates::new();
+        let error = t
+            .render("{{params.list.[-1]}}", &ctx())
+            .expect_err("no index -1");
+        assert_eq!(
+            error.0,
+            "`-1` is not an index of a list in `{{params.list.[-1]}}`: items are numbered from 0 (`.[0]`), and `last` gives the last one"
         );
     }
 
