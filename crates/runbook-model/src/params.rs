@@ -216,10 +216,13 @@ pub fn resolve(
         match &file.value {
             Value::Map(entries) => {
                 for entry in entries {
-                    let as_text = runbook
-                        .params
-                        .get(&entry.key)
-                        .is_some_and(|p| p.kind == ParamType::String);
+                    // A float is kept as written too: `99999999999999999999`
+                    // is shown as such, not as YAML's `1e20`.
+                    let as_text = matches!(entry.value.value, Value::Float(_))
+                        || runbook
+                            .params
+                            .get(&entry.key)
+                            .is_some_and(|p| p.kind == ParamType::String);
                     let text = if as_text
                         && !matches!(
                             entry.value.value,
@@ -561,6 +564,17 @@ mod tests {
             assert_eq!(resolved["w"].value.to_text(), written);
             assert_eq!(resolved["n"].value.to_text(), "16");
         }
+        let errors = resolve(
+            &runbook,
+            &with_file("v: '1.10'\nw: x\nn: 99999999999999999999\n"),
+            &|_| None,
+        )
+        .expect_err("past i64");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(
+            errors[0].to_string(),
+            "param `n` must be an integer (from --params file), got `99999999999999999999`"
+        );
     }
 
     #[test]
