@@ -34,13 +34,20 @@ pub const MARK_CLOSE: char = '\u{E001}';
 
 /// `value` as exactly one inert shell word, in bash and in dash alike.
 ///
-/// Left bare only when every character is one no shell reads specially in
-/// any place a word can stand: `shell_words` also leaves `{`, `}`, `,`, `.`,
-/// `+` and `^` bare, but bash reads `{a,b}` as two words, a `}` ends an
-/// enclosing `${V:-…}`, and `.` or `+` inside `[[ … =~ … ]]` are a pattern.
+/// Left bare only when every character is an ASCII letter or digit or one
+/// of `_ - / : @`. `shell_words` also leaves `{ } , . + ^ = %` bare, but
+/// bash reads `{a,b}` as two words, `.` or `+` after `=~` as a pattern, a
+/// word holding `=` at the start of a command as an assignment
+/// (`LD_PRELOAD=/x.so`), and `%` inside `${V%…}` as part of the operator.
 pub fn quote_word(value: &str) -> String {
-    let bare =
-        |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '/' | ':' | '@' | '%' | '=');
+    quoted_unless(value, |c| {
+        c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '/' | ':' | '@')
+    })
+}
+
+/// `value` single-quoted unless it is non-empty and every character is
+/// `bare`.
+fn quoted_unless(value: &str, bare: impl Fn(char) -> bool) -> String {
     if !value.is_empty() && value.chars().all(bare) {
         value.to_string()
     } else {
@@ -666,7 +673,12 @@ impl<'v> Lexer<'_, 'v> {
 
     fn insert(&mut self, value: &str) -> Result<(), String> {
         let written = match self.top() {
-            Frame::Command { .. } | Frame::Brace { double: false } => quote_word(value),
+            Frame::Command { .. } => quote_word(value),
+            // Inside `${V…}` an operator may follow (`${V/a/b}`, `${V:-x}`,
+            // `${V#x}`), so only letters, digits and `_` cannot join it.
+            Frame::Brace { double: false } => {
+                quoted_unless(value, |c| c.is_ascii_alphanumeric() || c == '_')
+            }
             // bash pairs single quotes even inside `"${…}"` (dash does not),
             // so a lone `'` there has no spelling both read the same way.
             Frame::Brace { double: true } if value.contains('\'') => {
@@ -718,7 +730,7 @@ mod tests {
 
     #[test]
     fn only_plain_words_stay_bare() {
-        for bare in ["prod-omendb", "deployment/api", "a@b:c=d%e_f", "0"] {
+        for bare in ["prod-omendb", "deployment/api", "a@b:c_d", "0"] {
             assert_eq!(quote_word(bare), bare);
         }
         for (value, quoted) in [
@@ -729,6 +741,8 @@ mod tests {
             ("a b", "'a b'"),
             ("it's", r"'it'\''s'"),
             ("$(reboot)", "'$(reboot)'"),
+            ("LD_PRELOAD=/x.so", "'LD_PRELOAD=/x.so'"),
+            ("%x", "'%x'"),
         ] {
             assert_eq!(quote_word(value), quoted, "{value:?}");
         }

@@ -305,6 +305,15 @@ async fn a_param_is_one_literal_word_wherever_bash_reads_words() {
             "value {value:?}"
         );
     }
+
+    // A word of its own is a command, never an assignment; inside `${…}`
+    // a value is never an operator.
+    let script = "    run: |\n      {{params.v}} 2>/dev/null || true\n      V=a%x\n      printf '%s %s' \"${X-unset}\" ${V%{{params.v}}}\n";
+    for (value, printed) in [("X=set", "unset a%x"), ("%x", "unset a")] {
+        let (ctx, _messages) = context(value).build();
+        let outputs = succeeded(run(&step(script), &ctx).await);
+        assert_eq!(outputs["stdout"], json!(printed), "value {value:?}");
+    }
 }
 
 #[tokio::test]
