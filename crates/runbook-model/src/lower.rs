@@ -2315,6 +2315,15 @@ mod tests {
             ["1.50", "0x10", "010", "12345678901234567890123", "True"]
         );
         assert_eq!(runbook.steps["s"].env["F"].text, "1.10");
+
+        // An anchor or a tag is not part of the value; an alias, or a plain
+        // value folded over lines, is what YAML read.
+        let text = "version: 1\nname: q\nenv:\n  A: &v 1.10\n  B: *v\n  C: !!float 2.50\n  D: a\n    b\nsteps:\n  s: {type: shell, run: echo}\n";
+        let loaded = crate::load(std::path::Path::new("q.yaml"), text);
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        let runbook = loaded.runbook.expect("a runbook");
+        let env: Vec<&str> = runbook.env.values().map(|t| t.text.as_str()).collect();
+        assert_eq!(env, ["1.10", "1.1", "2.50", "a b"]);
     }
 
     #[test]

@@ -399,14 +399,15 @@ pub(crate) fn unusable_uses(
             let text = param.value.to_text();
             let why = match field {
                 "timeout" | "since" | "grace" | "expect.max_latency" => {
-                    crate::parse_duration(&text).err().map(|e| {
-                        if param.secret {
-                            // The parser's reason quotes what it could not read.
-                            "it must be a duration".to_string()
-                        } else {
-                            format!("it must be a duration ({e})")
+                    match crate::parse_duration(&text) {
+                        Ok(d) if field == "timeout" && d < crate::MIN_TIMEOUT => {
+                            Some("it must be at least a millisecond".to_string())
                         }
-                    })
+                        Ok(_) => None,
+                        // The parser's reason quotes what it could not read.
+                        Err(_) if param.secret => Some("it must be a duration".to_string()),
+                        Err(e) => Some(format!("it must be a duration ({e})")),
+                    }
                 }
                 "replicas" => (!text.trim().parse::<i64>().is_ok_and(|n| crate::REPLICAS.contains(&n)))
                     .then(|| format!("it must be an integer from 0 to {}", crate::REPLICAS.end())),

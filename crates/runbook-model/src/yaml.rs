@@ -232,11 +232,19 @@ fn content_end(text: &str) -> Span {
 fn syntax_error(text: &str, span: Span, info: &str) -> Diagnostic {
     let lines: Vec<&str> = text.lines().collect();
     let first_line = usize::try_from(span.line).unwrap_or(usize::MAX).max(1);
-    if info.contains("tab") {
+    // The scanner's words for a tab ("found a tab", "tabs disallowed …"),
+    // not "unprintable".
+    let about_a_tab = info
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .any(|word| word == "tab" || word == "tabs");
+    if about_a_tab {
+        // The tab is on the line the scanner stopped on or the next one:
+        // it notices at the end of a plain value.
         let tabbed = lines
             .iter()
             .enumerate()
             .skip(first_line - 1)
+            .take(2)
             .find_map(|(i, line)| {
                 let indent = &line[..line.len() - line.trim_start_matches([' ', '\t']).len()];
                 indent.find('\t').map(|at| (i, at))
@@ -696,21 +704,35 @@ fn measure(node: &Node) -> Measure {
 
 /// A scalar's text as the author wrote it in `source`, the text the node
 /// was parsed from: a plain `1.10` resolves to the number 1.1, but read as
-/// text it is `1.10`. Falls back to the resolved value where the written
-/// form is not the value's text (quoted or block scalars, a tag).
+/// text it is `1.10`. Only a number or boolean written plain on one line
+/// is taken as written (after its anchor or tag); text, an alias, or a
+/// value folded over lines is the value YAML read.
 pub fn written_text(node: &Node, source: &str) -> String {
-    let written = (node.style == Some(ScalarKind::Plain))
+    let resolved = match &node.value {
+        Value::Str(s) => return s.clone(),
+        Value::Int(i) => i.to_string(),
+        Value::Float(f) => f.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Null | Value::Seq(_) | Value::Map(_) => return String::new(),
+    };
+    let Some(written) = (node.style == Some(ScalarKind::Plain))
         .then(|| source.get(node.span.start..node.span.end))
         .flatten()
-        .map(str::trim_end)
-        .filter(|w| !w.is_empty() && !w.starts_with('!'));
-    match (written, &node.value) {
-        (Some(written), _) => written.to_string(),
-        (None, Value::Str(s)) => s.clone(),
-        (None, Value::Int(i)) => i.to_string(),
-        (None, Value::Float(f)) => f.to_string(),
-        (None, Value::Bool(b)) => b.to_string(),
-        (None, _) => String::new(),
+        .filter(|w| !w.contains(['\n', '\r']) && !w.starts_with('*'))
+    else {
+        return resolved;
+    };
+    // `&anchor` and `!!tag` come before the value itself.
+    let mut rest = written.trim();
+    while rest.starts_with(['&', '!']) {
+        rest = rest
+            .split_once(char::is_whitespace)
+            .map_or("", |(_, after)| after.trim_start());
+    }
+    if rest.is_empty() {
+        resolved
+    } else {
+        rest.to_string()
     }
 }
 
