@@ -367,14 +367,34 @@ fn contains_value(haystack: &Value, needle: &Value) -> bool {
 /// `gte` and `lte` both hold.
 fn equal(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
-            (Some(i), Some(j)) => i == j,
-            _ => match (x.as_u64(), y.as_u64()) {
-                (Some(i), Some(j)) => i == j,
-                _ => x.as_f64() == y.as_f64(),
-            },
-        },
+        (Value::Number(x), Value::Number(y)) => same_number(x, y),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| equal(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, a)| y.get(k).is_some_and(|b| equal(a, b)))
+        }
         _ => a == b,
+    }
+}
+
+/// Exactly, whichever way each is stored: a whole float equals the
+/// integer it is, and no integer past 2^53 equals a float by rounding.
+fn same_number(x: &serde_json::Number, y: &serde_json::Number) -> bool {
+    let whole = |n: &serde_json::Number| -> Option<i128> {
+        if let Some(i) = n.as_i64() {
+            return Some(i128::from(i));
+        }
+        if let Some(u) = n.as_u64() {
+            return Some(i128::from(u));
+        }
+        let f = n.as_f64()?;
+        // Within ±2^64 a whole f64 converts to i128 exactly.
+        (f.fract() == 0.0 && f.abs() < 1.8e19).then_some(f as i128)
+    };
+    match (whole(x), whole(y)) {
+        (Some(i), Some(j)) => i == j,
+        _ => x.as_f64() == y.as_f64(),
     }
 }
 
@@ -673,6 +693,15 @@ mod tests {
         assert_eq!(
             render("{{ne steps.src.outputs.json.replicas 3}} {{ne 2 2.5}}"),
             "false true"
+        );
+        assert_eq!(
+            render("{{eq (split \"1,2\" \",\") (split \"1,2\" \",\")}}"),
+            "true"
+        );
+        let big = json!({"params": {"i": 9007199254740993_u64, "f": 9007199254740992.0}});
+        assert_eq!(
+            t.render("{{eq params.i params.f}}", &big).expect("big"),
+            "false"
         );
         // Text is not a number: `when` keeps telling "3" from 3.
         assert_eq!(

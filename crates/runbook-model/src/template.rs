@@ -229,7 +229,13 @@ pub fn analyze(text: &str) -> Result<Analysis, SyntaxError> {
         position: error.pos(),
         over_limit: false,
     })?;
-    walk(&template.elements, 0, false, true, &mut analysis);
+    walk(
+        &template.elements,
+        &Scope::default(),
+        false,
+        true,
+        &mut analysis,
+    );
     for element in &template.elements {
         if let TemplateElement::RawString(text) = element {
             analysis.outer_text.push_str(text);
@@ -332,13 +338,24 @@ const PREDICATES: &[&str] = &[
     "matches",
 ];
 
+/// Where in the blocks of a template an expression stands.
+#[derive(Clone, Default)]
+struct Scope {
+    /// How many `each` and `with` blocks it is inside: the context is the
+    /// innermost one's item.
+    depth: usize,
+    /// The names the enclosing blocks give (`as |pod i|`), which are not
+    /// the item's fields.
+    block_params: Vec<String>,
+}
+
 /// `tested`: the values read here only decide something (the arguments of
 /// a predicate, an `#if`'s condition); none of their text is rendered.
 /// `inserting`: an expression here is written into the text (not a
 /// subexpression's value handed to a helper).
 fn walk(
     elements: &[TemplateElement],
-    depth: usize,
+    scope: &Scope,
     tested: bool,
     inserting: bool,
     analysis: &mut Analysis,
@@ -379,7 +396,7 @@ fn walk(
                         analysis.calls.push(HelperCall {
                             name: name.clone(),
                             arguments: helper.params.len(),
-                            named: helper.hash.keys().cloned().collect(),
+                            named: named_arguments(helper),
                         });
                     }
                     // `{{upper}}`: Handlebars calls the helper, with nothing.
@@ -395,7 +412,7 @@ fn walk(
                     }
                     name => {
                         let before = analysis.variables.len();
-                        parameter(name, depth, tested, analysis);
+                        parameter(name, scope, tested, analysis);
                         if analysis.variables.len() == before + 1
                             && let Some(variable) = analysis.variables.last()
                         {
@@ -416,7 +433,7 @@ fn walk(
                     inserting && matches!(&helper.name, Parameter::Name(name) if name == "default");
                 for (i, p) in helper.params.iter().chain(helper.hash.values()).enumerate() {
                     let before = analysis.variables.len();
-                    parameter(p, depth, tested || predicate, analysis);
+                    parameter(p, scope, tested || predicate, analysis);
                     if i == 0
                         && passes_first_through
                         && analysis.variables.len() == before + 1
@@ -434,30 +451,33 @@ fn walk(
                 analysis.calls.push(HelperCall {
                     name: name.clone(),
                     arguments: helper.params.len(),
-                    named: helper.hash.keys().cloned().collect(),
+                    named: named_arguments(helper),
                 });
-                match &helper.block_param {
-                    Some(handlebars::template::BlockParam::Single(_)) => {
-                        analysis.block_params.push((name.clone(), 1));
-                    }
-                    Some(handlebars::template::BlockParam::Pair(_)) => {
-                        analysis.block_params.push((name.clone(), 2));
+                let given: Vec<String> = match &helper.block_param {
+                    Some(handlebars::template::BlockParam::Single(one)) => vec![describe(one)],
+                    Some(handlebars::template::BlockParam::Pair((one, two))) => {
+                        vec![describe(one), describe(two)]
                     }
                     // Forms a later Handlebars may add name nothing we check.
-                    _ => {}
+                    _ => Vec::new(),
+                };
+                if !given.is_empty() {
+                    analysis.block_params.push((name.clone(), given.len()));
                 }
                 let condition = matches!(name.as_str(), "if" | "unless");
                 for p in helper.params.iter().chain(helper.hash.values()) {
-                    parameter(p, depth, tested || condition, analysis);
+                    parameter(p, scope, tested || condition, analysis);
                 }
                 // Inside `each` and `with` the context moves to the item:
                 // a path reaches the root again through as many `../`.
-                let inner = depth + usize::from(matches!(name.as_str(), "each" | "with"));
+                let mut inner = scope.clone();
+                inner.depth += usize::from(matches!(name.as_str(), "each" | "with"));
+                inner.block_params.extend(given);
                 if let Some(template) = &helper.template {
-                    walk(&template.elements, inner, tested, true, analysis);
+                    walk(&template.elements, &inner, tested, true, analysis);
                 }
                 if let Some(inverse) = &helper.inverse {
-                    walk(&inverse.elements, depth, tested, true, analysis);
+                    walk(&inverse.elements, scope, tested, true, analysis);
                 }
             }
             TemplateElement::DecoratorExpression(_) | TemplateElement::DecoratorBlock(_) => {
@@ -476,8 +496,22 @@ fn walk(
 /// The names at the top of the template context.
 const ROOT_NAMES: &[&str] = &["params", "steps", "env", "run"];
 
-/// `depth`: how many `each` and `with` blocks the parameter is inside.
-fn parameter(param: &Parameter, depth: usize, tested: bool, analysis: &mut Analysis) {
+/// The named arguments of a call, sorted (Handlebars keeps them in a hash
+/// map), but for `log`'s `level`, which Handlebars reads.
+fn named_arguments(helper: &handlebars::template::HelperTemplate) -> Vec<String> {
+    let log = matches!(&helper.name, Parameter::Name(name) if name == "log");
+    let mut named: Vec<String> = helper
+        .hash
+        .keys()
+        .filter(|key| !(log && *key == "level"))
+        .cloned()
+        .collect();
+    named.sort();
+    named
+}
+
+/// Records what `param`, standing in `scope`, reads.
+fn parameter(param: &Parameter, scope: &Scope, tested: bool, analysis: &mut Analysis) {
     let mut read = |variable: VariableRef| {
         if tested {
             analysis.tested.push(variable.clone());
@@ -485,23 +519,21 @@ fn parameter(param: &Parameter, depth: usize, tested: bool, analysis: &mut Analy
         analysis.variables.push(variable);
     };
     match param {
-        Parameter::Name(name) if depth == 0 => {
+        Parameter::Name(name) if scope.depth == 0 && !scope.block_params.contains(name) => {
             read(VariableRef {
                 path: vec![name.clone()],
                 raw: name.clone(),
             });
         }
-        Parameter::Name(name) if ROOT_NAMES.contains(&name.as_str()) => {
+        Parameter::Name(name)
+            if ROOT_NAMES.contains(&name.as_str()) && !scope.block_params.contains(name) =>
+        {
             analysis.item_reads.push(VariableRef {
                 path: vec![name.clone()],
                 raw: name.clone(),
             });
         }
         Parameter::Path(handlebars::Path::Relative((segments, raw))) => {
-            // Handlebars does not name its path rules publicly; the text
-            // as written says the same.
-            let from_root = raw.starts_with("@root");
-            let ups = raw.matches("../").count();
             let path: Vec<String> = segments
                 .iter()
                 .filter_map(|s| match s {
@@ -510,21 +542,30 @@ fn parameter(param: &Parameter, depth: usize, tested: bool, analysis: &mut Analy
                 })
                 .collect();
             let Some(first) = path.first() else { return };
+            // Handlebars names its path rules privately: `@root` is told by
+            // its text, each `../` is a rule before the first name.
+            let from_root = raw.starts_with("@root");
+            let ups = segments
+                .iter()
+                .take_while(|s| !matches!(s, handlebars::PathSeg::Named(_)))
+                .count();
             let variable = VariableRef {
                 path: path.clone(),
                 raw: raw.clone(),
             };
-            // Handlebars stops climbing at the root, so more `../` than
-            // blocks still reads it.
-            if from_root || ups >= depth {
+            // More `../` than blocks stays at the root outside any block,
+            // and falls back to the innermost item inside one.
+            if from_root || ups == scope.depth || (scope.depth == 0 && ups > 0) {
                 read(variable);
-            } else if ups == 0 && ROOT_NAMES.contains(&first.as_str()) {
+            } else if ROOT_NAMES.contains(&first.as_str())
+                && !(ups == 0 && scope.block_params.contains(first))
+            {
                 analysis.item_reads.push(variable);
             }
         }
         Parameter::Subexpression(sub) => walk(
             std::slice::from_ref(&sub.element),
-            depth,
+            scope,
             tested,
             false,
             analysis,
@@ -657,7 +698,18 @@ mod tests {
             ]
         );
         let item: Vec<&str> = a.item_reads.iter().map(|v| v.raw.as_str()).collect();
-        assert_eq!(item, ["steps.d"]);
+        assert_eq!(item, ["../params.item", "steps.d"]);
+
+        // One `../` too many inside a block reads the item again, as
+        // Handlebars does; a block param is not the item's field.
+        let a = analyze(
+            "{{#each params.l}}{{../../params.ns}}{{/each}}{{#each params.envs as |env|}}{{env}} {{env.name}}{{/each}}",
+        )
+        .expect("parses");
+        let paths: Vec<String> = a.variables.iter().map(|v| v.path.join(".")).collect();
+        assert_eq!(paths, ["params.l", "params.envs"]);
+        let item: Vec<&str> = a.item_reads.iter().map(|v| v.raw.as_str()).collect();
+        assert_eq!(item, ["../../params.ns"]);
     }
 
     #[test]

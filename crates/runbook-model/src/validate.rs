@@ -276,11 +276,15 @@ impl<'a> Validator<'a> {
             };
             if let Some(first) = call.named.first() {
                 let name = &call.name;
+                let all: Vec<String> = call.named.iter().map(|n| format!("`{n}=`")).collect();
                 self.diagnostics.push(
                     Diagnostic::error(
                         Code::WrongArgumentCount,
                         self.locate(template, &format!("{first}=")),
-                        format!("`{name}` in `{field}` takes no named arguments, got `{first}=`"),
+                        format!(
+                            "`{name}` in `{field}` takes no named arguments, got {}",
+                            all.join(", ")
+                        ),
                     )
                     .with_label(format!("{name} {usage}"))
                     .with_help("a named argument is ignored without a word; give its value in place, as the usage shows"),
@@ -378,7 +382,7 @@ impl<'a> Validator<'a> {
                     ),
                 )
                 .with_label("read from the item")
-                .with_help(format!("write `@root.{}` to read the runbook's", read.raw)),
+                .with_help(format!("write `@root.{}` to read the runbook's", read.path.join("."))),
             );
         }
         for raw in &analysis.raw_insertions {
