@@ -950,10 +950,12 @@ impl<'a> Dispatcher<'a> {
             return match self.templates.render_condition(&when.text, &self.context) {
                 Ok(true) => Readiness::Run,
                 Ok(false) => Readiness::Skip("when was false".to_string()),
-                Err(error) => Readiness::Fail(format!(
-                    "template in `when` (line {}, column {}): {error}",
-                    when.span.line, when.span.col
-                )),
+                Err(error) => {
+                    let (line, col) = crate::step::position_in_file(when, error.1);
+                    Readiness::Fail(format!(
+                        "template in `when` (line {line}, column {col}): {error}"
+                    ))
+                }
             };
         }
         self.needs_readiness(i)

@@ -7,7 +7,7 @@
 //! never decide retries; they run one attempt and say how it went.
 
 use crate::redact::Redactor;
-use crate::template::Templates;
+use crate::template::{RenderFailure, Templates};
 use async_trait::async_trait;
 use runbook_model::yaml::{Node, Value as YamlValue};
 use runbook_model::{Step, Template, Typed};
@@ -467,21 +467,21 @@ impl StepContext {
     pub fn render(&self, field: &str, template: &Template) -> Result<String, StepFailure> {
         self.templates
             .render(&template.text, &self.context)
-            .map_err(|e| field_error(field, template, &e.0))
+            .map_err(|e| field_error(field, template, &e))
     }
 
     /// Renders a shell script: `{{x}}` inserts one quoted word.
     pub fn render_script(&self, field: &str, template: &Template) -> Result<String, StepFailure> {
         self.templates
             .render_script(&template.text, &self.context)
-            .map_err(|e| field_error(field, template, &e.0))
+            .map_err(|e| field_error(field, template, &e))
     }
 
     /// Renders a template that must produce `true` or `false`.
     pub fn render_condition(&self, field: &str, template: &Template) -> Result<bool, StepFailure> {
         self.templates
             .render_condition(&template.text, &self.context)
-            .map_err(|e| field_error(field, template, &e.0))
+            .map_err(|e| field_error(field, template, &e))
     }
 
     /// Renders every string inside a free-form value (an expected value of
@@ -714,11 +714,39 @@ impl StepContext {
     }
 }
 
-fn field_error(field: &str, template: &Template, message: &str) -> StepFailure {
+fn field_error(field: &str, template: &Template, failure: &RenderFailure) -> StepFailure {
+    let (line, col) = position_in_file(template, failure.1);
     StepFailure::permanent(format!(
-        "template in `{field}` (line {}, column {}): {message}",
-        template.span.line, template.span.col
+        "template in `{field}` (line {line}, column {col}): {}",
+        failure.0
     ))
+}
+
+/// Where in the file a position inside `template`'s text is, where the
+/// text says: on the line of a one-line scalar, or on the lines of a `|`
+/// block, which keeps the file's lines at one indentation. Else (folded
+/// text, or no position) where the field's value starts.
+pub(crate) fn position_in_file(template: &Template, at: Option<(usize, usize)>) -> (u32, u32) {
+    use runbook_model::yaml::ScalarKind;
+    let start = (template.span.line, template.span.col);
+    let Some((line, col)) = at.filter(|&(line, col)| line >= 1 && col >= 1) else {
+        return start;
+    };
+    let offset = |n: usize| u32::try_from(n - 1).unwrap_or(u32::MAX);
+    let one_line = !template.text.contains('\n');
+    match template.style {
+        ScalarKind::Literal => (
+            start.0.saturating_add(offset(line)),
+            start.1.saturating_add(offset(col)),
+        ),
+        ScalarKind::Plain if one_line => (start.0, start.1.saturating_add(offset(col))),
+        // Past the opening quote; escapes before the position may shift it.
+        ScalarKind::SingleQuoted | ScalarKind::DoubleQuoted if one_line => (
+            start.0,
+            start.1.saturating_add(offset(col)).saturating_add(1),
+        ),
+        _ => start,
+    }
 }
 
 /// Types a templated field can be parsed into after rendering.
@@ -874,5 +902,39 @@ impl StepContextBuilder {
     /// The context, and the receiving end of its live output and progress.
     pub fn build(self) -> (StepContext, mpsc::UnboundedReceiver<StepMessage>) {
         (self.ctx, self.receiver)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::position_in_file;
+    use runbook_model::{StepKind, Template};
+
+    fn run_of(yaml_run: &str) -> Template {
+        let text = format!(
+            "version: 1\nname: t\nparams: {{x: {{default: a}}}}\nsteps:\n  a:\n    type: shell\n    run: {yaml_run}\n"
+        );
+        let loaded = runbook_model::load(std::path::Path::new("t.yaml"), &text);
+        let runbook = loaded.runbook.expect("valid");
+        match &runbook.steps["a"].kind {
+            StepKind::Shell(shell) => shell.run.clone(),
+            _ => unreachable!("a shell step"),
+        }
+    }
+
+    /// Handlebars' position inside the text, moved to the file: by lines
+    /// in a `|` block, by columns on one line (past a quote).
+    #[test]
+    fn a_position_in_a_template_is_shown_where_it_is_in_the_file() {
+        let literal = run_of("|\n      echo one\n      echo {{params.x}}\n");
+        assert_eq!(position_in_file(&literal, Some((2, 6))), (9, 12));
+        let plain = run_of("echo {{params.x}}");
+        assert_eq!(position_in_file(&plain, Some((1, 6))), (7, 15));
+        let quoted = run_of("\"echo {{params.x}}\"");
+        assert_eq!(position_in_file(&quoted, Some((1, 6))), (7, 16));
+        // Folded text has lost the file's lines: the field's start.
+        let folded = run_of(">\n      echo one\n      echo {{params.x}}\n");
+        assert_eq!(position_in_file(&folded, Some((1, 15))), (8, 7));
+        assert_eq!(position_in_file(&plain, None), (7, 10));
     }
 }

@@ -15,10 +15,11 @@ use handlebars::{
 use runbook_model::template::HELPERS;
 use serde_json::Value;
 
-/// A failed render, with a message naming what was missing or wrong.
+/// A failed render: a message naming what was missing or wrong, and where
+/// in the template's text (1-based line and column), when Handlebars says.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct RenderFailure(pub String);
+pub struct RenderFailure(pub String, pub Option<(usize, usize)>);
 
 /// The two registries a run needs: one for ordinary fields and one for shell
 /// scripts. Built once per run; rendering is then allocation-light.
@@ -94,14 +95,17 @@ impl Templates {
         let mut out = Bounded::default();
         let rendered = registry.render_template_to_write(text, context, &mut out);
         if out.too_large {
-            return Err(RenderFailure(format!(
-                "renders to more than {} MiB, the most a template may produce",
-                MAX_RENDERED_BYTES >> 20
-            )));
+            return Err(RenderFailure(
+                format!(
+                    "renders to more than {} MiB, the most a template may produce",
+                    MAX_RENDERED_BYTES >> 20
+                ),
+                None,
+            ));
         }
-        rendered.map_err(|e| RenderFailure(self.describe(&e, text)))?;
+        rendered.map_err(|e| RenderFailure(self.describe(&e, text), e.line_no.zip(e.column_no)))?;
         String::from_utf8(out.bytes)
-            .map_err(|_| RenderFailure("renders to text that is not UTF-8".to_string()))
+            .map_err(|_| RenderFailure("renders to text that is not UTF-8".to_string(), None))
     }
 
     /// Renders a shell script: each `{{x}}` is quoted for where it stands
@@ -115,6 +119,7 @@ impl Templates {
         if text.contains([MARK_OPEN, MARK_CLOSE]) {
             return Err(RenderFailure(
                 "the script contains the reserved characters U+E000/U+E001".to_string(),
+                None,
             ));
         }
         SET_ASIDE.with(|values| values.borrow_mut().clear());
@@ -123,7 +128,7 @@ impl Templates {
         let values = SET_ASIDE.with(|values| std::mem::take(&mut *values.borrow_mut()));
         let rendered = rendered?;
         runbook_model::script_quoting::place(&rendered, &values)
-            .map_err(|refusal| RenderFailure(refusal.message))
+            .map_err(|refusal| RenderFailure(refusal.message, None))
     }
 
     /// Renders a `when` or gate `condition`: it must produce exactly `true`
@@ -133,10 +138,13 @@ impl Templates {
         match rendered.trim() {
             "true" => Ok(true),
             "false" => Ok(false),
-            other => Err(RenderFailure(format!(
-                "must render to `true` or `false`, but rendered to `{}`",
-                truncate(other, 80)
-            ))),
+            other => Err(RenderFailure(
+                format!(
+                    "must render to `true` or `false`, but rendered to `{}`",
+                    truncate(other, 80)
+                ),
+                None,
+            )),
         }
     }
 }

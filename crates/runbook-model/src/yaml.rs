@@ -48,8 +48,11 @@ pub enum ScalarKind {
     SingleQuoted,
     /// `"double"` quoted.
     DoubleQuoted,
-    /// A `|` or `>` block.
-    Block,
+    /// A `|` block: each line of the value is a line of the file, at the
+    /// block's indentation.
+    Literal,
+    /// A `>` block, whose lines are folded into one.
+    Folded,
 }
 
 /// The value of a [`Node`], resolved with the YAML 1.2 core schema.
@@ -450,7 +453,8 @@ pub fn parse(text: &str) -> Result<Parsed, Vec<Diagnostic>> {
                             ScalarStyle::Plain => ScalarKind::Plain,
                             ScalarStyle::SingleQuoted => ScalarKind::SingleQuoted,
                             ScalarStyle::DoubleQuoted => ScalarKind::DoubleQuoted,
-                            ScalarStyle::Literal | ScalarStyle::Folded => ScalarKind::Block,
+                            ScalarStyle::Literal => ScalarKind::Literal,
+                            ScalarStyle::Folded => ScalarKind::Folded,
                         };
                         Some((
                             Node {
