@@ -6,8 +6,8 @@
 use crate::pipe_writer::{PipeWriter, Stream as PipeStream, WhenFull};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use runbook_engine::{
-    Event, EventKind, EventSink, Journal, RollbackStatus, RunStatus, RunSummary, StepStatus,
-    Stream, format_duration,
+    Event, EventKind, EventSink, EventStatus, Journal, RollbackStatus, RunStatus, RunSummary,
+    StepStatus, Stream, format_duration,
 };
 use std::collections::HashMap;
 use std::io::Write;
@@ -344,8 +344,8 @@ impl HumanReporter {
                     Some(n) if n > 1 => format!(" ({n} attempts)"),
                     _ => String::new(),
                 };
-                let line = match (e.status.as_deref(), &e.would_run) {
-                    (Some("succeeded"), Some(would)) => {
+                let line = match (e.status, &e.would_run) {
+                    (Some(EventStatus::Succeeded), Some(would)) => {
                         let mut lines = would.lines();
                         let first = lines.next().unwrap_or_default();
                         // A shell step's text is its command: say that it
@@ -362,8 +362,10 @@ impl HumanReporter {
                         }
                         text
                     }
-                    (Some("succeeded"), None) => format!("{} {id}{attempts}{took}", self.ok()),
-                    (Some("cancelled"), _) => format!(
+                    (Some(EventStatus::Succeeded), None) => {
+                        format!("{} {id}{attempts}{took}", self.ok())
+                    }
+                    (Some(EventStatus::Cancelled), _) => format!(
                         "{} {id} cancelled{}{took}",
                         self.screen.paint("33", "⊘"),
                         detail(
@@ -414,10 +416,10 @@ impl HumanReporter {
                 self.screen.line(&format!("↺ rolling back {id}"));
             }
             EventKind::RollbackFinished => {
-                let line = match e.status.as_deref() {
+                let line = match e.status {
                     // Under `--dry-run` a rollback that is not read-only
                     // runs no more than its step did.
-                    Some("succeeded") if e.would_run.is_some() => {
+                    Some(EventStatus::Succeeded) if e.would_run.is_some() => {
                         let would = e.would_run.as_deref().unwrap_or_default();
                         let first = would.lines().next().unwrap_or_default();
                         format!(
@@ -430,8 +432,10 @@ impl HumanReporter {
                             }
                         )
                     }
-                    Some("succeeded") => format!("↺ {} {id} rolled back{took}", self.ok()),
-                    Some("skipped") => format!(
+                    Some(EventStatus::Succeeded) => {
+                        format!("↺ {} {id} rolled back{took}", self.ok())
+                    }
+                    Some(EventStatus::Skipped) => format!(
                         "↺ {} rollback of {id} not run: {}",
                         self.screen.paint("33", "↷"),
                         e.reason.as_deref().unwrap_or("")
@@ -439,7 +443,7 @@ impl HumanReporter {
                     _ => format!(
                         "↺ {} rollback of {id} {}{}{took}{}",
                         self.bad(),
-                        e.status.as_deref().unwrap_or("failed"),
+                        e.status.map_or("failed", EventStatus::as_str),
                         detail(&e.error),
                         rest_of_error(&e.error)
                     ),

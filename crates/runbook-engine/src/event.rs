@@ -50,6 +50,44 @@ impl EventKind {
     }
 }
 
+/// The `status` of an event: how a step, rollback or run ended
+/// (`step_finished`, `step_skipped`, `rollback_finished`, `run_finished`),
+/// or a gate's decision (`gate_decided`). Which apply to which kind is
+/// checked when a journal is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventStatus {
+    /// It ran and succeeded (a run: every step that had to succeed did).
+    Succeeded,
+    /// It ran and failed.
+    Failed,
+    /// It did not run.
+    Skipped,
+    /// It was stopped because the run was stopping.
+    Cancelled,
+    /// A run stopped by SIGINT or SIGTERM.
+    Interrupted,
+    /// A gate approved.
+    Approved,
+    /// A gate rejected.
+    Rejected,
+}
+
+impl EventStatus {
+    /// The name written in the `status` field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventStatus::Succeeded => "succeeded",
+            EventStatus::Failed => "failed",
+            EventStatus::Skipped => "skipped",
+            EventStatus::Cancelled => "cancelled",
+            EventStatus::Interrupted => "interrupted",
+            EventStatus::Approved => "approved",
+            EventStatus::Rejected => "rejected",
+        }
+    }
+}
+
 /// One event. Fields that do not apply are `None` and left out of the JSON.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -66,10 +104,9 @@ pub struct Event {
     /// `rollback`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
-    /// A step's status (`succeeded`, `failed`, `skipped`, `cancelled`) or the
-    /// run's (`succeeded`, `failed`, `interrupted`).
+    /// How a step, rollback or run ended, or a gate's decision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<EventStatus>,
     /// The attempt number (1-based) of `step_started`; on `step_finished` and
     /// `rollback_finished`, the last attempt's (the spec's field list names
     /// `attempt`; `attempts` says the same as a count).

@@ -12,7 +12,7 @@
 //! a power loss can take the events of the last moments, never corrupt
 //! the lines before them.
 
-use crate::event::{Event, EventKind};
+use crate::event::{Event, EventKind, EventStatus};
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
@@ -781,20 +781,23 @@ fn check_event(event: &Event, run_id: &str) -> Result<(), String> {
     if chrono::DateTime::parse_from_rfc3339(&event.ts).is_err() {
         return Err(format!("its ts `{}` is not an RFC 3339 time", event.ts));
     }
-    let statuses: &[&str] = match event.event {
-        EventKind::StepFinished => &["succeeded", "failed", "cancelled"],
-        EventKind::RollbackFinished => &["succeeded", "failed", "cancelled", "skipped"],
-        EventKind::RunFinished => &["succeeded", "failed", "interrupted"],
+    use EventStatus::{Cancelled, Failed, Interrupted, Skipped, Succeeded};
+    let statuses: &[EventStatus] = match event.event {
+        EventKind::StepFinished => &[Succeeded, Failed, Cancelled],
+        EventKind::RollbackFinished => &[Succeeded, Failed, Cancelled, Skipped],
+        EventKind::RunFinished => &[Succeeded, Failed, Interrupted],
         _ => &[],
     };
     let name = event.event.as_str();
     if !statuses.is_empty() {
-        match event.status.as_deref() {
+        match event.status {
             Some(status) if statuses.contains(&status) => {}
             Some(status) => {
+                let names: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
                 return Err(format!(
-                    "`{status}` is not a status of {name} (one of {})",
-                    statuses.join(", ")
+                    "`{}` is not a status of {name} (one of {})",
+                    status.as_str(),
+                    names.join(", ")
                 ));
             }
             None => return Err(format!("{name} has no status")),
@@ -879,7 +882,7 @@ mod tests {
     /// A `run_finished` as the engine writes it (with its status).
     fn run_finished(run_id: &str) -> Event {
         let mut event = Event::new(EventKind::RunFinished, run_id);
-        event.status = Some("succeeded".into());
+        event.status = Some(EventStatus::Succeeded);
         event
     }
 
@@ -964,15 +967,15 @@ mod tests {
         let started = Event::new(EventKind::RunStarted, "r1").to_json_line();
         let mut finished = Event::new(EventKind::StepFinished, "r1");
         finished.step = Some("a".into());
-        finished.status = Some("succeeded".into());
+        finished.status = Some(EventStatus::Succeeded);
         let good = finished.to_json_line();
         std::fs::write(&path, format!("{started}\n{good}\n")).expect("write");
         assert_eq!(read_journal(&path).expect("valid").events.len(), 2);
 
         let cases = [
             (
-                good.replace("\"succeeded\"", "\"bogus\""),
-                "`bogus` is not a status of step_finished",
+                good.replace("\"succeeded\"", "\"interrupted\""),
+                "`interrupted` is not a status of step_finished",
             ),
             (
                 good.replace("\"status\"", "\"sta{tus\""),
@@ -1012,7 +1015,7 @@ mod tests {
         let mut journal = Journal::create(&dir).expect("journal");
         let mut event = Event::new(EventKind::StepFinished, &dir.id);
         event.step = Some("a".into());
-        event.status = Some("succeeded".into());
+        event.status = Some(EventStatus::Succeeded);
         journal.append(&event).expect("append");
         journal.append(&run_finished(&dir.id)).expect("append");
         let mut file = OpenOptions::new()
@@ -1090,7 +1093,7 @@ mod tests {
             let mut finished = Event::new(EventKind::StepFinished, &dir.id);
             finished.step = Some(step.into());
             finished.phase = Some("steps".into());
-            finished.status = Some("succeeded".into());
+            finished.status = Some(EventStatus::Succeeded);
             finished.outputs = outputs.as_object().cloned();
             journal.append(&finished).expect("append");
         }

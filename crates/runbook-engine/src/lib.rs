@@ -18,7 +18,7 @@ mod runner;
 pub mod step;
 pub mod template;
 
-pub use event::{CollectingSink, Event, EventKind, EventSink};
+pub use event::{CollectingSink, Event, EventKind, EventSink, EventStatus};
 pub use journal::{Journal, JournalError, RunDir, RunLock};
 pub use redact::Redactor;
 pub use resume::{ResumeError, ResumePoint};

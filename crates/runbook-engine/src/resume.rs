@@ -23,7 +23,7 @@
 //!   run directory the moment it starts stopping.
 //! - A journal that ends with `run_finished` cannot be resumed.
 
-use crate::event::{Event, EventKind};
+use crate::event::{Event, EventKind, EventStatus};
 use crate::run::{RollbackRecord, RollbackStatus, StepStatus};
 use crate::step::Outputs;
 use std::collections::{BTreeSet, HashMap};
@@ -130,10 +130,10 @@ impl ResumePoint {
                     if is_cleanup(event) {
                         point.cleanup_began = true;
                     }
-                    let status = match (event.event, event.status.as_deref()) {
+                    let status = match (event.event, event.status) {
                         (EventKind::StepSkipped, _) => StepStatus::Skipped,
-                        (_, Some("succeeded")) => StepStatus::Succeeded,
-                        (_, Some("failed")) => StepStatus::Failed,
+                        (_, Some(EventStatus::Succeeded)) => StepStatus::Succeeded,
+                        (_, Some(EventStatus::Failed)) => StepStatus::Failed,
                         _ => StepStatus::Cancelled,
                     };
                     let stopped_by_interrupt = status == StepStatus::Cancelled
@@ -175,10 +175,10 @@ impl ResumePoint {
                     point.cleanup_began = true;
                     let Some(step) = &event.step else { continue };
                     point.rollbacks_running.remove(step);
-                    let status = match event.status.as_deref() {
-                        Some("succeeded") => RollbackStatus::Succeeded,
-                        Some("failed") => RollbackStatus::Failed,
-                        Some("skipped") => RollbackStatus::Skipped,
+                    let status = match event.status {
+                        Some(EventStatus::Succeeded) => RollbackStatus::Succeeded,
+                        Some(EventStatus::Failed) => RollbackStatus::Failed,
+                        Some(EventStatus::Skipped) => RollbackStatus::Skipped,
                         _ => RollbackStatus::Cancelled,
                     };
                     // A rollback stopped part-way did not finish its work.
@@ -208,7 +208,9 @@ impl ResumePoint {
         if let Some(finish) = last_finish {
             return Err(ResumeError::AlreadyFinished {
                 run_id: first.run_id.clone(),
-                status: finish.status.clone().unwrap_or_else(|| "unknown".into()),
+                status: finish
+                    .status
+                    .map_or_else(|| "unknown".to_string(), |s| s.as_str().to_string()),
             });
         }
         Ok(point)
@@ -279,11 +281,11 @@ fn restorable_outputs(event: &Event) -> Outputs {
 mod tests {
     use super::*;
 
-    fn event(kind: EventKind, step: Option<&str>, status: Option<&str>) -> Event {
+    fn event(kind: EventKind, step: Option<&str>, status: Option<EventStatus>) -> Event {
         let mut event = Event::new(kind, "r1");
         event.step = step.map(str::to_string);
         event.phase = step.map(|_| "steps".to_string());
-        event.status = status.map(str::to_string);
+        event.status = status;
         event
     }
 
@@ -292,10 +294,18 @@ mod tests {
         let events = [
             event(EventKind::RunStarted, None, None),
             event(EventKind::StepStarted, Some("a"), None),
-            event(EventKind::StepFinished, Some("a"), Some("succeeded")),
+            event(
+                EventKind::StepFinished,
+                Some("a"),
+                Some(EventStatus::Succeeded),
+            ),
             event(EventKind::StepStarted, Some("b"), None),
             event(EventKind::StepStarted, Some("c"), None),
-            event(EventKind::StepFinished, Some("c"), Some("cancelled")),
+            event(
+                EventKind::StepFinished,
+                Some("c"),
+                Some(EventStatus::Cancelled),
+            ),
         ];
         let point = ResumePoint::from_events(&events).expect("resumable");
         assert_eq!(point.finished_steps(), 1);
@@ -311,7 +321,7 @@ mod tests {
         );
         let events = [
             event(EventKind::RunStarted, None, None),
-            event(EventKind::RunFinished, None, Some("failed")),
+            event(EventKind::RunFinished, None, Some(EventStatus::Failed)),
         ];
         assert!(matches!(
             ResumePoint::from_events(&events),
@@ -323,7 +333,11 @@ mod tests {
     fn rollbacks_that_finished_are_not_run_again() {
         let mut started = event(EventKind::RollbackStarted, Some("a"), None);
         started.phase = Some("rollback".into());
-        let mut done = event(EventKind::RollbackFinished, Some("a"), Some("succeeded"));
+        let mut done = event(
+            EventKind::RollbackFinished,
+            Some("a"),
+            Some(EventStatus::Succeeded),
+        );
         done.phase = Some("rollback".into());
         let events = [event(EventKind::RunStarted, None, None), started, done];
         let point = ResumePoint::from_events(&events).expect("resumable");

@@ -56,7 +56,7 @@
 //! - `--no-rollback` reports each rollback it skips as `rollback_finished`
 //!   with status `skipped` and reason `--no-rollback`.
 
-use crate::event::{Event, EventKind, EventSink, now_rfc3339};
+use crate::event::{Event, EventKind, EventSink, EventStatus, now_rfc3339};
 use crate::journal::RunDir;
 use crate::redact::Redactor;
 use crate::resume::{ResumePoint, SKIPPED_BY_ABANDON, SKIPPED_BY_INTERRUPT};
@@ -256,6 +256,16 @@ pub enum RunStatus {
     Interrupted,
 }
 
+impl From<RunStatus> for EventStatus {
+    fn from(status: RunStatus) -> Self {
+        match status {
+            RunStatus::Succeeded => EventStatus::Succeeded,
+            RunStatus::Failed => EventStatus::Failed,
+            RunStatus::Interrupted => EventStatus::Interrupted,
+        }
+    }
+}
+
 impl RunStatus {
     /// `succeeded`, `failed` or `interrupted`.
     pub fn as_str(self) -> &'static str {
@@ -296,6 +306,18 @@ impl StepStatus {
             StepStatus::Failed => "failed",
             StepStatus::Skipped => "skipped",
             StepStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// The status its `step_finished` or `step_skipped` event says; none
+    /// before it is final.
+    pub fn event_status(self) -> Option<EventStatus> {
+        match self {
+            StepStatus::Pending | StepStatus::Running => None,
+            StepStatus::Succeeded => Some(EventStatus::Succeeded),
+            StepStatus::Failed => Some(EventStatus::Failed),
+            StepStatus::Skipped => Some(EventStatus::Skipped),
+            StepStatus::Cancelled => Some(EventStatus::Cancelled),
         }
     }
 
@@ -347,6 +369,17 @@ pub enum RollbackStatus {
     Cancelled,
     /// It did not run (`--no-rollback`, or abandoned by a second interrupt).
     Skipped,
+}
+
+impl From<RollbackStatus> for EventStatus {
+    fn from(status: RollbackStatus) -> Self {
+        match status {
+            RollbackStatus::Succeeded => EventStatus::Succeeded,
+            RollbackStatus::Failed => EventStatus::Failed,
+            RollbackStatus::Cancelled => EventStatus::Cancelled,
+            RollbackStatus::Skipped => EventStatus::Skipped,
+        }
+    }
 }
 
 impl RollbackStatus {
@@ -1137,7 +1170,11 @@ impl<'a> Dispatcher<'a> {
         event.phase = Some(self.nodes[i].phase.key().to_string());
         event.approved = Some(completed);
         event.decided_by = Some(decided_by.clone());
-        event.status = Some(if completed { "approved" } else { "rejected" }.to_string());
+        event.status = Some(if completed {
+            EventStatus::Approved
+        } else {
+            EventStatus::Rejected
+        });
         self.emit(event);
         if !completed {
             self.states[i].status = StepStatus::Pending;
@@ -1666,7 +1703,7 @@ impl<'a> Dispatcher<'a> {
         let mut event = Event::new(EventKind::StepSkipped, &self.options.run_id);
         event.step = Some(self.nodes[i].step.id.value.clone());
         event.phase = Some(self.nodes[i].phase.key().to_string());
-        event.status = Some(StepStatus::Skipped.as_str().to_string());
+        event.status = Some(EventStatus::Skipped);
         event.reason = Some(reason);
         event.outputs = Some(Outputs::new());
         self.emit(event);
@@ -1689,7 +1726,7 @@ impl<'a> Dispatcher<'a> {
         let mut event = Event::new(EventKind::StepFinished, &self.options.run_id);
         event.step = Some(self.nodes[i].step.id.value.clone());
         event.phase = Some(self.nodes[i].phase.key().to_string());
-        event.status = Some(state.status.as_str().to_string());
+        event.status = state.status.event_status();
         event.attempts = Some(state.attempts);
         event.attempt = (state.attempts > 0).then_some(state.attempts);
         event.duration_ms = Some(millis(state.duration));
@@ -1780,7 +1817,7 @@ impl<'a> Dispatcher<'a> {
         let mut event = Event::new(EventKind::RollbackFinished, &self.options.run_id);
         event.step = Some(record.step.clone());
         event.phase = Some(Phase::Rollback.key().to_string());
-        event.status = Some(record.status.as_str().to_string());
+        event.status = Some(record.status.into());
         event.reason = record.reason.clone();
         self.emit(event);
         self.rollbacks.push(record);
@@ -1864,7 +1901,7 @@ impl<'a> Dispatcher<'a> {
         let mut event = Event::new(EventKind::RollbackFinished, &self.options.run_id);
         event.step = Some(record.step.clone());
         event.phase = Some(Phase::Rollback.key().to_string());
-        event.status = Some(status.as_str().to_string());
+        event.status = Some(status.into());
         event.attempts = Some(result.attempts);
         event.attempt = (result.attempts > 0).then_some(result.attempts);
         event.duration_ms = Some(millis(duration));
@@ -1894,7 +1931,11 @@ impl<'a> Dispatcher<'a> {
             .get("decided_by")
             .and_then(Value::as_str)
             .map(str::to_string);
-        event.status = Some(if *approved { "approved" } else { "rejected" }.to_string());
+        event.status = Some(if *approved {
+            EventStatus::Approved
+        } else {
+            EventStatus::Rejected
+        });
         self.emit(event);
     }
 
@@ -1963,7 +2004,7 @@ impl<'a> Dispatcher<'a> {
         let (status, reason) = self.outcome();
         let duration = self.started.elapsed();
         let mut event = Event::new(EventKind::RunFinished, &self.options.run_id);
-        event.status = Some(status.as_str().to_string());
+        event.status = Some(status.into());
         event.duration_ms = Some(millis(duration));
         event.error = reason.clone();
         self.emit(event);

@@ -1157,7 +1157,7 @@ async fn every_event_has_the_common_fields() {
     }
     assert_eq!(o.events[0].event, EventKind::RunStarted);
     let last = o.events.last().expect("events");
-    assert_eq!(last.status.as_deref(), Some("failed"));
+    assert_eq!(last.status, Some(runbook_engine::EventStatus::Failed));
 }
 
 #[tokio::test(start_paused = true)]

@@ -6,7 +6,7 @@
 
 use crate::outputs::{OutputView, worth_reading};
 use crate::time::{between, format_duration};
-use runbook_engine::event::{Event, EventKind};
+use runbook_engine::event::{Event, EventKind, EventStatus};
 use runbook_engine::journal::JournalContents;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -115,11 +115,11 @@ impl RunStatus {
         }
     }
 
-    fn parse(text: Option<&str>) -> RunStatus {
-        match text {
-            Some("succeeded") => RunStatus::Succeeded,
-            Some("failed") => RunStatus::Failed,
-            Some("interrupted") => RunStatus::Interrupted,
+    fn of(status: Option<EventStatus>) -> RunStatus {
+        match status {
+            Some(EventStatus::Succeeded) => RunStatus::Succeeded,
+            Some(EventStatus::Failed) => RunStatus::Failed,
+            Some(EventStatus::Interrupted) => RunStatus::Interrupted,
             _ => RunStatus::Unknown,
         }
     }
@@ -191,12 +191,12 @@ impl StepStatus {
         }
     }
 
-    fn parse(text: Option<&str>) -> StepStatus {
-        match text {
-            Some("succeeded") => StepStatus::Succeeded,
-            Some("failed") => StepStatus::Failed,
-            Some("cancelled") => StepStatus::Cancelled,
-            Some("skipped") => StepStatus::Skipped,
+    fn of(status: Option<EventStatus>) -> StepStatus {
+        match status {
+            Some(EventStatus::Succeeded) => StepStatus::Succeeded,
+            Some(EventStatus::Failed) => StepStatus::Failed,
+            Some(EventStatus::Cancelled) => StepStatus::Cancelled,
+            Some(EventStatus::Skipped) => StepStatus::Skipped,
             _ => StepStatus::Unknown,
         }
     }
@@ -593,9 +593,9 @@ impl Builder {
                 if decision.message.is_none() {
                     decision.message = e.message.clone();
                 }
-                decision.approved = e.approved.or(match e.status.as_deref() {
-                    Some("approved") => Some(true),
-                    Some("rejected") => Some(false),
+                decision.approved = e.approved.or(match e.status {
+                    Some(EventStatus::Approved) => Some(true),
+                    Some(EventStatus::Rejected) => Some(false),
                     _ => None,
                 });
                 decision.decided_by = e.decided_by.clone();
@@ -631,7 +631,7 @@ impl Builder {
                     open.ended_at = Some(e.ts.clone());
                     open.end = AttemptEnd::Finished;
                 }
-                step.status = StepStatus::parse(e.status.as_deref());
+                step.status = StepStatus::of(e.status);
                 step.finished_at = Some(e.ts.clone());
                 step.duration_ms = e
                     .duration_ms
@@ -738,7 +738,9 @@ impl Builder {
                     }
                 };
                 let rollback = &mut self.report.rollbacks[index];
-                rollback.status = e.status.clone().unwrap_or_else(|| "unknown".into());
+                rollback.status = e
+                    .status
+                    .map_or_else(|| "unknown".to_string(), |s| s.as_str().to_string());
                 rollback.finished_at = Some(e.ts.clone());
                 rollback.duration_ms = e.duration_ms;
                 rollback.attempts = e.attempts;
@@ -771,7 +773,7 @@ impl Builder {
                 // gate events: it ends with the rollback, not `unknown`.
                 let gate_id = format!("{step_id}.rollback");
                 if let Some(gate) = self.report.steps.iter_mut().find(|s| s.id == gate_id) {
-                    gate.status = StepStatus::parse(e.status.as_deref());
+                    gate.status = StepStatus::of(e.status);
                     gate.started_at = gate
                         .decisions
                         .first()
@@ -785,7 +787,7 @@ impl Builder {
             }
             EventKind::RunFinished => {
                 self.finished = true;
-                self.report.status = RunStatus::parse(e.status.as_deref());
+                self.report.status = RunStatus::of(e.status);
                 self.report.error = e.error.clone();
                 self.report.ended_at = Some(e.ts.clone());
                 if let Some(session) = self.report.sessions.last_mut() {
@@ -1062,7 +1064,7 @@ mod tests {
             EventKind::StepFinished,
             Some("g"),
         );
-        finished.status = Some("failed".into());
+        finished.status = Some(EventStatus::Failed);
         let report = build_report(
             "r1",
             &contents(vec![
@@ -1110,7 +1112,7 @@ mod tests {
             EventKind::RollbackFinished,
             Some("change"),
         );
-        finished.status = Some("failed".into());
+        finished.status = Some(EventStatus::Failed);
         finished.duration_ms = Some(3000);
         let report = build_report(
             "r1",
