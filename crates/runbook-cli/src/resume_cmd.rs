@@ -380,23 +380,24 @@ fn foreign_step(
     events: &[runbook_engine::Event],
 ) -> Option<String> {
     events.iter().enumerate().find_map(|(at, event)| {
-        let (step, phase) = (event.step.as_deref()?, event.phase.as_deref()?);
+        use runbook_model::Phase;
+        let (step, phase) = (event.step.as_deref()?, event.phase?);
         let known = match phase {
-            "steps" => runbook.steps.contains_key(step),
-            "on_failure" => runbook.on_failure.contains_key(step),
-            "finally" => runbook.finally.contains_key(step),
+            Phase::Main => runbook.steps.contains_key(step),
+            Phase::OnFailure => runbook.on_failure.contains_key(step),
+            Phase::Finally => runbook.finally.contains_key(step),
             // Rollback events name the main step rolled back; a rollback's
             // gate is `ID.rollback`.
-            "rollback" => runbook
+            Phase::Rollback => runbook
                 .steps
                 .contains_key(step.strip_suffix(".rollback").unwrap_or(step)),
-            _ => false,
         };
         (!known).then(|| {
             format!(
-                "line {} ({}) puts step `{step}` in `{phase}`, where the runbook has no such step",
+                "line {} ({}) puts step `{step}` in `{}`, where the runbook has no such step",
                 at + 1,
-                event.event.as_str()
+                event.event.as_str(),
+                phase.key()
             )
         })
     })

@@ -408,6 +408,11 @@ fn a_journal_naming_steps_or_phases_the_runbook_cannot_have_is_refused() {
         (
             r#""phase":"steps""#,
             r#""phase":"nonsense""#,
+            "unknown variant `nonsense`",
+        ),
+        (
+            r#""phase":"steps""#,
+            r#""phase":"rollback""#,
             "is not a phase of step_finished",
         ),
         (

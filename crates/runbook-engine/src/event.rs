@@ -6,6 +6,7 @@
 //! before a sink sees anything, so sinks never need the secret values.
 
 use crate::step::{Outputs, Stream};
+pub use runbook_model::Phase;
 use serde::{Deserialize, Serialize};
 
 /// The kinds of event (spec section 7). No other kind is ever written, so a
@@ -103,7 +104,7 @@ pub struct Event {
     /// Which map the step belongs to: `steps`, `on_failure`, `finally` or
     /// `rollback`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<String>,
+    pub phase: Option<Phase>,
     /// How a step, rollback or run ended, or a gate's decision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<EventStatus>,

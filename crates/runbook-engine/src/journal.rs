@@ -807,19 +807,22 @@ fn check_event(event: &Event, run_id: &str) -> Result<(), String> {
     if needs_step && event.step.as_deref().is_none_or(str::is_empty) {
         return Err(format!("{name} has no step"));
     }
-    if let Some(phase) = event.phase.as_deref() {
-        let phases: &[&str] = match event.event {
-            EventKind::RollbackStarted | EventKind::RollbackFinished => &["rollback"],
+    if let Some(phase) = event.phase {
+        use runbook_model::Phase::{Finally, Main, OnFailure, Rollback};
+        let phases: &[runbook_model::Phase] = match event.event {
+            EventKind::RollbackStarted | EventKind::RollbackFinished => &[Rollback],
             // A gate of a rollback asks under `rollback`.
             EventKind::GateWaiting | EventKind::GateDecided => {
-                &["steps", "on_failure", "finally", "rollback"]
+                &[Main, OnFailure, Finally, Rollback]
             }
-            _ => &["steps", "on_failure", "finally"],
+            _ => &[Main, OnFailure, Finally],
         };
         if !phases.contains(&phase) {
+            let names: Vec<&str> = phases.iter().map(|p| p.key()).collect();
             return Err(format!(
-                "`{phase}` is not a phase of {name} (one of {})",
-                phases.join(", ")
+                "`{}` is not a phase of {name} (one of {})",
+                phase.key(),
+                names.join(", ")
             ));
         }
     }
@@ -1092,7 +1095,7 @@ mod tests {
         ] {
             let mut finished = Event::new(EventKind::StepFinished, &dir.id);
             finished.step = Some(step.into());
-            finished.phase = Some("steps".into());
+            finished.phase = Some(runbook_model::Phase::Main);
             finished.status = Some(EventStatus::Succeeded);
             finished.outputs = outputs.as_object().cloned();
             journal.append(&finished).expect("append");

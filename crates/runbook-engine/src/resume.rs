@@ -155,7 +155,7 @@ impl ResumePoint {
                     point.finished.remove(step);
                     point.cancelled.remove(step);
                     if stopped_by_interrupt {
-                        point.was_interrupted |= event.phase.as_deref() == Some("steps");
+                        point.was_interrupted |= event.phase == Some(runbook_model::Phase::Main);
                         if status == StepStatus::Cancelled {
                             point.interrupted.insert(step.clone());
                         }
@@ -262,7 +262,10 @@ impl ResumePoint {
 }
 
 fn is_cleanup(event: &Event) -> bool {
-    matches!(event.phase.as_deref(), Some("on_failure" | "finally"))
+    matches!(
+        event.phase,
+        Some(runbook_model::Phase::OnFailure | runbook_model::Phase::Finally)
+    )
 }
 
 /// A finished step's outputs as the journal has them, less those in which
@@ -284,7 +287,7 @@ mod tests {
     fn event(kind: EventKind, step: Option<&str>, status: Option<EventStatus>) -> Event {
         let mut event = Event::new(kind, "r1");
         event.step = step.map(str::to_string);
-        event.phase = step.map(|_| "steps".to_string());
+        event.phase = step.map(|_| runbook_model::Phase::Main);
         event.status = status;
         event
     }
@@ -332,13 +335,13 @@ mod tests {
     #[test]
     fn rollbacks_that_finished_are_not_run_again() {
         let mut started = event(EventKind::RollbackStarted, Some("a"), None);
-        started.phase = Some("rollback".into());
+        started.phase = Some(runbook_model::Phase::Rollback);
         let mut done = event(
             EventKind::RollbackFinished,
             Some("a"),
             Some(EventStatus::Succeeded),
         );
-        done.phase = Some("rollback".into());
+        done.phase = Some(runbook_model::Phase::Rollback);
         let events = [event(EventKind::RunStarted, None, None), started, done];
         let point = ResumePoint::from_events(&events).expect("resumable");
         assert!(point.cleanup_began);

@@ -1049,7 +1049,7 @@ impl<'a> Dispatcher<'a> {
         self.update_context(i);
         let mut event = Event::new(EventKind::StepStarted, &self.options.run_id);
         event.step = Some(id);
-        event.phase = Some(self.nodes[i].phase.key().to_string());
+        event.phase = Some(self.nodes[i].phase);
         event.attempt = Some(1);
         event
     }
@@ -1167,7 +1167,7 @@ impl<'a> Dispatcher<'a> {
         let id = self.nodes[i].step.id.value.clone();
         let mut event = Event::new(EventKind::GateDecided, &self.options.run_id);
         event.step = Some(id);
-        event.phase = Some(self.nodes[i].phase.key().to_string());
+        event.phase = Some(self.nodes[i].phase);
         event.approved = Some(completed);
         event.decided_by = Some(decided_by.clone());
         event.status = Some(if completed {
@@ -1464,7 +1464,7 @@ impl<'a> Dispatcher<'a> {
                 match key {
                     JobKey::Step(i) => {
                         event.step = Some(self.nodes[i].step.id.value.clone());
-                        event.phase = Some(self.nodes[i].phase.key().to_string());
+                        event.phase = Some(self.nodes[i].phase);
                         self.states[i].attempts = attempt;
                         self.emit(event);
                     }
@@ -1547,14 +1547,14 @@ impl<'a> Dispatcher<'a> {
     }
 
     /// The phase of the step a job runs as `id` (`X`, or `X.rollback`).
-    fn phase_of(&self, id: &str) -> Option<String> {
+    fn phase_of(&self, id: &str) -> Option<Phase> {
         if id.ends_with(".rollback") {
-            return Some(Phase::Rollback.key().to_string());
+            return Some(Phase::Rollback);
         }
         self.nodes
             .iter()
             .find(|node| node.step.id.value == id)
-            .map(|node| node.phase.key().to_string())
+            .map(|node| node.phase)
     }
 
     /// Stops the main phase: nothing new starts, running steps are told to
@@ -1702,7 +1702,7 @@ impl<'a> Dispatcher<'a> {
         self.update_context(i);
         let mut event = Event::new(EventKind::StepSkipped, &self.options.run_id);
         event.step = Some(self.nodes[i].step.id.value.clone());
-        event.phase = Some(self.nodes[i].phase.key().to_string());
+        event.phase = Some(self.nodes[i].phase);
         event.status = Some(EventStatus::Skipped);
         event.reason = Some(reason);
         event.outputs = Some(Outputs::new());
@@ -1725,7 +1725,7 @@ impl<'a> Dispatcher<'a> {
         let state = &self.states[i];
         let mut event = Event::new(EventKind::StepFinished, &self.options.run_id);
         event.step = Some(self.nodes[i].step.id.value.clone());
-        event.phase = Some(self.nodes[i].phase.key().to_string());
+        event.phase = Some(self.nodes[i].phase);
         event.status = state.status.event_status();
         event.attempts = Some(state.attempts);
         event.attempt = (state.attempts > 0).then_some(state.attempts);
@@ -1816,7 +1816,7 @@ impl<'a> Dispatcher<'a> {
         };
         let mut event = Event::new(EventKind::RollbackFinished, &self.options.run_id);
         event.step = Some(record.step.clone());
-        event.phase = Some(Phase::Rollback.key().to_string());
+        event.phase = Some(Phase::Rollback);
         event.status = Some(record.status.into());
         event.reason = record.reason.clone();
         self.emit(event);
@@ -1828,7 +1828,7 @@ impl<'a> Dispatcher<'a> {
         let id = parent.id.value.clone();
         let mut event = Event::new(EventKind::RollbackStarted, &self.options.run_id);
         event.step = Some(id.clone());
-        event.phase = Some(Phase::Rollback.key().to_string());
+        event.phase = Some(Phase::Rollback);
         self.emit(event);
         self.rollback_started = Some(Instant::now());
         let (step, mode) = match &parent.rollback {
@@ -1900,7 +1900,7 @@ impl<'a> Dispatcher<'a> {
         }
         let mut event = Event::new(EventKind::RollbackFinished, &self.options.run_id);
         event.step = Some(record.step.clone());
-        event.phase = Some(Phase::Rollback.key().to_string());
+        event.phase = Some(Phase::Rollback);
         event.status = Some(status.into());
         event.attempts = Some(result.attempts);
         event.attempt = (result.attempts > 0).then_some(result.attempts);
@@ -1925,7 +1925,7 @@ impl<'a> Dispatcher<'a> {
         // condition), which has no `gate_waiting` to carry its message.
         event.message = self.gate_messages.remove(&gate);
         event.step = Some(gate);
-        event.phase = Some(phase.key().to_string());
+        event.phase = Some(phase);
         event.approved = Some(*approved);
         event.decided_by = outputs
             .get("decided_by")

@@ -206,16 +206,20 @@ pub enum Backoff {
     Fixed,
 }
 
-/// Which map of the runbook a step belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// Which map of the runbook a step belongs to; in events, its key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Phase {
     /// `steps`.
+    #[serde(rename = "steps")]
     Main,
     /// `on_failure`.
+    #[serde(rename = "on_failure")]
     OnFailure,
     /// `finally`.
+    #[serde(rename = "finally")]
     Finally,
     /// A step's `rollback`.
+    #[serde(rename = "rollback")]
     Rollback,
 }
 

@@ -6,7 +6,7 @@
 
 use crate::outputs::{OutputView, worth_reading};
 use crate::time::{between, format_duration};
-use runbook_engine::event::{Event, EventKind, EventStatus};
+use runbook_engine::event::{Event, EventKind, EventStatus, Phase};
 use runbook_engine::journal::JournalContents;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -444,7 +444,7 @@ impl Builder {
         }
     }
 
-    fn step(&mut self, id: &str, phase: Option<&String>) -> &mut StepReport {
+    fn step(&mut self, id: &str, phase: Option<Phase>) -> &mut StepReport {
         let index = match self.report.steps.iter().position(|s| s.id == id) {
             Some(index) => index,
             None => {
@@ -468,7 +468,7 @@ impl Builder {
         };
         let step = &mut self.report.steps[index];
         if step.phase.is_none() {
-            step.phase = phase.cloned();
+            step.phase = phase.map(|p| p.key().to_string());
         }
         step
     }
@@ -496,7 +496,7 @@ impl Builder {
                 self.awaiting_confirmation.retain(|s| *s != step_id);
                 let session = self.report.sessions.len().saturating_sub(1);
                 let resumed_here = self.report.sessions.last().is_some_and(|s| s.resumed);
-                let step = self.step(&step_id, e.phase.as_ref());
+                let step = self.step(&step_id, e.phase);
                 let attempt = e.attempt.unwrap_or(1);
                 if let Some(open) = step.attempt_log.last_mut().filter(|a| a.ended_at.is_none()) {
                     open.ended_at = Some(e.ts.clone());
@@ -538,7 +538,7 @@ impl Builder {
             }
             EventKind::GateWaiting => {
                 let kind = self.decision_kind(&step_id);
-                let step = self.step(&step_id, e.phase.as_ref());
+                let step = self.step(&step_id, e.phase);
                 step.decisions.push(Decision {
                     kind,
                     message: e.message.clone(),
@@ -561,7 +561,7 @@ impl Builder {
             }
             EventKind::GateDecided => {
                 let kind = self.decision_kind(&step_id);
-                let step = self.step(&step_id, e.phase.as_ref());
+                let step = self.step(&step_id, e.phase);
                 // A question asked before the step's latest start (by an
                 // engine that then died) was never answered: this decision
                 // is the new run's, and did not wait across the downtime.
@@ -626,7 +626,7 @@ impl Builder {
             }
             EventKind::StepFinished => {
                 self.awaiting_confirmation.retain(|s| *s != step_id);
-                let step = self.step(&step_id, e.phase.as_ref());
+                let step = self.step(&step_id, e.phase);
                 if let Some(open) = step.attempt_log.last_mut().filter(|a| a.ended_at.is_none()) {
                     open.ended_at = Some(e.ts.clone());
                     open.end = AttemptEnd::Finished;
@@ -679,7 +679,7 @@ impl Builder {
                 self.note(&e.ts, kind, Some(&step_id), text);
             }
             EventKind::StepSkipped => {
-                let step = self.step(&step_id, e.phase.as_ref());
+                let step = self.step(&step_id, e.phase);
                 step.status = StepStatus::Skipped;
                 step.finished_at = Some(e.ts.clone());
                 step.reason = e.reason.clone();
@@ -1098,13 +1098,13 @@ mod tests {
             EventKind::GateWaiting,
             Some("change.rollback"),
         );
-        waiting.phase = Some("rollback".into());
+        waiting.phase = Some(Phase::Rollback);
         let mut decided = event(
             "2026-11-26T10:00:05.000Z",
             EventKind::GateDecided,
             Some("change.rollback"),
         );
-        decided.phase = Some("rollback".into());
+        decided.phase = Some(Phase::Rollback);
         decided.approved = Some(false);
         decided.decided_by = Some("alice (runbook approve)".into());
         let mut finished = event(
