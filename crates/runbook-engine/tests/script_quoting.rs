@@ -90,10 +90,12 @@ fn no_value_escapes_its_insertion_in_bash_or_dash() {
     for (template, expected, dash_too) in CONTEXTS {
         for value in HOSTILE {
             let context = json!({"params": {"v": value}});
-            if template.contains("\"${") && value.contains('\'') {
+            let refused = (template.contains("\"${") && value.contains('\''))
+                || (template.contains("$'") && value.contains(['\'', '\\']));
+            if refused {
                 let error = templates
                     .render_script(template, &context)
-                    .expect_err("a lone quote inside \"${…}\"");
+                    .expect_err("a quote with no spelling for both shells");
                 assert!(error.0.contains("cannot be quoted"), "{error}");
                 continue;
             }
@@ -192,4 +194,80 @@ fn the_reserved_marker_characters_in_the_script_itself_are_refused() {
         )
         .expect_err("reserved");
     assert!(error.0.contains("reserved"), "{error}");
+}
+
+/// Places where bash reads a value as arithmetic, a pattern or part of a
+/// name take only values that read as themselves there, and refuse the
+/// rest before anything runs; found by an attack on the quoting.
+#[test]
+fn arithmetic_patterns_and_names_take_only_plain_values() {
+    let templates = Templates::new();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pwned = dir.path().join("PWNED");
+    let render = |template: &str, value: &str| {
+        templates.render_script(template, &json!({"params": {"v": value}}))
+    };
+    let bash = |script: &str| run("bash", script, dir.path());
+    let works = [
+        ("(( n = {{params.v}} + 1 )); echo $n", "41", "42\n"),
+        (
+            "for (( i = 0; i < {{params.v}}; i++ )); do printf x; done",
+            "3",
+            "xxx",
+        ),
+        ("echo $[ {{params.v}} * 2 ]", "21", "42\n"),
+        ("a=(x y z); echo \"${a[{{params.v}}]}\"", "2", "z\n"),
+        (
+            "f=a.tar.gz; echo \"${f%{{params.v}}}\" ${f#{{params.v}}}",
+            ".gz",
+            "a.tar a.tar.gz\n",
+        ),
+        ("s=abcdef; echo \"${s:{{params.v}}}\"", "3", "def\n"),
+        // `<<` in arithmetic is a shift, not a here-document: the next
+        // line's insertion is still quoted.
+        (
+            "(( x = 1 << 2 ))\necho {{params.v}} $x",
+            "a; touch PWNED",
+            "a; touch PWNED 4\n",
+        ),
+    ];
+    for (template, value, want) in works {
+        let script = render(template, value).unwrap_or_else(|e| panic!("{template}: {e}"));
+        let (stdout, stderr, ok) = bash(&script);
+        assert!(ok, "{script}: {stderr}");
+        assert_eq!(stdout, want, "{script}");
+    }
+    let refused = [
+        ("(( n = {{params.v}} ))", "$(touch PWNED)", "arithmetic"),
+        ("echo $[ {{params.v}} ]", "x", "arithmetic"),
+        (
+            "echo \"price: ${{params.v}}\"",
+            "(touch PWNED)",
+            "right after `$`",
+        ),
+        (
+            "cat <<EOF\n${{params.v}}\nEOF",
+            "(touch PWNED)",
+            "right after `$`",
+        ),
+        (
+            "echo \"${a[{{params.v}}]}\"",
+            "$(touch PWNED)",
+            "array subscript",
+        ),
+        ("a[{{params.v}}]=1", "$(touch PWNED)", "array subscript"),
+        ("echo \"${f%{{params.v}}}\"", "<(touch PWNED)", "pattern"),
+        ("echo \"${f/{{params.v}}/y}\"", "*", "pattern"),
+        ("echo \"${s:{{params.v}}}\"", "-3", "offset"),
+        (
+            "echo $'{{params.v}}'",
+            "'; touch PWNED #",
+            "cannot be quoted",
+        ),
+    ];
+    for (template, value, says) in refused {
+        let error = render(template, value).expect_err(template);
+        assert!(error.0.contains(says), "{template}: {error}");
+    }
+    assert!(!pwned.exists());
 }

@@ -138,13 +138,21 @@ enum Frame {
     Double,
     Single,
     AnsiC,
-    /// `${…}`; `double` when the expansion is inside double quotes.
+    /// `${…}`; `double` when the expansion is inside double quotes;
+    /// `start`, where its text begins in the output (after `${`), to tell
+    /// the name from the operator when a value lands in it.
     Brace {
         double: bool,
+        start: usize,
     },
+    /// Arithmetic: `$(( ))`, bash's `(( ))` command, or `$[ ]` (`square`).
     Arith {
         parens: u32,
+        square: bool,
     },
+    /// An array subscript, `a[…]` or `${a[…]}`, which bash evaluates as
+    /// arithmetic for an indexed array.
+    Subscript,
     Backtick,
     Comment,
 }
@@ -314,13 +322,20 @@ impl<'v> Lexer<'_, 'v> {
         }
     }
 
-    /// `$` followed by `(`, `((`, `{` or (outside double quotes) `'`.
-    fn dollar(&mut self, in_double: bool) {
+    /// `$` followed by `(`, `((`, `{`, `[` or (outside double quotes) `'`.
+    fn dollar(&mut self, in_double: bool) -> Result<(), String> {
+        if let Some(Item::Value(_, index)) = self.peek(1) {
+            self.current = Some(index);
+            return Err(DOLLAR_BEFORE_VALUE.to_string());
+        }
         match (self.peek_char(1), self.peek_char(2)) {
             (Some('('), Some('(')) => {
                 self.out.push_str("$((");
                 self.pos += 3;
-                self.stack.push(Frame::Arith { parens: 0 });
+                self.stack.push(Frame::Arith {
+                    parens: 0,
+                    square: false,
+                });
             }
             (Some('('), _) => {
                 self.out.push_str("$(");
@@ -334,7 +349,18 @@ impl<'v> Lexer<'_, 'v> {
             (Some('{'), _) => {
                 self.out.push_str("${");
                 self.pos += 2;
-                self.stack.push(Frame::Brace { double: in_double });
+                self.stack.push(Frame::Brace {
+                    double: in_double,
+                    start: self.out.len(),
+                });
+            }
+            (Some('['), _) => {
+                self.out.push_str("$[");
+                self.pos += 2;
+                self.stack.push(Frame::Arith {
+                    parens: 0,
+                    square: true,
+                });
             }
             (Some('\''), _) if !in_double => {
                 self.out.push_str("$'");
@@ -346,12 +372,14 @@ impl<'v> Lexer<'_, 'v> {
                 self.pos += 1;
             }
         }
+        Ok(())
     }
 
     fn char(&mut self, c: char) -> Result<(), String> {
         match self.top() {
             Frame::Command { .. } => self.command_char(c)?,
-            Frame::Brace { double } => match c {
+            Frame::Brace { double, start } => match c {
+                '[' if is_name(&self.out[start..]) => self.open(c, Frame::Subscript),
                 '}' => {
                     self.out.push(c);
                     self.pos += 1;
@@ -361,14 +389,14 @@ impl<'v> Lexer<'_, 'v> {
                 '"' => self.open(c, Frame::Double),
                 '\'' if !double => self.open(c, Frame::Single),
                 '`' => self.open(c, Frame::Backtick),
-                '$' => self.dollar(double),
+                '$' => self.dollar(double)?,
                 _ => self.copy(c),
             },
             Frame::Double => match c {
                 '"' => self.close(c),
                 '\\' => self.escaped()?,
                 '`' => self.open(c, Frame::Backtick),
-                '$' => self.dollar(true),
+                '$' => self.dollar(true)?,
                 _ => self.copy(c),
             },
             Frame::Single => match c {
@@ -385,13 +413,31 @@ impl<'v> Lexer<'_, 'v> {
                 '\\' => self.escaped()?,
                 _ => self.copy(c),
             },
-            Frame::Arith { parens } => match c {
+            Frame::Arith { square: true, .. } => match c {
+                ']' => self.close(c),
+                '$' => self.dollar(false)?,
+                _ => self.copy(c),
+            },
+            Frame::Subscript => match c {
+                ']' => self.close(c),
+                '$' => self.dollar(false)?,
+                '"' => self.open(c, Frame::Double),
+                '\'' => self.open(c, Frame::Single),
+                _ => self.copy(c),
+            },
+            Frame::Arith { parens, square } => match c {
                 '(' => {
-                    self.set_top(Frame::Arith { parens: parens + 1 });
+                    self.set_top(Frame::Arith {
+                        parens: parens + 1,
+                        square,
+                    });
                     self.copy(c);
                 }
                 ')' if parens > 0 => {
-                    self.set_top(Frame::Arith { parens: parens - 1 });
+                    self.set_top(Frame::Arith {
+                        parens: parens - 1,
+                        square,
+                    });
                     self.copy(c);
                 }
                 ')' => {
@@ -401,7 +447,7 @@ impl<'v> Lexer<'_, 'v> {
                     }
                     self.pop();
                 }
-                '$' => self.dollar(false),
+                '$' => self.dollar(false)?,
                 _ => self.copy(c),
             },
             Frame::Comment => {
@@ -444,7 +490,7 @@ impl<'v> Lexer<'_, 'v> {
             '`' => self.open(c, Frame::Backtick),
             '$' => {
                 self.word_start = false;
-                self.dollar(false);
+                self.dollar(false)?;
             }
             '#' if self.word_start => {
                 self.copy(c);
@@ -460,6 +506,21 @@ impl<'v> Lexer<'_, 'v> {
             '<' if self.peek_char(1) == Some('<') => {
                 self.end_word();
                 self.heredoc_operator()?;
+            }
+            // bash's arithmetic command, also in `for ((…))`: `<<` there is
+            // a shift, and a value is a number, as in `$(( ))`.
+            '(' if self.word_start && self.peek_char(1) == Some('(') => {
+                self.end_word();
+                self.out.push_str("((");
+                self.pos += 2;
+                self.stack.push(Frame::Arith {
+                    parens: 0,
+                    square: false,
+                });
+            }
+            '[' if !self.word_start && is_name(&self.word) => {
+                self.word.clear();
+                self.open(c, Frame::Subscript);
             }
             '(' | ')' => {
                 self.end_word();
@@ -640,6 +701,10 @@ impl<'v> Lexer<'_, 'v> {
     }
 
     fn heredoc_char(&mut self, c: char, nested: &mut Vec<Frame>) -> Result<(), String> {
+        if let ('$', Some(Item::Value(_, index))) = (c, self.peek(1)) {
+            self.current = Some(index);
+            return Err(DOLLAR_BEFORE_VALUE.to_string());
+        }
         match c {
             '\\' => self.escaped()?,
             '`' => {
@@ -674,27 +739,73 @@ impl<'v> Lexer<'_, 'v> {
     fn insert(&mut self, value: &str) -> Result<(), String> {
         let written = match self.top() {
             Frame::Command { .. } => quote_word(value),
-            // Inside `${V…}` an operator may follow (`${V/a/b}`, `${V:-x}`,
-            // `${V#x}`), so only letters, digits and `_` cannot join it.
-            Frame::Brace { double: false } => {
-                quoted_unless(value, |c| c.is_ascii_alphanumeric() || c == '_')
-            }
-            // bash pairs single quotes even inside `"${…}"` (dash does not),
-            // so a lone `'` there has no spelling both read the same way.
-            Frame::Brace { double: true } if value.contains('\'') => {
-                return Err("a value containing `'` cannot be quoted inside `\"${…}\"`; use `${…}` without the double quotes, or a variable".to_string());
+            Frame::Brace { double, start } => {
+                let operator = brace_operator(&self.out[start..]);
+                match operator {
+                    BraceOperator::Word => {}
+                    BraceOperator::Name => {
+                        return Err("a `{{ }}` insertion cannot name the variable of `${…}`; use a fixed name".to_string());
+                    }
+                    BraceOperator::Offset => {
+                        if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+                            return Err(format!(
+                                "a `{{{{ }}}}` insertion in the offset of `${{…:…}}` must be a number of digits, got `{}`",
+                                shown(value)
+                            ));
+                        }
+                    }
+                    BraceOperator::Pattern => {
+                        let plain = |c: char| {
+                            c.is_ascii_alphanumeric()
+                                || matches!(c, '_' | '.' | '-' | ',' | '@' | ':' | '=')
+                        };
+                        if value.is_empty() || !value.chars().all(plain) {
+                            return Err(format!(
+                                "a `{{{{ }}}}` insertion in the pattern of `${{…#…}}`, `${{…%…}}` or `${{…/…}}` must be letters, digits and `_ . - , @ : =`, got `{}`; pass it through `env:` and write `\"${{f%\"$VAR\"}}\"`",
+                                shown(value)
+                            ));
+                        }
+                    }
+                }
+                if double {
+                    // bash pairs single quotes even inside `"${…}"` (dash
+                    // does not), so a lone `'` there has no spelling both
+                    // read the same way.
+                    if value.contains('\'') {
+                        return Err("a value containing `'` cannot be quoted inside `\"${…}\"`; use `${…}` without the double quotes, or a variable".to_string());
+                    }
+                    escape_double(value, true).replace('}', r"\}")
+                } else {
+                    // Only letters, digits and `_` cannot join an operator.
+                    quoted_unless(value, |c| c.is_ascii_alphanumeric() || c == '_')
+                }
             }
             Frame::Double => escape_double(value, true),
-            Frame::Brace { double: true } => escape_double(value, true).replace('}', r"\}"),
             Frame::Single => value.replace('\'', r"'\''"),
-            Frame::AnsiC => value.replace('\\', r"\\").replace('\'', r"\'"),
+            // dash has no `$'…'`: there the text is a `$` and a single-quoted
+            // string, where `\'` ends the quotes. Without `'` or `\` a value
+            // reads the same in both.
+            Frame::AnsiC if value.contains(['\'', '\\']) => {
+                return Err("a value containing `'` or `\\` cannot be quoted inside `$'…'` for every shell (dash has no `$'…'`); use `'…'` or `\"…\"`".to_string());
+            }
+            Frame::AnsiC => value.to_string(),
+            Frame::Subscript => {
+                if value.is_empty() || !value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                {
+                    return Err(format!(
+                        "a `{{{{ }}}}` insertion in an array subscript `[…]` must be letters, digits and `_` (bash evaluates it as arithmetic), got `{}`",
+                        shown(value)
+                    ));
+                }
+                value.to_string()
+            }
             Frame::Comment => value.replace(['\n', '\r'], " "),
             Frame::Arith { .. } => {
                 let digits = value.strip_prefix(['-', '+']).unwrap_or(value);
                 if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
                     return Err(format!(
-                        "a `{{{{ }}}}` insertion inside `$(( ))` must be an integer, got `{}`",
-                        value.chars().take(40).collect::<String>()
+                        "a `{{{{ }}}}` insertion in arithmetic (`$(( ))`, `(( ))`, `$[ ]`) must be an integer, got `{}`",
+                        shown(value)
                     ));
                 }
                 value.to_string()
@@ -708,6 +819,68 @@ impl<'v> Lexer<'_, 'v> {
         };
         self.out.push_str(&written);
         Ok(())
+    }
+}
+
+const DOLLAR_BEFORE_VALUE: &str = "a `{{ }}` insertion right after `$` would join it as a variable name or expansion; write `\\$` for a dollar sign";
+
+/// A value as shown in a refusal: its start, control characters escaped.
+fn shown(value: &str) -> String {
+    value
+        .chars()
+        .take(40)
+        .collect::<String>()
+        .escape_debug()
+        .to_string()
+}
+
+/// A shell variable name (what may stand before a subscript's `[`).
+fn is_name(text: &str) -> bool {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// What a value landing after `text`, the inside of `${` so far, becomes.
+enum BraceOperator {
+    /// The variable's name (`${{{v}}}`).
+    Name,
+    /// The word of `:-`, `-`, `:=`, `=`, `:+`, `+`, `:?` or `?`.
+    Word,
+    /// A pattern (`#`, `%`, `/`, `^`, `,` and their doubles) or a
+    /// replacement.
+    Pattern,
+    /// A substring's offset or length (`${s:2}`, `${s:2:3}`).
+    Offset,
+}
+
+fn brace_operator(text: &str) -> BraceOperator {
+    let rest = text.strip_prefix(['!', '#']).unwrap_or(text);
+    let name_end = rest
+        .char_indices()
+        .find(|&(i, c)| {
+            !(c.is_ascii_alphanumeric()
+                || c == '_'
+                || (i == 0 && matches!(c, '@' | '*' | '?' | '$' | '!' | '-')))
+        })
+        .map_or(rest.len(), |(i, _)| i);
+    let mut operator = &rest[name_end..];
+    if operator.starts_with('[') {
+        operator = operator.find(']').map_or("", |end| &operator[end + 1..]);
+    }
+    if name_end == 0 && operator.is_empty() {
+        return BraceOperator::Name;
+    }
+    match operator.chars().next() {
+        None => BraceOperator::Name,
+        Some(':') => match operator.chars().nth(1) {
+            Some('-' | '=' | '+' | '?') => BraceOperator::Word,
+            _ => BraceOperator::Offset,
+        },
+        Some('-' | '=' | '+' | '?') => BraceOperator::Word,
+        _ => BraceOperator::Pattern,
     }
 }
 

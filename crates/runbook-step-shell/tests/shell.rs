@@ -307,13 +307,17 @@ async fn a_param_is_one_literal_word_wherever_bash_reads_words() {
     }
 
     // A word of its own is a command, never an assignment; inside `${…}`
-    // a value is never an operator.
-    let script = "    run: |\n      {{params.v}} 2>/dev/null || true\n      V=a%x\n      printf '%s %s' \"${X-unset}\" ${V%{{params.v}}}\n";
-    for (value, printed) in [("X=set", "unset a%x"), ("%x", "unset a")] {
-        let (ctx, _messages) = context(value).build();
-        let outputs = succeeded(run(&step(script), &ctx).await);
-        assert_eq!(outputs["stdout"], json!(printed), "value {value:?}");
-    }
+    // a value is never an operator, and a pattern takes only plain text.
+    let script = "    run: |\n      {{params.v}} 2>/dev/null || true\n      V=a%x=y\n      printf '%s %s' \"${X-unset}\" ${V%{{params.v}}}\n";
+    let (ctx, _messages) = context("x=y").build();
+    let outputs = succeeded(run(&step(script), &ctx).await);
+    assert_eq!(outputs["stdout"], json!("unset a%"));
+    let (ctx, _messages) = context("X=set").build();
+    let outputs = succeeded(run(&step(script), &ctx).await);
+    assert_eq!(outputs["stdout"], json!("unset a%x=y"));
+    let (ctx, _messages) = context("%x").build();
+    let (message, _) = failed(run(&step(script), &ctx).await);
+    assert!(message.contains("in the pattern of"), "{message}");
 }
 
 #[tokio::test]
