@@ -138,7 +138,7 @@ fn arithmetic_takes_integers_only() {
     assert_eq!(script(json!(41)).expect("an integer"), "echo $(( 41 + 1 ))");
     assert_eq!(
         script(json!("-3")).expect("an integer"),
-        "echo $(( -3 + 1 ))"
+        "echo $(( (-3) + 1 ))"
     );
     let error = script(json!("a[$(touch PWNED)]")).expect_err("not an integer");
     assert!(error.0.contains("must be an integer"), "{error}");
@@ -223,6 +223,19 @@ fn arithmetic_patterns_and_names_take_only_plain_values() {
             "a.tar a.tar.gz\n",
         ),
         ("s=abcdef; echo \"${s:{{params.v}}}\"", "3", "def\n"),
+        (
+            "x=5; echo $(( x-{{params.v}} )) $(( {{params.v}} * 010 ))",
+            "-1",
+            "6 -8\n",
+        ),
+        ("echo $(( {{params.v}} + 1 ))", "010", "11\n"),
+        ("[[ {{params.v}} ]] && echo set", "-n", "set\n"),
+        ("echo ~{{params.v}}", "root", "~root\n"),
+        (
+            "{{params.v}} 2>/dev/null || echo not-a-keyword",
+            "time",
+            "not-a-keyword\n",
+        ),
         // `<<` in arithmetic is a shift, not a here-document: the next
         // line's insertion is still quoted.
         (

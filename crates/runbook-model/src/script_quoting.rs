@@ -40,10 +40,22 @@ pub const MARK_CLOSE: char = '\u{E001}';
 /// word holding `=` at the start of a command as an assignment
 /// (`LD_PRELOAD=/x.so`), and `%` inside `${V%…}` as part of the operator.
 pub fn quote_word(value: &str) -> String {
+    // A reserved word at a command's start is syntax (`if`, `time`), and
+    // inside `[[ ]]` a leading `-` makes an operator (`-n`); quoted, each
+    // is only text, and a command reads `'-n'` as it reads `-n`.
+    if RESERVED_WORDS.contains(&value) || value.starts_with('-') {
+        return format!("'{value}'");
+    }
     quoted_unless(value, |c| {
         c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '/' | ':' | '@')
     })
 }
+
+/// The words bash and dash read as syntax where a command starts.
+const RESERVED_WORDS: &[&str] = &[
+    "if", "then", "else", "elif", "fi", "case", "esac", "for", "select", "while", "until", "do",
+    "done", "in", "function", "time", "coproc",
+];
 
 /// `value` single-quoted unless it is non-empty and every character is
 /// `bare`.
@@ -738,6 +750,9 @@ impl<'v> Lexer<'_, 'v> {
 
     fn insert(&mut self, value: &str) -> Result<(), String> {
         let written = match self.top() {
+            // After a `~` that starts a word, a bare name would complete a
+            // tilde prefix (`~root` is root's home).
+            Frame::Command { .. } if self.out.ends_with('~') => quoted_unless(value, |_| false),
             Frame::Command { .. } => quote_word(value),
             Frame::Brace { double, start } => {
                 let operator = brace_operator(&self.out[start..]);
@@ -802,13 +817,23 @@ impl<'v> Lexer<'_, 'v> {
             Frame::Comment => value.replace(['\n', '\r'], " "),
             Frame::Arith { .. } => {
                 let digits = value.strip_prefix(['-', '+']).unwrap_or(value);
-                if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                let number = (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+                    .then(|| value.parse::<i64>().ok())
+                    .flatten();
+                let Some(number) = number else {
                     return Err(format!(
-                        "a `{{{{ }}}}` insertion in arithmetic (`$(( ))`, `(( ))`, `$[ ]`) must be an integer, got `{}`",
+                        "a `{{{{ }}}}` insertion in arithmetic (`$(( ))`, `(( ))`, `$[ ]`) must be an integer of at most 19 digits, got `{}`",
                         shown(value)
                     ));
+                };
+                // Decimal as the reader meant it (the shell reads `010` as
+                // octal 8), and a negative one in parentheses, so that
+                // `x-{{v}}` with `-1` is not the decrement `x--1`.
+                if number < 0 {
+                    format!("({number})")
+                } else {
+                    number.to_string()
                 }
-                value.to_string()
             }
             Frame::Backtick => {
                 return Err(
@@ -916,6 +941,8 @@ mod tests {
             ("$(reboot)", "'$(reboot)'"),
             ("LD_PRELOAD=/x.so", "'LD_PRELOAD=/x.so'"),
             ("%x", "'%x'"),
+            ("if", "'if'"),
+            ("-n", "'-n'"),
         ] {
             assert_eq!(quote_word(value), quoted, "{value:?}");
         }
