@@ -224,17 +224,22 @@ pub fn shell_quote(value: &str) -> String {
     runbook_model::script_quoting::quote_word(value)
 }
 
+/// ` in `{{…}}`` naming the expression Handlebars says failed, if it says.
+fn in_expression(error: &RenderError, text: &str) -> String {
+    error
+        .line_no
+        .zip(error.column_no)
+        .and_then(|(line, col)| expression_at(text, line, col))
+        .map(|e| format!(" in `{e}`"))
+        .unwrap_or_default()
+}
+
 fn describe(error: &RenderError, text: &str) -> String {
     match error.reason() {
         // A built-in helper (`eq`, `gt`, ...) given a variable that is not
         // defined says only that its parameter is missing.
         RenderErrorReason::ParamNotFoundForIndex(helper, index) => {
-            let expression = error
-                .line_no
-                .zip(error.column_no)
-                .and_then(|(line, col)| expression_at(text, line, col))
-                .map(|e| format!(" in `{e}`"))
-                .unwrap_or_default();
+            let expression = in_expression(error, text);
             format!(
                 "`{helper}` has no value for its argument {}{expression}: it is missing, or a variable it reads is not defined (a step that did not run has no outputs; `(default VALUE \"...\")` gives a fallback)",
                 index + 1
@@ -251,12 +256,7 @@ fn describe(error: &RenderError, text: &str) -> String {
             "a value it reads is not defined (such as a `lookup` of a key that is not there; `{{#if (contains MAP KEY)}}{{lookup MAP KEY}}{{else}}...{{/if}}` reads one that may be missing)".to_string()
         }
         RenderErrorReason::InvalidJsonIndex(index) => {
-            let expression = error
-                .line_no
-                .zip(error.column_no)
-                .and_then(|(line, col)| expression_at(text, line, col))
-                .map(|e| format!(" in `{e}`"))
-                .unwrap_or_default();
+            let expression = in_expression(error, text);
             format!(
                 "`{index}` is not an index of a list{expression}: items are numbered from 0 (`.[0]`), and `last` gives the last one"
             )
