@@ -236,10 +236,10 @@ fn arithmetic_patterns_and_names_take_only_plain_values() {
             "time",
             "not-a-keyword\n",
         ),
-        // `<<` in arithmetic is a shift, not a here-document: the next
-        // line's insertion is still quoted.
+        // `<<` in `$(( ))` is a shift in every shell: the next line's
+        // insertion is still quoted.
         (
-            "(( x = 1 << 2 ))\necho {{params.v}} $x",
+            "x=$(( 1 << 2 ))\necho {{params.v}} $x",
             "a; touch PWNED",
             "a; touch PWNED 4\n",
         ),
@@ -252,6 +252,12 @@ fn arithmetic_patterns_and_names_take_only_plain_values() {
     }
     let refused = [
         ("(( n = {{params.v}} ))", "$(touch PWNED)", "arithmetic"),
+        // In sh, `((` is two subshells and `<<` a here-document.
+        (
+            "(( x = 1 << 2 ))\necho {{params.v}}",
+            "x",
+            "cannot be quoted for sh",
+        ),
         ("echo $[ {{params.v}} ]", "x", "arithmetic"),
         (
             "echo \"price: ${{params.v}}\"",

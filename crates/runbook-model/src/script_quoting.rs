@@ -157,10 +157,12 @@ enum Frame {
         double: bool,
         start: usize,
     },
-    /// Arithmetic: `$(( ))`, bash's `(( ))` command, or `$[ ]` (`square`).
+    /// Arithmetic: `$(( ))`, bash's `(( ))` command (`command`), or
+    /// `$[ ]` (`square`).
     Arith {
         parens: u32,
         square: bool,
+        command: bool,
     },
     /// An array subscript, `a[…]` or `${a[…]}`, which bash evaluates as
     /// arithmetic for an indexed array.
@@ -209,6 +211,7 @@ pub fn place(rendered: &str, values: &[String]) -> Result<String, Refusal> {
         word_start: true,
         word: String::new(),
         current: None,
+        shift_in_arith_command: false,
     };
     match lexer.run() {
         Ok(()) => Ok(lexer.out),
@@ -261,6 +264,8 @@ struct Lexer<'a, 'v> {
     word: String,
     /// The index of the value being placed (or just before the failure).
     current: Option<usize>,
+    /// A `<<` was seen inside a `(( ))` command (see [`Frame::Arith`]).
+    shift_in_arith_command: bool,
 }
 
 impl<'v> Lexer<'_, 'v> {
@@ -347,6 +352,7 @@ impl<'v> Lexer<'_, 'v> {
                 self.stack.push(Frame::Arith {
                     parens: 0,
                     square: false,
+                    command: false,
                 });
             }
             (Some('('), _) => {
@@ -372,6 +378,7 @@ impl<'v> Lexer<'_, 'v> {
                 self.stack.push(Frame::Arith {
                     parens: 0,
                     square: true,
+                    command: false,
                 });
             }
             (Some('\''), _) if !in_double => {
@@ -437,11 +444,16 @@ impl<'v> Lexer<'_, 'v> {
                 '\'' => self.open(c, Frame::Single),
                 _ => self.copy(c),
             },
-            Frame::Arith { parens, square } => match c {
+            Frame::Arith {
+                parens,
+                square,
+                command,
+            } => match c {
                 '(' => {
                     self.set_top(Frame::Arith {
                         parens: parens + 1,
                         square,
+                        command,
                     });
                     self.copy(c);
                 }
@@ -449,7 +461,15 @@ impl<'v> Lexer<'_, 'v> {
                     self.set_top(Frame::Arith {
                         parens: parens - 1,
                         square,
+                        command,
                     });
+                    self.copy(c);
+                }
+                // dash has no `(( ))`: it reads two subshells, and `<<` in
+                // them as a here-document whose body, the rest of the
+                // script, no quoting can keep inert in both shells.
+                '<' if command && self.peek_char(1) == Some('<') => {
+                    self.shift_in_arith_command = true;
                     self.copy(c);
                 }
                 ')' => {
@@ -528,6 +548,7 @@ impl<'v> Lexer<'_, 'v> {
                 self.stack.push(Frame::Arith {
                     parens: 0,
                     square: false,
+                    command: true,
                 });
             }
             '[' if !self.word_start && is_name(&self.word) => {
@@ -749,6 +770,9 @@ impl<'v> Lexer<'_, 'v> {
     }
 
     fn insert(&mut self, value: &str) -> Result<(), String> {
+        if self.shift_in_arith_command {
+            return Err("a `{{ }}` insertion after `<<` inside `(( ))` cannot be quoted for sh, which reads `((` as two subshells and `<<` as a here-document; write the shift as `x=$(( x << 2 ))`".to_string());
+        }
         let written = match self.top() {
             // After a `~` that starts a word, a bare name would complete a
             // tilde prefix (`~root` is root's home).
