@@ -10,6 +10,9 @@ use std::process::Command;
 /// Values that break out of a naive quoting in one context or another.
 const HOSTILE: &[&str] = &[
     "plain",
+    "-n",
+    "-x'; touch PWNED; '",
+    "if",
     "",
     "two words",
     "it's",

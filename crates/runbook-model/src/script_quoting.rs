@@ -44,7 +44,7 @@ pub fn quote_word(value: &str) -> String {
     // inside `[[ ]]` a leading `-` makes an operator (`-n`); quoted, each
     // is only text, and a command reads `'-n'` as it reads `-n`.
     if RESERVED_WORDS.contains(&value) || value.starts_with('-') {
-        return format!("'{value}'");
+        return quoted_unless(value, |_| false);
     }
     quoted_unless(value, |c| {
         c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '/' | ':' | '@')
@@ -967,6 +967,7 @@ mod tests {
             ("%x", "'%x'"),
             ("if", "'if'"),
             ("-n", "'-n'"),
+            ("-x'y", r"'-x'\''y'"),
         ] {
             assert_eq!(quote_word(value), quoted, "{value:?}");
         }
