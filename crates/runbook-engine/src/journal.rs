@@ -32,7 +32,10 @@ pub enum JournalError {
     )]
     NoStateDir,
     /// A directory could not be created.
-    #[error("cannot create directory `{path}`: {source}")]
+    #[error(
+        "cannot create directory `{path}`: {}",
+        runbook_model::io_error_words(source)
+    )]
     CreateDir {
         /// The directory.
         path: PathBuf,
@@ -40,7 +43,10 @@ pub enum JournalError {
         source: std::io::Error,
     },
     /// The journal could not be opened.
-    #[error("cannot create journal `{path}`: {source}")]
+    #[error(
+        "cannot create journal `{path}`: {}",
+        runbook_model::io_error_words(source)
+    )]
     Open {
         /// The file.
         path: PathBuf,
@@ -56,7 +62,7 @@ pub enum JournalError {
         id: String,
     },
     /// The run's lock could not be taken.
-    #[error("cannot lock `{path}`: {source}")]
+    #[error("cannot lock `{path}`: {}", runbook_model::io_error_words(source))]
     Lock {
         /// The lock file.
         path: PathBuf,
@@ -67,7 +73,10 @@ pub enum JournalError {
     #[error(transparent)]
     Read(#[from] ReadJournalError),
     /// An event could not be written or synced.
-    #[error("cannot write journal `{path}`: {source}")]
+    #[error(
+        "cannot write journal `{path}`: {}",
+        runbook_model::io_error_words(source)
+    )]
     Write {
         /// The file.
         path: PathBuf,
@@ -843,7 +852,10 @@ fn json_problem(error: &serde_json::Error) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum ReadJournalError {
     /// The file could not be read.
-    #[error("cannot read journal `{path}`: {source}")]
+    #[error(
+        "cannot read journal `{path}`: {}",
+        runbook_model::io_error_words(source)
+    )]
     Io {
         /// The file.
         path: PathBuf,

@@ -75,9 +75,10 @@ pub const MAX_RUNBOOK_BYTES: u64 = 64 << 20;
 /// rendering appends for the programmer: "No such file or directory".
 pub fn io_error_words(error: &std::io::Error) -> String {
     let text = error.to_string();
-    match text.rfind(" (os error ") {
-        Some(at) if text.ends_with(')') => text[..at].to_string(),
-        _ => text,
+    let suffix = error.raw_os_error().map(|code| format!(" (os error {code})"));
+    match suffix.as_deref().and_then(|suffix| text.strip_suffix(suffix)) {
+        Some(words) => words.to_string(),
+        None => text,
     }
 }
 
@@ -160,5 +161,21 @@ pub fn load_file(path: &Path) -> (String, Loaded) {
                 },
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::io_error_words;
+
+    #[test]
+    fn an_io_error_is_said_without_the_os_error_number() {
+        let missing = std::io::Error::from_raw_os_error(2);
+        assert_eq!(io_error_words(&missing), "No such file or directory");
+        let custom = std::io::Error::other("not a regular file (os error is not ours)");
+        assert_eq!(
+            io_error_words(&custom),
+            "not a regular file (os error is not ours)"
+        );
     }
 }

@@ -70,7 +70,7 @@ pub enum ApprovalError {
     #[error("`{0}` is not a gate id (step ids are letters, digits, `-`, `_` and `.`)")]
     InvalidGateId(String),
     /// A file could not be read or written.
-    #[error("cannot {action} `{}`: {source}", path.display())]
+    #[error("cannot {action} `{}`: {}", path.display(), runbook_model::io_error_words(source))]
     Io {
         /// What was being done (`read`, `write`, `list`, ...).
         action: &'static str,
