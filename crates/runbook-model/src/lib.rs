@@ -75,8 +75,13 @@ pub const MAX_RUNBOOK_BYTES: u64 = 64 << 20;
 /// rendering appends for the programmer: "No such file or directory".
 pub fn io_error_words(error: &std::io::Error) -> String {
     let text = error.to_string();
-    let suffix = error.raw_os_error().map(|code| format!(" (os error {code})"));
-    match suffix.as_deref().and_then(|suffix| text.strip_suffix(suffix)) {
+    let suffix = error
+        .raw_os_error()
+        .map(|code| format!(" (os error {code})"));
+    match suffix
+        .as_deref()
+        .and_then(|suffix| text.strip_suffix(suffix))
+    {
         Some(words) => words.to_string(),
         None => text,
     }
