@@ -226,6 +226,7 @@ fn arithmetic_patterns_and_names_take_only_plain_values() {
             "a.tar a.tar.gz\n",
         ),
         ("s=abcdef; echo \"${s:{{params.v}}}\"", "3", "def\n"),
+        ("unset U; echo \"${U:-\"{{params.v}}\"}\"", "a,b", "a,b\n"),
         (
             "x=5; echo $(( x-{{params.v}} )) $(( {{params.v}} * 010 ))",
             "-1",
@@ -285,6 +286,11 @@ fn arithmetic_patterns_and_names_take_only_plain_values() {
             "echo $'{{params.v}}'",
             "'; touch PWNED #",
             "cannot be quoted",
+        ),
+        (
+            "echo \"${U:-\"{{params.v}}\"}\"",
+            "{a,b}",
+            "drop the inner double quotes",
         ),
     ];
     for (template, value, says) in refused {

@@ -819,6 +819,18 @@ impl<'v> Lexer<'_, 'v> {
                     quoted_unless(value, |c| c.is_ascii_alphanumeric() || c == '_')
                 }
             }
+            // bash brace-expands `{a,b}` inside `"${U:-"…"}"` (dash does
+            // not, and reads `\{` as two characters): no spelling of `{`
+            // reads the same in both.
+            Frame::Double
+                if value.contains('{')
+                    && matches!(
+                        self.stack.iter().rev().nth(1),
+                        Some(Frame::Brace { double: true, .. })
+                    ) =>
+            {
+                return Err("a value containing `{` cannot be quoted inside `\"${…\"…\"}\"` for both bash and dash; drop the inner double quotes".to_string());
+            }
             Frame::Double => escape_double(value, true),
             Frame::Single => value.replace('\'', r"'\''"),
             // dash has no `$'…'`: there the text is a `$` and a single-quoted
