@@ -931,10 +931,9 @@ fn brace_operator(text: &str) -> BraceOperator {
     if operator.starts_with('[') {
         operator = operator.find(']').map_or("", |end| &operator[end + 1..]);
     }
-    if name_end == 0 && operator.is_empty() {
-        return BraceOperator::Name;
-    }
     match operator.chars().next() {
+        // Nothing after the name yet (or no name): the value would be, or
+        // extend, the name.
         None => BraceOperator::Name,
         Some(':') => match operator.chars().nth(1) {
             Some('-' | '=' | '+' | '?') => BraceOperator::Word,

@@ -494,7 +494,7 @@ fn walk(
 }
 
 /// The names at the top of the template context.
-const ROOT_NAMES: &[&str] = &["params", "steps", "env", "run"];
+pub const ROOT_NAMES: &[&str] = &["params", "steps", "env", "run"];
 
 /// The named arguments of a call, sorted (Handlebars keeps them in a hash
 /// map), but for `log`'s `level`, which Handlebars reads.

@@ -7,7 +7,9 @@ use crate::graph::Graph;
 use crate::lower::{Lowered, did_you_mean};
 use crate::model::*;
 use crate::span::Span;
-use crate::template::{Analysis, HELPERS, Template, VariableRef, analyze, helper_usage};
+use crate::template::{
+    Analysis, HELPERS, ROOT_NAMES, Template, VariableRef, analyze, helper_usage,
+};
 use crate::yaml::{Node, ScalarKind};
 use indexmap::{IndexMap, IndexSet};
 
@@ -694,7 +696,7 @@ impl<'a> Validator<'a> {
                     format!("template in `{field}` reads `{raw}`, which is not a known variable"),
                 )
                 .with_label("unknown variable");
-                d = match did_you_mean(other, ["params", "env", "steps", "run"]) {
+                d = match did_you_mean(other, ROOT_NAMES.iter().copied()) {
                     Some(s) => d.with_help(format!("did you mean `{s}`?")),
                     None if self.runbook.params.contains_key(other) => {
                         d.with_help(format!("params are read as `params.{other}`"))
