@@ -4,8 +4,8 @@
 use crate::exit::ExitCode;
 use crate::run_cmd::command_hint;
 use runbook_engine::RunDir;
-use runbook_engine::journal::{runs_dir, state_dir};
 use runbook_engine::{Event, EventKind};
+use runbook_engine::{runs_dir, state_dir};
 use runbook_report::RunStatus;
 use runbook_step_gate::{ApprovalError, DecisionRecord, approver_name, write_decision};
 use std::io::{Read, Seek, SeekFrom};

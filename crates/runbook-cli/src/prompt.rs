@@ -98,7 +98,7 @@ impl runbook_step_gate::Prompt for TerminalPrompt {
 }
 
 fn decision(approved: bool) -> Decision {
-    let user = runbook_engine::identity::current_user().unwrap_or_else(|| "unknown".to_string());
+    let user = runbook_engine::current_user().unwrap_or_else(|| "unknown".to_string());
     Decision {
         approved,
         decided_by: format!("{user} (terminal)"),

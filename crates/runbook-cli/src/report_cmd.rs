@@ -4,7 +4,7 @@
 use crate::exit::ExitCode;
 use crate::run_cmd::command_hint;
 use anyhow::Context;
-use runbook_engine::journal::state_dir;
+use runbook_engine::state_dir;
 use runbook_report::{ReportError, load_report, render_html, render_json, render_markdown};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};

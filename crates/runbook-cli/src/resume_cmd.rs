@@ -17,8 +17,8 @@ use crate::plan_cmd::{checked_runbook, resolve_params};
 use crate::reporter::Screen;
 use crate::run_cmd::{EngineFlags, Launch, approve_hint, hex, launch};
 use anyhow::Context as _;
-use runbook_engine::journal::{ReadJournalError, read_journal, runs_dir, state_dir};
 use runbook_engine::{Journal, JournalError, ResumePoint, RunDir, RunOptions};
+use runbook_engine::{ReadJournalError, read_journal, runs_dir, state_dir};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 
@@ -244,7 +244,7 @@ pub fn run(args: &ResumeArgs) -> anyhow::Result<ExitCode> {
     // Worked out here: the stopping runs on a thread of its own. A
     // templated `stop_signal` or `grace` renders as it did if it read only
     // params or the environment.
-    let templates = runbook_engine::template::Templates::new();
+    let templates = runbook_engine::Templates::new();
     let context = serde_json::json!({
         "params": params
             .iter()

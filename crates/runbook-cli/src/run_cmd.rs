@@ -9,7 +9,7 @@ use crate::reporter::{HumanReporter, RunSink, Screen};
 use anyhow::Context as _;
 use clap::ValueEnum;
 use indexmap::IndexMap;
-use runbook_engine::journal::state_dir;
+use runbook_engine::state_dir;
 use runbook_engine::{Engine, Journal, RunDir, RunOptions, RunStatus, StopSignals};
 use runbook_model::{Rollback, Runbook, Step, StepKind};
 use runbook_step_gate::{FileApprovals, WarningSink};
@@ -117,7 +117,7 @@ pub struct EngineFlags {
     #[arg(long)]
     pub approve_all: bool,
     /// Most steps running at once.
-    #[arg(long, value_name = "N", default_value_t = 32,
+    #[arg(long, value_name = "N", default_value_t = runbook_engine::DEFAULT_MAX_PARALLEL,
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_parallel: u32,
     /// Do not run rollbacks after a failure.
@@ -128,7 +128,7 @@ pub struct EngineFlags {
     /// The rest are counted as not shown; the step's outputs keep the last
     /// 1 MiB of each stream either way.
     #[arg(long, value_name = "N",
-          default_value_t = runbook_engine::run::DEFAULT_LIVE_LINES_PER_SECOND)]
+          default_value_t = runbook_engine::DEFAULT_LIVE_LINES_PER_SECOND)]
     pub live_lines: u64,
     /// `json`: one event per line on stdout (progress stays on stderr).
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]

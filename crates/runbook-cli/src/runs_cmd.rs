@@ -3,7 +3,7 @@
 use crate::exit::ExitCode;
 use crate::run_cmd::command_hint;
 use anyhow::Context;
-use runbook_engine::journal::{runs_dir, state_dir};
+use runbook_engine::{runs_dir, state_dir};
 use runbook_report::time::format_duration;
 use runbook_report::{RunEntry, list_runs};
 use std::io::Write;

@@ -11,7 +11,7 @@ use std::time::Duration;
 /// starting at `delay`, doubling for exponential backoff, never above
 /// `max_delay`.
 #[derive(Clone, Debug)]
-pub struct Delays {
+pub(crate) struct Delays {
     next: Duration,
     remaining: u32,
     backoff: Backoff,
@@ -20,7 +20,7 @@ pub struct Delays {
 
 impl Delays {
     /// The delays of `retry`.
-    pub fn new(retry: &Retry) -> Self {
+    pub(crate) fn new(retry: &Retry) -> Self {
         Delays {
             next: retry.delay.min(retry.max_delay),
             remaining: retry.attempts.saturating_sub(1),

@@ -222,7 +222,7 @@ impl Event {
 }
 
 /// The current time as RFC 3339 in UTC with milliseconds.
-pub fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 

@@ -19,9 +19,9 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// The journal's file name inside a run directory.
-pub const JOURNAL_FILE: &str = "events.jsonl";
+pub(crate) const JOURNAL_FILE: &str = "events.jsonl";
 /// The lock file inside a run directory, held by the engine running it.
-pub const LOCK_FILE: &str = "lock";
+pub(crate) const LOCK_FILE: &str = "lock";
 
 /// A problem creating or writing run state.
 #[derive(Debug, thiserror::Error)]
@@ -123,7 +123,7 @@ pub fn runs_dir(state_dir: &Path) -> PathBuf {
 /// A new run id: the UTC start time, sortable as text, and six random hex
 /// digits so that two runs started in the same second differ
 /// (`20261126-203015-ab12cd`).
-pub fn new_run_id() -> String {
+pub(crate) fn new_run_id() -> String {
     format!(
         "{}-{:06x}",
         chrono::Utc::now().format("%Y%m%d-%H%M%S"),
@@ -338,7 +338,7 @@ const MAX_BACKLOG_BYTES: usize = 64 << 20;
 
 /// The file in a run directory that says its journal is missing events
 /// (they could not be written): the run cannot be resumed from it safely.
-pub const INCOMPLETE_FILE: &str = "journal-incomplete";
+pub(crate) const INCOMPLETE_FILE: &str = "journal-incomplete";
 
 #[derive(Debug)]
 struct Syncer {

@@ -7,24 +7,28 @@
 //! engine never links a step kind's heavy dependency (reqwest, kube); it only
 //! knows the trait.
 
-pub mod backoff;
-pub mod event;
-pub mod identity;
-pub mod journal;
-pub mod redact;
-pub mod resume;
-pub mod run;
+mod backoff;
+mod event;
+mod identity;
+mod journal;
+mod redact;
+mod resume;
+mod run;
 mod runner;
-pub mod step;
-pub mod template;
+mod step;
+mod template;
 
-pub use event::{CollectingSink, Event, EventKind, EventSink, EventStatus};
-pub use journal::{Journal, JournalError, RunDir, RunLock};
+pub use event::{CollectingSink, Event, EventKind, EventSink, EventStatus, Phase};
+pub use identity::current_user;
+pub use journal::{
+    Journal, JournalContents, JournalError, ReadJournalError, RunDir, RunLock, TornLine,
+    read_journal, read_journal_without_outputs, runs_dir, state_dir,
+};
 pub use redact::Redactor;
 pub use resume::{ResumeError, ResumePoint};
 pub use run::{
-    Engine, RollbackRecord, RollbackStatus, RunOptions, RunStatus, RunSummary, StepRecord,
-    StepStatus, StopSignals,
+    DEFAULT_LIVE_LINES_PER_SECOND, DEFAULT_MAX_PARALLEL, Engine, RollbackRecord, RollbackStatus,
+    RunOptions, RunStatus, RunSummary, StepRecord, StepStatus, StopSignals,
 };
 pub use runner::format_duration;
 pub use step::{
@@ -32,3 +36,4 @@ pub use step::{
     StepContextBuilder, StepExecutor, StepFailure, StepMessage, StepOutcome, Stream,
     deadline_after,
 };
+pub use template::{RenderFailure, Templates};

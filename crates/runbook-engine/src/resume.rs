@@ -39,7 +39,7 @@ pub(crate) const SKIPPED_BY_ABANDON: &str = "abandoned by a second interrupt";
 /// main steps (`interrupted`, `deadline exceeded`, `step \`x\` failed`),
 /// written when it begins: an engine killed in the grace of its last
 /// running step journals nothing of an interrupt.
-pub const STOPPING_FILE: &str = "stopping";
+pub(crate) const STOPPING_FILE: &str = "stopping";
 
 /// What a run's journal says happened before its engine stopped.
 #[derive(Clone, Debug, Default)]
@@ -216,8 +216,8 @@ impl ResumePoint {
         Ok(point)
     }
 
-    /// Reads [`STOPPING_FILE`] of the run in `run_dir`, if its engine
-    /// began to stop: the resumed run then continues the stop.
+    /// Reads the `stopping` file of the run in `run_dir`, left there if its
+    /// engine began to stop: the resumed run then continues the stop.
     pub fn read_stopping(&mut self, run_dir: &std::path::Path) {
         self.stopping = std::fs::read_to_string(run_dir.join(STOPPING_FILE))
             .ok()

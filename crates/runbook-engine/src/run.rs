@@ -83,11 +83,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Per-attempt timeout when neither the step nor `defaults` sets one.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 /// Per-attempt timeout of a gate when neither the step nor `defaults` sets one.
-pub const DEFAULT_GATE_TIMEOUT: Duration = Duration::from_secs(1800);
-/// Default `--max-parallel`.
-pub const DEFAULT_MAX_PARALLEL: usize = 32;
+pub(crate) const DEFAULT_GATE_TIMEOUT: Duration = Duration::from_secs(1800);
+/// Most steps running at once unless [`RunOptions::max_parallel`] says
+/// otherwise (`--max-parallel`).
+pub const DEFAULT_MAX_PARALLEL: u32 = 32;
 /// Time an executor gets, beyond its own grace, to return after being told
 /// to stop before the engine abandons it.
 const STOP_MARGIN: Duration = Duration::from_secs(5);
@@ -162,7 +163,7 @@ impl StopSignals {
 
 /// How to run.
 pub struct RunOptions {
-    /// The run id (see [`crate::journal::new_run_id`]).
+    /// The run id, as [`RunDir::create`](crate::RunDir::create) made it.
     pub run_id: String,
     /// The run's directory (steps keep per-run files there, such as gate
     /// approvals).
@@ -196,7 +197,7 @@ pub struct RunOptions {
     pub live_lines_per_second: u64,
     /// `runbook resume`: what the run's journal says already happened. The
     /// run continues under the same id: finished steps keep their records
-    /// and are not run again (see [`crate::resume`]).
+    /// and are not run again (see [`ResumePoint`](crate::ResumePoint)).
     pub resume: Option<ResumePoint>,
 }
 
@@ -210,7 +211,7 @@ impl RunOptions {
             run_dir: run_dir.path.clone(),
             params: IndexMap::new(),
             dry_run: false,
-            max_parallel: DEFAULT_MAX_PARALLEL,
+            max_parallel: DEFAULT_MAX_PARALLEL as usize,
             no_rollback: false,
             approvals: Arc::new(NoDecisions),
             stop: StopSignals::new(),

@@ -172,7 +172,7 @@ thread_local! {
 /// The most text one field may render to. A shell script reaches the
 /// kernel as one argument, which Linux caps at 128 KiB; an HTTP body may be
 /// larger, so the limit is far above that and only stops runaway loops.
-pub const MAX_RENDERED_BYTES: usize = 16 << 20;
+pub(crate) const MAX_RENDERED_BYTES: usize = 16 << 20;
 
 /// A render's output, refusing writes past [`MAX_RENDERED_BYTES`]:
 /// Handlebars stops at the first refused write.
@@ -220,7 +220,7 @@ fn set_aside(value: &str) -> String {
 }
 
 /// Quotes `value` as exactly one POSIX shell word.
-pub fn shell_quote(value: &str) -> String {
+pub(crate) fn shell_quote(value: &str) -> String {
     runbook_model::script_quoting::quote_word(value)
 }
 

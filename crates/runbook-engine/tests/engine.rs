@@ -1305,7 +1305,7 @@ async fn a_journal_cut_at_any_byte_reads_back_and_resumes_without_repeating_fini
     let path = dir.path().join("events.jsonl");
     for cut in 0..=text.len() {
         std::fs::write(&path, &text.as_bytes()[..cut]).expect("write prefix");
-        let contents = runbook_engine::journal::read_journal(&path)
+        let contents = runbook_engine::read_journal(&path)
             .unwrap_or_else(|e| panic!("cut at byte {cut}: {e}"));
         let whole_lines = text[..cut].matches('\n').count();
         assert_eq!(contents.events.len(), whole_lines, "cut at byte {cut}");

@@ -2,7 +2,7 @@
 //! `{{ }}` anywhere in a script comes out of bash and dash as the same text
 //! and never runs anything, whatever quotes surround the insertion.
 
-use runbook_engine::template::Templates;
+use runbook_engine::Templates;
 use serde_json::json;
 use std::path::Path;
 use std::process::Command;

@@ -5,7 +5,7 @@
 
 use crate::report::{Report, build_report};
 use runbook_engine::RunDir;
-use runbook_engine::journal::{ReadJournalError, read_journal_without_outputs, runs_dir};
+use runbook_engine::{ReadJournalError, read_journal_without_outputs, runs_dir};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 

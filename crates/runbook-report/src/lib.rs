@@ -26,7 +26,7 @@ pub use report::{
 };
 
 use runbook_engine::RunDir;
-use runbook_engine::journal::{ReadJournalError, read_journal, runs_dir};
+use runbook_engine::{ReadJournalError, read_journal, runs_dir};
 use std::path::{Path, PathBuf};
 
 /// Why a run's report could not be made.

@@ -6,8 +6,9 @@
 
 use crate::outputs::{OutputView, worth_reading};
 use crate::time::{between, format_duration};
-use runbook_engine::event::{Event, EventKind, EventStatus, Phase};
-use runbook_engine::journal::JournalContents;
+use runbook_engine::JournalContents;
+use runbook_engine::Phase;
+use runbook_engine::{Event, EventKind, EventStatus};
 use serde::Serialize;
 use serde_json::{Map, Value};
 

@@ -4,7 +4,7 @@
 //! Without chromium the test prints a skip notice, unless
 //! `CHROMIUM_REQUIRED=1` (CI sets it), where a missing browser is a failure.
 
-use runbook_engine::journal::read_journal;
+use runbook_engine::read_journal;
 use runbook_report::{build_report, render_html};
 use std::path::Path;
 use std::process::{Command, Stdio};

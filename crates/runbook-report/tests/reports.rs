@@ -3,7 +3,7 @@
 //! relies on, checked one by one so a snapshot update cannot hide them.
 
 use runbook_engine::RunDir;
-use runbook_engine::journal::{JournalContents, read_journal};
+use runbook_engine::{JournalContents, read_journal};
 use runbook_report::{
     AttemptEnd, DecisionKind, Report, RunStatus, SessionEnd, StepStatus, build_report, load_report,
     render_html, render_json, render_markdown,

@@ -143,7 +143,7 @@ pub fn now_rfc3339() -> String {
 /// Who is deciding from this process, for `decided_by`: `$USER` (or
 /// `unknown`) followed by ` (runbook approve)`.
 pub fn approver_name() -> String {
-    let user = runbook_engine::identity::current_user().unwrap_or_else(|| "unknown".to_string());
+    let user = runbook_engine::current_user().unwrap_or_else(|| "unknown".to_string());
     format!("{user} (runbook approve)")
 }
 
