@@ -20,7 +20,9 @@ mod validate;
 pub mod yaml;
 
 pub use diagnostic::{Code, Diagnostic, Severity};
-pub use lower::{SIGNALS, did_you_mean, parse_duration, parse_status_list, regex_error_summary};
+pub use lower::{
+    DurationError, SIGNALS, did_you_mean, parse_duration, parse_status_list, regex_error_summary,
+};
 pub use model::*;
 pub use span::{Span, Spanned};
 pub use template::Template;

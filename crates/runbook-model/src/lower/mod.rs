@@ -13,7 +13,7 @@ mod values;
 
 pub use http_check::{parse_status_list, regex_error_summary};
 use shell::blank_program;
-pub use values::parse_duration;
+pub use values::{DurationError, parse_duration};
 
 use crate::diagnostic::{Code, Diagnostic};
 use crate::model::*;
@@ -740,7 +740,7 @@ mod tests {
         assert!(parse_duration("soon").is_err());
         for signed in ["-1s", "+5s"] {
             let error = parse_duration(signed).expect_err(signed);
-            assert!(error.contains("has a sign"), "{error}");
+            assert!(error.to_string().contains("has a sign"), "{error}");
         }
     }
 

@@ -576,8 +576,17 @@ impl Lowerer<'_> {
     }
 }
 
+/// Why a text is not a duration, in words that name the text.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DurationError(String);
+
 /// Parses a duration such as `500ms`, `30s`, `5m` or `1h30m`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+    duration(text).map_err(DurationError)
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
     let trimmed = text.trim();
     if trimmed.is_empty() {
         return Err("it is empty".into());
