@@ -411,18 +411,29 @@ fn with_detail(base: String, detail: &str) -> String {
     }
 }
 
-/// `1.5s`, `30s`, `2m`, `250ms`: short, for messages.
+/// A duration the way runbooks write them, for messages: `250ms`, `1.5s`,
+/// `30s`, `2m`, `1m30s`, `1h`. Whole seconds read back with
+/// `parse_duration`.
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else if ms.is_multiple_of(60_000) && ms >= 60_000 {
-        format!("{}m", ms / 60_000)
-    } else if ms.is_multiple_of(1000) {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{:.1}s", d.as_secs_f64())
+    if ms == 0 {
+        return "0s".to_string();
     }
+    if !ms.is_multiple_of(1000) {
+        if ms < 1000 {
+            return format!("{ms}ms");
+        }
+        return format!("{:.1}s", d.as_secs_f64());
+    }
+    let secs = ms / 1000;
+    let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
+    let mut out = String::new();
+    for (value, unit) in [(h, "h"), (m, "m"), (s, "s")] {
+        if value > 0 {
+            out.push_str(&format!("{value}{unit}"));
+        }
+    }
+    out
 }
 
 /// Wraps the run's [`Approvals`] so that the dispatcher hears when a gate
@@ -482,5 +493,8 @@ mod tests {
         assert_eq!(format_duration(Duration::from_secs(30)), "30s");
         assert_eq!(format_duration(Duration::from_secs(120)), "2m");
         assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
+        assert_eq!(format_duration(Duration::from_secs(3600)), "1h");
+        assert_eq!(format_duration(Duration::ZERO), "0s");
     }
 }

@@ -5,6 +5,7 @@
 //! `io::Error` whose `source()` skips the rustls error itself. So the whole
 //! chain is walked, looking inside `io::Error`s as well.
 
+use runbook_engine::format_duration;
 use rustls::CertificateError;
 use std::error::Error as StdError;
 use std::time::Duration;
@@ -295,45 +296,9 @@ fn unix_time(time: &rustls::pki_types::UnixTime) -> String {
         .unwrap_or_else(|| format!("{seconds} seconds after 1970"))
 }
 
-/// Formats a duration the way runbooks write them: `30s`, `500ms`, `1m30s`.
-pub(crate) fn format_duration(duration: Duration) -> String {
-    let total_ms = duration.as_millis();
-    if total_ms == 0 {
-        return "0s".to_string();
-    }
-    if !total_ms.is_multiple_of(1000) {
-        if total_ms < 1000 {
-            return format!("{total_ms}ms");
-        }
-        return format!("{:.1}s", duration.as_secs_f64());
-    }
-    let total = total_ms / 1000;
-    let (h, m, s) = (total / 3600, (total % 3600) / 60, total % 60);
-    let mut out = String::new();
-    if h > 0 {
-        out.push_str(&format!("{h}h"));
-    }
-    if m > 0 {
-        out.push_str(&format!("{m}m"));
-    }
-    if s > 0 {
-        out.push_str(&format!("{s}s"));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_read_like_runbooks() {
-        assert_eq!(format_duration(Duration::from_secs(30)), "30s");
-        assert_eq!(format_duration(Duration::from_millis(500)), "500ms");
-        assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
-        assert_eq!(format_duration(Duration::from_secs(3600)), "1h");
-        assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
-    }
 
     #[test]
     fn certificate_problems_are_named() {

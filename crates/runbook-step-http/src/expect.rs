@@ -5,8 +5,8 @@
 //! max_latency): a 503 whose body also lacks the metric is two facts, and the
 //! person reading the failure needs both.
 
-use crate::error::format_duration;
 use crate::request::{Expectations, JsonExpectation};
+use runbook_engine::format_duration;
 use serde_json::Value;
 use std::time::Duration;
 
