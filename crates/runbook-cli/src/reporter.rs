@@ -677,13 +677,11 @@ fn first_line(text: &str, max: usize) -> String {
     }
 }
 
-/// `0.4s`, `12.0s`, `3m05s`.
+/// An elapsed time, written as `runbook runs` and `runbook report` write
+/// it (`400ms`, `12.0s`, `3m 05s`), so that the terminal, the history and
+/// the report of one run agree.
 fn seconds(ms: u64) -> String {
-    if ms < 60_000 {
-        format!("{:.1}s", ms as f64 / 1000.0)
-    } else {
-        format!("{}m{:02}s", ms / 60_000, (ms % 60_000) / 1000)
-    }
+    runbook_report::time::format_duration(ms)
 }
 
 /// Every reporter of a run behind one [`EventSink`].
@@ -879,9 +877,11 @@ mod tests {
 
     #[test]
     fn durations_read_well() {
-        assert_eq!(seconds(400), "0.4s");
+        assert_eq!(seconds(400), "400ms");
         assert_eq!(seconds(12_000), "12.0s");
-        assert_eq!(seconds(185_000), "3m05s");
+        assert_eq!(seconds(1_487), "1.5s");
+        assert_eq!(seconds(59_960), "1m 00s");
+        assert_eq!(seconds(185_000), "3m 05s");
     }
 
     #[test]

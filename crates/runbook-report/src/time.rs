@@ -18,17 +18,22 @@ pub(crate) fn between(from: &str, to: &str) -> Option<u64> {
     u64::try_from(ms).ok()
 }
 
-/// A duration for people: `450ms`, `2.3s`, `1m 05s`, `2h 03m`.
+/// A duration for people: `450ms`, `2.3s`, `1m 05s`, `2h 03m`, each
+/// rounded to its last digit (so the terminal's summary of a run, `runs`
+/// and the report say the same).
 pub fn format_duration(ms: u64) -> String {
+    let tenths = ms.saturating_add(50) / 100;
+    let seconds = ms.saturating_add(500) / 1_000;
+    let minutes = ms.saturating_add(30_000) / 60_000;
     if ms < 1_000 {
         format!("{ms}ms")
-    } else if ms < 60_000 {
+    } else if tenths < 600 {
         // One decimal under a minute: retries and timeouts live at this scale.
-        format!("{}.{}s", ms / 1_000, (ms % 1_000) / 100)
-    } else if ms < 3_600_000 {
-        format!("{}m {:02}s", ms / 60_000, (ms % 60_000) / 1_000)
+        format!("{}.{}s", tenths / 10, tenths % 10)
+    } else if seconds < 3_600 {
+        format!("{}m {:02}s", seconds / 60, seconds % 60)
     } else {
-        format!("{}h {:02}m", ms / 3_600_000, (ms % 3_600_000) / 60_000)
+        format!("{}h {:02}m", minutes / 60, minutes % 60)
     }
 }
 
@@ -77,6 +82,9 @@ mod tests {
         assert_eq!(format_duration(0), "0ms");
         assert_eq!(format_duration(999), "999ms");
         assert_eq!(format_duration(2_345), "2.3s");
+        assert_eq!(format_duration(1_487), "1.5s");
+        assert_eq!(format_duration(59_960), "1m 00s");
+        assert_eq!(format_duration(3_599_600), "1h 00m");
         assert_eq!(format_duration(65_000), "1m 05s");
         assert_eq!(format_duration(7_380_000), "2h 03m");
     }
