@@ -16,7 +16,7 @@ pub struct ReportArgs {
     /// The run (`runbook runs` lists them).
     pub run_id: String,
     /// Output format [default: from the extension of --output's FILE
-    /// (.md, .json, .html), else md].
+    /// (.md, .json, .html or .htm), else md].
     #[arg(long, value_enum)]
     pub format: Option<ReportFormat>,
     /// Write the report to FILE (created or replaced, mode 0600) instead of
