@@ -161,11 +161,15 @@ fn main() -> std::process::ExitCode {
 
 /// The error and its causes joined by `: `, as `{:#}` would, except that a
 /// cause the message before it already ends with is not repeated (library
-/// errors often say their source in their own message too).
+/// errors often say their source in their own message too), and that an
+/// I/O error is in words, without Rust's "(os error N)".
 fn error_chain(error: &anyhow::Error) -> String {
     let mut message = error.to_string();
     for cause in error.chain().skip(1) {
-        let text = cause.to_string();
+        let text = match cause.downcast_ref::<std::io::Error>() {
+            Some(io) => runbook_model::io_error_words(io),
+            None => cause.to_string(),
+        };
         if !message.ends_with(&text) {
             message.push_str(": ");
             message.push_str(&text);

@@ -1476,3 +1476,24 @@ fn a_refused_secret_in_a_params_file_is_not_shown() {
         assert!(!done.stderr.contains(value), "{value}:\n{}", done.stderr);
     }
 }
+
+#[test]
+fn a_state_directory_that_cannot_be_made_is_said_once_in_words() {
+    let sandbox = Sandbox::new();
+    let file = sandbox.scratch().join("a-file");
+    std::fs::write(&file, "").expect("write");
+    let output = Command::new(BIN)
+        .arg("run")
+        .arg(fixture("parallel.yaml"))
+        .arg("--state-dir")
+        .arg(file.join("state"))
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run runbook");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cannot create directory"), "{stderr}");
+    assert_eq!(stderr.matches("Not a directory").count(), 1, "{stderr}");
+    assert!(!stderr.contains("os error"), "{stderr}");
+}
