@@ -1497,3 +1497,19 @@ fn a_state_directory_that_cannot_be_made_is_said_once_in_words() {
     assert_eq!(stderr.matches("Not a directory").count(), 1, "{stderr}");
     assert!(!stderr.contains("os error"), "{stderr}");
 }
+
+#[test]
+fn a_timed_out_step_stops_the_run_before_its_grace_is_over() {
+    let sandbox = Sandbox::new();
+    let done = sandbox.run("timeout-in-grace.yaml", &[]);
+    assert_eq!(done.code, Some(1), "{}", done.stderr);
+    let status = |id: &str| done.step_event("step_finished", id)["status"].clone();
+    assert_eq!(status("stubborn"), "failed", "{}", done.stderr);
+    assert_eq!(status("other"), "cancelled", "{}", done.stderr);
+    let skip = done.step_event("step_skipped", "later");
+    assert_eq!(
+        skip["reason"], "run stopped: step `stubborn` failed",
+        "{skip}"
+    );
+    assert!(!done.stderr.contains("later ran"), "{}", done.stderr);
+}

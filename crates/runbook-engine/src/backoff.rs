@@ -28,6 +28,11 @@ impl Delays {
             max_delay: retry.max_delay,
         }
     }
+
+    /// Whether no wait is left: the attempt about to be made is the last.
+    pub(crate) fn is_exhausted(&self) -> bool {
+        self.remaining == 0
+    }
 }
 
 impl Iterator for Delays {

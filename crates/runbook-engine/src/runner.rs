@@ -89,6 +89,12 @@ pub(crate) enum Internal {
         delay: Duration,
     },
     GateWaiting(GateRequest),
+    /// A step's last attempt ran out of time. The step has failed (spec
+    /// section 3.4) although its process may take its grace to stop: the
+    /// run stops starting steps now, not when the process is gone.
+    LastAttemptTimedOut {
+        key: JobKey,
+    },
     /// A gate's rendered message, whether anyone is asked or not: it goes
     /// with the gate's decision (`gate_decided`).
     GateAsked(GateRequest),
@@ -153,7 +159,8 @@ pub(crate) async fn run_job(job: Job) -> JobResult {
             error,
             would_run,
         };
-        match run_attempt(&job, attempt).await {
+        let last = delays.is_exhausted();
+        match run_attempt(&job, attempt, last).await {
             Attempt::Succeeded(outputs) => return result(Ended::Succeeded, outputs, None, None),
             Attempt::WouldRun(text) => {
                 let outputs = would_run_outputs(&job.step);
@@ -207,7 +214,7 @@ enum Stop {
     Cancelled,
 }
 
-async fn run_attempt(job: &Job, attempt: u32) -> Attempt {
+async fn run_attempt(job: &Job, attempt: u32, last: bool) -> Attempt {
     let shared = &job.shared;
     let attempt_token = job.token.child_token();
     let ctx = StepContext {
@@ -282,6 +289,12 @@ async fn run_attempt(job: &Job, attempt: u32) -> Attempt {
             Some(outcome) => return finished(outcome),
             None => stop = Stop::Cancelled,
         }
+    }
+    if matches!(stop, Stop::TimedOut) && last && !is_gate {
+        let _ = job
+            .shared
+            .internal
+            .send(Internal::LastAttemptTimedOut { key: job.key });
     }
     attempt_token.cancel();
     // The executor now stops its work (a shell step signals its process

@@ -33,6 +33,10 @@
 //!   `would_run` note and every output name of the kind set to null, so that
 //!   dependents are planned too. Gates without a condition do not wait (the
 //!   gate kind reports what it would ask).
+//! - A step whose last attempt times out has failed then: the run stops
+//!   starting and cancels the other main steps at once, not after the
+//!   step's own grace, and its `step_finished` follows when its work has
+//!   stopped.
 //! - `defaults.timeout` applies to gates too; a gate's own `on_timeout`
 //!   decision is what is reported when its time is up (the engine's timer
 //!   runs one second longer, as a backstop).
@@ -821,8 +825,6 @@ impl<'a> Dispatcher<'a> {
         self.skip_range(range, reason);
     }
 
-    // ---- starting -----------------------------------------------------
-
     // ---- waiting ------------------------------------------------------
 
     async fn next_wake(&mut self, deadline: Option<Instant>, main: bool) -> Wake {
@@ -947,6 +949,15 @@ impl<'a> Dispatcher<'a> {
                 let error = self.redactor.redact(&error);
                 self.sink.attempt_failed(&step, attempt, &error, delay);
             }
+            Wake::Internal(Internal::LastAttemptTimedOut { key }) => {
+                // Its end may have been handled already (a process that
+                // stopped at once); then `failed` has run.
+                if let JobKey::Step(i) = key
+                    && self.states[i].status == StepStatus::Running
+                {
+                    self.failed(i);
+                }
+            }
             Wake::Internal(Internal::GateAsked(request)) => {
                 self.gate_messages.insert(request.gate, request.message);
             }
@@ -1050,10 +1061,6 @@ impl<'a> Dispatcher<'a> {
             }
         }
     }
-
-    // ---- recording ----------------------------------------------------
-
-    // ---- rollbacks ----------------------------------------------------
 
     // ---- events -------------------------------------------------------
 
