@@ -166,11 +166,12 @@ fn main() -> std::process::ExitCode {
 fn error_chain(error: &anyhow::Error) -> String {
     let mut message = error.to_string();
     for cause in error.chain().skip(1) {
+        let raw = cause.to_string();
         let text = match cause.downcast_ref::<std::io::Error>() {
             Some(io) => runbook_model::io_error_words(io),
-            None => cause.to_string(),
+            None => raw.clone(),
         };
-        if !message.ends_with(&text) {
+        if !message.ends_with(&text) && !message.ends_with(&raw) {
             message.push_str(": ");
             message.push_str(&text);
         }

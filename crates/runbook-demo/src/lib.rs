@@ -61,7 +61,8 @@ pub enum DemoError {
     #[error("cannot start the fake Kubernetes API server: {0}")]
     Cluster(String),
     /// A file or socket operation failed.
-    #[error("{context}: {source}")]
+    // The cause is the error's source, which callers print after it.
+    #[error("{context}")]
     Io {
         /// What was being done.
         context: String,

@@ -63,7 +63,8 @@ impl Runner {
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
     /// The runs directory exists but cannot be read.
-    #[error("cannot read `{path}`: {source}")]
+    // The cause is the error's source, which callers print after it.
+    #[error("cannot read `{path}`")]
     ReadDir {
         /// The directory.
         path: PathBuf,
