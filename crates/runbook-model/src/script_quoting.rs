@@ -73,7 +73,7 @@ fn quoted_unless(value: &str, bare: impl Fn(char) -> bool) -> String {
 /// and the script is read as at run time. This finds the places that
 /// refuse every value (backticks, right after a backslash, a
 /// here-document's delimiter); the error gives the expression as written.
-pub fn check_template(source: &str) -> Result<(), (String, String)> {
+pub fn check_template(source: &str) -> Result<(), Refused> {
     if !source.contains("{{") {
         return Ok(());
     }
@@ -122,14 +122,33 @@ pub fn check_template(source: &str) -> Result<(), (String, String)> {
     let values = vec!["0".to_string(); expressions.len()];
     match place(&probe, &values) {
         Ok(_) => Ok(()),
-        Err(refusal) => Err((
-            refusal
-                .value
-                .and_then(|i| expressions.get(i))
-                .map_or_else(String::new, |e| (*e).to_string()),
-            refusal.message,
-        )),
+        Err(refusal) => {
+            let found = refusal.value.and_then(|i| expressions.get(i));
+            Err(Refused {
+                expression: found.map_or_else(String::new, |e| (*e).to_string()),
+                // The same text can also stand earlier, as an escaped `\{{`
+                // or an earlier insertion that is fine where it is.
+                occurrence: found.map_or(0, |e| {
+                    let at = e.as_ptr() as usize - source.as_ptr() as usize;
+                    source[..at].matches(*e).count()
+                }),
+                why: refusal.message,
+            })
+        }
     }
+}
+
+/// A place in a `run` template that refuses every value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// The insertion as written (`{{params.x}}`); empty when no single
+    /// insertion is at fault.
+    pub expression: String,
+    /// Which appearance of `expression` in the template's text it is,
+    /// counting from 0.
+    pub occurrence: usize,
+    /// Why no value can go there.
+    pub why: String,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -986,7 +1005,7 @@ mod tests {
 
     #[test]
     fn templates_are_checked_before_any_value_exists() {
-        let refused = |source: &str| check_template(source).err().map(|(expr, _)| expr);
+        let refused = |source: &str| check_template(source).err().map(|r| r.expression);
         assert_eq!(refused("echo {{params.a}} \"{{params.b}}\""), None);
         assert_eq!(
             refused("echo `x {{params.a}}`").as_deref(),

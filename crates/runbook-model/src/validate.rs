@@ -401,13 +401,12 @@ impl<'a> Validator<'a> {
                 );
             }
         }
-        if shell_run
-            && let Err((expression, why)) = crate::script_quoting::check_template(&template.text)
-        {
+        if shell_run && let Err(refused) = crate::script_quoting::check_template(&template.text) {
+            let (expression, why) = (&refused.expression, &refused.why);
             let span = if expression.is_empty() {
                 template.span
             } else {
-                self.locate(template, &expression)
+                self.locate_nth(template, expression, refused.occurrence)
             };
             self.diagnostics.push(
                 Diagnostic::error(
@@ -893,11 +892,19 @@ impl<'a> Validator<'a> {
     /// The position of `needle` inside the template's scalar in the file, or
     /// the scalar's start when it cannot be found (escapes can change text).
     fn locate(&self, template: &Template, needle: &str) -> Span {
+        self.locate_nth(template, needle, 0)
+    }
+
+    /// Where the `n`th appearance (from 0) of `needle` in the template's
+    /// source is; the first when there are fewer (the source spells it
+    /// differently, with escapes).
+    fn locate_nth(&self, template: &Template, needle: &str, n: usize) -> Span {
         let span = template.span;
         let Some(region) = self.source.get(span.start..span.end.max(span.start)) else {
             return span;
         };
-        match region.find(needle) {
+        let mut found = region.match_indices(needle).map(|(at, _)| at);
+        match found.clone().nth(n).or_else(|| found.next()) {
             Some(offset) => self.position(span, offset, needle.len()),
             None => span,
         }
