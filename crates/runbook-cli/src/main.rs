@@ -26,6 +26,7 @@ mod approve_cmd;
 mod demo_cmd;
 mod exit;
 mod fd_table;
+mod nohup;
 mod pipe_writer;
 mod plan_cmd;
 mod prompt;
@@ -128,6 +129,7 @@ pub enum PlanFormat {
 }
 
 fn main() -> std::process::ExitCode {
+    nohup::record_inherited();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Validate(args) => validate_cmd::run(&args),

@@ -420,13 +420,17 @@ fn until_a_stop_signal<T: Send + 'static>(
     let outcome = runtime.block_on(async {
         let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
         let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-        let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+        let mut hangup = if crate::nohup::hangup_ignored() {
+            None
+        } else {
+            Some(signal(SignalKind::hangup()).context("cannot handle SIGHUP")?)
+        };
         let work = tokio::task::spawn_blocking(work);
         anyhow::Ok(tokio::select! {
             done = work => Ok(done.context("the wait for the dead engine's steps failed")?),
             _ = interrupt.recv() => Err("SIGINT"),
             _ = terminate.recv() => Err("SIGTERM"),
-            _ = hangup.recv() => Err("SIGHUP"),
+            () = crate::run_cmd::received(&mut hangup) => Err("SIGHUP"),
         })
     })?;
     // The blocking wait may still be sleeping; the process does not wait

@@ -381,12 +381,16 @@ pub(crate) fn command_hint(verb: &str, run: &str, state_dir: Option<&std::path::
 /// Ctrl-C reaches only the engine, which decides what the steps get.
 /// SIGHUP counts as SIGTERM: by default it would kill the engine on the
 /// spot, leaving its steps running, the journal without an end and no
-/// rollback run.
+/// rollback run. Under `nohup` it stays ignored (see [`crate::nohup`]).
 fn listen_for_signals(stop: StopSignals, screen: Arc<Screen>) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    let mut hangup = if crate::nohup::hangup_ignored() {
+        None
+    } else {
+        Some(signal(SignalKind::hangup()).context("cannot handle SIGHUP")?)
+    };
     // Under a file-size limit (`ulimit -f`) a journal write past it would
     // kill the engine on the spot, its rollbacks unrun. Caught (a handler,
     // unlike an ignored signal, is not passed on to the steps), the write
@@ -399,7 +403,7 @@ fn listen_for_signals(stop: StopSignals, screen: Arc<Screen>) -> anyhow::Result<
             let name = tokio::select! {
                 _ = interrupt.recv() => "SIGINT",
                 _ = terminate.recv() => "SIGTERM",
-                _ = hangup.recv() => "SIGHUP",
+                _ = received(&mut hangup) => "SIGHUP",
             };
             match requests.on(name, std::time::Instant::now()) {
                 StopVerdict::SameAction => {}
@@ -430,6 +434,16 @@ fn listen_for_signals(stop: StopSignals, screen: Arc<Screen>) -> anyhow::Result<
         }
     });
     Ok(())
+}
+
+/// The next delivery of `signal`; never, for a signal not listened to.
+pub(crate) async fn received(signal: &mut Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// What one stop signal does, given the ones before it.

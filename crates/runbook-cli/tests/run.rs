@@ -1513,3 +1513,34 @@ fn a_timed_out_step_stops_the_run_before_its_grace_is_over() {
     );
     assert!(!done.stderr.contains("later ran"), "{}", done.stderr);
 }
+
+/// `nohup runbook run …` keeps running through the hang-up it was started
+/// under `nohup` for: a SIGHUP inherited as ignored stays ignored.
+#[test]
+fn under_nohup_a_hangup_is_ignored() {
+    let sandbox = Sandbox::new();
+    let out = std::fs::File::create(sandbox.scratch().join("stdout")).expect("stdout file");
+    let err = std::fs::File::create(sandbox.scratch().join("stderr")).expect("stderr file");
+    let child = Command::new("nohup")
+        .arg(BIN)
+        .arg("run")
+        .arg(fixture("nohup.yaml"))
+        .arg("--state-dir")
+        .arg(sandbox.state.path())
+        .env("NO_COLOR", "1")
+        .env_remove("RUNBOOK_STATE_DIR")
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .expect("spawn nohup runbook");
+    sandbox.wait_for_event("short to start", |e| {
+        e["event"] == "step_started" && e["step"] == "short"
+    });
+    signal(&child, "HUP");
+    let done = sandbox.wait(child);
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    assert_eq!(done.run_finished()["status"], "succeeded");
+    assert_eq!(done.finished_status("after"), "succeeded");
+    assert!(!done.stderr.contains("SIGHUP"), "{}", done.stderr);
+}
