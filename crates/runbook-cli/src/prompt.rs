@@ -87,7 +87,15 @@ impl runbook_step_gate::Prompt for TerminalPrompt {
         let _asking = self.screen.asking(&question);
         loop {
             self.screen.write_raw(question.as_bytes());
-            let answer = lines.recv().await?;
+            let Some(answer) = lines.recv().await else {
+                // Ctrl-D, or a closed terminal: no answer can come from
+                // here, and the gate goes on waiting for the others.
+                self.screen.write_raw(
+                    "\n  the terminal's input has ended (Ctrl-D): decide with the `runbook approve` command above\n"
+                        .as_bytes(),
+                );
+                return None;
+            };
             match answer.trim().to_ascii_lowercase().as_str() {
                 "y" | "yes" => return Some(decision(true)),
                 "n" | "no" => return Some(decision(false)),

@@ -682,6 +682,15 @@ impl Terminal {
             .expect("type at the terminal");
     }
 
+    /// Types `keys` as they are (`\x04` is Ctrl-D).
+    fn type_keys(&mut self, keys: &str) {
+        use std::io::Write;
+        let input = self.keys.as_mut().expect("script's stdin");
+        input
+            .write_all(keys.as_bytes())
+            .expect("type at the terminal");
+    }
+
     /// Waits for the run to end: whether it succeeded, and the screen.
     fn finish(mut self) -> (bool, String) {
         drop(self.keys.take());
@@ -1543,4 +1552,19 @@ fn under_nohup_a_hangup_is_ignored() {
     assert_eq!(done.run_finished()["status"], "succeeded");
     assert_eq!(done.finished_status("after"), "succeeded");
     assert!(!done.stderr.contains("SIGHUP"), "{}", done.stderr);
+}
+
+/// Ctrl-D at a gate's question says that the terminal can no longer answer
+/// and how to decide instead; the gate goes on waiting (here, until its
+/// timeout rejects it).
+#[test]
+fn ctrl_d_at_a_gate_question_says_how_to_decide_instead() {
+    let sandbox = Sandbox::new();
+    let mut terminal = Terminal::run(&sandbox, "gate-eof.yaml", false);
+    terminal.wait_for(|screen| screen.contains("[y/n]"));
+    terminal.type_keys("\x04");
+    terminal.wait_for(|screen| screen.contains("the terminal's input has ended"));
+    let (succeeded, screen) = terminal.finish();
+    assert!(!succeeded, "{screen}");
+    assert!(screen.contains("runbook approve"), "{screen}");
 }
