@@ -93,7 +93,7 @@ pub fn checked_runbook(
         let rendered = render_human(
             &FileDiagnostics {
                 path: file,
-                source,
+                source: &loaded.shown_source(source),
                 diagnostics: &loaded.diagnostics,
             },
             stderr_color(),

@@ -256,7 +256,8 @@ fn check_one(path: PathBuf) -> Checked {
     let (source, loaded) = runbook_model::load_file(&path);
     Checked {
         path,
-        source,
+        // Snippets quote the file: its secrets as stars.
+        source: loaded.shown_source(&source).into_owned(),
         diagnostics: loaded.diagnostics,
     }
 }

@@ -17,6 +17,7 @@ pub mod script_quoting;
 pub mod span;
 pub mod template;
 mod validate;
+mod written_secrets;
 pub mod yaml;
 
 pub use diagnostic::{Code, Diagnostic, Severity};
@@ -26,6 +27,7 @@ pub use lower::{
 pub use model::*;
 pub use span::{Span, Spanned};
 pub use template::Template;
+pub use written_secrets::is_credential_header;
 
 use std::path::Path;
 
@@ -36,12 +38,21 @@ pub struct Loaded {
     pub runbook: Option<Runbook>,
     /// Every problem found, sorted by position.
     pub diagnostics: Vec<Diagnostic>,
+    /// Where the file holds secrets as written.
+    secrets: Vec<std::ops::Range<usize>>,
 }
 
 impl Loaded {
     /// Whether any diagnostic is an error.
     pub fn has_errors(&self) -> bool {
         self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+
+    /// The file's `text` as diagnostics may quote it: a secret param's
+    /// default, a credential header's literal value and a literal URL's
+    /// password shown as `*`, byte for byte.
+    pub fn shown_source<'s>(&self, text: &'s str) -> std::borrow::Cow<'s, str> {
+        written_secrets::masked(text, &self.secrets)
     }
 }
 
@@ -53,6 +64,7 @@ pub fn load(path: &Path, text: &str) -> Loaded {
             return Loaded {
                 runbook: None,
                 diagnostics,
+                secrets: Vec::new(),
             };
         }
     };
@@ -66,6 +78,7 @@ pub fn load(path: &Path, text: &str) -> Loaded {
     Loaded {
         runbook: (!has_errors).then_some(lowered.runbook),
         diagnostics,
+        secrets: written_secrets::secret_ranges(&root, text),
     }
 }
 
@@ -145,6 +158,7 @@ pub fn load_file(path: &Path) -> (String, Loaded) {
                     Loaded {
                         runbook: None,
                         diagnostics: vec![diagnostic],
+                        secrets: Vec::new(),
                     },
                 )
             }
@@ -165,6 +179,7 @@ pub fn load_file(path: &Path) -> (String, Loaded) {
                 Loaded {
                     runbook: None,
                     diagnostics: vec![diagnostic],
+                    secrets: Vec::new(),
                 },
             )
         }

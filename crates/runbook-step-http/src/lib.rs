@@ -77,7 +77,7 @@ impl HttpCheckExecutor {
         // Credentials the server sends back (a session token, `Set-Cookie`)
         // are masked like the ones we send: everywhere, from now on.
         for (name, value) in response.headers() {
-            if request::is_secret_header(name.as_str()) || name == "set-cookie" {
+            if runbook_model::is_credential_header(name.as_str()) || name == "set-cookie" {
                 request::register_secret(
                     &mut |secret| ctx.add_secret(secret),
                     name.as_str(),

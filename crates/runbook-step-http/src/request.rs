@@ -8,7 +8,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, Url};
 use runbook_engine::{StepContext, StepFailure};
 use runbook_model::yaml::Value as YamlValue;
-use runbook_model::{HttpCheckStep, StatusPattern, Typed};
+use runbook_model::{HttpCheckStep, StatusPattern, Typed, is_credential_header};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -77,18 +77,6 @@ impl Request {
     }
 }
 
-/// Header names whose values are credentials. `Authorization` and `Cookie`
-/// by name (plus `Proxy-Authorization`, the same thing for proxies), and any
-/// name mentioning a token or key (`X-Api-Key`, `X-Auth-Token`).
-pub(crate) fn is_secret_header(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    name == "authorization"
-        || name == "proxy-authorization"
-        || name == "cookie"
-        || name.contains("token")
-        || name.contains("key")
-}
-
 /// Gives a credential header's value to `add`, and the parts of it that
 /// are secret on their own: the credentials after `Bearer `/`Basic `, and
 /// each cookie's value, which a server may echo separately.
@@ -148,7 +136,7 @@ pub(crate) fn secrets_written_in(http: &HttpCheckStep) -> Vec<String> {
     let mut secrets = Vec::new();
     let mut add = |secret: &str| secrets.push(secret.to_string());
     for (name, template) in &http.headers {
-        if is_secret_header(name) && !template.is_templated() {
+        if is_credential_header(name) && !template.is_templated() {
             register_secret(&mut add, name, &template.text);
         }
     }
@@ -167,7 +155,7 @@ pub(crate) fn render(http: &HttpCheckStep, ctx: &StepContext) -> Result<Request,
     let mut headers = HeaderMap::new();
     for (name, template) in &http.headers {
         let value = ctx.render(&format!("headers.{name}"), template)?;
-        let secret = is_secret_header(name);
+        let secret = is_credential_header(name);
         if secret {
             register_secret(&mut |secret| ctx.add_secret(secret), name, &value);
         }
@@ -339,7 +327,7 @@ mod tests {
             "PRIVATE-TOKEN",
             "apikey",
         ] {
-            assert!(is_secret_header(name), "{name}");
+            assert!(is_credential_header(name), "{name}");
         }
         for name in [
             "Accept",
@@ -347,7 +335,7 @@ mod tests {
             "X-Request-Id",
             "Set-Cookie-Policy",
         ] {
-            assert!(!is_secret_header(name), "{name}");
+            assert!(!is_credential_header(name), "{name}");
         }
     }
 }
