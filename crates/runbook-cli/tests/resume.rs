@@ -276,6 +276,12 @@ fn an_interrupted_step_that_is_not_idempotent_is_asked_about_not_rerun() {
         .expect("the question is journaled as a gate decision");
     assert_eq!(decided["approved"], true);
     assert_eq!(decided["decided_by"], "--approve");
+    assert!(
+        decided["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Did it complete?")),
+        "{decided}"
+    );
     let finished = step_finished(&events, "slow");
     assert_eq!(finished.len(), 1);
     assert_eq!(finished[0]["status"], "succeeded");

@@ -236,6 +236,8 @@ impl Dispatcher<'_> {
             .to_string();
         let id = self.nodes[i].step.id.value.clone();
         let mut event = Event::new(EventKind::GateDecided, &self.options.run_id);
+        // The question asked, as for a gate (`gate_waiting` carried it too).
+        event.message = self.gate_messages.remove(&id);
         event.step = Some(id);
         event.phase = Some(self.nodes[i].phase);
         event.approved = Some(completed);
