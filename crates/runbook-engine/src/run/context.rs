@@ -153,20 +153,7 @@ pub(super) fn initial_context(runbook: &Runbook, options: &RunOptions, nodes: &[
         .iter()
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect();
-    let pending = step_context(&State {
-        status: StepStatus::Pending,
-        attempts: 0,
-        started: None,
-        duration: Duration::ZERO,
-        error: None,
-        reason: None,
-        would_run: None,
-        finished_seq: 0,
-        waiting: 0,
-        budget: Arc::new(LiveBudget::new(0)),
-        confirm: false,
-        confirming: false,
-    });
+    let pending = step_context(&State::pending(0, 0));
     let steps: Map<String, Value> = nodes
         .iter()
         .map(|n| (n.step.id.value.clone(), pending.clone()))

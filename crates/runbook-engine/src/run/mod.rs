@@ -478,6 +478,26 @@ struct State {
     confirming: bool,
 }
 
+impl State {
+    /// A step that has not started, waiting for `waiting` needs.
+    fn pending(waiting: usize, live_lines_per_second: u64) -> State {
+        State {
+            status: StepStatus::Pending,
+            attempts: 0,
+            started: None,
+            duration: Duration::ZERO,
+            error: None,
+            reason: None,
+            would_run: None,
+            finished_seq: 0,
+            waiting,
+            budget: Arc::new(LiveBudget::new(live_lines_per_second)),
+            confirm: false,
+            confirming: false,
+        }
+    }
+}
+
 /// What woke the dispatcher.
 enum Wake {
     Message(StepMessage),
@@ -613,20 +633,7 @@ impl<'a> Dispatcher<'a> {
         }
         let states = nodes
             .iter()
-            .map(|node| State {
-                status: StepStatus::Pending,
-                attempts: 0,
-                started: None,
-                duration: Duration::ZERO,
-                error: None,
-                reason: None,
-                would_run: None,
-                finished_seq: 0,
-                waiting: node.needs.len(),
-                budget: Arc::new(LiveBudget::new(options.live_lines_per_second)),
-                confirm: false,
-                confirming: false,
-            })
+            .map(|node| State::pending(node.needs.len(), options.live_lines_per_second))
             .collect();
         let (message_tx, messages) = mpsc::unbounded_channel();
         let (internal_tx, internal) = mpsc::unbounded_channel();

@@ -321,19 +321,13 @@ impl<'a> Lowerer<'a> {
                         _ => Phase::Finally,
                     };
                     let steps = self.step_map(v, phase, &mut seen_ids, &mut all_ids);
-                    if phase == Phase::Main
-                        && steps.is_empty()
-                        && matches!(&v.value, Value::Map(m) if m.is_empty())
-                    {
-                        let d = self.error(
-                            Code::InvalidValue,
-                            v.span,
-                            "`steps` must not be empty".into(),
-                        );
-                        d.label = Some("no steps".into());
-                        d.help = Some("add at least one step".into());
-                    }
-                    if matches!(v.value, Value::Null) && phase == Phase::Main {
+                    // `steps: {}`, or `steps:` with nothing under it.
+                    let nothing = match &v.value {
+                        Value::Map(m) => m.is_empty(),
+                        Value::Null => true,
+                        _ => false,
+                    };
+                    if nothing && phase == Phase::Main {
                         let d = self.error(
                             Code::InvalidValue,
                             v.span,
