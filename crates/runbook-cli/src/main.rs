@@ -129,7 +129,6 @@ pub enum PlanFormat {
 }
 
 fn main() -> std::process::ExitCode {
-    nohup::record_inherited();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Validate(args) => validate_cmd::run(&args),

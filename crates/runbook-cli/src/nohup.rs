@@ -3,18 +3,12 @@
 //! the engine's own SIGHUP handling (a hang-up stops the run and its
 //! cleanup runs) would replace that. So, as shells do with the signals a
 //! job inherits as ignored, a SIGHUP ignored when the process started stays
-//! ignored. What the process inherited is read once, at start, before any
-//! handler is installed.
+//! ignored. What the process inherited is read once, by the first call,
+//! which `run` and `resume` make before they install any SIGHUP handler.
 
 use std::sync::OnceLock;
 
 static HANGUP_IGNORED: OnceLock<bool> = OnceLock::new();
-
-/// Notes whether SIGHUP was inherited as ignored; call before any signal
-/// handler is installed.
-pub fn record_inherited() {
-    HANGUP_IGNORED.get_or_init(|| ignored_now(nix::libc::SIGHUP));
-}
 
 /// Whether this process was started with SIGHUP ignored (under `nohup`).
 pub fn hangup_ignored() -> bool {
