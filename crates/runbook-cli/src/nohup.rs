@@ -2,9 +2,10 @@
 //! survive. `nohup` sets SIGHUP to "ignored" before it starts the engine;
 //! the engine's own SIGHUP handling (a hang-up stops the run and its
 //! cleanup runs) would replace that. So, as shells do with the signals a
-//! job inherits as ignored, a SIGHUP ignored when the process started stays
-//! ignored. What the process inherited is read once, by the first call,
-//! which `run` and `resume` make before they install any SIGHUP handler.
+//! job inherits as ignored, a SIGHUP ignored when the process started is
+//! received and dropped. What the process inherited is read once, by the
+//! first call, which `run` and `resume` make before they install their
+//! SIGHUP handler.
 
 use std::sync::OnceLock;
 

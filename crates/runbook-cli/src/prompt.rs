@@ -5,7 +5,7 @@
 use crate::reporter::Screen;
 use async_trait::async_trait;
 use runbook_engine::{Decision, GateRequest, Question};
-use std::io::BufRead;
+use std::io::{BufRead, IsTerminal};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::sync::{Mutex, mpsc};
@@ -13,7 +13,15 @@ use tokio::sync::{Mutex, mpsc};
 /// Asks at the terminal: `y` approves, `n` rejects.
 pub struct TerminalPrompt {
     screen: Arc<Screen>,
-    lines: OnceLock<Mutex<mpsc::UnboundedReceiver<String>>>,
+    lines: OnceLock<Mutex<mpsc::UnboundedReceiver<Input>>>,
+}
+
+/// What the terminal gave.
+enum Input {
+    Line(String),
+    /// Ctrl-D: the end of input for now. A terminal can be read again
+    /// after it, so a later question still gets its answers.
+    End,
 }
 
 impl TerminalPrompt {
@@ -30,13 +38,22 @@ impl TerminalPrompt {
     /// would leave readers behind, racing for the next answer) there is a
     /// single reader feeding a channel; a question dropped unanswered just
     /// stops listening.
-    fn lines(&self) -> &Mutex<mpsc::UnboundedReceiver<String>> {
+    fn lines(&self) -> &Mutex<mpsc::UnboundedReceiver<Input>> {
         self.lines.get_or_init(|| {
             let (sender, receiver) = mpsc::unbounded_channel();
             std::thread::spawn(move || {
-                for line in std::io::stdin().lock().lines() {
-                    let Ok(line) = line else { break };
-                    if sender.send(line).is_err() {
+                let stdin = std::io::stdin();
+                let terminal = stdin.is_terminal();
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    let input = match stdin.lock().read_line(&mut line) {
+                        Ok(0) => Input::End,
+                        Ok(_) => Input::Line(line.trim_end_matches(['\n', '\r']).to_string()),
+                        Err(_) => break,
+                    };
+                    let ended = matches!(input, Input::End);
+                    if sender.send(input).is_err() || (ended && !terminal) {
                         break;
                     }
                 }
@@ -87,9 +104,10 @@ impl runbook_step_gate::Prompt for TerminalPrompt {
         let _asking = self.screen.asking(&question);
         loop {
             self.screen.write_raw(question.as_bytes());
-            let Some(answer) = lines.recv().await else {
-                // Ctrl-D, or a closed terminal: no answer can come from
-                // here, and the gate goes on waiting for the others.
+            let Some(Input::Line(answer)) = lines.recv().await else {
+                // Ctrl-D, or input that cannot be read any more: no answer
+                // comes from here this time, and the gate goes on waiting
+                // for the others.
                 self.screen.write_raw(
                     "\n  the terminal's input has ended (Ctrl-D): decide with the `runbook approve` command above\n"
                         .as_bytes(),

@@ -420,17 +420,15 @@ fn until_a_stop_signal<T: Send + 'static>(
     let outcome = runtime.block_on(async {
         let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
         let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-        let mut hangup = if crate::nohup::hangup_ignored() {
-            None
-        } else {
-            Some(signal(SignalKind::hangup()).context("cannot handle SIGHUP")?)
-        };
+        // Asked before the handler below replaces what was inherited.
+        let hangup_ignored = crate::nohup::hangup_ignored();
+        let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
         let work = tokio::task::spawn_blocking(work);
         anyhow::Ok(tokio::select! {
             done = work => Ok(done.context("the wait for the dead engine's steps failed")?),
             _ = interrupt.recv() => Err("SIGINT"),
             _ = terminate.recv() => Err("SIGTERM"),
-            () = crate::run_cmd::received(&mut hangup) => Err("SIGHUP"),
+            () = crate::run_cmd::hangup_counted(&mut hangup, hangup_ignored) => Err("SIGHUP"),
         })
     })?;
     // The blocking wait may still be sleeping; the process does not wait

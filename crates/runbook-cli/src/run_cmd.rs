@@ -386,11 +386,9 @@ fn listen_for_signals(stop: StopSignals, screen: Arc<Screen>) -> anyhow::Result<
     use tokio::signal::unix::{SignalKind, signal};
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    let mut hangup = if crate::nohup::hangup_ignored() {
-        None
-    } else {
-        Some(signal(SignalKind::hangup()).context("cannot handle SIGHUP")?)
-    };
+    // Asked before the handler below replaces what was inherited.
+    let hangup_ignored = crate::nohup::hangup_ignored();
+    let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
     // Under a file-size limit (`ulimit -f`) a journal write past it would
     // kill the engine on the spot, its rollbacks unrun. Caught (a handler,
     // unlike an ignored signal, is not passed on to the steps), the write
@@ -403,7 +401,7 @@ fn listen_for_signals(stop: StopSignals, screen: Arc<Screen>) -> anyhow::Result<
             let name = tokio::select! {
                 _ = interrupt.recv() => "SIGINT",
                 _ = terminate.recv() => "SIGTERM",
-                _ = received(&mut hangup) => "SIGHUP",
+                () = hangup_counted(&mut hangup, hangup_ignored) => "SIGHUP",
             };
             match requests.on(name, std::time::Instant::now()) {
                 StopVerdict::SameAction => {}
@@ -436,13 +434,19 @@ fn listen_for_signals(stop: StopSignals, screen: Arc<Screen>) -> anyhow::Result<
     Ok(())
 }
 
-/// The next delivery of `signal`; never, for a signal not listened to.
-pub(crate) async fn received(signal: &mut Option<tokio::signal::unix::Signal>) {
-    match signal {
-        Some(signal) => {
-            signal.recv().await;
+/// The next SIGHUP that counts: never, under `nohup`. The handler is
+/// installed all the same (and SIGHUPs dropped here) rather than the signal
+/// left ignored, because an ignored signal is passed on to the steps, where
+/// `stop_signal: SIGHUP` would then do nothing; a handler is not.
+pub(crate) async fn hangup_counted(signal: &mut tokio::signal::unix::Signal, ignored: bool) {
+    loop {
+        if signal.recv().await.is_none() {
+            // The runtime is shutting down; nothing arrives any more.
+            std::future::pending::<()>().await;
         }
-        None => std::future::pending().await,
+        if !ignored {
+            return;
+        }
     }
 }
 

@@ -134,7 +134,10 @@ fn row(run: &RunEntry) -> [String; 6] {
             Some(ms) => format!("{} so far", format_duration(ms)),
             None => "-".into(),
         },
-        (Some(ms), "stopped" | "incomplete") => format!("at least {}", format_duration(ms)),
+        // A lower bound is not rounded up.
+        (Some(ms), "stopped" | "incomplete") => {
+            format!("at least {}", format_duration(shown_precision_floor(ms)))
+        }
         (Some(ms), _) => format_duration(ms),
         (None, _) => "-".into(),
     };
@@ -163,4 +166,37 @@ fn row(run: &RunEntry) -> [String; 6] {
         status,
         by,
     ]
+}
+
+/// `ms` cut down to the last digit `format_duration` shows (ms, tenths of a
+/// second, seconds, minutes), so that it rounds to nothing above `ms`.
+fn shown_precision_floor(ms: u64) -> u64 {
+    let unit = match ms {
+        0..1_000 => 1,
+        1_000..60_000 => 100,
+        60_000..3_600_000 => 1_000,
+        _ => 60_000,
+    };
+    ms - ms % unit
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown_precision_floor;
+    use runbook_report::time::format_duration;
+
+    #[test]
+    fn a_lower_bound_is_never_shown_above_itself() {
+        for (ms, shown) in [
+            (999, "999ms"),
+            (1_449, "1.4s"),
+            (1_460, "1.4s"),
+            (59_960, "59.9s"),
+            (119_999, "1m 59s"),
+            (3_599_600, "59m 59s"),
+            (7_199_999, "1h 59m"),
+        ] {
+            assert_eq!(format_duration(shown_precision_floor(ms)), shown, "{ms}");
+        }
+    }
 }

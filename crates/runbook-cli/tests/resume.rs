@@ -971,3 +971,32 @@ fn an_output_with_a_masked_secret_is_not_restored_as_its_masked_text() {
         sandbox.effects()
     );
 }
+
+#[test]
+fn a_run_whose_engine_died_in_a_timed_out_steps_grace_resumes_as_failed() {
+    let sandbox = Sandbox::new();
+    let mut child = sandbox.spawn_run(&fixture("timed-out-in-grace.yaml"), &[]);
+    let stubborn = group_in(&sandbox, "stubborn.pid");
+    let id = sandbox.run_id();
+    let marker = sandbox.state.path().join("runs").join(&id).join("stopping");
+    wait_until("the timeout to stop the run", || marker.exists());
+    kill(&child.id().to_string());
+    kill(&format!("-{stubborn}"));
+    child.wait().expect("wait for the killed engine");
+
+    sandbox.let_slow_finish();
+    let out = sandbox.resume(&id, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let events = sandbox.events(&id);
+    let stubborn = step_finished(&events, "stubborn");
+    assert_eq!(stubborn.len(), 1, "{events:#?}");
+    assert_eq!(stubborn[0]["status"], "failed", "{events:#?}");
+    assert_eq!(
+        sandbox.effects(),
+        ["prepare", "stubborn-start", "undo", "tidy"],
+        "not started again; `after` skipped; rolled back; the cleanup ran"
+    );
+    let finished = events.last().expect("events");
+    assert_eq!(finished["event"], "run_finished");
+    assert_eq!(finished["status"], "failed");
+}

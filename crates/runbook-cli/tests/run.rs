@@ -1523,17 +1523,14 @@ fn a_timed_out_step_stops_the_run_before_its_grace_is_over() {
     assert!(!done.stderr.contains("later ran"), "{}", done.stderr);
 }
 
-/// `nohup runbook run …` keeps running through the hang-up it was started
-/// under `nohup` for: a SIGHUP inherited as ignored stays ignored.
-#[test]
-fn under_nohup_a_hangup_is_ignored() {
-    let sandbox = Sandbox::new();
+/// `nohup runbook run FIXTURE`, its output in the scratch files.
+fn spawn_under_nohup(sandbox: &Sandbox, name: &str) -> Child {
     let out = std::fs::File::create(sandbox.scratch().join("stdout")).expect("stdout file");
     let err = std::fs::File::create(sandbox.scratch().join("stderr")).expect("stderr file");
-    let child = Command::new("nohup")
+    Command::new("nohup")
         .arg(BIN)
         .arg("run")
-        .arg(fixture("nohup.yaml"))
+        .arg(fixture(name))
         .arg("--state-dir")
         .arg(sandbox.state.path())
         .env("NO_COLOR", "1")
@@ -1542,7 +1539,15 @@ fn under_nohup_a_hangup_is_ignored() {
         .stdout(out)
         .stderr(err)
         .spawn()
-        .expect("spawn nohup runbook");
+        .expect("spawn nohup runbook")
+}
+
+/// `nohup runbook run …` keeps running through the hang-up it was started
+/// under `nohup` for: a SIGHUP inherited as ignored stays ignored.
+#[test]
+fn under_nohup_a_hangup_is_ignored() {
+    let sandbox = Sandbox::new();
+    let child = spawn_under_nohup(&sandbox, "nohup.yaml");
     sandbox.wait_for_event("short to start", |e| {
         e["event"] == "step_started" && e["step"] == "short"
     });
@@ -1567,4 +1572,35 @@ fn ctrl_d_at_a_gate_question_says_how_to_decide_instead() {
     let (succeeded, screen) = terminal.finish();
     assert!(!succeeded, "{screen}");
     assert!(screen.contains("runbook approve"), "{screen}");
+}
+
+/// Under `nohup` the steps do not inherit an ignored SIGHUP, so a step's
+/// `stop_signal: SIGHUP` still stops it, without waiting out its grace.
+#[test]
+fn under_nohup_a_stop_signal_of_sighup_still_stops_a_step() {
+    let sandbox = Sandbox::new();
+    let child = spawn_under_nohup(&sandbox, "nohup-stop-signal.yaml");
+    let done = sandbox.wait(child);
+    assert_eq!(done.code, Some(1), "{}", done.stderr);
+    let error = done.step_event("step_finished", "long")["error"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(error.starts_with("timed out after 300ms"), "{error}");
+    assert!(!error.contains("SIGKILL"), "{error}");
+}
+
+/// Ctrl-D ends the input of one question only: a terminal can be read
+/// again, and the next gate's question takes its answer.
+#[test]
+fn after_ctrl_d_the_next_gate_question_is_still_answered_at_the_terminal() {
+    let sandbox = Sandbox::new();
+    let mut terminal = Terminal::run(&sandbox, "gate-eof-then-gate.yaml", false);
+    terminal.wait_for(|screen| screen.contains("[y/n]"));
+    terminal.type_keys("\x04");
+    terminal.wait_for(|screen| screen.contains("approve `second` here? [y/n]"));
+    terminal.type_line("y");
+    let (succeeded, screen) = terminal.finish();
+    assert!(succeeded, "{screen}");
+    assert!(screen.contains("second approved by"), "{screen}");
 }

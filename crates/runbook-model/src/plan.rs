@@ -383,26 +383,23 @@ pub fn url_passwords(text: &str) -> Vec<String> {
 
 /// `url` with the password of its `user:password@` shown as `***`, as a run
 /// shows it (a URL's password is a secret).
-fn without_url_password(url: &str) -> std::borrow::Cow<'_, str> {
-    let Some(scheme_end) = url.find("://").map(|at| at + 3) else {
-        return url.into();
-    };
+pub(crate) fn without_url_password(url: &str) -> std::borrow::Cow<'_, str> {
+    match url_password_range(url) {
+        Some(password) => format!("{}***{}", &url[..password.start], &url[password.end..]).into(),
+        None => url.into(),
+    }
+}
+
+/// Where the password of `scheme://user:password@host…` is in `url`.
+pub(crate) fn url_password_range(url: &str) -> Option<std::ops::Range<usize>> {
+    let scheme_end = url.find("://")? + 3;
     let authority_end = url[scheme_end..]
         .find(['/', '?', '#'])
         .map_or(url.len(), |at| scheme_end + at);
     let authority = &url[scheme_end..authority_end];
-    let Some(at) = authority.rfind('@') else {
-        return url.into();
-    };
-    let Some(colon) = authority[..at].find(':') else {
-        return url.into();
-    };
-    format!(
-        "{}***{}",
-        &url[..scheme_end + colon + 1],
-        &url[scheme_end + at..]
-    )
-    .into()
+    let at = authority.rfind('@')?;
+    let colon = authority[..at].find(':')?;
+    Some(scheme_end + colon + 1..scheme_end + at)
 }
 
 #[cfg(test)]

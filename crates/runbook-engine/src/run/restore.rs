@@ -70,14 +70,15 @@ impl Dispatcher<'_> {
         if self.stopping.is_none()
             && let Some(why) = &point.stopping
         {
-            // The dead engine had begun to stop: an interrupt or a deadline
-            // stands (a failure is in the journal, and restored above).
+            // The dead engine had begun to stop: an interrupt, a deadline or
+            // a failure stands. A failure is usually in the journal (and
+            // restored above), but not that of a step whose last attempt
+            // timed out and whose processes were still taking their grace.
             match why.as_str() {
                 "interrupted" => self.interrupted = true,
-                "deadline exceeded" => {
+                _ => {
                     self.failure.get_or_insert_with(|| why.clone());
                 }
-                _ => {}
             }
             self.stopping = Some(why.clone());
         }
@@ -104,14 +105,24 @@ impl Dispatcher<'_> {
                     continue;
                 }
                 let attempts = point.attempts_started.get(id).copied().unwrap_or(1);
+                // The step whose failure stopped the run, still stopping:
+                // its last attempt timed out (see `LastAttemptTimedOut`).
+                let failed_here = why == format!("step `{id}` failed");
                 self.completions += 1;
                 let state = &mut self.states[i];
-                state.status = StepStatus::Cancelled;
                 state.confirm = false;
                 state.attempts = attempts;
-                state.error = Some(format!(
-                    "cancelled: {why}; its engine stopped before the step did, and a stopping run starts nothing again"
-                ));
+                if failed_here {
+                    state.status = StepStatus::Failed;
+                    state.error = Some(
+                        "its last attempt timed out; its engine stopped while the step's processes were given their grace".to_string(),
+                    );
+                } else {
+                    state.status = StepStatus::Cancelled;
+                    state.error = Some(format!(
+                        "cancelled: {why}; its engine stopped before the step did, and a stopping run starts nothing again"
+                    ));
+                }
                 state.finished_seq = self.completions;
                 self.update_context(i);
                 self.emit_step_finished(i);

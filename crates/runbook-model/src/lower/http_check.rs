@@ -25,7 +25,7 @@ impl Lowerer<'_> {
                     v.span,
                     format!(
                         "`url` must be an http:// or https:// URL, got `{}`",
-                        url.text.trim()
+                        crate::plan::without_url_password(url.text.trim())
                     ),
                 );
                 d.label = Some("not an HTTP URL".into());
@@ -36,7 +36,10 @@ impl Lowerer<'_> {
                 let d = self.error(
                     Code::InvalidValue,
                     v.span,
-                    format!("`url` is not a valid URL ({error}): `{}`", url.text.trim()),
+                    format!(
+                        "`url` is not a valid URL ({error}): `{}`",
+                        crate::plan::without_url_password(url.text.trim())
+                    ),
                 );
                 d.label = Some("not a valid URL".into());
                 d.help = Some(
