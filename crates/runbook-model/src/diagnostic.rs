@@ -317,14 +317,15 @@ fn line_of<'s>(source: &'s str, diagnostic: &Diagnostic) -> (&'s str, std::ops::
     while !source.is_char_boundary(at) {
         at -= 1;
     }
-    let back = (diagnostic.span.col as usize).saturating_sub(1);
+    // From the line break before, not `col` characters back: a snippet's
+    // source may have secrets starred byte for byte, which makes the line
+    // longer in characters than the file's.
+    // A byte-order mark is not part of the first line's text.
+    let first_line = if source.starts_with('\u{feff}') { 3 } else { 0 };
     let line_start = source[..at]
-        .char_indices()
-        .rev()
-        .take(back)
-        .take_while(|(_, c)| *c != '\n' && *c != '\r')
-        .last()
-        .map_or(at, |(offset, _)| offset);
+        .rfind(['\n', '\r'])
+        .map_or(first_line, |offset| offset + 1)
+        .min(at);
     let line_end = source[at..]
         .find(['\n', '\r'])
         .map_or(source.len(), |offset| at + offset);

@@ -83,14 +83,16 @@ pub fn check_template(source: &str) -> Result<(), Refused> {
     while let Some(at) = rest.find("{{") {
         let before = &rest[..at];
         let backslashes = before.len() - before.trim_end_matches('\\').len();
-        if backslashes % 2 == 1 {
+        if backslashes == 1 {
             // `\{{` is Handlebars' escape for a literal `{{`.
             probe.push_str(&before[..before.len() - 1]);
             probe.push_str("{{");
             rest = &rest[at + 2..];
             continue;
         }
-        probe.push_str(&before[..before.len() - backslashes / 2]);
+        // Before more than one, Handlebars (handlebars-rust) drops one
+        // backslash and renders the expression: `\\\{{x}}` is `\\` and x.
+        probe.push_str(&before[..before.len() - usize::from(backslashes > 1)]);
         let tail = &rest[at..];
         let (close, raw) = if tail.starts_with("{{{") {
             ("}}}", true)
@@ -1015,6 +1017,14 @@ mod tests {
             refused("echo \\\\{{params.a}}").as_deref(),
             Some("{{params.a}}")
         );
+        // Handlebars renders n > 1 backslashes as n - 1: the value lands
+        // after an escaped backslash (3, 5) or an unescaped one (4).
+        assert_eq!(refused("echo \\\\\\{{params.a}}"), None);
+        assert_eq!(
+            refused("echo \\\\\\\\{{params.a}}").as_deref(),
+            Some("{{params.a}}")
+        );
+        assert_eq!(refused("echo \\\\\\\\\\{{params.a}}"), None);
         assert_eq!(
             refused("cat <<{{params.a}}\nx\n").as_deref(),
             Some("{{params.a}}")

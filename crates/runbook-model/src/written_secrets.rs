@@ -22,45 +22,110 @@ pub fn is_credential_header(name: &str) -> bool {
 }
 
 /// The byte ranges of `source` (parsed into `root`) that hold a secret as
-/// written.
+/// written, and every other place its text appears (an anchor it was
+/// aliased from, a `run` that repeats it): a run masks by value, too.
 pub(crate) fn secret_ranges(root: &Node, source: &str) -> Vec<Range<usize>> {
     let mut ranges = Vec::new();
-    if let Some(params) = get(root, "params") {
+    // Every occurrence of a repeated key: the file is shown as written.
+    for params in all(root, "params") {
         for param in entries(params) {
-            if get(param, "secret").is_some_and(|s| matches!(s.value, Value::Bool(true)))
-                && let Some(default) = get(param, "default")
-            {
-                ranges.push(default.span.start..default.span.end);
+            let secret = all(param, "secret").any(|s| matches!(s.value, Value::Bool(true)));
+            for default in all(param, "default") {
+                if secret {
+                    ranges.push(default.span.start..default.span.end);
+                } else {
+                    url_password(default, source, &mut ranges);
+                }
             }
         }
     }
     for map in ["steps", "on_failure", "finally"] {
-        for step in get(root, map).map(entries).into_iter().flatten() {
-            step_secrets(step, source, &mut ranges);
-            if let Some(rollback) = get(step, "rollback") {
-                step_secrets(rollback, source, &mut ranges);
+        for steps in all(root, map) {
+            for step in entries(steps) {
+                step_secrets(step, source, &mut ranges);
+                for rollback in all(step, "rollback") {
+                    step_secrets(rollback, source, &mut ranges);
+                }
             }
         }
     }
     ranges.retain(|r| r.start < r.end && r.end <= source.len());
+    // The text of each secret (an alias's too, which is written elsewhere
+    // as its anchor), as a run's redactor has it.
+    let mut values: Vec<String> = ranges
+        .iter()
+        .filter_map(|r| source.get(r.clone()))
+        .map(|written| written.trim().trim_matches(['"', '\'']).to_string())
+        .collect();
+    values.extend(secret_texts(root));
+    // As the redactor: shorter ones would mask every `42`; a value spread
+    // over lines is written differently elsewhere.
+    values.retain(|value| value.chars().count() >= 3 && !value.contains('\n'));
+    let mut elsewhere: Vec<Range<usize>> = values
+        .iter()
+        .flat_map(|value| {
+            source
+                .match_indices(value.as_str())
+                .map(|(at, v)| at..at + v.len())
+        })
+        .collect();
+    ranges.append(&mut elsewhere);
     ranges
 }
 
+/// The parsed text of every secret param's default and literal credential
+/// header.
+fn secret_texts(root: &Node) -> Vec<String> {
+    let mut texts = Vec::new();
+    let mut text = |node: &Node| {
+        if let Value::Str(value) = &node.value
+            && !value.contains("{{")
+        {
+            texts.push(value.clone());
+        }
+    };
+    for params in all(root, "params") {
+        for param in entries(params) {
+            if all(param, "secret").any(|s| matches!(s.value, Value::Bool(true))) {
+                all(param, "default").for_each(&mut text);
+            }
+        }
+    }
+    for map in ["steps", "on_failure", "finally"] {
+        for step in all(root, map).flat_map(entries) {
+            for step in std::iter::once(step).chain(all(step, "rollback")) {
+                for header in all(step, "headers").flat_map(entries_with_keys) {
+                    if is_credential_header(&header.key) {
+                        text(&header.value);
+                    }
+                }
+            }
+        }
+    }
+    texts
+}
+
 fn step_secrets(step: &Node, source: &str, ranges: &mut Vec<Range<usize>>) {
-    if let Some(Value::Map(headers)) = get(step, "headers").map(|h| &h.value) {
-        for header in headers {
+    for headers in all(step, "headers") {
+        for header in entries_with_keys(headers) {
             if is_credential_header(&header.key) && !is_templated(&header.value) {
                 ranges.push(header.value.span.start..header.value.span.end);
             }
         }
     }
-    if let Some(url) = get(step, "url")
-        && let Value::Str(text) = &url.value
+    for url in all(step, "url") {
+        url_password(url, source, ranges);
+    }
+}
+
+/// The password of a literal `scheme://user:password@host` in `node`.
+fn url_password(node: &Node, source: &str, ranges: &mut Vec<Range<usize>>) {
+    if let Value::Str(text) = &node.value
         && !text.contains("{{")
-        && let Some(written) = source.get(url.span.start..url.span.end)
+        && let Some(written) = source.get(node.span.start..node.span.end)
         && let Some(password) = crate::plan::url_password_range(written)
     {
-        ranges.push(url.span.start + password.start..url.span.start + password.end);
+        ranges.push(node.span.start + password.start..node.span.start + password.end);
     }
 }
 
@@ -68,42 +133,53 @@ fn is_templated(node: &Node) -> bool {
     matches!(&node.value, Value::Str(text) if text.contains("{{"))
 }
 
-fn get<'n>(node: &'n Node, key: &str) -> Option<&'n Node> {
-    match &node.value {
-        Value::Map(entries) => entries.iter().find(|e| e.key == key).map(|e| &e.value),
-        _ => None,
-    }
+/// Every value of `key` in the mapping `node` (a key written twice too).
+fn all<'n>(node: &'n Node, key: &'n str) -> impl Iterator<Item = &'n Node> {
+    entries_with_keys(node)
+        .filter(move |e| e.key == key)
+        .map(|e| &e.value)
 }
 
 fn entries(node: &Node) -> impl Iterator<Item = &Node> {
+    entries_with_keys(node).map(|e| &e.value)
+}
+
+fn entries_with_keys(node: &Node) -> impl Iterator<Item = &crate::yaml::Entry> {
     let values = match &node.value {
         Value::Map(entries) => entries.as_slice(),
         _ => &[],
     };
-    values.iter().map(|e| &e.value)
+    values.iter()
 }
 
-/// `source` with every byte of `ranges` shown as `*`: one per byte, so
-/// every position a diagnostic points at stays where it was. Line breaks
-/// inside a range (a secret written as a block) are kept.
+/// `source` with every character in `ranges` shown as a star of the same
+/// length in UTF-8 (`*`, `¤`, `∗`, `🞱`): every byte offset and every
+/// character count stays as it was, so each position a diagnostic gives,
+/// and the column its renderer works out, is still right. Line breaks and
+/// indentation inside a range (a secret written as a block) are kept.
 pub(crate) fn masked<'s>(source: &'s str, ranges: &[Range<usize>]) -> Cow<'s, str> {
     if ranges.is_empty() {
         return Cow::Borrowed(source);
     }
-    let mut bytes = source.as_bytes().to_vec();
-    for range in ranges {
-        for byte in &mut bytes[range.clone()] {
-            if *byte != b'\n' {
-                *byte = b'*';
+    let hidden = |at: usize| ranges.iter().any(|r| r.contains(&at));
+    let mut out = String::with_capacity(source.len());
+    let mut indentation = true;
+    for (at, c) in source.char_indices() {
+        let line_break = matches!(c, '\n' | '\r');
+        let keep = !hidden(at) || line_break || (indentation && c == ' ');
+        indentation = line_break || (indentation && c == ' ');
+        out.push(if keep {
+            c
+        } else {
+            match c.len_utf8() {
+                1 => '*',
+                2 => '¤',
+                3 => '∗',
+                _ => '🞱',
             }
-        }
+        });
     }
-    // Whole characters become stars and ASCII stays ASCII, but a range
-    // that cuts a character would leave half of it: shown lossily then.
-    Cow::Owned(
-        String::from_utf8(bytes)
-            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
-    )
+    Cow::Owned(out)
 }
 
 #[cfg(test)]
@@ -120,16 +196,41 @@ mod tests {
         let source = "params:\n  pw: {secret: true, default: hunter2pass}\n  ns: {default: prod}\nsteps:\n  a:\n    type: http-check\n    url: https://admin:admin@example.com/\n    headers: {Authorization: Bearer literalauth, Accept: text/plain, X-Api-Key: \"{{params.pw}}\"}\n";
         let out = shown(source);
         assert_eq!(out.len(), source.len());
-        for hidden in ["hunter2pass", ":admin@", "Bearer literalauth"] {
+        for hidden in ["hunter2pass", "admin", "Bearer literalauth"] {
             assert!(!out.contains(hidden), "{out}");
         }
+        // The user name is the password here, so it is masked too, as a run
+        // masks it.
         for kept in [
             "prod",
             "text/plain",
             "{{params.pw}}",
-            "https://admin:*****@",
+            "https://*****:*****@",
         ] {
             assert!(out.contains(kept), "{kept}: {out}");
         }
+    }
+
+    #[test]
+    fn a_secret_is_starred_wherever_its_text_appears() {
+        let source = "params:\n  pw: {secret: true, default: FIRSTSECRET}\n  note: {description: &s ANCHORED, default: x}\n  alias: {secret: true, default: *s}\n  base: {default: \"http://u:urlpass@h/\"}\nsteps:\n  a: {type: shell, run: echo FIRSTSECRET}\n";
+        let out = shown(source);
+        for hidden in ["FIRSTSECRET", "ANCHORED", "urlpass"] {
+            assert!(!out.contains(hidden), "{hidden}: {out}");
+        }
+        assert!(out.contains("http://u:*******@h/"), "{out}");
+    }
+
+    #[test]
+    fn wide_and_block_secrets_keep_every_offset_and_the_next_lines_indentation() {
+        let source = "params:\n  a: {secret: true, default: \"日本é🔑x\"}\n  b:\n    secret: true\n    default: |\n      line one\n      line two\n    description: kept\n";
+        let out = shown(source);
+        assert_eq!(out.len(), source.len());
+        assert_eq!(out.chars().count(), source.chars().count());
+        assert!(!out.contains("日本") && !out.contains("line one"), "{out}");
+        assert!(
+            out.contains("\n      ********\n      ********\n    description: kept"),
+            "{out}"
+        );
     }
 }
