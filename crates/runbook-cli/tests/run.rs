@@ -1604,3 +1604,27 @@ fn after_ctrl_d_the_next_gate_question_is_still_answered_at_the_terminal() {
     assert!(succeeded, "{screen}");
     assert!(screen.contains("second approved by"), "{screen}");
 }
+
+/// A second Ctrl-C during a timed-out step's grace abandons its processes
+/// but does not rewrite its failure as a cancellation.
+#[test]
+fn abandoning_a_timed_out_step_in_its_grace_keeps_it_failed() {
+    let sandbox = Sandbox::new();
+    let child = sandbox.spawn("timeout-in-grace.yaml", &[]);
+    sandbox.wait_for_event("`other` to be cancelled by the timeout", |e| {
+        e["event"] == "step_finished" && e["step"] == "other"
+    });
+    signal(&child, "INT");
+    // Far enough apart not to count as one Ctrl-C delivered twice.
+    std::thread::sleep(Duration::from_millis(400));
+    signal(&child, "INT");
+    let done = sandbox.wait(child);
+    let stubborn = done.step_event("step_finished", "stubborn");
+    assert_eq!(stubborn["status"], "failed", "{}", done.stderr);
+    assert!(
+        stubborn["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("its last attempt timed out")),
+        "{stubborn}"
+    );
+}

@@ -476,6 +476,8 @@ struct State {
     confirm: bool,
     /// That question is being asked now.
     confirming: bool,
+    /// Its last attempt timed out: it has failed, whatever stops it after.
+    timed_out: bool,
 }
 
 impl State {
@@ -494,6 +496,7 @@ impl State {
             budget: Arc::new(LiveBudget::new(live_lines_per_second)),
             confirm: false,
             confirming: false,
+            timed_out: false,
         }
     }
 }
@@ -962,6 +965,7 @@ impl<'a> Dispatcher<'a> {
                 if let JobKey::Step(i) = key
                     && self.states[i].status == StepStatus::Running
                 {
+                    self.states[i].timed_out = true;
                     self.failed(i);
                 }
             }

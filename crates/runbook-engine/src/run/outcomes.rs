@@ -20,6 +20,15 @@ impl Dispatcher<'_> {
         let (status, error) = match result.ended {
             Ended::Succeeded => (StepStatus::Succeeded, None),
             Ended::Failed => (StepStatus::Failed, result.error),
+            // Abandoned (a second interrupt) while its processes took their
+            // grace: the timeout had already failed it, and the run with it.
+            Ended::Cancelled if self.states[i].timed_out => {
+                let abandoned = result.error.map_or_else(String::new, |e| format!("; {e}"));
+                (
+                    StepStatus::Failed,
+                    Some(format!("its last attempt timed out{abandoned}")),
+                )
+            }
             Ended::Cancelled => {
                 let why = self
                     .stopping
