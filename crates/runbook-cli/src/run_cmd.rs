@@ -381,7 +381,7 @@ pub(crate) fn command_hint(verb: &str, run: &str, state_dir: Option<&std::path::
 /// Ctrl-C reaches only the engine, which decides what the steps get.
 /// SIGHUP counts as SIGTERM: by default it would kill the engine on the
 /// spot, leaving its steps running, the journal without an end and no
-/// rollback run. Under `nohup` it stays ignored (see [`crate::nohup`]).
+/// rollback run. Under `nohup` a SIGHUP does nothing (see [`crate::nohup`]).
 fn listen_for_signals(stop: StopSignals, screen: Arc<Screen>) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
