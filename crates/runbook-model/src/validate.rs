@@ -389,7 +389,7 @@ impl<'a> Validator<'a> {
         }
         for raw in &analysis.raw_insertions {
             if shell_run {
-                let span = self.locate(template, &format!("{{{{{{{raw}"));
+                let span = self.locate_through(template, &format!("{{{{{{{raw}"), "}}}");
                 self.diagnostics.push(
                     Diagnostic::warning(
                         Code::RawShellInsertion,
@@ -893,6 +893,24 @@ impl<'a> Validator<'a> {
     /// the scalar's start when it cannot be found (escapes can change text).
     fn locate(&self, template: &Template, needle: &str) -> Span {
         self.locate_nth(template, needle, 0)
+    }
+
+    /// Where `start` appears in the template's source, through the first
+    /// `end` after it (a raw `{{{x}}}`, whatever spaces are inside).
+    fn locate_through(&self, template: &Template, start: &str, end: &str) -> Span {
+        let span = template.span;
+        let Some(region) = self.source.get(span.start..span.end.max(span.start)) else {
+            return span;
+        };
+        match region.find(start) {
+            Some(at) => {
+                let through = region[at + start.len()..]
+                    .find(end)
+                    .map_or(start.len(), |close| start.len() + close + end.len());
+                self.position(span, at, through)
+            }
+            None => span,
+        }
     }
 
     /// Where the `n`th appearance (from 0) of `needle` in the template's
