@@ -280,6 +280,10 @@ pub struct HumanReporter {
     /// A `--dry-run`: the summary says so, so that a glance at the end of
     /// the output cannot read as a change made to production.
     dry_run: bool,
+    /// A resumed run's first start (`run_started`'s `ts`): its summary
+    /// gives the run's whole time, as `runs` and `report` do, then this
+    /// session's.
+    first_started: Option<String>,
 }
 
 impl HumanReporter {
@@ -291,6 +295,7 @@ impl HumanReporter {
             approve_hint,
             spinners: HashMap::new(),
             dry_run: false,
+            first_started: None,
         }
     }
 
@@ -458,6 +463,34 @@ impl HumanReporter {
         }
     }
 
+    /// For a resumed run, see [`HumanReporter::first_started`].
+    pub fn first_started(mut self, ts: Option<String>) -> Self {
+        self.first_started = ts;
+        self
+    }
+
+    /// The run's time: this session's, or for a resumed run the whole
+    /// run's (from its first start, engine down-time included) and then
+    /// this session's.
+    fn elapsed(&self, session: Duration) -> String {
+        let session_ms = u64::try_from(session.as_millis()).unwrap_or(u64::MAX);
+        let whole_ms = self
+            .first_started
+            .as_deref()
+            .and_then(|ts| chrono::DateTime::parse_from_rfc3339(ts).ok())
+            .and_then(|start| {
+                u64::try_from((chrono::Utc::now() - start.to_utc()).num_milliseconds()).ok()
+            });
+        match whole_ms {
+            Some(whole) => format!(
+                "{} ({} since the resume)",
+                seconds(whole.max(session_ms)),
+                seconds(session_ms)
+            ),
+            None => seconds(session_ms),
+        }
+    }
+
     /// The table printed at the end of a run.
     pub fn summary(&self, summary: &RunSummary, journal: &str) {
         let mut out = String::new();
@@ -483,7 +516,7 @@ impl HumanReporter {
                 Some(reason) => format!(": {reason}"),
                 None => String::new(),
             },
-            seconds(u64::try_from(summary.duration.as_millis()).unwrap_or(u64::MAX))
+            self.elapsed(summary.duration)
         ));
         let width = summary
             .steps

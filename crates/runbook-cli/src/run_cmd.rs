@@ -190,7 +190,14 @@ pub(crate) fn launch(launch: Launch<'_>) -> anyhow::Result<ExitCode> {
         options.approvals = Arc::new(approvals);
         options.stop = stop;
 
-        let human = HumanReporter::new(screen.clone(), hint).dry_run(options.dry_run);
+        let first_started = options
+            .resume
+            .as_ref()
+            .and_then(|point| point.first_start.as_ref())
+            .map(|event| event.ts.clone());
+        let human = HumanReporter::new(screen.clone(), hint)
+            .dry_run(options.dry_run)
+            .first_started(first_started);
         let mut sink = RunSink::new(human, flags.output == OutputFormat::Json, journal);
         // With worker threads, the dispatcher runs as a task on one of
         // them, not on this thread (block_on's): the steps it spawns then

@@ -223,6 +223,13 @@ fn a_killed_run_resumes_with_every_side_effect_once_and_the_interrupted_step_aga
         "{}",
         stderr(&out)
     );
+    // The summary's time is the run's, as `runs` and `report` give it,
+    // then this session's.
+    assert!(
+        stderr(&out).contains("since the resume)"),
+        "{}",
+        stderr(&out)
+    );
     // `prepare` is not run again; `slow` is (its start twice, its
     // completion once); `finish` reads prepare's output from the journal.
     assert_eq!(
