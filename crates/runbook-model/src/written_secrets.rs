@@ -25,69 +25,21 @@ pub fn is_credential_header(name: &str) -> bool {
 /// written, and every other place its text appears (an anchor it was
 /// aliased from, a `run` that repeats it): a run masks by value, too.
 pub(crate) fn secret_ranges(root: &Node, source: &str) -> Vec<Range<usize>> {
-    let mut ranges = Vec::new();
+    let mut found = Found {
+        source,
+        ranges: Vec::new(),
+        texts: Vec::new(),
+    };
     // Every occurrence of a repeated key: the file is shown as written.
     for params in all(root, "params") {
         for param in entries(params) {
             let secret = all(param, "secret").any(|s| matches!(s.value, Value::Bool(true)));
             for default in all(param, "default") {
                 if secret {
-                    ranges.push(default.span.start..default.span.end);
+                    found.node(default);
                 } else {
-                    url_password(default, source, &mut ranges);
+                    found.url_password(default);
                 }
-            }
-        }
-    }
-    for map in ["steps", "on_failure", "finally"] {
-        for steps in all(root, map) {
-            for step in entries(steps) {
-                step_secrets(step, source, &mut ranges);
-                for rollback in all(step, "rollback") {
-                    step_secrets(rollback, source, &mut ranges);
-                }
-            }
-        }
-    }
-    ranges.retain(|r| r.start < r.end && r.end <= source.len());
-    // The text of each secret (an alias's too, which is written elsewhere
-    // as its anchor), as a run's redactor has it.
-    let mut values: Vec<String> = ranges
-        .iter()
-        .filter_map(|r| source.get(r.clone()))
-        .map(|written| written.trim().trim_matches(['"', '\'']).to_string())
-        .collect();
-    values.extend(secret_texts(root));
-    // As the redactor: shorter ones would mask every `42`; a value spread
-    // over lines is written differently elsewhere.
-    values.retain(|value| value.chars().count() >= 3 && !value.contains('\n'));
-    let mut elsewhere: Vec<Range<usize>> = values
-        .iter()
-        .flat_map(|value| {
-            source
-                .match_indices(value.as_str())
-                .map(|(at, v)| at..at + v.len())
-        })
-        .collect();
-    ranges.append(&mut elsewhere);
-    ranges
-}
-
-/// The parsed text of every secret param's default and literal credential
-/// header.
-fn secret_texts(root: &Node) -> Vec<String> {
-    let mut texts = Vec::new();
-    let mut text = |node: &Node| {
-        if let Value::Str(value) = &node.value
-            && !value.contains("{{")
-        {
-            texts.push(value.clone());
-        }
-    };
-    for params in all(root, "params") {
-        for param in entries(params) {
-            if all(param, "secret").any(|s| matches!(s.value, Value::Bool(true))) {
-                all(param, "default").for_each(&mut text);
             }
         }
     }
@@ -95,37 +47,71 @@ fn secret_texts(root: &Node) -> Vec<String> {
         for step in all(root, map).flat_map(entries) {
             for step in std::iter::once(step).chain(all(step, "rollback")) {
                 for header in all(step, "headers").flat_map(entries_with_keys) {
-                    if is_credential_header(&header.key) {
-                        text(&header.value);
+                    if is_credential_header(&header.key) && !is_templated(&header.value) {
+                        found.node(&header.value);
                     }
                 }
+                all(step, "url").for_each(|url| found.url_password(url));
             }
         }
     }
-    texts
+    found.everywhere()
 }
 
-fn step_secrets(step: &Node, source: &str, ranges: &mut Vec<Range<usize>>) {
-    for headers in all(step, "headers") {
-        for header in entries_with_keys(headers) {
-            if is_credential_header(&header.key) && !is_templated(&header.value) {
-                ranges.push(header.value.span.start..header.value.span.end);
-            }
+/// What the walk of the file found.
+struct Found<'s> {
+    source: &'s str,
+    ranges: Vec<Range<usize>>,
+    /// The secrets' texts as parsed (an alias's is written elsewhere, as
+    /// its anchor).
+    texts: Vec<String>,
+}
+
+impl Found<'_> {
+    /// A node whose whole value is a secret.
+    fn node(&mut self, node: &Node) {
+        self.ranges.push(node.span.start..node.span.end);
+        match &node.value {
+            Value::Str(text) => self.texts.push(text.clone()),
+            // A number or a boolean: its text as written.
+            _ => self.texts.extend(
+                self.source
+                    .get(node.span.start..node.span.end)
+                    .map(|written| written.trim().to_string()),
+            ),
         }
     }
-    for url in all(step, "url") {
-        url_password(url, source, ranges);
-    }
-}
 
-/// The password of a literal `scheme://user:password@host` in `node`.
-fn url_password(node: &Node, source: &str, ranges: &mut Vec<Range<usize>>) {
-    if let Value::Str(text) = &node.value
-        && !text.contains("{{")
-        && let Some(written) = source.get(node.span.start..node.span.end)
-        && let Some(password) = crate::plan::url_password_range(written)
-    {
-        ranges.push(node.span.start + password.start..node.span.start + password.end);
+    /// The password of a literal `scheme://user:password@host` in `node`.
+    fn url_password(&mut self, node: &Node) {
+        if let Value::Str(text) = &node.value
+            && !text.contains("{{")
+            && let Some(written) = self.source.get(node.span.start..node.span.end)
+            && let Some(password) = crate::plan::url_password_range(written)
+        {
+            let start = node.span.start + password.start;
+            self.ranges.push(start..start + password.len());
+            self.texts.push(written[password].to_string());
+        }
+    }
+
+    /// The ranges found, and every other place their texts appear.
+    fn everywhere(mut self) -> Vec<Range<usize>> {
+        let source = self.source;
+        self.ranges
+            .retain(|r| r.start < r.end && r.end <= source.len());
+        // As the redactor: shorter ones would mask every `42`; a value
+        // spread over lines is written differently elsewhere.
+        self.texts
+            .retain(|text| text.chars().count() >= 3 && !text.contains('\n'));
+        for text in &self.texts {
+            self.ranges.extend(
+                source
+                    .match_indices(text.as_str())
+                    .map(|(at, t)| at..at + t.len()),
+            );
+        }
+        self.ranges
     }
 }
 

@@ -83,7 +83,7 @@ impl Dispatcher<'_> {
         if node.continue_on_failure {
             return;
         }
-        let why = format!("step `{}` failed", node.step.id.value);
+        let why = failure_reason(&node.step.id.value);
         match node.phase {
             Phase::Main => {
                 self.failure.get_or_insert_with(|| why.clone());
@@ -157,4 +157,10 @@ impl Dispatcher<'_> {
         event.would_run = state.would_run.clone();
         self.emit(event);
     }
+}
+
+/// Why the run stops when step `id` fails: also what the run directory's
+/// `stopping` file says, by which a resume knows which step it was.
+pub(super) fn failure_reason(id: &str) -> String {
+    format!("step `{id}` failed")
 }

@@ -107,7 +107,7 @@ impl Dispatcher<'_> {
                 let attempts = point.attempts_started.get(id).copied().unwrap_or(1);
                 // The step whose failure stopped the run, still stopping:
                 // its last attempt timed out (see `LastAttemptTimedOut`).
-                let failed_here = why == format!("step `{id}` failed");
+                let failed_here = why == super::outcomes::failure_reason(id);
                 self.completions += 1;
                 let state = &mut self.states[i];
                 state.confirm = false;
