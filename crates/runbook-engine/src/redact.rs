@@ -269,6 +269,35 @@ impl Redactor {
         Some(format!("***{}", &text[longest..]))
     }
 
+    /// Whether [`Self::redact_json`] would mask anything in `value`.
+    pub fn finds_in_json(&self, value: &serde_json::Value) -> bool {
+        let secrets = self.read();
+        if secrets.is_empty() {
+            return false;
+        }
+        let finds = |text: &str| secrets.iter().any(|secret| text.contains(secret.as_str()));
+        let mut pending = vec![value];
+        while let Some(value) = pending.pop() {
+            let found = match value {
+                serde_json::Value::String(s) => finds(s),
+                serde_json::Value::Number(n) => finds(&n.to_string()),
+                serde_json::Value::Array(items) => {
+                    pending.extend(items);
+                    false
+                }
+                serde_json::Value::Object(map) => {
+                    pending.extend(map.values());
+                    map.keys().any(|key| finds(key))
+                }
+                serde_json::Value::Null | serde_json::Value::Bool(_) => false,
+            };
+            if found {
+                return true;
+            }
+        }
+        false
+    }
+
     /// Redacts every string inside a JSON value, keys included, and every
     /// number whose digits are a secret. Returns whether anything was
     /// masked.
@@ -319,6 +348,7 @@ impl Redactor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn masks_a_secret_re_encoded_for_a_url_or_json() {
@@ -438,5 +468,29 @@ mod tests {
         let r = Redactor::new();
         r.add("1");
         assert_eq!(r.redact("1 2 3"), "1 2 3");
+    }
+
+    #[test]
+    fn finds_in_json_exactly_what_redact_json_masks() {
+        let r = Redactor::new();
+        r.add("hunter22");
+        r.add("987654");
+        let values = [
+            json!(null),
+            json!("nothing here"),
+            json!("pw=hunter22"),
+            json!({"deep": [1, 2, {"x": "hunter22"}]}),
+            json!({"hunter22": 1}),
+            json!([987654]),
+            json!([9876543]),
+            json!({"a": [true, 1.5, "fine"]}),
+            json!("pw=hunter%32%32"),
+        ];
+        for value in values {
+            let mut masked = value.clone();
+            let changed = r.redact_json(&mut masked);
+            assert_eq!(r.finds_in_json(&value), changed, "{value}");
+        }
+        assert!(!Redactor::new().finds_in_json(&json!("hunter22")));
     }
 }

@@ -71,6 +71,21 @@ impl Dispatcher<'_> {
         }
     }
 
+    /// Takes step `i`'s outputs out of the template context, to be put
+    /// back with [`Self::set_outputs`].
+    pub(super) fn take_outputs(&mut self, i: usize) -> Outputs {
+        self.snapshot = None;
+        match self
+            .context
+            .get_mut("steps")
+            .and_then(|steps| steps.get_mut(&self.nodes[i].step.id.value))
+            .and_then(|entry| entry.get_mut("outputs"))
+        {
+            Some(Value::Object(outputs)) => std::mem::take(outputs),
+            _ => Outputs::new(),
+        }
+    }
+
     /// Makes `outputs` step `i`'s, in the template context (see `State`).
     pub(super) fn set_outputs(&mut self, i: usize, outputs: Outputs) {
         self.snapshot = None;

@@ -153,9 +153,10 @@ impl Dispatcher<'_> {
         event.duration_ms = Some(millis(state.duration));
         event.error = state.error.clone();
         event.reason = state.reason.clone();
-        event.outputs = Some(self.outputs(i).clone());
         event.would_run = state.would_run.clone();
-        self.emit(event);
+        event.outputs = Some(self.take_outputs(i));
+        let outputs = self.emit_lent(event);
+        self.set_outputs(i, outputs);
     }
 }
 
