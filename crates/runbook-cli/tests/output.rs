@@ -419,3 +419,51 @@ fn a_secret_in_a_response_reaches_later_steps_and_is_masked_in_the_journal() {
         .join("\n");
     assert!(!journal.contains("S3cretTok3n"), "{journal}");
 }
+
+/// A proxy from the environment that cannot be reached is named: the
+/// service behind it was never tried, and blaming it would send the
+/// person to the wrong machine.
+#[test]
+fn an_unreachable_proxy_is_named_in_the_failure() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let proxy = closed.local_addr().expect("addr");
+    drop(closed);
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let file = scratch.path().join("runbook.yaml");
+    std::fs::write(
+        &file,
+        "version: 1\nname: p\nsteps:\n  check:\n    type: http-check\n    url: http://127.0.0.1:9/health\n",
+    )
+    .expect("write runbook");
+    let mut command = Command::new(BIN);
+    command
+        .arg("run")
+        .arg(&file)
+        .arg("--state-dir")
+        .arg(scratch.path().join("state"))
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
+    for name in [
+        "https_proxy",
+        "HTTPS_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+        "no_proxy",
+        "NO_PROXY",
+    ] {
+        command.env_remove(name);
+    }
+    let output = command
+        .env("http_proxy", format!("http://ops:Pr0xyPass@{proxy}"))
+        .output()
+        .expect("run runbook");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "cannot reach the proxy {proxy} that HTTP_PROXY, HTTPS_PROXY or ALL_PROXY (NO_PROXY exempts hosts) names for 127.0.0.1:9: connection refused"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Pr0xyPass"), "{stderr}");
+}

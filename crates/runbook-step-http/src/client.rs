@@ -132,6 +132,10 @@ fn build_client(settings: &TlsSettings) -> Result<reqwest::Client, ClientError> 
     let tls = tls_config(settings)?;
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
+        // The executor follows redirects itself (`redirect`), and sends no
+        // `Referer`: it would carry the first URL's query to the next host.
+        .redirect(reqwest::redirect::Policy::none())
+        .referer(false)
         .user_agent(concat!(
             "runbook/",
             env!("CARGO_PKG_VERSION"),

@@ -57,6 +57,19 @@ pub(crate) enum RequestError {
         /// The first URL.
         url: String,
     },
+    /// The proxy the environment names for the URL could not be reached:
+    /// the target itself was never tried.
+    #[error("cannot reach the proxy {proxy} that {variables} names for {addr}: {detail}")]
+    Proxy {
+        /// The proxy's `host:port`.
+        proxy: String,
+        /// Where the variables are.
+        variables: &'static str,
+        /// The target's `host:port`.
+        addr: String,
+        /// What went wrong.
+        detail: String,
+    },
     /// The connection could not be made for another reason.
     #[error("cannot connect to {addr}: {detail}")]
     Connect {
@@ -92,6 +105,10 @@ pub(crate) struct Target<'a> {
 }
 
 impl Target<'_> {
+    fn host(&self) -> &str {
+        self.url.host_str().unwrap_or("?")
+    }
+
     fn addr(&self) -> String {
         let host = self.url.host_str().unwrap_or("?");
         match self.url.port_or_known_default() {
@@ -110,42 +127,45 @@ pub(crate) fn describe_send(error: &reqwest::Error, target: &Target<'_>) -> Requ
             after: format_duration(target.timeout),
         };
     }
-    if error.is_redirect()
-        && chain(error)
-            .iter()
-            .any(|e| e.to_string().contains("too many redirects"))
-    {
-        return RequestError::TooManyRedirects { url };
-    }
     let links = chain(error);
+    let through_proxy = |detail: String| {
+        proxy_for(target.url).map(|proxy| RequestError::Proxy {
+            proxy,
+            variables: "HTTP_PROXY, HTTPS_PROXY or ALL_PROXY (NO_PROXY exempts hosts)",
+            addr: target.addr(),
+            detail,
+        })
+    };
     if let Some(problem) = links.iter().find_map(|e| e.downcast_ref::<rustls::Error>()) {
         return RequestError::Tls {
-            addr: error_addr(error, target),
-            problem: describe_tls(problem, error_host(error, target).as_str()),
+            addr: target.addr(),
+            problem: describe_tls(problem, target.host()),
         };
     }
     if links.iter().any(|e| {
         e.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
     }) {
-        return RequestError::ConnectionRefused {
-            addr: error_addr(error, target),
-        };
+        return through_proxy("connection refused".to_string()).unwrap_or_else(|| {
+            RequestError::ConnectionRefused {
+                addr: target.addr(),
+            }
+        });
     }
     if links.iter().any(|e| {
         let text = e.to_string();
         text.starts_with("dns error") || text.contains("failed to lookup address")
     }) {
-        return RequestError::Dns {
-            host: error_host(error, target),
+        return through_proxy(deepest(&links)).unwrap_or_else(|| RequestError::Dns {
+            host: target.host().to_string(),
             detail: deepest(&links),
-        };
+        });
     }
     if error.is_connect() {
-        return RequestError::Connect {
-            addr: error_addr(error, target),
+        return through_proxy(deepest(&links)).unwrap_or_else(|| RequestError::Connect {
+            addr: target.addr(),
             detail: deepest(&links),
-        };
+        });
     }
     RequestError::Other {
         url,
@@ -168,22 +188,17 @@ pub(crate) fn describe_body(error: &reqwest::Error, target: &Target<'_>) -> Requ
     }
 }
 
-// After a redirect the failing host is not the one the step named; reqwest
-// keeps the URL it was at.
-fn error_host(error: &reqwest::Error, target: &Target<'_>) -> String {
-    let url = error.url().unwrap_or(target.url);
-    url.host_str().unwrap_or("?").to_string()
-}
-
-fn error_addr(error: &reqwest::Error, target: &Target<'_>) -> String {
-    match error.url() {
-        Some(url) => Target {
-            url,
-            timeout: target.timeout,
-        }
-        .addr(),
-        None => target.addr(),
-    }
+/// The proxy (`host:port`) the environment names for `url`, found as
+/// reqwest finds it (the same matcher), without its credentials.
+fn proxy_for(url: &reqwest::Url) -> Option<String> {
+    let uri: http::Uri = url.as_str().parse().ok()?;
+    let intercept = hyper_util::client::proxy::matcher::Matcher::from_env().intercept(&uri)?;
+    let proxy = intercept.uri();
+    let host = proxy.host()?;
+    Some(match proxy.port_u16() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    })
 }
 
 /// Every error in the chain, including the errors wrapped inside

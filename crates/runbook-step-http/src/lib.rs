@@ -3,7 +3,8 @@
 //!
 //! An attempt goes: render every template (`request`), register credential
 //! headers as secrets, pick a client for the step's TLS settings
-//! (`client`), send, read at most 1 MiB of the body (`response`), check
+//! (`client`), send, following redirects hop by hop (`redirect`), read at
+//! most 1 MiB of the body (`response`), check
 //! every expectation (`expect`). Transport failures are described in
 //! operator terms (`error`). Outputs are kept on failure too: a failing
 //! check's status and body are data for the next step.
@@ -16,6 +17,7 @@
 mod client;
 mod error;
 mod expect;
+mod redirect;
 mod request;
 mod response;
 
@@ -51,25 +53,68 @@ impl HttpCheckExecutor {
             Ok(client) => client,
             Err(error) => return failed(ctx, error.to_string(), Outputs::new()),
         };
-        let target = error::Target {
-            url: &request.url,
-            timeout: ctx.timeout(),
+        let mut hop = redirect::Hop {
+            method: request.method.clone(),
+            url: request.url.clone(),
+            headers: request.headers.clone(),
+            body: request.body.clone(),
         };
-        let mut builder = client
-            .request(request.method.clone(), request.url.clone())
-            .headers(request.headers.clone())
-            .timeout(ctx.timeout());
-        if let Some(body) = &request.body {
-            builder = builder.body(body.clone());
-        }
-
+        let mut redirects = 0;
         let started = Instant::now();
-        let mut response = match builder.send().await {
-            Ok(response) => response,
-            Err(e) => {
-                let message = error::describe_send(&e, &target).to_string();
-                return failed(ctx, message, Outputs::new());
+        // Redirects are followed here, hop by hop (see `redirect`), within
+        // the attempt's one timeout.
+        let mut response = loop {
+            let target = error::Target {
+                url: &hop.url,
+                timeout: ctx.timeout(),
+            };
+            let left = ctx.timeout().saturating_sub(started.elapsed());
+            let mut builder = client
+                .request(hop.method.clone(), hop.url.clone())
+                .headers(hop.headers.clone())
+                .timeout(left);
+            if let Some(body) = &hop.body {
+                builder = builder.body(body.clone());
             }
+            let sent = if left.is_zero() {
+                Err(error::RequestError::TimedOut {
+                    url: hop.url.to_string(),
+                    after: runbook_engine::format_duration(ctx.timeout()),
+                })
+            } else {
+                builder
+                    .send()
+                    .await
+                    .map_err(|e| error::describe_send(&e, &target))
+            };
+            let response = match sent {
+                Ok(response) => response,
+                Err(e) => {
+                    let message = after_redirects(e.to_string(), redirects, &request.url);
+                    return failed(ctx, message, Outputs::new());
+                }
+            };
+            match hop.redirected(response.status(), response.headers()) {
+                Ok(None) => break response,
+                Ok(Some(_)) if redirects == redirect::MAX_REDIRECTS => {
+                    let message = error::RequestError::TooManyRedirects {
+                        url: request.url.to_string(),
+                    };
+                    return failed(ctx, message.to_string(), Outputs::new());
+                }
+                Ok(Some(next)) => {
+                    redirects += 1;
+                    hop = next;
+                }
+                Err(e) => {
+                    let message = after_redirects(e.to_string(), redirects, &request.url);
+                    return failed(ctx, message, Outputs::new());
+                }
+            }
+        };
+        let target = error::Target {
+            url: &hop.url,
+            timeout: ctx.timeout(),
         };
         let latency = started.elapsed();
         let status = response.status().as_u16();
@@ -101,8 +146,13 @@ impl HttpCheckExecutor {
         if body.truncated {
             ctx.progress("the response body is larger than 1 MiB; only the first 1 MiB was read");
         }
+        let redirected = match redirects {
+            0 => String::new(),
+            1 => format!(" (redirected to {})", hop.url),
+            n => format!(" ({n} redirects, to {})", hop.url),
+        };
         ctx.progress(&ctx.redact(&format!(
-            "{} {} -> {} in {} ms",
+            "{} {} -> {} in {} ms{redirected}",
             request.method,
             request.url,
             status,
@@ -186,6 +236,16 @@ impl StepExecutor for HttpCheckExecutor {
             )),
             outcome = self.attempt(request, ctx) => outcome,
         }
+    }
+}
+
+/// `message` about a hop, saying where the chain started when it is not
+/// the step's own URL.
+fn after_redirects(message: String, redirects: usize, first: &reqwest::Url) -> String {
+    match redirects {
+        0 => message,
+        1 => format!("{message} (after a redirect from {first})"),
+        n => format!("{message} (after {n} redirects from {first})"),
     }
 }
 

@@ -321,6 +321,74 @@ async fn redirects_are_followed() {
 }
 
 #[tokio::test]
+async fn credential_headers_do_not_follow_a_redirect_to_another_origin() {
+    let first = start().await;
+    let other = start().await;
+    let headers = "headers:\n  X-Api-Key: '{{params.api_key}}'\n  Authorization: Bearer abcdef123\n  X-Request-Id: r-17";
+    // The same origin keeps them.
+    let same = succeeded(
+        run(&format!(
+            "url: {}\n{headers}",
+            first.url("/to?status=307&url=/echo")
+        ))
+        .await,
+    );
+    let seen = &same["json"]["headers"];
+    assert_eq!(seen["x-api-key"], json!("k3y-from-params"), "{seen}");
+    assert_eq!(seen["authorization"], json!("Bearer abcdef123"), "{seen}");
+    // Another port is another origin: only the harmless header goes on,
+    // and no `Referer` carries the first URL there.
+    let elsewhere = succeeded(
+        run(&format!(
+            "url: {}\n{headers}",
+            first.url(&format!("/to?status=307&url={}", other.url("/echo")))
+        ))
+        .await,
+    );
+    let seen = elsewhere["json"]["headers"]
+        .as_object()
+        .expect("the echo's headers");
+    assert_eq!(seen.get("x-request-id"), Some(&json!("r-17")), "{seen:?}");
+    for name in ["x-api-key", "authorization", "referer"] {
+        assert!(
+            !seen.contains_key(name),
+            "{name} reached the other origin: {seen:?}"
+        );
+    }
+    assert_eq!(other.state.hits.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_failure_after_a_redirect_names_the_hop_that_failed() {
+    let server = start().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let first = server.url(&format!("/to?url=http://127.0.0.1:{port}/x"));
+    let failure = failed(run(&format!("url: {first}")).await);
+    assert_eq!(
+        failure.message,
+        format!(
+            "connection refused by 127.0.0.1:{port} (is the service listening?) (after a redirect from {first})"
+        )
+    );
+    let file = failed(
+        run(&format!(
+            "url: {}",
+            server.url("/to?url=file:///etc/passwd")
+        ))
+        .await,
+    );
+    assert_eq!(
+        file.message,
+        format!(
+            "{} redirected (302) to file:///etc/passwd, which is not an http:// or https:// URL",
+            server.url("/to?url=file:///etc/passwd")
+        )
+    );
+}
+
+#[tokio::test]
 async fn redirect_loops_say_too_many_redirects() {
     let server = start().await;
     let failure = failed(run(&format!("url: {}", server.url("/loop"))).await);

@@ -155,6 +155,7 @@ fn app(state: Arc<ServerState>) -> Router {
         .route("/slow", get(slow))
         .route("/redirect/{n}", get(redirect))
         .route("/loop", get(|| async { redirect_to("/loop") }))
+        .route("/to", any(redirect_anywhere))
         .route("/echo", any(echo))
         .route("/multi", get(multi))
         .route("/huge", get(huge))
@@ -236,6 +237,17 @@ async fn redirect(Path(n): Path<u32>) -> Response {
     } else {
         redirect_to(&format!("/redirect/{}", n - 1))
     }
+}
+
+/// A redirect with status `status` (302 by default) to `url`.
+async fn redirect_anywhere(Query(query): Query<HashMap<String, String>>) -> Response {
+    let code = query
+        .get("status")
+        .and_then(|s| s.parse().ok())
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .unwrap_or(StatusCode::FOUND);
+    let url = query.get("url").cloned().unwrap_or_default();
+    (code, [(header::LOCATION, url)]).into_response()
 }
 
 /// Hands out credentials in response headers, and one harmless header.
