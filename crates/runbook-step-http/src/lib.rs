@@ -29,6 +29,10 @@ use std::time::Instant;
 
 pub use response::BODY_LIMIT;
 
+/// The shortest value of a credential header in a response that is masked
+/// as a secret; a session id or token is far longer.
+const SERVER_CREDENTIAL_MIN_CHARS: usize = 12;
+
 /// Runs `type: http-check` steps.
 ///
 /// Holds one HTTP client per distinct TLS setting (system trust, system
@@ -120,11 +124,18 @@ impl HttpCheckExecutor {
         let status = response.status().as_u16();
         let headers = response::headers_json(response.headers());
         // Credentials the server sends back (a session token, `Set-Cookie`)
-        // are masked like the ones we send: everywhere, from now on.
+        // are masked like the ones we send: everywhere, from now on. Short
+        // values are not credentials: a cache's `X-Cache-Key: true` or a
+        // cookie holding `us-east-1`, masked everywhere, garbled the record.
+        let mut add_credential = |secret: &str| {
+            if secret.chars().count() >= SERVER_CREDENTIAL_MIN_CHARS {
+                ctx.add_secret(secret);
+            }
+        };
         for (name, value) in response.headers() {
             if runbook_model::is_credential_header(name.as_str()) || name == "set-cookie" {
                 request::register_secret(
-                    &mut |secret| ctx.add_secret(secret),
+                    &mut add_credential,
                     name.as_str(),
                     &String::from_utf8_lossy(value.as_bytes()),
                 );

@@ -254,13 +254,16 @@ async fn redirect_anywhere(Query(query): Query<HashMap<String, String>>) -> Resp
 async fn login() -> Response {
     (
         StatusCode::OK,
-        [
+        // Appended: an array of pairs would keep only the last `set-cookie`.
+        axum::response::AppendHeaders([
             ("x-session-token", "t0ken-from-server"),
             ("x-api-key", "k3y-from-server"),
             ("set-cookie", "sid=c00kie-from-server; Path=/; HttpOnly"),
             ("x-request-id", "visible-request-id"),
-        ],
-        "welcome, your token is t0ken-from-server",
+            ("x-cache-key", "true"),
+            ("set-cookie", "region=us-east-1; Path=/"),
+        ]),
+        "welcome, your token is t0ken-from-server, healthy: true, region us-east-1",
     )
         .into_response()
 }
