@@ -88,14 +88,17 @@ pub(crate) fn check(
     if !expect.json.is_empty() {
         if seen.json.is_null() && !seen.body.trim().eq("null") {
             let pointers: Vec<&str> = expect.json.iter().map(|j| j.pointer.as_str()).collect();
+            // The parser's words say what kind of not-JSON it is (an HTML
+            // error page, JSON nested too deep, a number out of range).
+            let why = match crate::response::json_problem(seen.body) {
+                _ if seen.truncated => " (or longer than 1 MiB)".to_string(),
+                Some(problem) => format!(" ({problem})"),
+                None => String::new(),
+            };
             failures.push(format!(
-                "body is not JSON{}, so `expect.json` ({}) cannot be checked",
-                if seen.truncated {
-                    " (or longer than 1 MiB)"
-                } else {
-                    ""
-                },
-                pointers.join(", ")
+                "body is not JSON{why}, so `expect.json` ({}) cannot be checked{}",
+                pointers.join(", "),
+                what_was_seen()
             ));
         } else {
             for expectation in &expect.json {
@@ -182,7 +185,21 @@ fn shorten(text: &str, chars: usize) -> String {
 /// The start of the body on one line, for a status mismatch: what a 503 page
 /// says is usually why it is a 503.
 fn excerpt(body: &str, truncated: bool) -> String {
-    let collapsed: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    // Control characters are shown escaped: a body's `ESC [2J` would
+    // otherwise clear the terminal of the person reading the failure.
+    let collapsed: String = body
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .flat_map(|c| {
+            let escaped = c.is_control().then(|| c.escape_default());
+            escaped
+                .into_iter()
+                .flatten()
+                .chain((!c.is_control()).then_some(c))
+        })
+        .collect();
     if collapsed.is_empty() {
         return "empty body".to_string();
     }
@@ -355,7 +372,17 @@ mod tests {
         let null = Value::Null;
         assert_eq!(
             check(&expect, &seen(200, "<html>", &null), &str::to_string),
-            vec!["body is not JSON, so `expect.json` (/a, /b) cannot be checked"]
+            vec![
+                "body is not JSON (expected value at line 1 column 1), so `expect.json` (/a, /b) cannot be checked (body: `<html>`)"
+            ]
+        );
+    }
+
+    #[test]
+    fn excerpts_show_control_characters_escaped() {
+        assert_eq!(
+            excerpt("down\u{1b}[2J\u{1b}]0;title\u{7} now", false),
+            "body: `down\\u{1b}[2J\\u{1b}]0;title\\u{7} now`"
         );
     }
 }

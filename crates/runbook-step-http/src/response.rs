@@ -94,12 +94,27 @@ pub(crate) fn headers_json(headers: &HeaderMap) -> Value {
     Value::Object(map)
 }
 
-/// The body parsed as JSON, else null (an empty, truncated or non-JSON body).
+/// The body parsed as JSON, else null (an empty, truncated or non-JSON
+/// body). A byte order mark is skipped, as most JSON readers skip it.
 pub(crate) fn body_json(body: &Body) -> Value {
     if body.truncated || body.bytes.iter().all(u8::is_ascii_whitespace) {
         return Value::Null;
     }
-    serde_json::from_slice(&body.bytes).unwrap_or(Value::Null)
+    serde_json::from_slice(without_bom(&body.bytes)).unwrap_or(Value::Null)
+}
+
+/// Why `text` is not JSON, in the parser's words; `None` when it is.
+pub(crate) fn json_problem(text: &str) -> Option<String> {
+    if text.trim().is_empty() {
+        return Some("it is empty".to_string());
+    }
+    serde_json::from_slice::<Value>(without_bom(text.as_bytes()))
+        .err()
+        .map(|error| error.to_string())
+}
+
+fn without_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix("\u{feff}".as_bytes()).unwrap_or(bytes)
 }
 
 #[cfg(test)]
@@ -145,5 +160,15 @@ mod tests {
             truncated: false,
         };
         assert_eq!(body_json(&text), Value::Null);
+        let marked = Body {
+            bytes: "\u{feff}{\"a\":1}".as_bytes().to_vec(),
+            truncated: false,
+        };
+        assert_eq!(body_json(&marked), serde_json::json!({"a": 1}));
+        assert_eq!(json_problem("\u{feff}{\"a\":1}"), None);
+        assert_eq!(
+            json_problem("{\"f\":1e400}").as_deref(),
+            Some("number out of range at line 1 column 10")
+        );
     }
 }

@@ -184,7 +184,7 @@ async fn json_expectations_show_pointer_expected_and_actual() {
     );
     assert_eq!(
         failure.message,
-        "body is not JSON, so `expect.json` (/status) cannot be checked"
+        "body is not JSON (expected value at line 1 column 1), so `expect.json` (/status) cannot be checked (body: `omendb_up 1 omendb_queries_total 42`)"
     );
 }
 
