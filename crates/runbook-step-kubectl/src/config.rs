@@ -63,6 +63,25 @@ fn expand_home(path: &str, home: Option<&Path>) -> PathBuf {
     }
 }
 
+/// What the files of `source` hold now, as a number that changes when any
+/// of them does: a step that switches the current context (`kubectl config
+/// use-context`, `aws eks update-kubeconfig`) must send the next steps to
+/// the new cluster, as kubectl, which reads the files at every call, would.
+/// A file that cannot be read counts as its error.
+pub fn fingerprint(source: &Source) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    if let Source::Files(paths) = source {
+        for path in paths {
+            match std::fs::read(path) {
+                Ok(bytes) => bytes.hash(&mut hasher),
+                Err(error) => error.kind().hash(&mut hasher),
+            }
+        }
+    }
+    hasher.finish()
+}
+
 /// The current user's home directory.
 pub fn home_dir() -> Option<PathBuf> {
     std::env::var_os("HOME")

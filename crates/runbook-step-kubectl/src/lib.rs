@@ -73,12 +73,13 @@ async fn set_up(
 type ClusterSetup = Shared<BoxFuture<'static, Result<Arc<Cluster>, Arc<KubectlError>>>>;
 
 /// Runs `kubectl-action` steps. Clients are cached per (kubeconfig,
-/// context), so a runbook's steps share connections and discovery.
+/// context, the kubeconfig's contents), so a runbook's steps share
+/// connections and discovery until a step changes the kubeconfig.
 #[derive(Default)]
 pub struct KubectlExecutor {
     /// Held only to find a cluster's setup: a cluster being set up must
     /// not hold up steps on other clusters.
-    clusters: Mutex<HashMap<(String, String), ClusterSetup>>,
+    clusters: Mutex<HashMap<(String, String, u64), ClusterSetup>>,
 }
 
 impl KubectlExecutor {
@@ -103,6 +104,7 @@ impl KubectlExecutor {
         let key = (
             format!("{source:?}"),
             context.unwrap_or_default().to_string(),
+            config::fingerprint(&source),
         );
         // One setup per cluster, in a task of its own: the steps that need
         // it wait for the same one, each as long as its own timeout allows,

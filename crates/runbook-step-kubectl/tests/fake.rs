@@ -1058,6 +1058,35 @@ async fn a_conflict_is_retried_once_then_reported() {
     );
 }
 
+/// A step that switches the kubeconfig's current context sends the next
+/// steps to the new cluster, as kubectl would: the client is not kept
+/// past a change of the file.
+#[tokio::test]
+async fn a_changed_kubeconfig_is_read_again() {
+    let first = env("healthy").await;
+    let second = env("crashloop").await;
+    let path = first.kubeconfig.display().to_string();
+    let before = first
+        .exec
+        .cluster(Some(&path), None)
+        .await
+        .expect("cluster");
+    let again = first
+        .exec
+        .cluster(Some(&path), None)
+        .await
+        .expect("cluster");
+    assert!(std::sync::Arc::ptr_eq(&before, &again), "unchanged: reused");
+    std::fs::copy(&second.kubeconfig, &first.kubeconfig).expect("switch the kubeconfig");
+    let after = first
+        .exec
+        .cluster(Some(&path), None)
+        .await
+        .expect("cluster");
+    assert_ne!(before.endpoint.server, after.endpoint.server);
+    assert_eq!(after.endpoint.server, second.fake.url());
+}
+
 #[tokio::test]
 async fn clients_are_cached_per_kubeconfig_and_context() {
     let env = env("healthy").await;
