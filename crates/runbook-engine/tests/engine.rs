@@ -167,6 +167,9 @@ impl FakeShell {
                         return StepOutcome::WouldRun(format!("would run `{script}`"));
                     }
                 }
+                // A step's own `dry_run` on what cannot be sent as a dry
+                // run (a kubectl `exec`): it only would have run, in any run.
+                "only-would" => return StepOutcome::WouldRun("would exec".to_string()),
                 other => panic!("unknown fake command {other}"),
             }
         }
@@ -961,6 +964,30 @@ steps:
         finished[1].would_run.as_deref(),
         Some("would run `side-effect`")
     );
+}
+
+/// A step that only would have run in a real run (its own `dry_run`) has
+/// null outputs: a step reading them is planned, not run on the nulls.
+#[tokio::test(start_paused = true)]
+async fn outputs_of_a_step_that_only_would_have_run_are_not_read_in_a_real_run() {
+    let o = run(r#"
+version: 1
+name: t
+steps:
+  probe: {type: shell, run: "only-would"}
+  judge: {type: shell, run: "print exit was [{{steps.probe.outputs.exit_code}}]", needs: [probe]}
+  other: {type: shell, run: "print runs", needs: [probe]}
+"#)
+    .await;
+    assert_eq!(o.step("probe").would_run.as_deref(), Some("would exec"));
+    assert_eq!(
+        o.step("judge").would_run.as_deref(),
+        Some(
+            "would run; not tried, as it reads the outputs of `probe`, which only would have run (its `dry_run`)"
+        )
+    );
+    assert_eq!(o.step("other").would_run, None);
+    assert_eq!(o.lines, vec![("other".to_string(), "runs".to_string())]);
 }
 
 #[tokio::test(start_paused = true)]

@@ -124,12 +124,13 @@ impl Dispatcher<'_> {
         event
     }
 
-    /// Under `--dry-run`, a step this one reads (in any template, `when`
-    /// included) that only would have run: its outputs are null
-    /// placeholders, and a check, a condition or a read-only script
-    /// evaluated on them would decide on nothing. `None` outside a dry run.
+    /// A step this one reads (in any template, `when` included) that only
+    /// would have run, under `--dry-run` or its own `dry_run` (an `exec`
+    /// cannot be sent as a dry run): its outputs are null placeholders, and
+    /// a check, a condition or a script evaluated on them would decide on
+    /// nothing.
     pub(super) fn reads_planned_only(&mut self, i: usize) -> Option<String> {
-        if !self.options.dry_run {
+        if self.planned.is_empty() {
             return None;
         }
         let step = &self.nodes[i].step;
@@ -164,9 +165,15 @@ impl Dispatcher<'_> {
                 attempts: 1,
                 outputs,
                 error: None,
-                would_run: Some(format!(
-                    "would run; not tried in this dry run, as it reads the outputs of `{read}`, which did not run"
-                )),
+                would_run: Some(if self.options.dry_run {
+                    format!(
+                        "would run; not tried in this dry run, as it reads the outputs of `{read}`, which did not run"
+                    )
+                } else {
+                    format!(
+                        "would run; not tried, as it reads the outputs of `{read}`, which only would have run (its `dry_run`)"
+                    )
+                }),
             },
         );
     }

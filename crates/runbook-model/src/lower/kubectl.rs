@@ -219,6 +219,38 @@ impl Lowerer<'_> {
                 d.help = Some("such as `pods`, `pod/omendb-0` or `nodes`; for a deployment's pods, `pods` with a `selector`".into());
             }
         }
+        if action == KubectlAction::Exec
+            && let Some(Typed::Literal(dry_run)) = &step.dry_run
+            && dry_run.value
+        {
+            let d = self.error(
+                Code::InvalidValue,
+                dry_run.span,
+                "`dry_run: true` on an `exec` step means it never runs: exec has no server-side dry run".into(),
+            );
+            d.help = Some(
+                "drop `dry_run`; `runbook run --dry-run` shows what the exec would run".into(),
+            );
+        }
+        if action == KubectlAction::Logs
+            && step.selector.is_some()
+            && let Some(resource) = step
+                .resource
+                .as_ref()
+                .filter(|r| !r.is_templated() && !r.text.contains('/'))
+        {
+            let kind = kind_of(&resource.text);
+            if !matches!(kind.split('.').next(), Some("pod" | "pods" | "po")) {
+                let d = self.error(
+                    Code::InvalidValue,
+                    resource.span,
+                    format!(
+                        "action `logs` with a `selector` reads the selected pods, not `{kind}`"
+                    ),
+                );
+                d.help = Some("drop `resource` (or write `resource: pods`)".into());
+            }
+        }
         if let Some(target) = step.for_resource.as_ref().filter(|f| !f.is_templated())
             && !is_kind_slash_name(&target.text)
         {
