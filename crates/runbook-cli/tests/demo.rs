@@ -164,12 +164,13 @@ fn sev1() -> runbook_model::Runbook {
 }
 
 /// Automatic undos that would do harm when a later step fails: scaling a
-/// database back up onto a restore that failed halfway, and reverting an
+/// database back up onto a restore that failed halfway (the scale-to-zero's
+/// own undo, or the scale-up's, which runs after it), and reverting an
 /// emergency memory increase that worked because a smoke test failed.
 #[test]
 fn sev1_does_not_undo_the_scale_to_zero_or_the_memory_increase() {
     let runbook = sev1();
-    for id in ["scale-to-zero", "raise-memory"] {
+    for id in ["scale-to-zero", "scale-up", "raise-memory"] {
         let step = runbook.steps.get(id).expect("the step exists");
         assert!(step.rollback.is_none(), "`{id}` must not be rolled back");
     }
