@@ -966,6 +966,36 @@ steps:
     );
 }
 
+/// Under `--dry-run`, a step whose `when` reads a step that only would
+/// have run is planned, even when another of its needs failed: with a
+/// `when`, the expression alone decides, and it cannot be decided here.
+#[tokio::test(start_paused = true)]
+async fn a_when_on_planned_outputs_is_planned_whatever_the_needs_ended_as() {
+    let o = run_with(
+        r#"
+version: 1
+name: t
+steps:
+  health: {type: shell, run: "fail down", continue_on_failure: true}
+  probe: {type: shell, run: "side-effect"}
+  remedy:
+    type: shell
+    needs: [health, probe]
+    when: "{{and steps.health.failed (eq steps.probe.outputs.stdout \"full\")}}"
+    run: "print cleaning"
+"#,
+        |o| o.dry_run = true,
+    )
+    .await;
+    assert_eq!(o.step("remedy").status, StepStatus::Succeeded);
+    assert_eq!(
+        o.step("remedy").would_run.as_deref(),
+        Some(
+            "would run; not tried in this dry run, as it reads the outputs of `probe`, which did not run"
+        )
+    );
+}
+
 /// A step that only would have run in a real run (its own `dry_run`) has
 /// null outputs: a step reading them is planned, not run on the nulls.
 #[tokio::test(start_paused = true)]

@@ -46,9 +46,15 @@ impl Dispatcher<'_> {
 
     pub(super) fn readiness(&mut self, i: usize) -> Readiness {
         if self.reads_planned_only(i).is_some() {
-            // Its `when` would be decided on null placeholders; the step is
-            // planned, and `start` reports it as such.
-            return self.needs_readiness(i);
+            // Its `when` would be decided on null placeholders: the step is
+            // planned, and `start` reports it as such. With a `when`, only
+            // the expression decides (a need that failed does not skip it),
+            // so it is planned whatever its needs ended as.
+            return if self.nodes[i].step.when.is_some() {
+                Readiness::Run
+            } else {
+                self.needs_readiness(i)
+            };
         }
         let node = &self.nodes[i];
         if let Some(when) = &node.step.when {
