@@ -602,6 +602,23 @@ pub fn parse(text: &str) -> Result<Parsed, Vec<Diagnostic>> {
             }) => match pending_key.take() {
                 None => match key_text(&node, text) {
                     Some(key) => *pending_key = Some((Some(key), node.span)),
+                    None if unquoted_template(&node, text).is_some() => {
+                        if let Some((span, written)) = unquoted_template(&node, text) {
+                            let mut d = Diagnostic::error(
+                                Code::WrongType,
+                                span,
+                                format!(
+                                    "`{written}` is an unquoted template: YAML reads a value that starts with `{{{{` as a mapping"
+                                ),
+                            )
+                            .with_label("read as a mapping");
+                            d.help = Some(format!(
+                                "put the whole value in quotes, as in \"{written}\""
+                            ));
+                            diagnostics.push(d);
+                        }
+                        *pending_key = Some((None, node.span));
+                    }
                     None => {
                         diagnostics.push(
                             Diagnostic::error(
@@ -743,6 +760,34 @@ pub fn written_text(node: &Node, source: &str) -> String {
 /// A key's text. A plain key that does not resolve to a string keeps what
 /// was written: `~` or an empty key is not the id `null`, and `.inf` is not
 /// `inf`, so the name rules judge the key the author sees.
+/// For a mapping used as a key right after a `{` (`{{params.x}}`, a
+/// template written without quotes): the span of the whole `{{…}}` and its
+/// text.
+fn unquoted_template(node: &Node, source: &str) -> Option<(Span, String)> {
+    if !matches!(node.value, Value::Map(_)) || node.span.start == 0 || node.span.col < 2 {
+        return None;
+    }
+    let start = node.span.start - 1;
+    let rest = source.get(start..)?;
+    if !rest.starts_with("{{") {
+        return None;
+    }
+    let end = start + rest.find("}}")? + 2;
+    let written = source.get(start..end)?;
+    if written.contains('\n') {
+        return None;
+    }
+    Some((
+        Span {
+            start,
+            end,
+            line: node.span.line,
+            col: node.span.col - 1,
+        },
+        written.to_string(),
+    ))
+}
+
 fn key_text(node: &Node, source: &str) -> Option<String> {
     match &node.value {
         Value::Str(s) => Some(s.clone()),

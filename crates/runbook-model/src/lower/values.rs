@@ -174,6 +174,15 @@ impl Lowerer<'_> {
             d.help = help;
             return;
         }
+        if matches!(node.value, Value::Map(_))
+            && self
+                .source
+                .get(node.span.start..)
+                .is_some_and(|rest| rest.starts_with("{{"))
+        {
+            // An unquoted `{{template}}`: the YAML reader said so already.
+            return;
+        }
         let hint = match (&node.value, expected) {
             (Value::Int(_) | Value::Float(_) | Value::Bool(_), "a string") => {
                 Some("quote the value to make it a string".to_string())
