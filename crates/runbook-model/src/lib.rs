@@ -27,7 +27,7 @@ pub use lower::{
 pub use model::*;
 pub use span::{Span, Spanned};
 pub use template::Template;
-pub use written_secrets::is_credential_header;
+pub use written_secrets::{credential_parts, is_credential_header};
 
 use std::path::Path;
 

@@ -21,6 +21,32 @@ pub fn is_credential_header(name: &str) -> bool {
         || name.contains("key")
 }
 
+/// The parts of a credential header's value that are secret on their own,
+/// and that a server may echo or a log may show apart from the header: the
+/// credentials after `Bearer ` or `Basic `, and each cookie's value.
+pub fn credential_parts<'v>(name: &str, value: &'v str) -> Vec<&'v str> {
+    let name = name.to_ascii_lowercase();
+    let mut parts = Vec::new();
+    if name.ends_with("authorization")
+        && let Some((_scheme, credentials)) = value.trim().split_once(' ')
+    {
+        parts.push(credentials.trim());
+    }
+    let pairs: Vec<&str> = match name.as_str() {
+        "cookie" => value.split(';').collect(),
+        // `name=value; Path=/; HttpOnly`: only the first pair is the cookie.
+        "set-cookie" => value.split(';').take(1).collect(),
+        _ => Vec::new(),
+    };
+    parts.extend(
+        pairs
+            .into_iter()
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(_name, cookie)| cookie.trim()),
+    );
+    parts
+}
+
 /// The byte ranges of `source` (parsed into `root`) that hold a secret as
 /// written, and every other place its text appears (an anchor it was
 /// aliased from, a `run` that repeats it): a run masks by value, too.
@@ -47,8 +73,18 @@ pub(crate) fn secret_ranges(root: &Node, source: &str) -> Vec<Range<usize>> {
         for step in all(root, map).flat_map(entries) {
             for step in std::iter::once(step).chain(all(step, "rollback")) {
                 for header in all(step, "headers").flat_map(entries_with_keys) {
-                    if is_credential_header(&header.key) && !is_templated(&header.value) {
+                    if !is_credential_header(&header.key) {
+                        continue;
+                    }
+                    if is_templated(&header.value) {
+                        found.literal_parts(&header.key, &header.value);
+                    } else {
                         found.node(&header.value);
+                        if let Value::Str(text) = &header.value.value {
+                            for part in credential_parts(&header.key, text) {
+                                found.texts.push(part.to_string());
+                            }
+                        }
                     }
                 }
                 all(step, "url").for_each(|url| found.url_password(url));
@@ -79,6 +115,38 @@ impl Found<'_> {
                     .get(node.span.start..node.span.end)
                     .map(|written| written.trim().to_string()),
             ),
+        }
+    }
+
+    /// The text written around the templates of a credential header's
+    /// value (`Bearer abc{{params.rest}}`): part of the credential, so
+    /// starred where it is written, all but an authorization scheme's name.
+    fn literal_parts(&mut self, name: &str, node: &Node) {
+        let Some(written) = self.source.get(node.span.start..node.span.end) else {
+            return;
+        };
+        let mut scheme_left = name.to_ascii_lowercase().ends_with("authorization");
+        let mut at = 0;
+        while at < written.len() {
+            let rest = &written[at..];
+            if rest.starts_with("{{") {
+                at += rest.find("}}").map_or(rest.len(), |end| end + 2);
+                scheme_left = false;
+                continue;
+            }
+            let word_len = rest
+                .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '{'))
+                .unwrap_or(rest.len());
+            let skip = if word_len == 0 {
+                rest.chars().next().map_or(1, char::len_utf8)
+            } else {
+                word_len
+            };
+            if word_len > 0 && !std::mem::take(&mut scheme_left) {
+                let start = node.span.start + at;
+                self.ranges.push(start..start + word_len);
+            }
+            at += skip;
         }
     }
 

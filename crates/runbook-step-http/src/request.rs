@@ -82,24 +82,8 @@ impl Request {
 /// each cookie's value, which a server may echo separately.
 pub(crate) fn register_secret(add: &mut dyn FnMut(&str), name: &str, value: &str) {
     add(value);
-    let lower = name.to_ascii_lowercase();
-    if lower.ends_with("authorization")
-        && let Some((_scheme, credentials)) = value.trim().split_once(' ')
-    {
-        add(credentials.trim());
-    }
-    if lower == "set-cookie" {
-        // `name=value; Path=/; HttpOnly`: only the first pair is the cookie.
-        if let Some((_name, cookie)) = value.split(';').next().and_then(|p| p.split_once('=')) {
-            add(cookie.trim());
-        }
-    }
-    if lower == "cookie" {
-        for pair in value.split(';') {
-            if let Some((_name, cookie)) = pair.split_once('=') {
-                add(cookie.trim());
-            }
-        }
+    for part in runbook_model::credential_parts(name, value) {
+        add(part);
     }
 }
 
