@@ -150,9 +150,15 @@ pub fn load_file(path: &Path) -> (String, Loaded) {
                         line,
                         col,
                     },
-                    format!("the file is not valid UTF-8 (first bad byte at offset {valid})"),
+                    if bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]) {
+                        // What Windows editors and PowerShell's `>` write.
+                        "the file is UTF-16 (it starts with a UTF-16 byte order mark), not UTF-8"
+                            .to_string()
+                    } else {
+                        format!("the file is not valid UTF-8 (first bad byte at offset {valid})")
+                    },
                 )
-                .with_help("runbooks must be UTF-8 text");
+                .with_help("runbooks must be UTF-8 text; save the file as UTF-8");
                 (
                     String::new(),
                     Loaded {
@@ -188,7 +194,23 @@ pub fn load_file(path: &Path) -> (String, Loaded) {
 
 #[cfg(test)]
 mod tests {
-    use super::io_error_words;
+    use super::{io_error_words, load_file};
+
+    #[test]
+    fn a_utf16_file_is_named_as_such() {
+        let dir = std::env::temp_dir().join(format!("runbook-utf16-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("windows.yaml");
+        let mut bytes = vec![0xFF, 0xFE];
+        bytes.extend("version: 1\n".encode_utf16().flat_map(u16::to_le_bytes));
+        std::fs::write(&path, bytes).expect("write");
+        let (_, loaded) = load_file(&path);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(
+            loaded.diagnostics[0].message,
+            "the file is UTF-16 (it starts with a UTF-16 byte order mark), not UTF-8"
+        );
+    }
 
     #[test]
     fn an_io_error_is_said_without_the_os_error_number() {

@@ -6,7 +6,7 @@ impl Lowerer<'_> {
     pub(super) fn gate(&mut self, node: &Node, what: &str) -> Option<GateStep> {
         let entries = node.as_map()?;
         let message = match node.get("message") {
-            Some(v) => self.template(v, "message"),
+            Some(v) => self.filled_template(v, "message"),
             None => {
                 self.missing(node, what, "message");
                 None

@@ -68,17 +68,17 @@ impl Lowerer<'_> {
                 continue;
             }
             match key {
-                "namespace" => step.namespace = self.template(v, key),
-                "context" => step.context = self.template(v, key),
-                "kubeconfig" => step.kubeconfig = self.template(v, key),
-                "resource" => step.resource = self.template(v, key),
-                "selector" => step.selector = self.template(v, key),
-                "field_selector" => step.field_selector = self.template(v, key),
+                "namespace" => step.namespace = self.filled_template(v, key),
+                "context" => step.context = self.filled_template(v, key),
+                "kubeconfig" => step.kubeconfig = self.filled_template(v, key),
+                "resource" => step.resource = self.filled_template(v, key),
+                "selector" => step.selector = self.filled_template(v, key),
+                "field_selector" => step.field_selector = self.filled_template(v, key),
                 "dry_run" => step.dry_run = self.typed_bool(v, key),
-                "container" => step.container = self.template(v, key),
+                "container" => step.container = self.filled_template(v, key),
                 "tail" => step.tail = self.typed_int(v, key, -1..=i64::MAX),
                 "since" => step.since = self.typed_duration(v, key),
-                "for" => step.for_resource = self.template(v, key),
+                "for" => step.for_resource = self.filled_template(v, key),
                 "replicas" => step.replicas = self.typed_int(v, key, crate::REPLICAS),
                 "to_revision" => step.to_revision = self.typed_int(v, key, 0..=i64::MAX),
                 "patch" => match &v.value {
@@ -147,6 +147,8 @@ impl Lowerer<'_> {
             }
         }
         match &step.resource {
+            // Written, but not as usable text: that was said already.
+            None if node.get("resource").is_some() => {}
             None if needs_object || matches!(action, KubectlAction::Get | KubectlAction::Exec) => {
                 let d = self.error(
                     Code::MissingKey,

@@ -736,6 +736,10 @@ mod tests {
             let error = parse_duration(signed).expect_err(signed);
             assert!(error.to_string().contains("has a sign"), "{error}");
         }
+        for out_of_range in ["0.0001ns", "99999999999999999999999s"] {
+            let error = parse_duration(out_of_range).expect_err(out_of_range);
+            assert!(error.to_string().contains("out of range"), "{error}");
+        }
     }
 
     #[test]

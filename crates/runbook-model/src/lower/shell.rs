@@ -7,7 +7,7 @@ impl Lowerer<'_> {
         let entries = node.as_map()?;
         let mut ok = true;
         let run = match node.get("run") {
-            Some(v) => self.template(v, "run"),
+            Some(v) => self.filled_template(v, "run"),
             None => {
                 self.missing(node, what, "run");
                 None
@@ -38,7 +38,7 @@ impl Lowerer<'_> {
                         );
                     }
                 }
-                "workdir" => step.workdir = self.template(v, "workdir"),
+                "workdir" => step.workdir = self.filled_template(v, "workdir"),
                 "success_exit_codes" => match &v.value {
                     Value::Seq(items) => {
                         let mut codes = Vec::new();

@@ -216,6 +216,19 @@ impl Lowerer<'_> {
         Some(template_of(node, text.value))
     }
 
+    /// Like [`Self::template`], for a field that means nothing empty (a
+    /// `run`, a `resource`): written as `''` it is refused, not run as a
+    /// no-op or sent as a request for nothing.
+    pub(super) fn filled_template(&mut self, node: &Node, field: &str) -> Option<Template> {
+        let template = self.template(node, field)?;
+        if template.text.trim().is_empty() {
+            let d = self.error(Code::InvalidValue, node.span, format!("`{field}` is empty"));
+            d.label = Some("empty".into());
+            return None;
+        }
+        Some(template)
+    }
+
     /// Like [`Self::template`] but accepts numbers and booleans as their text;
     /// environment values and headers are often written unquoted.
     pub(super) fn scalar_template(&mut self, node: &Node, field: &str) -> Option<Template> {
@@ -631,7 +644,10 @@ fn duration(text: &str) -> Result<Duration, String> {
                 trimmed.get(at..).and_then(|rest| rest.chars().next()).unwrap_or('?'),
                 at + 1
             ),
-            E::NumberOverflow => "it is too long".to_string(),
+            // humantime says so of `0.0001ns` as well as of `1e30s`.
+            E::NumberOverflow => {
+                "its number is out of range (too large, or finer than a nanosecond)".to_string()
+            }
             E::Empty => "it is empty".to_string(),
         };
         format!("`{trimmed}`: {why}")
