@@ -41,7 +41,14 @@ pub fn run(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
                     "{}",
                     render_github_error(&format!("runbook validate: {message}"))
                 )?,
-                ValidateFormat::Human | ValidateFormat::Sarif => {}
+                ValidateFormat::Sarif => writeln!(
+                    stdout,
+                    "{}",
+                    runbook_model::diagnostic::render_sarif_error(&format!(
+                        "runbook validate: {message}"
+                    ))
+                )?,
+                ValidateFormat::Human => {}
             }
             return Err(error);
         }
@@ -253,6 +260,30 @@ fn is_kubernetes_manifest(path: &Path) -> bool {
 }
 
 fn check_one(path: PathBuf) -> Checked {
+    if path.is_dir() {
+        // Only a directory that could not be listed is in the list: one
+        // locked directory is an error about it, not the end of the check.
+        let why = std::fs::read_dir(&path).err().map_or_else(
+            || "it could not be listed".to_string(),
+            |error| runbook_model::io_error_words(&error),
+        );
+        let diagnostic = Diagnostic::error(
+            runbook_model::Code::Unreadable,
+            runbook_model::Span {
+                start: 0,
+                end: 0,
+                line: 1,
+                col: 1,
+            },
+            format!("cannot list the directory: {why}"),
+        )
+        .with_help("the runbooks in it, if any, were not checked");
+        return Checked {
+            path,
+            source: String::new(),
+            diagnostics: vec![diagnostic],
+        };
+    }
     let (source, loaded) = runbook_model::load_file(&path);
     Checked {
         path,
@@ -299,16 +330,12 @@ fn collect_under(
     if !seen.insert(std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())) {
         return Ok(());
     }
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-        .map_err(|error| {
-            anyhow::anyhow!(
-                "cannot list directory `{}`: {}",
-                path.display(),
-                runbook_model::io_error_words(&error)
-            )
-        })?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
+    let Ok(listing) = std::fs::read_dir(path) else {
+        // Checked as an error of its own (`check_one`).
+        out.push(path.to_path_buf());
+        return Ok(());
+    };
+    let mut entries: Vec<PathBuf> = listing.filter_map(|e| e.ok().map(|e| e.path())).collect();
     entries.sort();
     for entry in entries {
         let is_dir = entry.is_dir();

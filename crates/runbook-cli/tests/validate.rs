@@ -269,6 +269,19 @@ fn usage_errors_exit_2() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+    let out = runbook(&["validate", "--format", "sarif", "does/not/exist.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let sarif: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("a SARIF log on stdout");
+    let invocation = &sarif["runs"][0]["invocations"][0];
+    assert_eq!(invocation["executionSuccessful"], false, "{sarif}");
+    assert!(
+        invocation["toolExecutionNotifications"][0]["message"]["text"]
+            .as_str()
+            .is_some_and(|e| e.contains("does/not/exist.yaml")),
+        "{sarif}"
+    );
+    assert_eq!(sarif["runs"][0]["results"], serde_json::json!([]));
 }
 
 #[test]
@@ -464,4 +477,65 @@ fn a_closed_stderr_is_no_panic() {
         let status = child.wait().expect("waits");
         assert_eq!(status.code(), Some(code), "{args:?}");
     }
+}
+
+/// One directory that cannot be listed is an error about it (RB001, exit
+/// 1), and the runbooks beside it are still checked: it used to end the
+/// whole check with a usage error. As root every directory can be listed,
+/// so the check then runs as `nobody` (`setpriv`).
+#[test]
+fn a_directory_that_cannot_be_listed_is_an_error_and_the_rest_is_checked() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let root = scratch.path();
+    let open = |path: &Path| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod")
+    };
+    open(root);
+    let runbook = "version: 1\nname: ok\nsteps:\n  a: {type: shell, run: echo}\n";
+    for dir in ["ok", "locked"] {
+        std::fs::create_dir(root.join(dir)).expect("mkdir");
+        open(&root.join(dir));
+        std::fs::write(root.join(dir).join("r.yaml"), runbook).expect("write");
+    }
+    std::fs::set_permissions(
+        root.join("ok/r.yaml"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .expect("chmod");
+    std::fs::set_permissions(root.join("locked"), std::fs::Permissions::from_mode(0o000))
+        .expect("chmod");
+    let as_root = std::fs::metadata(root).expect("stat").uid() == 0;
+    let output = if as_root {
+        let bin = root.join("runbook");
+        std::fs::copy(env!("CARGO_BIN_EXE_runbook"), &bin).expect("copy the binary");
+        open(&bin);
+        Command::new("setpriv")
+            .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .arg(&bin)
+            .arg("validate")
+            .arg(root)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("setpriv (util-linux) runs")
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_runbook"))
+            .arg("validate")
+            .arg(root)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("the runbook binary runs")
+    };
+    std::fs::set_permissions(root.join("locked"), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod back");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("error[RB001]: cannot list the directory: Permission denied"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("failed: 2 files checked, 1 error, 0 warnings"),
+        "{stderr}"
+    );
 }

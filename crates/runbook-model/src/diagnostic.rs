@@ -479,6 +479,21 @@ fn sarif_uri(path: &Path) -> String {
     percent_encode(path.as_os_str().as_encoded_bytes(), KEPT).to_string()
 }
 
+/// A SARIF log for a check that could not run (a usage error): no results,
+/// and an invocation that says why, so that an upload step shows the
+/// reason instead of failing on empty input.
+pub fn render_sarif_error(message: &str) -> serde_json::Value {
+    let mut log = render_sarif(&[]);
+    log["runs"][0]["invocations"] = serde_json::json!([{
+        "executionSuccessful": false,
+        "toolExecutionNotifications": [{
+            "level": "error",
+            "message": { "text": message }
+        }]
+    }]);
+    log
+}
+
 /// Renders all diagnostics as one SARIF 2.1.0 log (for code-scanning UIs).
 pub fn render_sarif(files: &[FileDiagnostics<'_>]) -> serde_json::Value {
     let mut rules: Vec<Code> = files
