@@ -170,6 +170,26 @@ async fn events_sorted_and_filtered_by_object() {
     );
 }
 
+/// Pods that exist but have no metrics (crash-looping, not running) fail
+/// the step, as `kubectl top` fails: an empty list would pass a later
+/// "every pod under its limit" check.
+#[tokio::test]
+async fn top_fails_when_no_pod_it_selects_has_metrics() {
+    let env = env("crashloop").await;
+    let (msg, _) = env
+        .fails("action: top\nresource: pods\nselector: app=omendb")
+        .await;
+    assert!(
+        msg.starts_with(&format!("metrics not available for pod {NS}/prod-omendb-")),
+        "{msg}"
+    );
+    // A selector that matches no pod is an empty table, as in kubectl.
+    let out = env
+        .ok("action: top\nresource: pods\nselector: app=nothing-here")
+        .await;
+    assert_eq!(out["items"], serde_json::json!([]));
+}
+
 #[tokio::test]
 async fn top_pods_and_nodes_parse_quantities() {
     let env = env("healthy").await;

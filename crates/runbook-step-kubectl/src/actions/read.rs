@@ -135,9 +135,38 @@ pub async fn top(call: &Call<'_>) -> ActionResult {
     let items = match &target.name {
         Some(name) => vec![call.cluster.get(&rt, &call.namespace, name).await?],
         None => {
-            call.cluster
+            let metrics = call
+                .cluster
                 .list(&rt, &call.namespace, call.fields.selector.as_deref(), None)
-                .await?
+                .await?;
+            if metrics.is_empty() {
+                // As kubectl: no metrics at all for pods (or nodes) that
+                // exist is an error, not an empty table that a later
+                // "every pod under its limit" check would pass on.
+                let objects = call
+                    .cluster
+                    .list(
+                        &kind,
+                        &call.namespace,
+                        call.fields.selector.as_deref(),
+                        None,
+                    )
+                    .await?;
+                if let Some(first) = objects.first() {
+                    let name = get_str(first, "/metadata/name").unwrap_or_default();
+                    let (what, whose) = if nodes {
+                        ("node", name.to_string())
+                    } else {
+                        ("pod", format!("{}/{name}", call.namespace))
+                    };
+                    return Err(KubectlError::Refused(format!(
+                        "metrics not available for {what} {whose}: metrics-server has none for it yet (a {what} that is not running, or started less than a minute ago, has none) ({})",
+                        call.cluster.endpoint
+                    ))
+                    .into());
+                }
+            }
+            metrics
         }
     };
     let mut rows = Vec::new();
