@@ -210,17 +210,20 @@ const DRY_RUN_NOTE: &str =
 
 /// Runs `action` until it ends or the step is cancelled.
 async fn until_cancelled(
-    ctx: &StepContext,
+    call: &Call<'_>,
     action: impl Future<Output = ActionResult>,
 ) -> StepOutcome {
+    let ctx = call.ctx;
     // `biased`: when cancellation fires, the action's own handling (which
-    // says what it was waiting for) wins over this generic message.
+    // says what it was waiting for) wins over this generic message, which
+    // names the server that did not answer.
     let result = tokio::select! {
         biased;
         r = action => r,
-        _ = ctx.cancelled().cancelled() => Err(Failure::from(KubectlError::Refused(
-            "cancelled before the Kubernetes API call finished".to_string(),
-        ))),
+        _ = ctx.cancelled().cancelled() => Err(Failure::from(KubectlError::Refused(format!(
+            "cancelled before the Kubernetes API call finished (no answer from {})",
+            call.cluster.endpoint
+        )))),
     };
     match result {
         Ok(outputs) => StepOutcome::Succeeded(outputs),
@@ -287,7 +290,7 @@ impl StepExecutor for KubectlExecutor {
         }
         if call.fields.action == KubectlAction::RolloutStatus && call.dry_run {
             let mut would_wait = None;
-            let outcome = until_cancelled(ctx, async {
+            let outcome = until_cancelled(&call, async {
                 match actions::rollout::status_now(&call).await {
                     Ok(Ok(outputs)) => Ok(outputs),
                     Ok(Err(message)) => {
@@ -303,7 +306,7 @@ impl StepExecutor for KubectlExecutor {
                 None => outcome,
             };
         }
-        let outcome = until_cancelled(ctx, dispatch(&call)).await;
+        let outcome = until_cancelled(&call, dispatch(&call)).await;
         if call.dry_run
             && call.fields.action.is_mutating()
             && matches!(outcome, StepOutcome::Succeeded(_))
@@ -339,13 +342,13 @@ impl StepExecutor for KubectlExecutor {
                 else {
                     return missing("previous_replicas");
                 };
-                until_cancelled(ctx, actions::write::scale_to(&call, previous)).await
+                until_cancelled(&call, actions::write::scale_to(&call, previous)).await
             }
             KubectlAction::Patch => {
                 let Some(previous) = outputs.get("previous").filter(|v| !v.is_null()) else {
                     return missing("previous");
                 };
-                until_cancelled(ctx, actions::write::restore_previous(&call, previous)).await
+                until_cancelled(&call, actions::write::restore_previous(&call, previous)).await
             }
             KubectlAction::RolloutRestart => {
                 let Some(revision) = outputs.get("previous_revision").and_then(Value::as_i64)
@@ -353,7 +356,7 @@ impl StepExecutor for KubectlExecutor {
                     return missing("previous_revision");
                 };
                 let to = actions::rollout::UndoTo::TemplateOf(revision);
-                until_cancelled(ctx, actions::rollout::undo_to(&call, to)).await
+                until_cancelled(&call, actions::rollout::undo_to(&call, to)).await
             }
             other => StepOutcome::Failed(StepFailure::new(format!(
                 "step `{}`: `{}` has no automatic rollback",

@@ -562,6 +562,73 @@ async fn rollout_status_fails_on_progress_deadline_and_stops_when_cancelled() {
     assert_eq!(out["revision"], 4);
 }
 
+/// Runs `body` and stops it after `after`, as the step's timeout would.
+async fn stopped_after(env: &Env, body: &str, after: Duration) -> String {
+    let (ctx, _rx) = ctx(false);
+    let cancel = tokio_util_token(&ctx);
+    let step = env.step(body);
+    let running = env.exec.run(&step, &ctx);
+    let canceller = async {
+        tokio::time::sleep(after).await;
+        cancel.cancel();
+    };
+    let (outcome, ()) = tokio::join!(running, canceller);
+    expect_failed(outcome).0
+}
+
+/// A server that stops answering is named, whether a plain call or a
+/// rollout's watch was waiting on it: the record of the incident must not
+/// blame the rollout for a lost API server.
+#[tokio::test]
+async fn a_wait_on_a_server_that_stopped_answering_says_so() {
+    let slow = env("bad-deploy").await;
+    slow.fake.inject_fault(
+        Fault::new(FaultKind::Latency(Duration::from_secs(60)))
+            .verb("get")
+            .resource("deployments"),
+    );
+    let msg = stopped_after(
+        &slow,
+        "action: get\nresource: deployment/prod-omendb",
+        Duration::from_millis(300),
+    )
+    .await;
+    assert_eq!(
+        msg,
+        format!(
+            "cancelled before the Kubernetes API call finished (no answer from context \"fakekube\", server {})",
+            slow.fake.url()
+        )
+    );
+    let watching = env("bad-deploy").await;
+    watching.fake.inject_fault(
+        Fault::new(FaultKind::InternalError)
+            .verb("watch")
+            .resource("deployments")
+            .times(1000),
+    );
+    let msg = stopped_after(
+        &watching,
+        "action: rollout-status\nresource: deployment/prod-omendb",
+        Duration::from_millis(500),
+    )
+    .await;
+    assert!(
+        msg.starts_with(
+            "stopped waiting for deployment \"prod-omendb\" to roll out; last status: "
+        ),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("; the watch had been failing since then ("),
+        "{msg}"
+    );
+    assert!(
+        msg.ends_with(&format!("server {})", watching.fake.url())),
+        "{msg}"
+    );
+}
+
 fn tokio_util_token(ctx: &runbook_engine::StepContext) -> tokio_util::sync::CancellationToken {
     ctx.cancelled().clone()
 }

@@ -111,14 +111,24 @@ pub async fn status(call: &Call<'_>) -> ActionResult {
         .default_backoff()
         .boxed();
     let mut latest = current;
+    // Why the watch has been failing since its last event, if it has: a
+    // wait that ends while the API server is unreachable says so, not only
+    // the rollout's last status.
+    let mut trouble: Option<String> = None;
     loop {
         let event = tokio::select! {
             // The step's timeout or the run's interruption: the engine
             // puts which one in front of this message.
             _ = call.ctx.cancelled().cancelled() => {
+                let trouble = trouble.map_or_else(String::new, |why| {
+                    format!(
+                        "; the watch had been failing since then ({why}; {})",
+                        call.cluster.endpoint
+                    )
+                });
                 return Err(Failure {
                     error: KubectlError::Refused(format!(
-                        "stopped waiting for deployment \"{name}\" to roll out; last status: {last}"
+                        "stopped waiting for deployment \"{name}\" to roll out; last status: {last}{trouble}"
                     )),
                     outputs: status_outputs(&latest),
                 });
@@ -127,6 +137,7 @@ pub async fn status(call: &Call<'_>) -> ActionResult {
         };
         match event {
             Some(Ok(watcher::Event::Apply(obj) | watcher::Event::InitApply(obj))) => {
+                trouble = None;
                 latest = crate::cluster::to_json(&obj, &rt);
                 if let Some(done) = judge(call, &latest, &mut last) {
                     return done;
@@ -141,14 +152,15 @@ pub async fn status(call: &Call<'_>) -> ActionResult {
                 });
             }
             Some(Ok(watcher::Event::Init | watcher::Event::InitDone)) => {}
-            Some(Err(error)) => {
-                if let Some(fatal) = fatal_watch_error(call, &rt, &name, error) {
+            Some(Err(error)) => match fatal_watch_error(call, &rt, &name, error) {
+                Ok(why) => trouble = Some(why),
+                Err(fatal) => {
                     return Err(Failure {
                         error: fatal,
                         outputs: status_outputs(&latest),
                     });
                 }
-            }
+            },
             None => {
                 return Err(Failure {
                     error: KubectlError::Refused(format!(
@@ -201,19 +213,22 @@ fn judge(call: &Call<'_>, deployment: &Value, last: &mut String) -> Option<Actio
 
 /// Watch errors that retrying cannot fix (RBAC, a vanished resource type);
 /// others are reported as progress and retried with backoff.
+/// A watch error that ends the wait (`Err`), or one the watch retries
+/// (`Ok`, what went wrong).
 fn fatal_watch_error(
     call: &Call<'_>,
     rt: &ResourceType,
     name: &str,
     error: watcher::Error,
-) -> Option<KubectlError> {
+) -> Result<String, KubectlError> {
     let (verb, inner) = match error {
         watcher::Error::InitialListFailed(e) => ("list", e),
         watcher::Error::WatchStartFailed(e) | watcher::Error::WatchFailed(e) => ("watch", e),
         other => {
+            let why = other.to_string();
             call.ctx
-                .progress(&format!("watch interrupted, retrying: {other}"));
-            return None;
+                .progress(&format!("watch interrupted, retrying: {why}"));
+            return Ok(why);
         }
     };
     let code = match &inner {
@@ -226,13 +241,12 @@ fn fatal_watch_error(
         if code == 404 {
             e = KubectlError::Refused(format!("cannot watch deployment \"{name}\": {e}"));
         }
-        return Some(e);
+        return Err(e);
     }
-    call.ctx.progress(&format!(
-        "watch interrupted, retrying: {}",
-        crate::error::cause_chain(&inner)
-    ));
-    None
+    let why = crate::error::cause_chain(&inner);
+    call.ctx
+        .progress(&format!("watch interrupted, retrying: {why}"));
+    Ok(why)
 }
 
 /// The deployment and its controlled ReplicaSets.
