@@ -61,6 +61,10 @@ pub enum Code {
     /// Inside `{{#each}}` or `{{#with}}`, a path that starts with `params`,
     /// `steps`, `env` or `run` is read from the block's item (warning).
     RootNameInBlock,
+    /// An `on_failure` or `finally` step reads a main step's outputs with
+    /// no `default` and no `#if` on that step, and fails when the step did
+    /// not run (warning).
+    OutputsMayBeMissing,
     /// `rollback: auto` on an action without an inverse.
     RollbackNotInvertible,
     /// Raw `{{{ }}}` insertion in a shell script (warning).
@@ -112,6 +116,7 @@ impl Code {
             Code::SecretOnCommandLine => "RB310",
             Code::WrongArgumentCount => "RB311",
             Code::RootNameInBlock => "RB312",
+            Code::OutputsMayBeMissing => "RB313",
             Code::RollbackNotInvertible => "RB401",
             Code::InvalidParam => "RB501",
         }
@@ -148,6 +153,7 @@ impl Code {
             Code::SecretOnCommandLine => "secret-on-command-line",
             Code::WrongArgumentCount => "wrong-argument-count",
             Code::RootNameInBlock => "root-name-in-block",
+            Code::OutputsMayBeMissing => "outputs-may-be-missing",
             Code::RollbackNotInvertible => "rollback-not-invertible",
             Code::InvalidParam => "invalid-param",
         }

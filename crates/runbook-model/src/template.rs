@@ -166,6 +166,11 @@ pub struct Analysis {
     /// such a name is almost never found: `../params.ns` or
     /// `@root.params.ns` reads the runbook's.
     pub item_reads: Vec<VariableRef>,
+    /// Reads of a step's outputs (`steps.X.outputs…`) that fail when X did
+    /// not run: neither an argument of `default` nor inside an `#if` or
+    /// `#unless` whose condition reads `steps.X` (its `succeeded`, its
+    /// status, anything of it).
+    pub unguarded_outputs: Vec<VariableRef>,
     /// The literal text outside every expression and block, joined:
     /// `true ` in `true {{x}}`. A value that must render to one word
     /// cannot have any.
@@ -347,6 +352,12 @@ struct Scope {
     /// The names the enclosing blocks give (`as |pod i|`), which are not
     /// the item's fields.
     block_params: Vec<String>,
+    /// The steps whose `steps.X` the conditions of the enclosing `#if` and
+    /// `#unless` blocks read.
+    guards: Vec<String>,
+    /// Inside the arguments of `default`, which stands in for a missing
+    /// value.
+    defaulted: bool,
 }
 
 /// `tested`: the values read here only decide something (the arguments of
@@ -429,11 +440,13 @@ fn walk(
                 let predicate = matches!(&helper.name, Parameter::Name(name) if PREDICATES.contains(&name.as_str()));
                 // `{{default steps.a.outputs.lines "none"}}` writes the list
                 // as it is, like `{{steps.a.outputs.lines}}`.
-                let passes_first_through =
-                    inserting && matches!(&helper.name, Parameter::Name(name) if name == "default");
+                let is_default = matches!(&helper.name, Parameter::Name(name) if name == "default");
+                let passes_first_through = inserting && is_default;
+                let mut arguments = scope.clone();
+                arguments.defaulted |= is_default;
                 for (i, p) in helper.params.iter().chain(helper.hash.values()).enumerate() {
                     let before = analysis.variables.len();
-                    parameter(p, scope, tested || predicate, analysis);
+                    parameter(p, &arguments, tested || predicate, analysis);
                     if i == 0
                         && passes_first_through
                         && analysis.variables.len() == before + 1
@@ -465,19 +478,32 @@ fn walk(
                     analysis.block_params.push((name.clone(), given.len()));
                 }
                 let condition = matches!(name.as_str(), "if" | "unless");
+                let before = analysis.variables.len();
                 for p in helper.params.iter().chain(helper.hash.values()) {
                     parameter(p, scope, tested || condition, analysis);
                 }
+                // Both branches of a condition on `steps.X` count as
+                // guarded: which one a careful author reads outputs in
+                // depends on what was tested.
+                let mut guarded = scope.clone();
+                if condition {
+                    guarded.guards.extend(
+                        analysis.variables[before..]
+                            .iter()
+                            .filter(|v| v.path.first().is_some_and(|p| p == "steps"))
+                            .filter_map(|v| v.path.get(1).cloned()),
+                    );
+                }
                 // Inside `each` and `with` the context moves to the item:
                 // a path reaches the root again through as many `../`.
-                let mut inner = scope.clone();
+                let mut inner = guarded.clone();
                 inner.depth += usize::from(matches!(name.as_str(), "each" | "with"));
                 inner.block_params.extend(given);
                 if let Some(template) = &helper.template {
                     walk(&template.elements, &inner, tested, true, analysis);
                 }
                 if let Some(inverse) = &helper.inverse {
-                    walk(&inverse.elements, scope, tested, true, analysis);
+                    walk(&inverse.elements, &guarded, tested, true, analysis);
                 }
             }
             TemplateElement::DecoratorExpression(_) | TemplateElement::DecoratorBlock(_) => {
@@ -515,6 +541,14 @@ fn parameter(param: &Parameter, scope: &Scope, tested: bool, analysis: &mut Anal
     let mut read = |variable: VariableRef| {
         if tested {
             analysis.tested.push(variable.clone());
+        }
+        if let [root, step, outputs, ..] = variable.path.as_slice()
+            && root == "steps"
+            && outputs == "outputs"
+            && !scope.defaulted
+            && !scope.guards.contains(step)
+        {
+            analysis.unguarded_outputs.push(variable.clone());
         }
         analysis.variables.push(variable);
     };
@@ -624,6 +658,32 @@ mod tests {
         let paths: Vec<String> = a.variables.iter().map(|v| v.path.join(".")).collect();
         assert_eq!(paths, ["params.env", "steps.check-x.outputs.body"]);
         assert_eq!(a.helpers, ["eq", "upper"]);
+    }
+
+    #[test]
+    fn outputs_read_without_a_guard_are_told_apart() {
+        let a = analyze(concat!(
+            "{{steps.a.outputs.x}} {{default steps.b.outputs.x \"\"}} ",
+            "{{upper (default steps.c.outputs.x \"-\")}} ",
+            "{{#if steps.d.succeeded}}{{steps.d.outputs.x}}{{else}}{{steps.d.outputs.y}}{{/if}} ",
+            "{{#if (eq steps.e.status \"failed\")}}{{steps.e.outputs.x}}{{/if}} ",
+            "{{#if steps.f.succeeded}}{{steps.g.outputs.x}}{{/if}} ",
+            "{{#each steps.h.outputs.items}}{{this}}{{/each}} {{steps.i.status}}",
+        ))
+        .expect("parses");
+        let paths: Vec<String> = a
+            .unguarded_outputs
+            .iter()
+            .map(|v| v.path.join("."))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "steps.a.outputs.x",
+                "steps.g.outputs.x",
+                "steps.h.outputs.items"
+            ]
+        );
     }
 
     #[test]

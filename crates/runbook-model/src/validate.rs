@@ -81,6 +81,73 @@ enum Scope<'s> {
 }
 
 impl<'a> Validator<'a> {
+    /// An `on_failure` or `finally` step runs whatever the main steps did:
+    /// a main step's outputs are an empty map when it did not run, and a
+    /// read of one of them fails the very step meant to report the failure.
+    /// Warns of each read not made safe by `default`, an `#if` on that
+    /// step, or the step's own `when` reading it.
+    fn outputs_read_after_a_failure(&mut self, step: &Step, id: &str, phase: Phase) {
+        let analyses = |template: &Template| crate::template::analyze(&template.text).ok();
+        let guarded: Vec<String> = step
+            .when
+            .as_ref()
+            .and_then(analyses)
+            .map(|when| {
+                when.variables
+                    .iter()
+                    .filter(|v| v.path.first().is_some_and(|p| p == "steps"))
+                    .filter_map(|v| v.path.get(1).cloned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut templates: Vec<(String, Template)> = step
+            .templates()
+            .into_iter()
+            .map(|(field, template)| (field.to_string(), template.clone()))
+            .collect();
+        for (field, tree) in step.template_trees() {
+            tree.for_each_string(&mut |node, text| {
+                templates.push((
+                    field.to_string(),
+                    Template {
+                        text: text.to_string(),
+                        span: node.span,
+                        style: node.style.unwrap_or(ScalarKind::Plain),
+                    },
+                ));
+            });
+        }
+        for (field, template) in &templates {
+            let Some(analysis) = analyses(template) else {
+                continue;
+            };
+            for read in &analysis.unguarded_outputs {
+                let target = &read.path[1];
+                if !self.runbook.steps.contains_key(target.as_str())
+                    || (field != "when" && guarded.contains(target))
+                {
+                    continue;
+                }
+                let span = self.locate(template, &read.raw);
+                let raw = &read.raw;
+                self.diagnostics.push(
+                    Diagnostic::warning(
+                        Code::OutputsMayBeMissing,
+                        span,
+                        format!(
+                            "step `{id}` (in `{}`) reads `{raw}` in `{field}`, which does not exist when `{target}` did not run, and then fails",
+                            phase.key()
+                        ),
+                    )
+                    .with_label("missing if the step did not run")
+                    .with_help(format!(
+                        "write `{{{{default {raw} \"\"}}}}`, or read it inside `{{{{#if steps.{target}.succeeded}}}}…{{{{/if}}}}`"
+                    )),
+                );
+            }
+        }
+    }
+
     fn phase(&mut self, phase: Phase, steps: &'a IndexMap<String, Step>) {
         for step in steps.values() {
             for need in &step.needs {
@@ -182,6 +249,11 @@ impl<'a> Validator<'a> {
     }
 
     fn step(&mut self, step: &Step, scope: Scope<'_>) {
+        if let Scope::Step { phase, id, .. } = scope
+            && phase != Phase::Main
+        {
+            self.outputs_read_after_a_failure(step, id, phase);
+        }
         let is_shell = matches!(step.kind, StepKind::Shell(_));
         for (field, template) in step.templates() {
             let lands = match field {
