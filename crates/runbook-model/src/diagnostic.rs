@@ -65,6 +65,9 @@ pub enum Code {
     /// no `default` and no `#if` on that step, and fails when the step did
     /// not run (warning).
     OutputsMayBeMissing,
+    /// A main step's `when` reads `steps.X.failed` of a step whose failure
+    /// stops the run, so it never sees it true (warning).
+    FailureStopsTheRun,
     /// `rollback: auto` on an action without an inverse.
     RollbackNotInvertible,
     /// Raw `{{{ }}}` insertion in a shell script (warning).
@@ -117,6 +120,7 @@ impl Code {
             Code::WrongArgumentCount => "RB311",
             Code::RootNameInBlock => "RB312",
             Code::OutputsMayBeMissing => "RB313",
+            Code::FailureStopsTheRun => "RB314",
             Code::RollbackNotInvertible => "RB401",
             Code::InvalidParam => "RB501",
         }
@@ -154,6 +158,7 @@ impl Code {
             Code::WrongArgumentCount => "wrong-argument-count",
             Code::RootNameInBlock => "root-name-in-block",
             Code::OutputsMayBeMissing => "outputs-may-be-missing",
+            Code::FailureStopsTheRun => "failure-stops-the-run",
             Code::RollbackNotInvertible => "rollback-not-invertible",
             Code::InvalidParam => "invalid-param",
         }

@@ -81,6 +81,50 @@ enum Scope<'s> {
 }
 
 impl<'a> Validator<'a> {
+    /// A main step's `when` on `steps.X.failed` is decided once X has
+    /// finished; if X failed without `continue_on_failure`, the run has
+    /// stopped by then and the step is skipped, so the condition is never
+    /// seen true: the remedy it guards is dead code.
+    fn when_on_a_failure_that_stops_the_run(&mut self, step: &Step) {
+        let Some(when) = &step.when else { return };
+        let Ok(analysis) = crate::template::analyze(&when.text) else {
+            return;
+        };
+        let default = self.runbook.defaults.continue_on_failure.unwrap_or(false);
+        let mut warned: Vec<&str> = Vec::new();
+        for read in &analysis.variables {
+            let [root, target, field] = read.path.as_slice() else {
+                continue;
+            };
+            let Some(failing) = self.runbook.steps.get(target.as_str()) else {
+                continue;
+            };
+            if root != "steps"
+                || field != "failed"
+                || failing.continue_on_failure.unwrap_or(default)
+                || warned.contains(&target.as_str())
+            {
+                continue;
+            }
+            warned.push(target);
+            let span = self.locate(when, &read.raw);
+            let id = &step.id.value;
+            self.diagnostics.push(
+                Diagnostic::warning(
+                    Code::FailureStopsTheRun,
+                    span,
+                    format!(
+                        "the `when` of step `{id}` reads `steps.{target}.failed`, but a failure of `{target}` stops the run before `{id}` could start, so it never sees it true"
+                    ),
+                )
+                .with_label("never true here")
+                .with_help(format!(
+                    "give `{target}` `continue_on_failure: true` to let the run go on to `{id}`, or move `{id}` to `on_failure`"
+                )),
+            );
+        }
+    }
+
     /// An `on_failure` or `finally` step runs whatever the main steps did:
     /// a main step's outputs are an empty map when it did not run, and a
     /// read of one of them fails the very step meant to report the failure.
@@ -249,10 +293,12 @@ impl<'a> Validator<'a> {
     }
 
     fn step(&mut self, step: &Step, scope: Scope<'_>) {
-        if let Scope::Step { phase, id, .. } = scope
-            && phase != Phase::Main
-        {
-            self.outputs_read_after_a_failure(step, id, phase);
+        if let Scope::Step { phase, id, .. } = scope {
+            if phase == Phase::Main {
+                self.when_on_a_failure_that_stops_the_run(step);
+            } else {
+                self.outputs_read_after_a_failure(step, id, phase);
+            }
         }
         let is_shell = matches!(step.kind, StepKind::Shell(_));
         for (field, template) in step.templates() {
