@@ -972,6 +972,25 @@ impl<'a> Validator<'a> {
                     None => d.with_help(format!("its outputs are: {}", names.join(", "))),
                 };
                 self.diagnostics.push(d);
+            } else if output == "headers"
+                && matches!(step.kind, StepKind::HttpCheck(_))
+                && let Some(header) = path.get(4)
+                && header.chars().any(|c| c.is_ascii_uppercase())
+            {
+                // Always missing: the output's names are lower-case, as
+                // HTTP/2 sends them and as HTTP/1.1 compares them.
+                let lower = header.to_ascii_lowercase();
+                self.diagnostics.push(
+                    Diagnostic::error(
+                        Code::UnknownVariable,
+                        span,
+                        format!(
+                            "`steps.{target}.outputs.headers.{header}` is never there: header names in `headers` are lower-case"
+                        ),
+                    )
+                    .with_label("not lower-case")
+                    .with_help(format!("write `steps.{target}.outputs.headers.{lower}`")),
+                );
             }
         }
     }

@@ -106,7 +106,10 @@ impl Lowerer<'_> {
                     self.check_header_names(v);
                 }
                 "body" => step.body = self.template(v, "body"),
-                "json" => step.json = Some(v.clone()),
+                "json" => {
+                    self.check_json_numbers(v, "json");
+                    step.json = Some(v.clone());
+                }
                 "insecure" => step.insecure = self.typed_bool(v, "insecure"),
                 "ca_cert" => step.ca_cert = self.template(v, "ca_cert"),
                 "expect" => step.expect = self.expect(v).unwrap_or_default(),

@@ -82,7 +82,10 @@ impl Lowerer<'_> {
                 "replicas" => step.replicas = self.typed_int(v, key, crate::REPLICAS),
                 "to_revision" => step.to_revision = self.typed_int(v, key, 0..=i64::MAX),
                 "patch" => match &v.value {
-                    Value::Map(_) | Value::Seq(_) => step.patch = Some(v.clone()),
+                    Value::Map(_) | Value::Seq(_) => {
+                        self.check_json_numbers(v, "patch");
+                        step.patch = Some(v.clone());
+                    }
                     Value::Str(s) => match serde_json::from_str::<serde_json::Value>(s) {
                         // A patch written as a JSON string, the way it is passed to `kubectl -p`.
                         Ok(parsed) => {

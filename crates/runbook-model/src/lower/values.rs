@@ -216,6 +216,39 @@ impl Lowerer<'_> {
         Some(template_of(node, text.value))
     }
 
+    /// Refuses the numbers of a YAML tree sent as JSON that JSON cannot
+    /// carry (`.nan`, `.inf`): the encoder would send `null` in their place
+    /// without a word.
+    pub(super) fn check_json_numbers(&mut self, node: &Node, field: &str) {
+        match &node.value {
+            Value::Float(f) if !f.is_finite() => {
+                let written = self
+                    .source
+                    .get(node.span.start..node.span.end)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string();
+                let d = self.error(
+                    Code::InvalidValue,
+                    node.span,
+                    format!("`{field}` holds `{written}`, which JSON cannot carry (it would be sent as null)"),
+                );
+                d.help = Some("quote it to send it as text".into());
+            }
+            Value::Seq(items) => {
+                for item in items {
+                    self.check_json_numbers(item, field);
+                }
+            }
+            Value::Map(entries) => {
+                for entry in entries {
+                    self.check_json_numbers(&entry.value, field);
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// Like [`Self::template`], for a field that means nothing empty (a
     /// `run`, a `resource`): written as `''` it is refused, not run as a
     /// no-op or sent as a request for nothing.
