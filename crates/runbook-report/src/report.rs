@@ -825,9 +825,10 @@ impl Builder {
         } else {
             // The previous engine's story ends at its last event.
             if !self.finished {
+                let rolling_back = self.rollbacks_running();
                 let running = self.stop_engine(SessionEnd::EngineStopped);
                 let at = self.last_ts.clone().unwrap_or_else(|| e.ts.clone());
-                let text = stopped_text(&running, None);
+                let text = stopped_text(&running, &rolling_back, None);
                 self.note(&at, TimelineKind::EngineStopped, None, text);
                 self.awaiting_confirmation.extend(running);
             }
@@ -873,6 +874,16 @@ impl Builder {
     /// Ends the current session without `run_finished`: its open attempts,
     /// decisions and rollbacks end with it. Returns the steps that were
     /// running.
+    /// The main steps whose rollbacks had started and not finished.
+    fn rollbacks_running(&self) -> Vec<String> {
+        self.report
+            .rollbacks
+            .iter()
+            .filter(|r| r.finished_at.is_none() && r.status == "running")
+            .map(|r| r.step.clone())
+            .collect()
+    }
+
     fn stop_engine(&mut self, end: SessionEnd) -> Vec<String> {
         let at = self.last_ts.clone();
         if let Some(session) = self.report.sessions.last_mut() {
@@ -922,6 +933,7 @@ impl Builder {
             } else {
                 SessionEnd::EngineStopped
             };
+            let rolling_back = self.rollbacks_running();
             let running = self.stop_engine(end);
             // A live run has not ended: when it will is unknown.
             self.report.ended_at = if live { None } else { self.last_ts.clone() };
@@ -933,7 +945,7 @@ impl Builder {
             if !live {
                 let command = format!("runbook resume {}", self.report.run_id);
                 if let Some(at) = self.last_ts.clone() {
-                    let text = stopped_text(&running, Some(&command));
+                    let text = stopped_text(&running, &rolling_back, Some(&command));
                     self.note(&at, TimelineKind::EngineStopped, None, text);
                 }
                 self.report.resume_command = Some(command);
@@ -959,10 +971,20 @@ impl Builder {
     }
 }
 
-fn stopped_text(running: &[String], resume_command: Option<&str>) -> String {
+fn stopped_text(
+    running: &[String],
+    rolling_back: &[String],
+    resume_command: Option<&str>,
+) -> String {
     let mut text = "engine stopped without finishing the run (last journaled event)".to_string();
-    if !running.is_empty() {
-        text.push_str(&format!("; running then: {}", running.join(", ")));
+    let mut then: Vec<String> = running.to_vec();
+    then.extend(
+        rolling_back
+            .iter()
+            .map(|step| format!("the rollback of {step}")),
+    );
+    if !then.is_empty() {
+        text.push_str(&format!("; running then: {}", then.join(", ")));
     }
     // No backticks around the command: this text reaches the Markdown
     // timeline escaped, like all journal text, where they would show.

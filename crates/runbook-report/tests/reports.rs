@@ -424,3 +424,33 @@ fn a_directory_not_named_like_a_run_is_listed_as_unreadable() {
         ]
     );
 }
+
+/// An engine killed during a rollback: the timeline's last row names the
+/// rollback that was running, as it names a running step.
+#[test]
+fn an_engine_stopped_during_a_rollback_says_which_was_running() {
+    let text = std::fs::read_to_string(fixture_path("failure")).expect("fixture");
+    let cut: String = text
+        .lines()
+        .take_while(|line| !line.contains(r#""event":"rollback_finished""#))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    assert!(cut.ends_with("\"phase\":\"rollback\"}\n"), "{cut}");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("events.jsonl");
+    std::fs::write(&path, cut).expect("write journal");
+    let contents = read_journal(&path).expect("journal reads");
+    let report = build_report(&run_id(&contents), &contents, false);
+    let stopped = report
+        .timeline
+        .iter()
+        .find(|t| t.kind == runbook_report::TimelineKind::EngineStopped)
+        .expect("an engine-stopped row");
+    assert!(
+        stopped
+            .text
+            .contains("; running then: the rollback of snapshot;"),
+        "{}",
+        stopped.text
+    );
+}
