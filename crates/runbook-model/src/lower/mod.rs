@@ -434,6 +434,8 @@ impl<'a> Lowerer<'a> {
         };
         let type_node = node.get("type");
         let kind_keys: Option<&[&str]> = match type_node.map(|t| &t.value) {
+            // A merge key (refused on its own) may hold the type.
+            None if node.get("<<").is_some() => None,
             None => {
                 let d = self.error(
                     Code::MissingKey,
@@ -671,6 +673,12 @@ impl<'a> Lowerer<'a> {
     }
 
     fn missing(&mut self, node: &Node, what: &str, key: &str) {
+        if node.get("<<").is_some() {
+            // A merge key (refused on its own) may well hold the field: a
+            // second error claiming it missing would be wrong as often as
+            // right.
+            return;
+        }
         let d = self.error(
             Code::MissingKey,
             mapping_head(node),

@@ -28,8 +28,10 @@ impl Lowerer<'_> {
                 self.unknown_key(entry, what, known);
             }
         }
+        // A merge key (refused on its own) may hold the required fields.
+        let merged = entries.iter().any(|e| e.key == "<<");
         for key in required {
-            if !entries.iter().any(|e| e.key == *key) {
+            if !merged && !entries.iter().any(|e| e.key == *key) {
                 let d = self.error(
                     Code::MissingKey,
                     mapping_head(node),
