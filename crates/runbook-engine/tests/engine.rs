@@ -997,7 +997,8 @@ steps:
 }
 
 /// A step that only would have run in a real run (its own `dry_run`) has
-/// null outputs: a step reading them is planned, not run on the nulls.
+/// null outputs: a step reading them, `when` or not, is skipped rather
+/// than run on the nulls, and the steps that need it are skipped too.
 #[tokio::test(start_paused = true)]
 async fn outputs_of_a_step_that_only_would_have_run_are_not_read_in_a_real_run() {
     let o = run(r#"
@@ -1006,17 +1007,21 @@ name: t
 steps:
   probe: {type: shell, run: "only-would"}
   judge: {type: shell, run: "print exit was [{{steps.probe.outputs.exit_code}}]", needs: [probe]}
+  verify: {type: shell, when: "{{eq steps.probe.outputs.exit_code 0}}", run: "print verified", needs: [probe]}
+  act: {type: shell, run: "print acted", needs: [verify]}
   other: {type: shell, run: "print runs", needs: [probe]}
 "#)
     .await;
     assert_eq!(o.step("probe").would_run.as_deref(), Some("would exec"));
-    assert_eq!(
-        o.step("judge").would_run.as_deref(),
-        Some(
-            "would run; not tried, as it reads the outputs of `probe`, which only would have run (its `dry_run`)"
-        )
-    );
-    assert_eq!(o.step("other").would_run, None);
+    for id in ["judge", "verify"] {
+        assert_eq!(o.step(id).status, StepStatus::Skipped, "{id}");
+        assert_eq!(
+            o.step(id).reason.as_deref(),
+            Some("reads the outputs of `probe`, which only would have run (its `dry_run`)"),
+            "{id}"
+        );
+    }
+    assert_eq!(o.step("act").status, StepStatus::Skipped);
     assert_eq!(o.lines, vec![("other".to_string(), "runs".to_string())]);
 }
 

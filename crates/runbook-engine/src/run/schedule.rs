@@ -45,7 +45,15 @@ impl Dispatcher<'_> {
     }
 
     pub(super) fn readiness(&mut self, i: usize) -> Readiness {
-        if self.reads_planned_only(i).is_some() {
+        if let Some(read) = self.reads_planned_only(i) {
+            if !self.options.dry_run {
+                // A real run: a step that decides or acts on what only
+                // would have been (an `exec` under its own `dry_run`) does
+                // not run, and neither do the steps that need it.
+                return Readiness::Skip(format!(
+                    "reads the outputs of `{read}`, which only would have run (its `dry_run`)"
+                ));
+            }
             // Its `when` would be decided on null placeholders: the step is
             // planned, and `start` reports it as such. With a `when`, only
             // the expression decides (a need that failed does not skip it),
@@ -134,7 +142,8 @@ impl Dispatcher<'_> {
     /// would have run, under `--dry-run` or its own `dry_run` (an `exec`
     /// cannot be sent as a dry run): its outputs are null placeholders, and
     /// a check, a condition or a script evaluated on them would decide on
-    /// nothing.
+    /// nothing. Under `--dry-run` the step is planned; in a real run it is
+    /// skipped (see `readiness`).
     pub(super) fn reads_planned_only(&mut self, i: usize) -> Option<String> {
         if self.planned.is_empty() {
             return None;
@@ -171,15 +180,9 @@ impl Dispatcher<'_> {
                 attempts: 1,
                 outputs,
                 error: None,
-                would_run: Some(if self.options.dry_run {
-                    format!(
-                        "would run; not tried in this dry run, as it reads the outputs of `{read}`, which did not run"
-                    )
-                } else {
-                    format!(
-                        "would run; not tried, as it reads the outputs of `{read}`, which only would have run (its `dry_run`)"
-                    )
-                }),
+                would_run: Some(format!(
+                    "would run; not tried in this dry run, as it reads the outputs of `{read}`, which did not run"
+                )),
             },
         );
     }
