@@ -80,6 +80,10 @@ pub struct KubectlExecutor {
     /// Held only to find a cluster's setup: a cluster being set up must
     /// not hold up steps on other clusters.
     clusters: Mutex<HashMap<(String, String, u64), ClusterSetup>>,
+    /// The cluster each mutating step acted on, by step id: its `rollback:
+    /// auto` undoes the change there, even if a later step switched the
+    /// kubeconfig to another cluster.
+    acted_on: std::sync::Mutex<HashMap<String, Arc<Cluster>>>,
 }
 
 impl KubectlExecutor {
@@ -147,10 +151,13 @@ impl KubectlExecutor {
     }
 
     /// Renders the step and builds the call; `Err` is the step's outcome.
+    /// `cluster`: the one to act on, for a rollback of a step that acted
+    /// there; else the step's `kubeconfig` and `context` decide.
     async fn prepare<'a>(
         &self,
         step: &Step,
         ctx: &'a StepContext,
+        cluster: Option<Arc<Cluster>>,
     ) -> Result<Call<'a>, StepOutcome> {
         let StepKind::KubectlAction(kubectl) = &step.kind else {
             return Err(StepOutcome::Failed(StepFailure::new(format!(
@@ -160,6 +167,22 @@ impl KubectlExecutor {
             ))));
         };
         let fields = Fields::render(kubectl, ctx).map_err(StepOutcome::Failed)?;
+        if let Some(cluster) = cluster.filter(|_| fields.action.is_mutating()) {
+            // A rollback: where the step acted, not where the kubeconfig
+            // points now.
+            let namespace = fields
+                .namespace
+                .clone()
+                .unwrap_or_else(|| cluster.default_namespace.clone());
+            let dry_run = ctx.dry_run() || fields.dry_run;
+            return Ok(Call {
+                cluster,
+                namespace,
+                fields,
+                ctx,
+                dry_run,
+            });
+        }
         // Setting up a cluster can wait on a kubeconfig's credential plugin
         // (a login in a browser, a hardware key), which cannot be
         // interrupted: the step's timeout and Ctrl-C stop the wait, and the
@@ -281,10 +304,17 @@ impl StepExecutor for KubectlExecutor {
                 _ => StepOutcome::WouldRun("would exec".to_string()),
             };
         }
-        let call = match self.prepare(step, ctx).await {
+        let call = match self.prepare(step, ctx, None).await {
             Ok(call) => call,
             Err(outcome) => return outcome,
         };
+        if call.fields.action.is_mutating() {
+            let mut acted_on = self
+                .acted_on
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            acted_on.insert(step.id.value.clone(), call.cluster.clone());
+        }
         if call.fields.action == KubectlAction::Exec && call.dry_run {
             return StepOutcome::WouldRun(would_exec(&call.fields));
         }
@@ -323,7 +353,13 @@ impl StepExecutor for KubectlExecutor {
         outputs: &Outputs,
         ctx: &StepContext,
     ) -> StepOutcome {
-        let call = match self.prepare(step, ctx).await {
+        let acted_on = self
+            .acted_on
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&step.id.value)
+            .cloned();
+        let call = match self.prepare(step, ctx, acted_on).await {
             Ok(call) => call,
             Err(outcome) => return outcome,
         };

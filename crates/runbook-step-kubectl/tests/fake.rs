@@ -1145,6 +1145,35 @@ async fn a_conflict_is_retried_once_then_reported() {
     );
 }
 
+/// A rollback undoes a change on the cluster the step changed, even after
+/// a later step pointed the kubeconfig at another cluster.
+#[tokio::test]
+async fn a_rollback_acts_on_the_cluster_its_step_changed() {
+    let first = env("healthy").await;
+    let second = env("healthy").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let shared = dir.path().join("kubeconfig");
+    std::fs::copy(&first.kubeconfig, &shared).expect("copy the kubeconfig");
+    let scale = step(
+        &format!(
+            "kubeconfig: KUBECONFIG\nnamespace: {NS}\naction: scale\nresource: deployment/{DEPLOY}\nreplicas: 5"
+        ),
+        &shared,
+    );
+    let (ctx, _rx) = ctx(false);
+    let out = expect_ok(first.exec.run(&scale, &ctx).await);
+    assert_eq!(first.deployment()["spec"]["replicas"], 5);
+    std::fs::copy(&second.kubeconfig, &shared).expect("switch the kubeconfig");
+    let back = expect_ok(first.exec.rollback_auto(&scale, &out, &ctx).await);
+    assert_eq!(back["replicas"], 3);
+    assert_eq!(first.deployment()["spec"]["replicas"], 3);
+    assert_eq!(second.deployment()["spec"]["replicas"], 3);
+    assert!(
+        second.requests("PATCH").is_empty(),
+        "the other cluster was changed"
+    );
+}
+
 /// A step that switches the kubeconfig's current context sends the next
 /// steps to the new cluster, as kubectl would: the client is not kept
 /// past a change of the file.
