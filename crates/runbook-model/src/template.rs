@@ -166,11 +166,15 @@ pub struct Analysis {
     /// such a name is almost never found: `../params.ns` or
     /// `@root.params.ns` reads the runbook's.
     pub item_reads: Vec<VariableRef>,
-    /// Reads of a step's outputs (`steps.X.outputs…`) that fail when X did
-    /// not run: neither an argument of `default` nor inside an `#if` or
-    /// `#unless` whose condition reads `steps.X` (its `succeeded`, its
-    /// status, anything of it).
+    /// Reads of one of a step's outputs (`steps.X.outputs.name…`) that fail
+    /// when X did not run: not an argument of `default`, not the bare
+    /// condition of an `#if` or `#unless` (a missing value is false there),
+    /// and not where a condition on X holds: the body of an `#if` (the
+    /// `else` of an `#unless`) whose condition reads `steps.X.succeeded`,
+    /// `steps.X.failed` or one of X's outputs, not under `not`.
     pub unguarded_outputs: Vec<VariableRef>,
+    /// Reads made under `not`: what they say is turned around.
+    pub negated: Vec<VariableRef>,
     /// The literal text outside every expression and block, joined:
     /// `true ` in `true {{x}}`. A value that must render to one word
     /// cannot have any.
@@ -358,6 +362,30 @@ struct Scope {
     /// Inside the arguments of `default`, which stands in for a missing
     /// value.
     defaulted: bool,
+    /// Inside the arguments of `not`.
+    negated: bool,
+}
+
+/// The steps whose run `reads` (a block's condition) shows, when the
+/// condition holds: `steps.X.succeeded`, `steps.X.failed` or one of X's
+/// outputs, read as they are (not under `not`).
+pub(crate) fn steps_shown_to_have_run(
+    reads: &[VariableRef],
+    negated: &[VariableRef],
+) -> Vec<String> {
+    reads
+        .iter()
+        .filter(|v| !negated.contains(v))
+        .filter_map(|v| match v.path.as_slice() {
+            [root, step, field, ..]
+                if root == "steps"
+                    && matches!(field.as_str(), "succeeded" | "failed" | "outputs") =>
+            {
+                Some(step.clone())
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// `tested`: the values read here only decide something (the arguments of
@@ -444,6 +472,7 @@ fn walk(
                 let passes_first_through = inserting && is_default;
                 let mut arguments = scope.clone();
                 arguments.defaulted |= is_default;
+                arguments.negated |= matches!(&helper.name, Parameter::Name(name) if name == "not");
                 for (i, p) in helper.params.iter().chain(helper.hash.values()).enumerate() {
                     let before = analysis.variables.len();
                     parameter(p, &arguments, tested || predicate, analysis);
@@ -479,31 +508,39 @@ fn walk(
                 }
                 let condition = matches!(name.as_str(), "if" | "unless");
                 let before = analysis.variables.len();
+                let negated_before = analysis.negated.len();
                 for p in helper.params.iter().chain(helper.hash.values()) {
-                    parameter(p, scope, tested || condition, analysis);
+                    // A bare path as a condition is false when missing, not
+                    // an error.
+                    let mut at = scope.clone();
+                    at.defaulted |= condition && matches!(p, Parameter::Path(_));
+                    parameter(p, &at, tested || condition, analysis);
                 }
-                // Both branches of a condition on `steps.X` count as
-                // guarded: which one a careful author reads outputs in
-                // depends on what was tested.
-                let mut guarded = scope.clone();
+                // Where the condition holds (an `#if`'s body, an
+                // `#unless`'s `else`), the steps it shows to have run have
+                // their outputs.
+                let mut holds = scope.clone();
                 if condition {
-                    guarded.guards.extend(
-                        analysis.variables[before..]
-                            .iter()
-                            .filter(|v| v.path.first().is_some_and(|p| p == "steps"))
-                            .filter_map(|v| v.path.get(1).cloned()),
-                    );
+                    holds.guards.extend(steps_shown_to_have_run(
+                        &analysis.variables[before..],
+                        &analysis.negated[negated_before..],
+                    ));
                 }
+                let (body, otherwise) = if name == "unless" {
+                    (scope, &holds)
+                } else {
+                    (&holds, scope)
+                };
                 // Inside `each` and `with` the context moves to the item:
                 // a path reaches the root again through as many `../`.
-                let mut inner = guarded.clone();
+                let mut inner = body.clone();
                 inner.depth += usize::from(matches!(name.as_str(), "each" | "with"));
                 inner.block_params.extend(given);
                 if let Some(template) = &helper.template {
                     walk(&template.elements, &inner, tested, true, analysis);
                 }
                 if let Some(inverse) = &helper.inverse {
-                    walk(&inverse.elements, &guarded, tested, true, analysis);
+                    walk(&inverse.elements, otherwise, tested, true, analysis);
                 }
             }
             TemplateElement::DecoratorExpression(_) | TemplateElement::DecoratorBlock(_) => {
@@ -542,7 +579,12 @@ fn parameter(param: &Parameter, scope: &Scope, tested: bool, analysis: &mut Anal
         if tested {
             analysis.tested.push(variable.clone());
         }
-        if let [root, step, outputs, ..] = variable.path.as_slice()
+        if scope.negated {
+            analysis.negated.push(variable.clone());
+        }
+        // `steps.X.outputs` itself is always there (empty when X did not
+        // run); one of its names is not.
+        if let [root, step, outputs, _, ..] = variable.path.as_slice()
             && root == "steps"
             && outputs == "outputs"
             && !scope.defaulted
@@ -668,7 +710,12 @@ mod tests {
             "{{#if steps.d.succeeded}}{{steps.d.outputs.x}}{{else}}{{steps.d.outputs.y}}{{/if}} ",
             "{{#if (eq steps.e.status \"failed\")}}{{steps.e.outputs.x}}{{/if}} ",
             "{{#if steps.f.succeeded}}{{steps.g.outputs.x}}{{/if}} ",
-            "{{#each steps.h.outputs.items}}{{this}}{{/each}} {{steps.i.status}}",
+            "{{#each steps.h.outputs.items}}{{this}}{{/each}} {{steps.i.status}} ",
+            "{{#if steps.j.outputs.x}}{{steps.j.outputs.x}}{{/if}} ",
+            "{{#unless steps.k.succeeded}}{{steps.k.outputs.x}}{{else}}{{steps.k.outputs.y}}{{/unless}} ",
+            "{{#if (not steps.l.succeeded)}}{{steps.l.outputs.x}}{{/if}} ",
+            "{{#if steps.m.skipped}}{{steps.m.outputs.x}}{{/if}} {{len steps.n.outputs}} ",
+            "{{#if (eq steps.o.outputs.x 1)}}{{/if}}",
         ))
         .expect("parses");
         let paths: Vec<String> = a
@@ -680,8 +727,14 @@ mod tests {
             paths,
             [
                 "steps.a.outputs.x",
+                "steps.d.outputs.y",
+                "steps.e.outputs.x",
                 "steps.g.outputs.x",
-                "steps.h.outputs.items"
+                "steps.h.outputs.items",
+                "steps.k.outputs.x",
+                "steps.l.outputs.x",
+                "steps.m.outputs.x",
+                "steps.o.outputs.x",
             ]
         );
     }

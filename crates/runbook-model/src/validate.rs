@@ -90,6 +90,14 @@ impl<'a> Validator<'a> {
         let Ok(analysis) = crate::template::analyze(&when.text) else {
             return;
         };
+        if analysis
+            .calls
+            .iter()
+            .any(|c| matches!(c.name.as_str(), "if" | "unless"))
+        {
+            // Which branch says what is more than this check reads.
+            return;
+        }
         let default = self.runbook.defaults.continue_on_failure.unwrap_or(false);
         let mut warned: Vec<&str> = Vec::new();
         for read in &analysis.variables {
@@ -101,6 +109,7 @@ impl<'a> Validator<'a> {
             };
             if root != "steps"
                 || field != "failed"
+                || analysis.negated.contains(read)
                 || failing.continue_on_failure.unwrap_or(default)
                 || warned.contains(&target.as_str())
             {
@@ -132,17 +141,13 @@ impl<'a> Validator<'a> {
     /// step, or the step's own `when` reading it.
     fn outputs_read_after_a_failure(&mut self, step: &Step, id: &str, phase: Phase) {
         let analyses = |template: &Template| crate::template::analyze(&template.text).ok();
+        // A `when` that holds only once X ran (`steps.X.succeeded`, not
+        // under `not`) makes X's outputs safe in the step's other fields.
         let guarded: Vec<String> = step
             .when
             .as_ref()
             .and_then(analyses)
-            .map(|when| {
-                when.variables
-                    .iter()
-                    .filter(|v| v.path.first().is_some_and(|p| p == "steps"))
-                    .filter_map(|v| v.path.get(1).cloned())
-                    .collect()
-            })
+            .map(|when| crate::template::steps_shown_to_have_run(&when.variables, &when.negated))
             .unwrap_or_default();
         let mut templates: Vec<(String, Template)> = step
             .templates()
