@@ -239,12 +239,13 @@ async fn until_cancelled(
     let ctx = call.ctx;
     // `biased`: when cancellation fires, the action's own handling (which
     // says what it was waiting for) wins over this generic message, which
-    // names the server that did not answer.
+    // names the server it was talking to (the engine puts why it stopped,
+    // a timeout or an interrupt, in front of it).
     let result = tokio::select! {
         biased;
         r = action => r,
         _ = ctx.cancelled().cancelled() => Err(Failure::from(KubectlError::Refused(format!(
-            "cancelled before the Kubernetes API call finished (no answer from {})",
+            "cancelled before the Kubernetes API call finished (talking to {})",
             call.cluster.endpoint
         )))),
     };

@@ -596,7 +596,7 @@ async fn a_wait_on_a_server_that_stopped_answering_says_so() {
     assert_eq!(
         msg,
         format!(
-            "cancelled before the Kubernetes API call finished (no answer from context \"fakekube\", server {})",
+            "cancelled before the Kubernetes API call finished (talking to context \"fakekube\", server {})",
             slow.fake.url()
         )
     );
@@ -607,12 +607,27 @@ async fn a_wait_on_a_server_that_stopped_answering_says_so() {
             .resource("deployments")
             .times(1000),
     );
-    let msg = stopped_after(
-        &watching,
-        "action: rollout-status\nresource: deployment/prod-omendb",
-        Duration::from_millis(500),
-    )
-    .await;
+    let (ctx, _rx) = ctx(false);
+    let cancel = tokio_util_token(&ctx);
+    let step = watching.step("action: rollout-status\nresource: deployment/prod-omendb");
+    let running = watching.exec.run(&step, &ctx);
+    // Once the wait has read the deployment, reads fail too: the server
+    // is gone for the watch and for a fresh read alike.
+    let fake = &watching.fake;
+    let later = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        fake.inject_fault(
+            Fault::new(FaultKind::InternalError)
+                .verb("get")
+                .resource("deployments")
+                .times(1000),
+        );
+        // The watch retries after a backoff of about a second.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        cancel.cancel();
+    };
+    let (outcome, ()) = tokio::join!(running, later);
+    let msg = expect_failed(outcome).0;
     assert!(
         msg.starts_with(
             "stopped waiting for deployment \"prod-omendb\" to roll out; last status: "
@@ -627,6 +642,31 @@ async fn a_wait_on_a_server_that_stopped_answering_says_so() {
         msg.ends_with(&format!("server {})", watching.fake.url())),
         "{msg}"
     );
+}
+
+/// A watch that keeps failing (a proxy that refuses watches) does not
+/// hide a rollout that completes: the deployment is read afresh after
+/// each failure, as kubectl relists.
+#[tokio::test]
+async fn a_rollout_completes_even_when_every_watch_fails() {
+    let env = env("healthy").await;
+    env.ok("action: rollout-restart\nresource: deployment/prod-omendb")
+        .await;
+    env.fake.inject_fault(
+        Fault::new(FaultKind::InternalError)
+            .verb("watch")
+            .resource("deployments")
+            .times(1000),
+    );
+    env.fake
+        .start_ticker(Duration::from_millis(20), Duration::from_secs(2));
+    let out = tokio::time::timeout(
+        Duration::from_secs(20),
+        env.ok("action: rollout-status\nresource: deployment/prod-omendb"),
+    )
+    .await
+    .expect("the rollout is seen complete");
+    assert_eq!(out["ready_replicas"], 3, "{out:?}");
 }
 
 fn tokio_util_token(ctx: &runbook_engine::StepContext) -> tokio_util::sync::CancellationToken {

@@ -111,9 +111,9 @@ pub async fn status(call: &Call<'_>) -> ActionResult {
         .default_backoff()
         .boxed();
     let mut latest = current;
-    // Why the watch has been failing since its last event, if it has: a
-    // wait that ends while the API server is unreachable says so, not only
-    // the rollout's last status.
+    // Why the watch, and a fresh read after it, have been failing since the
+    // last status seen, if they have: a wait that ends while the API server
+    // is unreachable says so, not only the rollout's last status.
     let mut trouble: Option<String> = None;
     loop {
         let event = tokio::select! {
@@ -153,7 +153,19 @@ pub async fn status(call: &Call<'_>) -> ActionResult {
             }
             Some(Ok(watcher::Event::Init | watcher::Event::InitDone)) => {}
             Some(Err(error)) => match fatal_watch_error(call, &rt, &name, error) {
-                Ok(why) => trouble = Some(why),
+                // The watch retries from where it was, and may never see a
+                // rollout that completes meanwhile (a proxy that refuses
+                // watches): read the deployment afresh, as kubectl relists.
+                Ok(why) => match call.cluster.get(&rt, &call.namespace, &name).await {
+                    Ok(fresh) => {
+                        trouble = None;
+                        latest = fresh;
+                        if let Some(done) = judge(call, &latest, &mut last) {
+                            return done;
+                        }
+                    }
+                    Err(_) => trouble = Some(why),
+                },
                 Err(fatal) => {
                     return Err(Failure {
                         error: fatal,
