@@ -612,9 +612,7 @@ pub fn parse(text: &str) -> Result<Parsed, Vec<Diagnostic>> {
                                 ),
                             )
                             .with_label("read as a mapping");
-                            d.help = Some(format!(
-                                "put the whole value in quotes, as in \"{written}\""
-                            ));
+                            d.help = Some(quoting_hint(&node, text, &written));
                             diagnostics.push(d);
                         }
                         *pending_key = Some((None, node.span));
@@ -760,6 +758,33 @@ pub fn written_text(node: &Node, source: &str) -> String {
 /// A key's text. A plain key that does not resolve to a string keeps what
 /// was written: `~` or an empty key is not the id `null`, and `.inf` is not
 /// `inf`, so the name rules judge the key the author sees.
+/// How to quote the value that starts with the unquoted template
+/// `written`: the rest of its line too (`{{params.base}}/health`), in
+/// single quotes unless it holds one (a template's own `"none"`).
+fn quoting_hint(node: &Node, source: &str, written: &str) -> String {
+    let start = node.span.start.saturating_sub(1);
+    let line = source
+        .get(start..)
+        .and_then(|rest| rest.lines().next())
+        .unwrap_or(written);
+    // A comment ends the value; a flow collection's `,` or `}` may too, but
+    // a template's own text is the common case.
+    let value = line.split(" #").next().unwrap_or(line).trim_end();
+    let value = if value.len() < written.len() {
+        written
+    } else {
+        value
+    };
+    if value.contains('\'') {
+        format!(
+            "put the whole value in double quotes, its own `\"` written `\\\"`: \"{}\"",
+            value.replace('\\', "\\\\").replace('"', "\\\"")
+        )
+    } else {
+        format!("put the whole value in quotes: '{value}'")
+    }
+}
+
 /// For a mapping used as a key right after a `{` (`{{params.x}}`, a
 /// template written without quotes): the span of the whole `{{…}}` and its
 /// text.

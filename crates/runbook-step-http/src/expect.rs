@@ -185,29 +185,30 @@ fn shorten(text: &str, chars: usize) -> String {
 /// The start of the body on one line, for a status mismatch: what a 503 page
 /// says is usually why it is a 503.
 fn excerpt(body: &str, truncated: bool) -> String {
-    // Control characters are shown escaped: a body's `ESC [2J` would
-    // otherwise clear the terminal of the person reading the failure.
-    let collapsed: String = body
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .chars()
-        .flat_map(|c| {
-            let escaped = c.is_control().then(|| c.escape_default());
-            escaped
-                .into_iter()
-                .flatten()
-                .chain((!c.is_control()).then_some(c))
-        })
-        .collect();
+    let collapsed: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
     if collapsed.is_empty() {
         return "empty body".to_string();
     }
     let cut = collapsed.char_indices().nth(EXCERPT_CHARS).map(|(i, _)| i);
-    match cut {
-        Some(i) => format!("body: `{}…`", &collapsed[..i]),
-        None if truncated => format!("body: `{collapsed}…`"),
-        None => format!("body: `{collapsed}`"),
+    let (shown, more) = match cut {
+        Some(i) => (&collapsed[..i], true),
+        None => (collapsed.as_str(), truncated),
+    };
+    // Cut first, then escape, so that no escape is cut in half. Control
+    // characters would drive the terminal of the person reading the
+    // failure (`ESC [2J` clears it); a byte order mark is invisible.
+    let shown: String = shown
+        .chars()
+        .flat_map(|c| {
+            let escape = c.is_control() || c == '\u{feff}';
+            let escaped = escape.then(|| c.escape_default());
+            escaped.into_iter().flatten().chain((!escape).then_some(c))
+        })
+        .collect();
+    if more {
+        format!("body: `{shown}…`")
+    } else {
+        format!("body: `{shown}`")
     }
 }
 
@@ -383,6 +384,12 @@ mod tests {
         assert_eq!(
             excerpt("down\u{1b}[2J\u{1b}]0;title\u{7} now", false),
             "body: `down\\u{1b}[2J\\u{1b}]0;title\\u{7} now`"
+        );
+        assert_eq!(excerpt("\u{feff}{}", false), "body: `\\u{feff}{}`");
+        let escapes = excerpt(&"\u{1b}".repeat(300), false);
+        assert!(
+            escapes.ends_with("\\u{1b}…`") && escapes.matches("\\u{1b}").count() == EXCERPT_CHARS,
+            "{escapes}"
         );
     }
 }

@@ -157,10 +157,21 @@ impl HttpCheckExecutor {
         if body.truncated {
             ctx.progress("the response body is larger than 1 MiB; only the first 1 MiB was read");
         }
+        // Where a redirect led, without its `user:password@` or query: a
+        // server's `Location` may carry credentials or a signed URL that
+        // no secret of the run matches.
+        let landed = {
+            let mut shown = hop.url.clone();
+            let _ = shown.set_username("");
+            let _ = shown.set_password(None);
+            shown.set_query(None);
+            shown.set_fragment(None);
+            shown
+        };
         let redirected = match redirects {
             0 => String::new(),
-            1 => format!(" (redirected to {})", hop.url),
-            n => format!(" ({n} redirects, to {})", hop.url),
+            1 => format!(" (redirected to {landed})"),
+            n => format!(" ({n} redirects, to {landed})"),
         };
         ctx.progress(&ctx.redact(&format!(
             "{} {} -> {} in {} ms{redirected}",
@@ -203,7 +214,9 @@ impl HttpCheckExecutor {
         if failures.is_empty() {
             StepOutcome::Succeeded(outputs)
         } else {
-            failed(ctx, failures.join("; "), outputs)
+            // The response checked is the last hop's: say which, or a 503
+            // reads as the step's own URL failing.
+            failed(ctx, format!("{}{redirected}", failures.join("; ")), outputs)
         }
     }
 }

@@ -388,6 +388,47 @@ async fn a_failure_after_a_redirect_names_the_hop_that_failed() {
     );
 }
 
+/// Where a redirect led is said without the credentials or the query a
+/// server's `Location` may carry, and a failed check says which hop's
+/// response it judged.
+#[tokio::test]
+async fn where_a_redirect_led_is_said_without_its_credentials() {
+    let server = start().await;
+    let target = format!(
+        "http://bob:L0cationPass@{}/status/503?sig=S1gnature",
+        server.addr
+    );
+    let first = server.url(&format!("/to?url={target}"));
+    let (ctx, mut messages) = context().build();
+    let failure = failed(
+        HttpCheckExecutor::new()
+            .run(&step(&format!("url: '{first}'")), &ctx)
+            .await,
+    );
+    let landed = server.url("/status/503");
+    assert!(
+        failure
+            .message
+            .ends_with(&format!(" (redirected to {landed})")),
+        "{}",
+        failure.message
+    );
+    drop(ctx);
+    let mut said = Vec::new();
+    while let Some(message) = messages.recv().await {
+        if let runbook_engine::StepMessage::Progress { message, .. } = message {
+            said.push(message);
+        }
+    }
+    let said = said.join("\n");
+    // (The step's own URL carries them here, as a query of its own.)
+    let shown = said
+        .split("(redirected to ")
+        .nth(1)
+        .expect("where the redirect led");
+    assert_eq!(shown, format!("{landed})"), "{said}");
+}
+
 #[tokio::test]
 async fn redirect_loops_say_too_many_redirects() {
     let server = start().await;

@@ -111,7 +111,7 @@ impl Lowerer<'_> {
                     step.json = Some(v.clone());
                 }
                 "insecure" => step.insecure = self.typed_bool(v, "insecure"),
-                "ca_cert" => step.ca_cert = self.template(v, "ca_cert"),
+                "ca_cert" => step.ca_cert = self.filled_template(v, "ca_cert"),
                 "expect" => step.expect = self.expect(v).unwrap_or_default(),
                 _ => {}
             }

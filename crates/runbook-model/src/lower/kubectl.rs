@@ -287,6 +287,11 @@ impl Lowerer<'_> {
                     let kind = resource.text.split('/').next().unwrap_or_default();
                     d.help = Some(if needs_object {
                         format!("`{}` acts on one object; drop `{field}`", action.as_str())
+                    } else if action == KubectlAction::Logs {
+                        // A selector reads pods, whatever kind is named.
+                        format!(
+                            "to read the selected pods, drop `resource`; to read that one object's pod, drop `{field}`"
+                        )
                     } else {
                         format!(
                             "to select, give only the kind (`resource: {kind}`); to act on that one object, drop `{field}`"
