@@ -170,6 +170,23 @@ async fn events_sorted_and_filtered_by_object() {
     );
 }
 
+/// A `resource` rendered to a kind other than pods next to a selector is
+/// refused at run time, as a literal one is by validate: the selector
+/// reads pods, and the kind would be ignored.
+#[tokio::test]
+async fn logs_with_a_selector_refuses_a_rendered_kind_that_is_not_pods() {
+    let env = env("healthy").await;
+    let (msg, _) = env
+        .fails("action: logs\nresource: '{{lower \"Deployments\"}}'\nselector: app=omendb")
+        .await;
+    assert_eq!(
+        msg,
+        "`logs` with a `selector` reads the selected pods, not deployments; drop `resource`"
+    );
+    env.ok("action: logs\nresource: pods\nselector: app=omendb")
+        .await;
+}
+
 /// Pods that exist but have no metrics (crash-looping, not running) fail
 /// the step, as `kubectl top` fails: an empty list would pass a later
 /// "every pod under its limit" check.

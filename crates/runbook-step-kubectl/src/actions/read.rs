@@ -222,7 +222,19 @@ pub async fn logs(call: &Call<'_>) -> ActionResult {
                 list
             }
         }
-        (_, Some(selector)) => {
+        (resource, Some(selector)) => {
+            // As validate does for a literal one: a selector reads pods,
+            // so a rendered kind that is not pods would be ignored.
+            if let Some(kind) = resource.as_deref().and_then(|r| parse_target(r).ok()) {
+                let named = call.cluster.resolve(&kind.kind).await?;
+                if !(named.group.is_empty() && named.kind == "Pod") {
+                    return Err(KubectlError::Invalid(format!(
+                        "`logs` with a `selector` reads the selected pods, not {}; drop `resource`",
+                        named.plural
+                    ))
+                    .into());
+                }
+            }
             let mut list = call
                 .cluster
                 .list(&pods_rt, &call.namespace, Some(selector), None)
