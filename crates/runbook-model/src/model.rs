@@ -842,14 +842,14 @@ impl StepKind {
                 KubectlAction::Logs => &["text", "by_pod"],
                 KubectlAction::Events => &["items", "count"],
                 KubectlAction::Top => &["items"],
-                KubectlAction::Scale => &["previous_replicas", "replicas"],
-                KubectlAction::RolloutRestart => &["restarted_at", "previous_revision"],
+                KubectlAction::Scale => &["previous_replicas", "replicas", "server"],
+                KubectlAction::RolloutRestart => &["restarted_at", "previous_revision", "server"],
                 KubectlAction::RolloutStatus => &["ready_replicas", "updated_replicas", "revision"],
                 KubectlAction::RolloutHistory => {
                     &["revisions", "current_revision", "previous_revision"]
                 }
                 KubectlAction::RolloutUndo => &["from_revision", "to_revision"],
-                KubectlAction::Patch => &["object", "previous"],
+                KubectlAction::Patch => &["object", "previous", "server"],
                 KubectlAction::Delete => &["deleted"],
                 KubectlAction::Exec => &["stdout", "stderr", "exit_code"],
             },

@@ -337,7 +337,17 @@ impl StepExecutor for KubectlExecutor {
                 None => outcome,
             };
         }
-        let outcome = until_cancelled(&call, dispatch(&call)).await;
+        let mut outcome = until_cancelled(&call, dispatch(&call)).await;
+        if let StepOutcome::Succeeded(outputs) = &mut outcome
+            && call.fields.action.has_inverse()
+        {
+            // Where the change was made, for its `rollback: auto` after a
+            // resume, when the kubeconfig may point elsewhere.
+            outputs.insert(
+                "server".into(),
+                Value::String(call.cluster.endpoint.server.clone()),
+            );
+        }
         if call.dry_run
             && call.fields.action.is_mutating()
             && matches!(outcome, StepOutcome::Succeeded(_))
@@ -364,6 +374,17 @@ impl StepExecutor for KubectlExecutor {
             Ok(call) => call,
             Err(outcome) => return outcome,
         };
+        // After a resume this engine never saw where the step acted: its
+        // `server` output says, and a kubeconfig that now points elsewhere
+        // must not get the undo.
+        if let Some(server) = outputs.get("server").and_then(Value::as_str)
+            && server != call.cluster.endpoint.server
+        {
+            return StepOutcome::Failed(StepFailure::new(format!(
+                "not undone: step `{}` changed the cluster at {server}, and its kubeconfig now points at {}; undo it there by hand",
+                step.id.value, call.cluster.endpoint
+            )));
+        }
         if call.dry_run {
             ctx.progress(DRY_RUN_NOTE);
         }

@@ -1229,6 +1229,24 @@ async fn a_rollback_acts_on_the_cluster_its_step_changed() {
         second.requests("PATCH").is_empty(),
         "the other cluster was changed"
     );
+    // After a resume the engine never saw where the step acted: the
+    // `server` output says, and the undo is refused rather than sent to
+    // the cluster the kubeconfig now names.
+    std::fs::copy(&first.kubeconfig, &shared).expect("point back at the first");
+    let out = expect_ok(first.exec.run(&scale, &ctx).await);
+    assert_eq!(out["server"], json!(first.fake.url()));
+    std::fs::copy(&second.kubeconfig, &shared).expect("switch the kubeconfig");
+    let resumed = runbook_step_kubectl::KubectlExecutor::new();
+    let (msg, _) = expect_failed(resumed.rollback_auto(&scale, &out, &ctx).await);
+    assert!(
+        msg.starts_with(&format!(
+            "not undone: step `s` changed the cluster at {}, and its kubeconfig now points at",
+            first.fake.url()
+        )),
+        "{msg}"
+    );
+    assert_eq!(first.deployment()["spec"]["replicas"], 5);
+    assert_eq!(second.deployment()["spec"]["replicas"], 3);
 }
 
 /// A step that switches the kubeconfig's current context sends the next
