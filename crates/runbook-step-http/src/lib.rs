@@ -62,14 +62,18 @@ impl HttpCheckExecutor {
             url: request.url.clone(),
             headers: request.headers.clone(),
             body: request.body.clone(),
+            written: true,
         };
         let mut redirects = 0;
         let started = Instant::now();
         // Redirects are followed here, hop by hop (see `redirect`), within
         // the attempt's one timeout.
         let mut response = loop {
+            // A hop a `Location` named is shown without the credentials or
+            // query it may carry, which no secret of the run matches.
+            let shown = hop.shown_url();
             let target = error::Target {
-                url: &hop.url,
+                url: &shown,
                 timeout: ctx.timeout(),
             };
             let left = ctx.timeout().saturating_sub(started.elapsed());
@@ -82,7 +86,7 @@ impl HttpCheckExecutor {
             }
             let sent = if left.is_zero() {
                 Err(error::RequestError::TimedOut {
-                    url: hop.url.to_string(),
+                    url: shown.to_string(),
                     after: runbook_engine::format_duration(ctx.timeout()),
                 })
             } else {
@@ -116,8 +120,9 @@ impl HttpCheckExecutor {
                 }
             }
         };
+        let shown = hop.shown_url();
         let target = error::Target {
-            url: &hop.url,
+            url: &shown,
             timeout: ctx.timeout(),
         };
         let latency = started.elapsed();
@@ -160,14 +165,7 @@ impl HttpCheckExecutor {
         // Where a redirect led, without its `user:password@` or query: a
         // server's `Location` may carry credentials or a signed URL that
         // no secret of the run matches.
-        let landed = {
-            let mut shown = hop.url.clone();
-            let _ = shown.set_username("");
-            let _ = shown.set_password(None);
-            shown.set_query(None);
-            shown.set_fragment(None);
-            shown
-        };
+        let landed = redirect::without_credentials(&hop.url);
         let redirected = match redirects {
             0 => String::new(),
             1 => format!(" (redirected to {landed})"),

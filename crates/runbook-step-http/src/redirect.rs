@@ -25,6 +25,20 @@ pub(crate) struct Hop {
     pub(crate) headers: HeaderMap,
     /// The body it sends.
     pub(crate) body: Option<Vec<u8>>,
+    /// The step's own URL, whose secrets the run knows: shown whole. A
+    /// URL a `Location` named is shown [`without_credentials`].
+    pub(crate) written: bool,
+}
+
+impl Hop {
+    /// How messages show this hop's URL.
+    pub(crate) fn shown_url(&self) -> Url {
+        if self.written {
+            self.url.clone()
+        } else {
+            without_credentials(&self.url)
+        }
+    }
 }
 
 /// A redirect that cannot be followed.
@@ -54,6 +68,35 @@ pub(crate) enum RedirectError {
     },
 }
 
+/// `url` as a message may show it after a redirect: without `user:password@`
+/// and without query or fragment, where a server's `Location` may carry
+/// credentials or a signed URL that no secret of the run matches.
+pub(crate) fn without_credentials(url: &Url) -> Url {
+    let mut shown = url.clone();
+    // Only fails for URLs that cannot have credentials, which have none.
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.set_query(None);
+    shown.set_fragment(None);
+    shown
+}
+
+/// A `Location` that is not a URL, shown as [`without_credentials`] would:
+/// up to its query, without a `user:password@` after the scheme.
+fn location_shown(location: &str) -> String {
+    let base = location.split(['?', '#']).next().unwrap_or_default();
+    match base.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+                None => base.to_string(),
+            }
+        }
+        None => base.to_string(),
+    }
+}
+
 impl Hop {
     /// The request a response with `status` and `headers` sends this one
     /// on to, or `None` when the response is not a redirect to follow (a
@@ -79,16 +122,16 @@ impl Hop {
             self.url
                 .join(location.trim())
                 .map_err(|error| RedirectError::BadLocation {
-                    from: self.url.to_string(),
+                    from: self.shown_url().to_string(),
                     status: status.as_u16(),
-                    location: location.to_string(),
+                    location: location_shown(&location),
                     reason: error.to_string(),
                 })?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(RedirectError::NotHttp {
-                from: self.url.to_string(),
+                from: self.shown_url().to_string(),
                 status: status.as_u16(),
-                to: url.to_string(),
+                to: without_credentials(&url).to_string(),
             });
         }
         let mut next = Hop {
@@ -96,6 +139,7 @@ impl Hop {
             url: self.url.clone(),
             headers: self.headers.clone(),
             body: self.body.clone(),
+            written: false,
         };
         if !repeated {
             if next.method != Method::HEAD {
@@ -160,6 +204,7 @@ mod tests {
             url: Url::parse(url).expect("test URL"),
             headers,
             body: Some(b"{}".to_vec()),
+            written: true,
         }
     }
 
@@ -259,6 +304,17 @@ mod tests {
                 .expect("no error")
                 .is_none()
         );
+        let secret = hop(Method::GET, "http://a.example/x")
+            .redirected(StatusCode::FOUND, &to("ftp://u:pw9@h.example/f?sig=S9"))
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            secret.as_deref(),
+            Some(
+                "http://a.example/x redirected (302) to ftp://h.example/f, which is not an http:// or https:// URL"
+            )
+        );
+        assert_eq!(location_shown("http://u:pw@h:99:1/x?S"), "http://h:99:1/x");
         let file = first
             .redirected(StatusCode::FOUND, &to("file:///etc/passwd"))
             .err()
