@@ -173,7 +173,8 @@ pub struct Analysis {
     /// `else` of an `#unless`) whose condition reads `steps.X.succeeded`,
     /// `steps.X.failed` or one of X's outputs, not under `not`.
     pub unguarded_outputs: Vec<VariableRef>,
-    /// Reads made under `not`: what they say is turned around.
+    /// Reads made under `not` or `or`: true, they do not say that the
+    /// step they read ran.
     pub negated: Vec<VariableRef>,
     /// The literal text outside every expression and block, joined:
     /// `true ` in `true {{x}}`. A value that must render to one word
@@ -472,7 +473,10 @@ fn walk(
                 let passes_first_through = inserting && is_default;
                 let mut arguments = scope.clone();
                 arguments.defaulted |= is_default;
-                arguments.negated |= matches!(&helper.name, Parameter::Name(name) if name == "not");
+                // Under `not`, or one of several `or` alternatives, a read
+                // says nothing certain about the step it reads.
+                arguments.negated |=
+                    matches!(&helper.name, Parameter::Name(name) if name == "not" || name == "or");
                 for (i, p) in helper.params.iter().chain(helper.hash.values()).enumerate() {
                     let before = analysis.variables.len();
                     parameter(p, &arguments, tested || predicate, analysis);
@@ -715,7 +719,8 @@ mod tests {
             "{{#unless steps.k.succeeded}}{{steps.k.outputs.x}}{{else}}{{steps.k.outputs.y}}{{/unless}} ",
             "{{#if (not steps.l.succeeded)}}{{steps.l.outputs.x}}{{/if}} ",
             "{{#if steps.m.skipped}}{{steps.m.outputs.x}}{{/if}} {{len steps.n.outputs}} ",
-            "{{#if (eq steps.o.outputs.x 1)}}{{/if}}",
+            "{{#if (eq steps.o.outputs.x 1)}}{{/if}} ",
+            "{{#if (or steps.p.failed steps.q.failed)}}{{steps.p.outputs.x}}{{/if}}",
         ))
         .expect("parses");
         let paths: Vec<String> = a
@@ -735,6 +740,7 @@ mod tests {
                 "steps.l.outputs.x",
                 "steps.m.outputs.x",
                 "steps.o.outputs.x",
+                "steps.p.outputs.x",
             ]
         );
     }

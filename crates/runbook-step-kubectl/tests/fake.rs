@@ -652,7 +652,7 @@ async fn a_wait_on_a_server_that_stopped_answering_says_so() {
         "{msg}"
     );
     assert!(
-        msg.contains("; the watch had been failing since then ("),
+        msg.contains("; after it, the watch and fresh reads of the deployment were failing ("),
         "{msg}"
     );
     assert!(

@@ -220,7 +220,7 @@ impl Lowerer<'_> {
 
     /// Refuses the numbers of a YAML tree sent as JSON that JSON cannot
     /// carry (`.nan`, `.inf`): the encoder would send `null` in their place
-    /// without a word.
+    /// without a word. A merge key would be sent as a key named `<<`.
     pub(super) fn check_json_numbers(&mut self, node: &Node, field: &str) {
         match &node.value {
             Value::Float(f) if !f.is_finite() => {
@@ -244,6 +244,18 @@ impl Lowerer<'_> {
             }
             Value::Map(entries) => {
                 for entry in entries {
+                    if entry.key == "<<" {
+                        // YAML 1.1's merge key, refused elsewhere, would be
+                        // sent as a key named `<<`.
+                        let d = self.error(
+                            Code::UnknownKey,
+                            entry.key_span,
+                            format!("`{field}` holds a YAML merge key (`<<`), which would be sent as a key named `<<`"),
+                        );
+                        d.help = Some(
+                            "merge keys are not part of YAML 1.2: write the fields out".into(),
+                        );
+                    }
                     self.check_json_numbers(&entry.value, field);
                 }
             }

@@ -122,7 +122,7 @@ pub async fn status(call: &Call<'_>) -> ActionResult {
             _ = call.ctx.cancelled().cancelled() => {
                 let trouble = trouble.map_or_else(String::new, |why| {
                     format!(
-                        "; the watch had been failing since then ({why}; {})",
+                        "; after it, the watch and fresh reads of the deployment were failing ({why}; {})",
                         call.cluster.endpoint
                     )
                 });
