@@ -18,6 +18,7 @@ pub(crate) fn validate(lowered: &Lowered, source: &str) -> Vec<Diagnostic> {
     let mut v = Validator {
         runbook: &lowered.runbook,
         all_ids: &lowered.all_ids,
+        broken: &lowered.broken,
         source,
         diagnostics: Vec::new(),
         visited: Vec::new(),
@@ -43,6 +44,9 @@ pub(crate) fn validate(lowered: &Lowered, source: &str) -> Vec<Diagnostic> {
 struct Validator<'a> {
     runbook: &'a Runbook,
     all_ids: &'a IndexSet<String>,
+    /// Steps kept with a stand-in kind (see `Lowered::broken`): what their
+    /// kind would give is unknown.
+    broken: &'a IndexSet<String>,
     source: &'a str,
     diagnostics: Vec<Diagnostic>,
     /// Visit stamps for [`Validator::depends_on`], reused across queries.
@@ -952,6 +956,7 @@ impl<'a> Validator<'a> {
             return;
         }
         if member == "outputs"
+            && !self.broken.contains(target)
             && let Some(output) = path.get(3)
             && let Some(step) = [
                 &self.runbook.steps,

@@ -193,11 +193,17 @@ pub(crate) struct Lowered {
     /// Ids of every step key seen, including steps too broken to lower, so
     /// that later checks do not cascade into "unknown step" noise.
     pub all_ids: IndexSet<String>,
+    /// Steps whose type or type-specific fields did not lower: kept in the
+    /// runbook with a stand-in kind, so that their `needs`, their other
+    /// templates and the steps reading them are still checked in the same
+    /// pass. A runbook with errors is never run, so the stand-in never is.
+    pub broken: IndexSet<String>,
 }
 
 pub(crate) struct Lowerer<'a> {
     pub diagnostics: Vec<Diagnostic>,
     source: &'a str,
+    broken: IndexSet<String>,
 }
 
 /// The nearest of `candidates` to `word`, if it is close enough to be a
@@ -219,6 +225,7 @@ impl<'a> Lowerer<'a> {
         Lowerer {
             diagnostics: Vec::new(),
             source,
+            broken: IndexSet::new(),
         }
     }
 
@@ -253,7 +260,11 @@ impl<'a> Lowerer<'a> {
         let Some(entries) =
             self.mapping(root, "the runbook", TOP_KEYS, &["version", "name", "steps"])
         else {
-            return Lowered { runbook, all_ids };
+            return Lowered {
+                runbook,
+                all_ids,
+                broken: std::mem::take(&mut self.broken),
+            };
         };
         if !entries.iter().any(|e| e.key == "steps")
             && let Some(d) = self
@@ -345,7 +356,11 @@ impl<'a> Lowerer<'a> {
                 _ => {}
             }
         }
-        Lowered { runbook, all_ids }
+        Lowered {
+            runbook,
+            all_ids,
+            broken: std::mem::take(&mut self.broken),
+        }
     }
 
     fn defaults(&mut self, node: &Node) -> Defaults {
@@ -594,7 +609,13 @@ impl<'a> Lowerer<'a> {
                 .map(|s| StepKind::KubectlAction(Box::new(s))),
             Some("gate") => self.gate(node, &what).map(|s| StepKind::Gate(Box::new(s))),
             _ => None,
-        }?;
+        };
+        let Some(kind) = kind else {
+            // Said already; the stand-in kind (an empty gate) lets the rest
+            // of the file be checked around it.
+            self.broken.insert(id.value.clone());
+            return Some(step);
+        };
         step.kind = kind;
         if let (Some(Rollback::Auto(span)), StepKind::KubectlAction(k)) =
             (&step.rollback, &step.kind)
