@@ -74,7 +74,9 @@ pub fn load(path: &Path, text: &str) -> Loaded {
     diagnostics.extend(validate::validate(&lowered, text));
     diagnostics.sort_by_key(|d| (d.span.start, d.span.line, d.span.col, d.code));
     diagnostics.dedup();
-    let has_errors = diagnostics.iter().any(Diagnostic::is_error);
+    // A step kept with a stand-in kind comes with an error of its own;
+    // the second condition makes sure a stand-in can never be run.
+    let has_errors = diagnostics.iter().any(Diagnostic::is_error) || !lowered.broken.is_empty();
     Loaded {
         runbook: (!has_errors).then_some(lowered.runbook),
         diagnostics,
