@@ -966,6 +966,36 @@ steps:
     );
 }
 
+/// A rollback that reads the outputs of a step that only would have run
+/// is skipped with the reason, rather than run on their nulls.
+#[tokio::test(start_paused = true)]
+async fn a_rollback_reading_what_only_would_have_run_is_skipped() {
+    let o = run(r#"
+version: 1
+name: t
+steps:
+  probe: {type: shell, run: "only-would"}
+  change:
+    type: shell
+    run: "print changed"
+    rollback: {type: shell, run: "print undo {{steps.probe.outputs.stdout}}"}
+  fail: {type: shell, needs: [change], run: "fail boom"}
+"#)
+    .await;
+    assert_eq!(o.summary.status, RunStatus::Failed);
+    let finished = o.events_of(EventKind::RollbackFinished);
+    assert_eq!(finished.len(), 1);
+    assert_eq!(
+        finished[0].reason.as_deref(),
+        Some("reads the outputs of `probe`, which only would have run (its `dry_run`)")
+    );
+    assert!(
+        !o.lines.iter().any(|(_, line)| line.starts_with("undo")),
+        "{:?}",
+        o.lines
+    );
+}
+
 /// Under `--dry-run`, a step whose `when` reads a step that only would
 /// have run is planned, even when another of its needs failed: with a
 /// `when`, the expression alone decides, and it cannot be decided here.

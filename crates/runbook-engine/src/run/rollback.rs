@@ -24,10 +24,36 @@ impl Dispatcher<'_> {
                 self.rollback_skipped(i, "abandoned by a second interrupt");
             } else if self.options.no_rollback {
                 self.rollback_skipped(i, "--no-rollback");
+            } else if let Some(why) = self.rollback_on_what_only_would_have_been(i) {
+                self.rollback_skipped(i, &why);
             } else {
                 self.run_rollback(i).await;
             }
         }
+    }
+
+    /// Outside `--dry-run`, why a rollback would act on what only would have
+    /// been: the rollback of a step that only would have run (its own
+    /// `dry_run` on an `exec`), or one reading the outputs of such a step,
+    /// which are nulls.
+    fn rollback_on_what_only_would_have_been(&self, i: usize) -> Option<String> {
+        if self.options.dry_run || self.planned.is_empty() {
+            return None;
+        }
+        if self.planned.contains(&self.nodes[i].step.id.value) {
+            return Some("its step only would have run (its `dry_run`)".to_string());
+        }
+        let Some(Rollback::Step(step)) = &self.nodes[i].step.rollback else {
+            return None;
+        };
+        let read = match outputs_read(step) {
+            Some(ids) => ids.into_iter().find(|id| self.planned.contains(id)),
+            // Reads it cannot name (`lookup`): any planned step may be one.
+            None => self.planned.first().cloned(),
+        }?;
+        Some(format!(
+            "reads the outputs of `{read}`, which only would have run (its `dry_run`)"
+        ))
     }
 
     pub(super) fn rollback_skipped(&mut self, i: usize, reason: &str) {
