@@ -159,16 +159,11 @@ impl<'a> Validator<'a> {
             .map(|(field, template)| (field.to_string(), template.clone()))
             .collect();
         for (field, tree) in step.template_trees() {
-            tree.for_each_string(&mut |node, text| {
-                templates.push((
-                    field.to_string(),
-                    Template {
-                        text: text.to_string(),
-                        span: node.span,
-                        style: node.style.unwrap_or(ScalarKind::Plain),
-                    },
-                ));
-            });
+            templates.extend(
+                strings_of(tree)
+                    .into_iter()
+                    .map(|template| (field.to_string(), template)),
+            );
         }
         for (field, template) in &templates {
             let Some(analysis) = analyses(template) else {
@@ -319,14 +314,7 @@ impl<'a> Validator<'a> {
             self.template(template, field, scope, lands);
         }
         for (field, tree) in step.template_trees() {
-            let mut strings: Vec<(&Node, &str)> = Vec::new();
-            tree.for_each_string(&mut |node, text| strings.push((node, text)));
-            for (node, text) in strings {
-                let template = Template {
-                    text: text.to_string(),
-                    span: node.span,
-                    style: node.style.unwrap_or(ScalarKind::Plain),
-                };
+            for template in strings_of(tree) {
                 self.template(&template, field, scope, Lands::Elsewhere);
             }
         }
@@ -1154,4 +1142,18 @@ fn offset_of(text: &str, line: usize, col: usize) -> Option<usize> {
         offset += l.len();
     }
     None
+}
+
+/// Every string of a templated tree (a `json` body, a `patch`), each as the
+/// template it is.
+fn strings_of(tree: &Node) -> Vec<Template> {
+    let mut templates = Vec::new();
+    tree.for_each_string(&mut |node, text| {
+        templates.push(Template {
+            text: text.to_string(),
+            span: node.span,
+            style: node.style.unwrap_or(ScalarKind::Plain),
+        });
+    });
+    templates
 }

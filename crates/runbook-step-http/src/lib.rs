@@ -165,11 +165,10 @@ impl HttpCheckExecutor {
         // Where a redirect led, without its `user:password@` or query: a
         // server's `Location` may carry credentials or a signed URL that
         // no secret of the run matches.
-        let landed = redirect::without_credentials(&hop.url);
         let redirected = match redirects {
             0 => String::new(),
-            1 => format!(" (redirected to {landed})"),
-            n => format!(" ({n} redirects, to {landed})"),
+            1 => format!(" (redirected to {shown})"),
+            n => format!(" ({n} redirects, to {shown})"),
         };
         ctx.progress(&ctx.redact(&format!(
             "{} {} -> {} in {} ms{redirected}",

@@ -80,8 +80,8 @@ pub struct KubectlExecutor {
     /// Held only to find a cluster's setup: a cluster being set up must
     /// not hold up steps on other clusters.
     clusters: Mutex<HashMap<(String, String, u64), ClusterSetup>>,
-    /// The cluster each mutating step acted on, by step id: its `rollback:
-    /// auto` undoes the change there, even if a later step switched the
+    /// The cluster each step that `rollback: auto` can undo acted on, by
+    /// step id: the undo is made there, even if a later step switched the
     /// kubeconfig to another cluster.
     acted_on: std::sync::Mutex<HashMap<String, Arc<Cluster>>>,
 }
@@ -167,21 +167,10 @@ impl KubectlExecutor {
             ))));
         };
         let fields = Fields::render(kubectl, ctx).map_err(StepOutcome::Failed)?;
-        if let Some(cluster) = cluster.filter(|_| fields.action.is_mutating()) {
+        if let Some(cluster) = cluster {
             // A rollback: where the step acted, not where the kubeconfig
             // points now.
-            let namespace = fields
-                .namespace
-                .clone()
-                .unwrap_or_else(|| cluster.default_namespace.clone());
-            let dry_run = ctx.dry_run() || fields.dry_run;
-            return Ok(Call {
-                cluster,
-                namespace,
-                fields,
-                ctx,
-                dry_run,
-            });
+            return Ok(call_on(cluster, fields, ctx));
         }
         // Setting up a cluster can wait on a kubeconfig's credential plugin
         // (a login in a browser, a hardware key), which cannot be
@@ -204,18 +193,23 @@ impl KubectlExecutor {
         let cluster = self
             .cluster(fields.kubeconfig.as_deref(), fields.context.as_deref())
             .await?;
-        let namespace = fields
-            .namespace
-            .clone()
-            .unwrap_or_else(|| cluster.default_namespace.clone());
-        let dry_run = ctx.dry_run() || fields.dry_run;
-        Ok(Call {
-            cluster,
-            namespace,
-            fields,
-            ctx,
-            dry_run,
-        })
+        Ok(call_on(cluster, fields, ctx))
+    }
+}
+
+/// The call of a step's rendered `fields` on `cluster`.
+fn call_on(cluster: Arc<Cluster>, fields: Fields, ctx: &StepContext) -> Call<'_> {
+    let namespace = fields
+        .namespace
+        .clone()
+        .unwrap_or_else(|| cluster.default_namespace.clone());
+    let dry_run = ctx.dry_run() || fields.dry_run;
+    Call {
+        cluster,
+        namespace,
+        fields,
+        ctx,
+        dry_run,
     }
 }
 
@@ -309,7 +303,7 @@ impl StepExecutor for KubectlExecutor {
             Ok(call) => call,
             Err(outcome) => return outcome,
         };
-        if call.fields.action.is_mutating() {
+        if call.fields.action.has_inverse() {
             let mut acted_on = self
                 .acted_on
                 .lock()

@@ -46,14 +46,8 @@ impl Dispatcher<'_> {
         let Some(Rollback::Step(step)) = &self.nodes[i].step.rollback else {
             return None;
         };
-        let read = match outputs_read(step) {
-            Some(ids) => ids.into_iter().find(|id| self.planned.contains(id)),
-            // Reads it cannot name (`lookup`): any planned step may be one.
-            None => self.planned.first().cloned(),
-        }?;
-        Some(format!(
-            "reads the outputs of `{read}`, which only would have run (its `dry_run`)"
-        ))
+        let read = self.planned_among(outputs_read(step))?;
+        Some(schedule::reads_what_only_would_have_run(&read))
     }
 
     pub(super) fn rollback_skipped(&mut self, i: usize, reason: &str) {

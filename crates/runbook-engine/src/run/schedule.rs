@@ -50,9 +50,7 @@ impl Dispatcher<'_> {
                 // A real run: a step that decides or acts on what only
                 // would have been (an `exec` under its own `dry_run`) does
                 // not run, and neither do the steps that need it.
-                return Readiness::Skip(format!(
-                    "reads the outputs of `{read}`, which only would have run (its `dry_run`)"
-                ));
+                return Readiness::Skip(reads_what_only_would_have_run(&read));
             }
             // Its `when` would be decided on null placeholders: the step is
             // planned, and `start` reports it as such. With a `when`, only
@@ -154,6 +152,12 @@ impl Dispatcher<'_> {
             .entry(step.id.value.clone())
             .or_insert_with(|| outputs_read(step))
             .clone();
+        self.planned_among(reads)
+    }
+
+    /// The first of `reads` (a step's reads of outputs, `None` when it has
+    /// some it cannot name) that only would have run.
+    pub(super) fn planned_among(&self, reads: Option<Vec<String>>) -> Option<String> {
         match reads {
             Some(ids) => ids.into_iter().find(|id| self.planned.contains(id)),
             // Reads it cannot name (`lookup`): any planned step may be one.
@@ -415,4 +419,9 @@ pub(super) fn stop_grace(step: &Step, templates: &Templates, context: &Value) ->
             SHELL_GRACE + STOP_MARGIN
         }
     }
+}
+
+/// Why a step is not run, in a real run, on the nulls of `read`.
+pub(super) fn reads_what_only_would_have_run(read: &str) -> String {
+    format!("reads the outputs of `{read}`, which only would have run (its `dry_run`)")
 }
